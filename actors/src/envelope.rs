@@ -1,0 +1,288 @@
+//! `Envelope`: a CloudEvent as the mesh carries it.
+//!
+//! Everything the mesh needs to remember about an event (its hop budget, when it arrived, its trace
+//! context, where a re-drive must go) travels inside the event as extensions, so a record in a channel
+//! is self-describing and survives Kafka and a restart. The extensions that are the mesh's own
+//! business are stripped before a subscriber sees the event ([`Envelope::for_subscriber`]).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use cloudevents::event::ExtensionValue;
+use cloudevents::{AttributesReader, Event};
+
+/// Hops left before the broker refuses the event (Knative's loop guard). Hidden from subscribers.
+pub const TTL_EXTENSION: &str = "knativebrokerttl";
+/// RFC 3339 time at which the broker accepted the event.
+pub const ARRIVAL_TIME_EXTENSION: &str = "knativearrivaltime";
+/// Dead-letter extensions, as Knative names them.
+pub const ERROR_DEST_EXTENSION: &str = "knativeerrordest";
+pub const ERROR_CODE_EXTENSION: &str = "knativeerrorcode";
+pub const ERROR_DATA_EXTENSION: &str = "knativeerrordata";
+/// Kafka record key, and the memory channel's partition key.
+pub const PARTITION_KEY_EXTENSION: &str = "partitionkey";
+/// W3C trace context carried in the event (CloudEvents distributed-tracing extension).
+pub const TRACEPARENT_EXTENSION: &str = "traceparent";
+pub const TRACESTATE_EXTENSION: &str = "tracestate";
+/// knactor's own: a re-driven event is for this one trigger only (`<namespace>/<name>`).
+pub const REDRIVE_TARGET_EXTENSION: &str = "knactorredriveto";
+/// knactor's own, on parked events: the trigger whose delivery gave up, and why.
+pub const PARKED_TRIGGER_EXTENSION: &str = "knactorparkedfor";
+pub const PARKED_REASON_EXTENSION: &str = "knactorparkreason";
+pub const PARKED_AT_EXTENSION: &str = "knactorparkedat";
+
+/// The hop budget a new event starts with (Knative's `MAX_TTL`).
+pub const DEFAULT_MAX_TTL: i32 = 255;
+
+/// The dead-letter sink gets at most this many bytes of the last response body (Knative's limit).
+pub const MAX_ERROR_DATA_BYTES: usize = 1024;
+
+/// Extensions a subscriber must never see.
+const MESH_ONLY_EXTENSIONS: [&str; 5] = [
+    TTL_EXTENSION,
+    REDRIVE_TARGET_EXTENSION,
+    PARKED_TRIGGER_EXTENSION,
+    PARKED_REASON_EXTENSION,
+    PARKED_AT_EXTENSION,
+];
+
+/// Why the broker refused to take an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error("event {id} has exhausted its hop budget ({TTL_EXTENSION} reached 0): it is probably looping through a reply")]
+    TtlExhausted { id: String },
+}
+
+/// A CloudEvent inside the mesh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    event: Event,
+}
+
+impl Envelope {
+    /// Admits an event into a broker: stamps the arrival time and spends one hop of its TTL.
+    ///
+    /// An event without a TTL (or with one that is not an integer) starts with `max_ttl`; one that has
+    /// a TTL is decremented, and refused once the TTL is spent, which is what stops reply loops.
+    pub fn admit(mut event: Event, max_ttl: i32, now: DateTime<Utc>) -> Result<Self, AdmitError> {
+        let ttl = match read_ttl(&event) {
+            None => max_ttl,
+            Some(ttl) => {
+                let left = ttl.saturating_sub(1).max(0);
+                if left <= 0 {
+                    return Err(AdmitError::TtlExhausted {
+                        id: event.id().to_string(),
+                    });
+                }
+                left
+            }
+        };
+        event.set_extension(TTL_EXTENSION, ExtensionValue::Integer(i64::from(ttl)));
+        event.set_extension(
+            ARRIVAL_TIME_EXTENSION,
+            now.to_rfc3339_opts(SecondsFormat::Micros, true),
+        );
+        Ok(Self { event })
+    }
+
+    /// Wraps an event read back from a channel, as it was stored.
+    pub fn from_stored(event: Event) -> Self {
+        Self { event }
+    }
+
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+
+    pub fn id(&self) -> &str {
+        self.event.id()
+    }
+
+    /// Hops left, as stamped at admission.
+    pub fn ttl(&self) -> Option<i32> {
+        read_ttl(&self.event)
+    }
+
+    pub fn arrival_time(&self) -> Option<&str> {
+        match self.event.extension(ARRIVAL_TIME_EXTENSION) {
+            Some(ExtensionValue::String(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The key that places the event in a partition (Kafka's record key).
+    pub fn partition_key(&self) -> Option<String> {
+        self.event
+            .extension(PARTITION_KEY_EXTENSION)
+            .map(|value| value.to_string())
+    }
+
+    /// The trigger a re-driven event is meant for, if it is one.
+    pub fn redrive_target(&self) -> Option<&str> {
+        match self.event.extension(REDRIVE_TARGET_EXTENSION) {
+            Some(ExtensionValue::String(target)) => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The event as a subscriber receives it: the mesh's own extensions removed.
+    pub fn for_subscriber(&self) -> Event {
+        let mut event = self.event.clone();
+        for name in MESH_ONLY_EXTENSIONS {
+            event.remove_extension(name);
+        }
+        event
+    }
+
+    /// A reply from a subscriber, given this event's TTL so that the broker can spend one more hop.
+    pub fn reply_with_ttl(&self, mut reply: Event) -> Event {
+        for name in MESH_ONLY_EXTENSIONS {
+            reply.remove_extension(name);
+        }
+        if let Some(ttl) = self.ttl() {
+            reply.set_extension(TTL_EXTENSION, ExtensionValue::Integer(i64::from(ttl)));
+        }
+        reply
+    }
+
+    /// The event a dead-letter sink receives: the original, plus what failed and how.
+    pub fn dead_letter(&self, failure: &FailureReport) -> Event {
+        let mut event = self.for_subscriber();
+        failure.stamp(&mut event);
+        event
+    }
+}
+
+/// What went wrong with the last attempt of a delivery, in the shape Knative's dead-letter
+/// extensions report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureReport {
+    /// The URL that failed: the subscriber, or the reply target.
+    pub destination: String,
+    /// The HTTP status; 500 when there was no response at all (as Knative reports transport errors).
+    pub code: u16,
+    /// The response body (or the transport error's text), cut to [`MAX_ERROR_DATA_BYTES`].
+    pub data: Vec<u8>,
+}
+
+impl FailureReport {
+    pub fn new(destination: impl Into<String>, code: u16, data: &[u8]) -> Self {
+        let data = data[..data.len().min(MAX_ERROR_DATA_BYTES)].to_vec();
+        Self {
+            destination: destination.into(),
+            code,
+            data,
+        }
+    }
+
+    fn stamp(&self, event: &mut Event) {
+        use base64::Engine as _;
+        event.set_extension(ERROR_DEST_EXTENSION, self.destination.as_str());
+        event.set_extension(ERROR_CODE_EXTENSION, ExtensionValue::Integer(i64::from(self.code)));
+        if !self.data.is_empty() {
+            event.set_extension(
+                ERROR_DATA_EXTENSION,
+                base64::engine::general_purpose::STANDARD.encode(&self.data),
+            );
+        }
+    }
+}
+
+fn read_ttl(event: &Event) -> Option<i32> {
+    match event.extension(TTL_EXTENSION)? {
+        ExtensionValue::Integer(ttl) => i32::try_from(*ttl).ok(),
+        ExtensionValue::String(text) => text.trim().parse().ok(),
+        ExtensionValue::Boolean(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    fn event() -> Event {
+        EventBuilderV10::new()
+            .id("1")
+            .source("/test")
+            .ty("test.type")
+            .build()
+            .unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_new_event_starts_with_the_full_ttl_and_an_arrival_time() {
+        let envelope = Envelope::admit(event(), DEFAULT_MAX_TTL, now()).unwrap();
+        assert_eq!(envelope.ttl(), Some(255));
+        assert_eq!(envelope.arrival_time(), Some("2026-11-24T10:00:00.000000Z"));
+    }
+
+    #[test]
+    fn every_pass_through_the_broker_spends_one_hop() {
+        let mut event = event();
+        event.set_extension(TTL_EXTENSION, "7");
+        let envelope = Envelope::admit(event, DEFAULT_MAX_TTL, now()).unwrap();
+        assert_eq!(envelope.ttl(), Some(6));
+    }
+
+    #[test]
+    fn an_event_with_one_hop_left_is_refused() {
+        let mut event = event();
+        event.set_extension(TTL_EXTENSION, ExtensionValue::Integer(1));
+        assert_eq!(
+            Envelope::admit(event, DEFAULT_MAX_TTL, now()),
+            Err(AdmitError::TtlExhausted { id: "1".into() })
+        );
+    }
+
+    #[test]
+    fn a_ttl_that_is_not_a_number_is_reset() {
+        let mut event = event();
+        event.set_extension(TTL_EXTENSION, "lots");
+        let envelope = Envelope::admit(event, 10, now()).unwrap();
+        assert_eq!(envelope.ttl(), Some(10));
+    }
+
+    #[test]
+    fn subscribers_never_see_the_ttl() {
+        let envelope = Envelope::admit(event(), DEFAULT_MAX_TTL, now()).unwrap();
+        let delivered = envelope.for_subscriber();
+        assert!(delivered.extension(TTL_EXTENSION).is_none());
+        assert!(delivered.extension(ARRIVAL_TIME_EXTENSION).is_some());
+    }
+
+    #[test]
+    fn a_reply_carries_the_ttl_of_the_event_it_answers() {
+        let mut original = event();
+        original.set_extension(TTL_EXTENSION, ExtensionValue::Integer(10));
+        let envelope = Envelope::admit(original, DEFAULT_MAX_TTL, now()).unwrap();
+        let reply = envelope.reply_with_ttl(event());
+        assert_eq!(read_ttl(&reply), Some(9));
+    }
+
+    #[test]
+    fn dead_letters_carry_the_failure_with_the_body_cut_to_1024_bytes() {
+        let envelope = Envelope::admit(event(), DEFAULT_MAX_TTL, now()).unwrap();
+        let report = FailureReport::new("http://sub/", 503, &[b'x'; 2000]);
+        let dead = envelope.dead_letter(&report);
+        assert_eq!(
+            dead.extension(ERROR_DEST_EXTENSION).unwrap().to_string(),
+            "http://sub/"
+        );
+        assert_eq!(dead.extension(ERROR_CODE_EXTENSION).unwrap().to_string(), "503");
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(dead.extension(ERROR_DATA_EXTENSION).unwrap().to_string())
+            .unwrap();
+        assert_eq!(data.len(), 1024);
+        assert!(dead.extension(TTL_EXTENSION).is_none());
+    }
+}

@@ -1,0 +1,16 @@
+//! knactor-actors: the domain of the mesh and the actors that run it.
+//!
+//! The pure part (no I/O, tested without sockets): [`resources`] (Knative YAML, validated into
+//! runtime types), [`routes`] (what a node runs), [`filter`] (matching, and the per-broker
+//! [`filter::FilterIndex`]), [`retry`], [`offsets`], [`envelope`]. The ports to the outside world:
+//! [`channel::EventLog`] (where accepted events are kept; an in-memory implementation lives here,
+//! Kafka in `adapters/kafka`) and [`transport::Transport`] (HTTP delivery, implemented by the gateway).
+//! The actors, in [`actor`], tie them together; start reading at [`actor::Node`].
+
+pub mod duration;
+pub mod envelope;
+pub mod filter;
+pub mod offsets;
+pub mod resources;
+pub mod retry;
+pub mod routes;

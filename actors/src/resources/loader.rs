@@ -1,0 +1,447 @@
+//! Reading resource documents: multi-document YAML in, validated resources out, and for every
+//! document that cannot be used, one line naming the file, the resource and the field.
+//!
+//! A document goes through four gates, each of which can refuse it:
+//! 1. it is YAML (syntax errors name the line and column);
+//! 2. it has `apiVersion` and `kind` of a resource knactor knows (other kinds, such as a Service
+//!    next to a Trigger, are skipped with a note, not refused);
+//! 3. it has the kind's shape: known fields of the right types, and a `spec`;
+//! 4. its content is valid, as Knative's webhook checks it (see [`crate::routes::Trigger::from_object`]).
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use super::field::{Checked, Checker, FieldError, Strictness};
+use super::node_config::{NodeConfigSpec, NodeSettings};
+use super::sources::{ApiServerSourceSpec, PingSourceSpec};
+use super::{BrokerSpec, Object, ObjectKey, TriggerSpec};
+use crate::routes::{Broker, Trigger};
+
+/// Where a document came from: a file (or another origin) and its position in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: String,
+    /// 1-based index of the document in its file.
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.document > 1 {
+            write!(f, "{} (document {})", self.source, self.document)
+        } else {
+            f.write_str(&self.source)
+        }
+    }
+}
+
+/// A resource that passed every gate.
+#[derive(Debug, Clone)]
+pub enum Resource {
+    Broker(Broker),
+    Trigger(Trigger),
+    /// Checked and kept for the node to run when it runs sources.
+    ApiServerSource(Object<ApiServerSourceSpec>),
+    PingSource(Object<PingSourceSpec>),
+    NodeConfig(NodeSettings),
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Broker(_) => "Broker",
+            Resource::Trigger(_) => "Trigger",
+            Resource::ApiServerSource(_) => "ApiServerSource",
+            Resource::PingSource(_) => "PingSource",
+            Resource::NodeConfig(_) => "NodeConfig",
+        }
+    }
+}
+
+/// A refused document, shown as one line.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub origin: Origin,
+    /// `Trigger team-a/on-pod-add`, when the document got far enough to say.
+    pub resource: Option<String>,
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.origin)?;
+        if let Some(resource) = &self.resource {
+            write!(f, "{resource}: ")?;
+        }
+        let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        f.write_str(&errors.join("; "))
+    }
+}
+
+/// Something worth telling that did not stop a document from loading.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub origin: Origin,
+    pub resource: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.origin)?;
+        if let Some(resource) = &self.resource {
+            write!(f, "{resource}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// What reading one or more files produced.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub accepted: Vec<(Origin, Resource)>,
+    pub refused: Vec<Refusal>,
+    /// Loaded, but not as Knative's webhook would have it (see [`Strictness`]).
+    pub warnings: Vec<Notice>,
+    /// Documents of kinds knactor does not run (a Service, a Namespace...).
+    pub skipped: Vec<Notice>,
+}
+
+impl LoadReport {
+    pub fn merge(&mut self, other: LoadReport) {
+        self.accepted.extend(other.accepted);
+        self.refused.extend(other.refused);
+        self.warnings.extend(other.warnings);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// The kinds knactor reads, by `apiVersion` and `kind`.
+enum Known {
+    Broker,
+    Trigger,
+    ApiServerSource,
+    PingSource,
+    NodeConfig,
+}
+
+const EVENTING_V1: &str = "eventing.knative.dev/v1";
+const SOURCES_V1: &str = "sources.knative.dev/v1";
+pub const NODE_CONFIG_API_VERSION: &str = "knactor.dev/v1alpha1";
+
+fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, String> {
+    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+    let known = match (group, kind) {
+        ("eventing.knative.dev", "Broker") => (Known::Broker, &[EVENTING_V1][..]),
+        ("eventing.knative.dev", "Trigger") => (Known::Trigger, &[EVENTING_V1][..]),
+        ("sources.knative.dev", "ApiServerSource") => (Known::ApiServerSource, &[SOURCES_V1][..]),
+        ("sources.knative.dev", "PingSource") => (
+            Known::PingSource,
+            &[SOURCES_V1, "sources.knative.dev/v1beta2"][..],
+        ),
+        ("knactor.dev", "NodeConfig") => (Known::NodeConfig, &[NODE_CONFIG_API_VERSION][..]),
+        ("sources.eventing.knative.dev", "ApiServerSource" | "CronJobSource") => {
+            return Err(format!(
+                "{api_version} {kind} is the 2019 shape; write it as {SOURCES_V1} {} (the sink becomes spec.sink.ref)",
+                if kind == "CronJobSource" { "PingSource" } else { kind }
+            ))
+        }
+        _ => return Ok(None),
+    };
+    let (known, versions) = known;
+    if versions.contains(&api_version) {
+        Ok(Some(known))
+    } else {
+        Err(format!(
+            "apiVersion {api_version:?} is not served for {kind}: use {}",
+            versions.join(" or ")
+        ))
+    }
+}
+
+/// Reads every document of one file's text. `source` names the file in messages.
+pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport {
+    let mut report = LoadReport::default();
+    for (position, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let origin = Origin {
+            source: source.to_string(),
+            document: position + 1,
+        };
+        let value = match serde::Deserialize::deserialize(document) {
+            Ok(value) => value,
+            Err(error) => {
+                report.refused.push(Refusal {
+                    origin,
+                    resource: None,
+                    errors: vec![FieldError::new("", format!("not valid YAML: {error}"))],
+                });
+                // The parser cannot find the next document after a syntax error.
+                break;
+            }
+        };
+        load_document(value, origin, strictness, &mut report);
+    }
+    report
+}
+
+fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &mut LoadReport) {
+    let refuse = |report: &mut LoadReport, origin: Origin, resource: Option<String>, errors: Vec<FieldError>| {
+        report.refused.push(Refusal {
+            origin,
+            resource,
+            errors,
+        })
+    };
+    let mapping = match value {
+        Value::Null => return,
+        Value::Mapping(mapping) => mapping,
+        other => {
+            let found = describe(&other);
+            return refuse(
+                report,
+                origin,
+                None,
+                vec![FieldError::new("", format!("expected a resource (a mapping with apiVersion and kind), found {found}"))],
+            );
+        }
+    };
+    let text_field = |name: &str| mapping.get(name).and_then(Value::as_str).map(str::to_string);
+    let (Some(api_version), Some(kind)) = (text_field("apiVersion"), text_field("kind")) else {
+        let mut errors = Vec::new();
+        for field in ["apiVersion", "kind"] {
+            if text_field(field).is_none() {
+                errors.push(FieldError::new(field, "required"));
+            }
+        }
+        return refuse(report, origin, None, errors);
+    };
+    let metadata = mapping.get("metadata");
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    let namespace = metadata
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(super::meta::DEFAULT_NAMESPACE);
+    let resource = Some(format!("{kind} {namespace}/{name}"));
+
+    let known = match classify(&api_version, &kind) {
+        Ok(Some(known)) => known,
+        Ok(None) => {
+            report.skipped.push(Notice {
+                origin,
+                resource,
+                message: format!("skipped: knactor does not run {api_version} {kind}"),
+            });
+            return;
+        }
+        Err(problem) => return refuse(report, origin, resource, vec![FieldError::new("apiVersion", problem)]),
+    };
+    // Every field of a Broker's spec is optional, so a Broker may leave `spec` out (Knative's docs
+    // do). The other kinds need fields in their spec: a document without one is a fragment (the
+    // docs' "..."), not an empty resource, which would be written `spec:` or `spec: {}`.
+    let spec_required = !matches!(known, Known::Broker | Known::NodeConfig);
+    if spec_required && !mapping.contains_key("spec") {
+        return refuse(
+            report,
+            origin,
+            resource,
+            vec![FieldError::new(
+                "spec",
+                format!("required: a {kind} needs a spec (the document ends before one; write `spec: {{}}` for an empty one)"),
+            )],
+        );
+    }
+    let value = Value::Mapping(mapping);
+    let checker = Checker::new(strictness);
+    let outcome = match known {
+        Known::Broker => parse::<BrokerSpec>(value)
+            .and_then(|object| Broker::from_object(&object, checker))
+            .map(|checked| map_checked(checked, Resource::Broker)),
+        Known::Trigger => parse::<TriggerSpec>(value)
+            .and_then(|object| Trigger::from_object(&object, checker))
+            .map(|checked| map_checked(checked, Resource::Trigger)),
+        Known::ApiServerSource => parse::<ApiServerSourceSpec>(value).and_then(|object| {
+            let mut checker = checker;
+            object.spec.check(&mut checker, object.metadata.namespace());
+            checker.finish(Resource::ApiServerSource(object))
+        }),
+        Known::PingSource => parse::<PingSourceSpec>(value).and_then(|object| {
+            let mut checker = checker;
+            object.spec.check(&mut checker, object.metadata.namespace());
+            checker.finish(Resource::PingSource(object))
+        }),
+        Known::NodeConfig => parse::<NodeConfigSpec>(value).and_then(|object| {
+            let mut checker = checker;
+            let settings = object.spec.check(&mut checker);
+            checker.finish(Resource::NodeConfig(settings))
+        }),
+    };
+    match outcome {
+        Ok(checked) => {
+            for warning in checked.warnings {
+                report.warnings.push(Notice {
+                    origin: origin.clone(),
+                    resource: resource.clone(),
+                    message: warning.to_string(),
+                });
+            }
+            report.accepted.push((origin, checked.value));
+        }
+        Err(errors) => refuse(report, origin, resource, errors),
+    }
+}
+
+fn map_checked<T>(checked: Checked<T>, wrap: impl FnOnce(T) -> Resource) -> Checked<Resource> {
+    Checked {
+        value: wrap(checked.value),
+        warnings: checked.warnings,
+    }
+}
+
+/// Deserializes a document into its kind's shape, naming the failing field's path.
+fn parse<S: DeserializeOwned + Default>(value: Value) -> Result<Object<S>, Vec<FieldError>> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![FieldError::new(path, error.into_inner().to_string())]
+    })
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// The key a resource is known by, for detecting duplicates across files.
+pub fn identity(resource: &Resource) -> Option<(&'static str, ObjectKey)> {
+    match resource {
+        Resource::Broker(broker) => Some(("Broker", broker.key.clone())),
+        Resource::Trigger(trigger) => Some(("Trigger", trigger.key.clone())),
+        Resource::ApiServerSource(object) => Some(("ApiServerSource", ObjectKey::of(&object.metadata))),
+        Resource::PingSource(object) => Some(("PingSource", ObjectKey::of(&object.metadata))),
+        Resource::NodeConfig(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> LoadReport {
+        load_str(text, "test.yaml", Strictness::Lenient)
+    }
+
+    fn refusal_lines(report: &LoadReport) -> Vec<String> {
+        report.refused.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_broker_and_a_trigger_in_one_file_both_load() {
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\nspec: {}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t, namespace: team-a}\n\
+             spec: {broker: default, subscriber: {uri: 'http://127.0.0.1:1/'}}\n",
+        );
+        assert!(report.refused.is_empty(), "{:?}", refusal_lines(&report));
+        assert_eq!(report.accepted.len(), 2);
+        assert!(report.warnings.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_resource_is_refused_in_one_line_and_the_valid_one_still_loads() {
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: bad}\n\
+             spec: {broker: default, filter: {attributes: {Type: x}}, subscriber: {uri: 'http://x/'}}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\nspec: {}\n",
+        );
+        assert_eq!(report.accepted.len(), 1);
+        assert_eq!(
+            refusal_lines(&report),
+            vec!["test.yaml: Trigger default/bad: spec.filter.attributes.Type: invalid attribute name \"Type\": it must start with a lowercase letter and contain only lowercase letters and digits"]
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_path() {
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\n\
+             spec: {broker: default, filters: {exact: {type: a}}}\n",
+        );
+        let lines = refusal_lines(&report);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("test.yaml: Trigger default/t: spec.filters: invalid type: map, expected a sequence"),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {delivery: {retries: 3}}\n",
+        );
+        let lines = refusal_lines(&report);
+        assert!(lines[0].contains("spec.delivery.retries: unknown field `retries`, expected one of"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn a_document_without_spec_is_refused_but_an_empty_spec_loads() {
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: fragment}\n...\n",
+        );
+        assert!(refusal_lines(&report)[0].contains("spec: required"));
+        let report = load("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: zero}\nspec:\n");
+        assert!(report.refused.is_empty());
+        assert_eq!(report.warnings.len(), 2, "missing broker and subscriber are told");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_line() {
+        let report = load("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: [\n");
+        let lines = refusal_lines(&report);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("not valid YAML") && lines[0].contains("line"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_not_refused() {
+        let report = load("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: event-display}\nspec: {}\n");
+        assert!(report.refused.is_empty());
+        assert_eq!(report.skipped.len(), 1);
+    }
+
+    #[test]
+    fn old_api_versions_are_refused_with_the_version_to_use() {
+        let report = load("apiVersion: eventing.knative.dev/v1beta1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n");
+        assert!(refusal_lines(&report)[0].contains("use eventing.knative.dev/v1"));
+        let report = load(
+            "apiVersion: sources.eventing.knative.dev/v1alpha1\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n",
+        );
+        assert!(refusal_lines(&report)[0].contains("write it as sources.knative.dev/v1 ApiServerSource"));
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_mapping_is_refused() {
+        let report = load("- just\n- a list\n");
+        assert!(refusal_lines(&report)[0].contains("found a list"));
+    }
+
+    #[test]
+    fn missing_kind_is_refused() {
+        let report = load("apiVersion: v1\nmetadata: {name: x}\n");
+        assert_eq!(refusal_lines(&report), vec!["test.yaml: kind: required"]);
+    }
+}

@@ -1,0 +1,27 @@
+//! Resources as users write them: Knative's YAML (Broker, Trigger, ApiServerSource, PingSource) and
+//! knactor's NodeConfig. These are the API shapes (serde types, field names as in Knative's CRDs);
+//! each converts once into its runtime type in [`crate::routes`], and the conversion is where
+//! validation happens, so the file loader and the Kubernetes controller never disagree about what
+//! is valid. Start with [`loader::load_str`].
+
+pub mod broker;
+pub mod delivery;
+pub mod destination;
+pub mod field;
+pub mod filter;
+pub mod loader;
+pub mod meta;
+pub mod node_config;
+pub mod sources;
+pub mod trigger;
+
+pub use broker::BrokerSpec;
+pub use delivery::DeliverySpec;
+pub use destination::{DestinationSpec, KReference};
+pub use field::{Checked, Checker, FieldError, Strictness};
+pub use filter::{FilterSpec, LegacyFilterSpec};
+pub use loader::{load_str, LoadReport, Notice, Origin, Refusal, Resource};
+pub use meta::{Object, ObjectKey, ObjectMeta};
+pub use node_config::{NodeConfigSpec, NodeSettings};
+pub use sources::{ApiServerSourceSpec, PingSourceSpec};
+pub use trigger::TriggerSpec;

@@ -1,0 +1,294 @@
+//! Where events go: destinations as validated, and their resolution into URLs.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use url::Url;
+
+/// A validated `Destination`: a URL, or a reference to resolve (plus an optional path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Url(Url),
+    Ref {
+        target: Reference,
+        /// Resolved against the target's address (`/events`, `sub/path`).
+        uri: Option<String>,
+    },
+}
+
+/// A reference to an addressable object, with its namespace filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Reference {
+    /// The API group: `serving.knative.dev` for `serving.knative.dev/v1`, `""` for core `v1`.
+    pub fn group(&self) -> &str {
+        match self.api_version.rsplit_once('/') {
+            Some((group, _version)) => group,
+            None if self.api_version.contains('.') => &self.api_version,
+            None => "",
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Turns references into URLs. Without Kubernetes that is the node's addressables table; in a
+/// cluster the controller looks the objects up.
+pub trait Resolver: Send + Sync {
+    /// The address of `target`, or why there is none (a sentence a user can act on).
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, String>;
+
+    fn resolve(&self, destination: &Destination) -> Result<Url, String> {
+        match destination {
+            Destination::Url(url) => Ok(url.clone()),
+            Destination::Ref { target, uri } => {
+                let base = self.resolve_reference(target)?;
+                match uri {
+                    None => Ok(base),
+                    Some(path) => join_path(&base, path)
+                        .map_err(|error| format!("uri {path:?} cannot be joined to {base}: {error}")),
+                }
+            }
+        }
+    }
+}
+
+/// Resolves `path` against `base` as Knative does (RFC 3986 reference resolution): `/x` replaces
+/// the base path, `x` is relative to its last segment.
+fn join_path(base: &Url, path: &str) -> Result<Url, url::ParseError> {
+    base.join(path)
+}
+
+/// One entry of the addressables table: what it matches and where it points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AddressableEntry {
+    /// API group, when the key named one.
+    group: Option<String>,
+    kind: String,
+    /// `None` matches the name in every namespace.
+    namespace: Option<String>,
+    name: String,
+    url: Url,
+}
+
+/// The node config's `addressables:` table: `[group/]Kind/[namespace/]name -> URL`.
+///
+/// A `Broker` reference needs no entry: it resolves to this node's own ingress
+/// (`<ingress>/<namespace>/<name>`).
+#[derive(Debug, Clone, Default)]
+pub struct AddressablesTable {
+    entries: Vec<AddressableEntry>,
+    /// Base URL of this node's broker ingress, e.g. `http://127.0.0.1:8080/`.
+    ingress: Option<Url>,
+}
+
+impl AddressablesTable {
+    pub fn new(ingress: Option<Url>) -> Self {
+        Self {
+            entries: Vec::new(),
+            ingress,
+        }
+    }
+
+    pub fn set_ingress(&mut self, ingress: Url) {
+        self.ingress = Some(ingress);
+    }
+
+    /// Adds `key -> url`. The key is `Kind/name`, `Kind/namespace/name`, or either of those after an
+    /// API group (`serving.knative.dev/Service/default/hello`); a first segment with a dot is a group.
+    pub fn insert(&mut self, key: &str, url: &str) -> Result<(), String> {
+        let parsed_url = Url::parse(url)
+            .ok()
+            .filter(Url::has_host)
+            .ok_or_else(|| format!("{url:?} is not an absolute URL"))?;
+        let mut segments: Vec<&str> = key.split('/').collect();
+        if segments.iter().any(|segment| segment.is_empty()) {
+            return Err(format!("{key:?} has an empty segment; use Kind/name or Kind/namespace/name"));
+        }
+        let group = if segments.first().is_some_and(|first| first.contains('.')) {
+            Some(segments.remove(0).to_string())
+        } else {
+            None
+        };
+        let (kind, namespace, name) = match segments.as_slice() {
+            [kind, name] => (*kind, None, *name),
+            [kind, namespace, name] => (*kind, Some(namespace.to_string()), *name),
+            _ => {
+                return Err(format!(
+                    "{key:?} is not of the form [group/]Kind/[namespace/]name"
+                ))
+            }
+        };
+        let entry = AddressableEntry {
+            group,
+            kind: kind.to_string(),
+            namespace,
+            name: name.to_string(),
+            url: parsed_url,
+        };
+        if self.entries.iter().any(|existing| {
+            existing.group == entry.group
+                && existing.kind.eq_ignore_ascii_case(&entry.kind)
+                && existing.namespace == entry.namespace
+                && existing.name == entry.name
+        }) {
+            return Err(format!("{key:?} is listed twice"));
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Resolver for AddressablesTable {
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
+        if target.kind == "Broker" && target.group() == "eventing.knative.dev" {
+            let ingress = self
+                .ingress
+                .as_ref()
+                .ok_or_else(|| "this node has no ingress address to resolve a Broker".to_string())?;
+            return ingress
+                .join(&format!("{}/{}", target.namespace, target.name))
+                .map_err(|error| error.to_string());
+        }
+        let matches = |entry: &&AddressableEntry| {
+            entry.kind.eq_ignore_ascii_case(&target.kind)
+                && entry.name == target.name
+                && entry.group.as_deref().is_none_or(|group| group == target.group())
+        };
+        // An entry for the exact namespace wins over a namespace-wide one.
+        self.entries
+            .iter()
+            .filter(matches)
+            .find(|entry| entry.namespace.as_deref() == Some(target.namespace.as_str()))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .filter(matches)
+                    .find(|entry| entry.namespace.is_none())
+            })
+            .map(|entry| entry.url.clone())
+            .ok_or_else(|| {
+                format!(
+                    "{} {}/{} is not in the addressables table (add \"{}/{}: http://...\" under spec.addressables of a NodeConfig)",
+                    target.kind, target.namespace, target.name, target.kind, target.name
+                )
+            })
+    }
+}
+
+/// A resolver backed by a plain map, for tests.
+#[derive(Debug, Default)]
+pub struct StaticResolver(pub HashMap<(String, String), Url>);
+
+impl Resolver for StaticResolver {
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
+        self.0
+            .get(&(target.kind.clone(), target.name.clone()))
+            .cloned()
+            .ok_or_else(|| format!("{target} is unknown"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(api_version: &str, kind: &str, namespace: &str, name: &str) -> Reference {
+        Reference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+
+    #[test]
+    fn a_service_resolves_through_the_table_in_any_namespace() {
+        let mut table = AddressablesTable::default();
+        table.insert("Service/event-display", "http://127.0.0.1:8081").unwrap();
+        let url = table
+            .resolve_reference(&reference("v1", "Service", "team-a", "event-display"))
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8081/");
+    }
+
+    #[test]
+    fn a_namespaced_entry_wins_and_groups_must_agree() {
+        let mut table = AddressablesTable::default();
+        table.insert("Service/hello", "http://127.0.0.1:1").unwrap();
+        table.insert("Service/team-a/hello", "http://127.0.0.1:2").unwrap();
+        table
+            .insert("serving.knative.dev/Service/ksvc", "http://127.0.0.1:3")
+            .unwrap();
+        let hello = reference("serving.knative.dev/v1", "Service", "team-a", "hello");
+        assert_eq!(table.resolve_reference(&hello).unwrap().port(), Some(2));
+        let other = reference("serving.knative.dev/v1", "Service", "team-b", "hello");
+        assert_eq!(table.resolve_reference(&other).unwrap().port(), Some(1));
+        let ksvc = reference("serving.knative.dev/v1", "Service", "x", "ksvc");
+        assert_eq!(table.resolve_reference(&ksvc).unwrap().port(), Some(3));
+        let core = reference("v1", "Service", "x", "ksvc");
+        assert!(table.resolve_reference(&core).is_err());
+    }
+
+    #[test]
+    fn a_ref_with_a_uri_appends_the_path() {
+        let mut table = AddressablesTable::default();
+        table.insert("Service/handler", "http://127.0.0.1:9000/base/").unwrap();
+        let destination = Destination::Ref {
+            target: reference("v1", "Service", "default", "handler"),
+            uri: Some("events".into()),
+        };
+        assert_eq!(
+            table.resolve(&destination).unwrap().as_str(),
+            "http://127.0.0.1:9000/base/events"
+        );
+    }
+
+    #[test]
+    fn a_broker_resolves_to_this_nodes_ingress() {
+        let table = AddressablesTable::new(Some(Url::parse("http://127.0.0.1:8080/").unwrap()));
+        let url = table
+            .resolve_reference(&reference("eventing.knative.dev/v1", "Broker", "team-a", "default"))
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/team-a/default");
+    }
+
+    #[test]
+    fn an_unknown_reference_says_how_to_fix_it() {
+        let table = AddressablesTable::default();
+        let error = table
+            .resolve_reference(&reference("v1", "Service", "default", "nope"))
+            .unwrap_err();
+        assert!(error.contains("Service/nope: http://..."), "{error}");
+    }
+
+    #[test]
+    fn malformed_keys_and_urls_are_refused() {
+        let mut table = AddressablesTable::default();
+        assert!(table.insert("Service", "http://x").is_err());
+        assert!(table.insert("Service//x", "http://x").is_err());
+        assert!(table.insert("a/b/c/d", "http://x").is_err());
+        assert!(table.insert("Service/x", "not a url").is_err());
+        assert!(table.insert("Service/x", "/relative").is_err());
+        table.insert("Service/x", "http://x").unwrap();
+        assert!(table.insert("service/x", "http://y").is_err());
+    }
+}

@@ -1,0 +1,419 @@
+//! What a node runs: validated brokers and triggers ([`Broker`], [`Trigger`]), gathered into a
+//! [`Catalog`], resolved into the immutable [`Routes`] snapshot.
+//!
+//! `Routes` is the contract between control plane and data plane: the file loader (or, in a cluster,
+//! the controller) produces it, the [`crate::actor::Node`] consumes it, and swapping it is atomic.
+//! Everything a delivery needs is resolved here (subscriber URL, dead-letter URL, effective delivery
+//! policy), so no actor resolves or parses anything.
+
+mod broker;
+mod delivery;
+mod destination;
+mod trigger;
+
+pub use broker::{Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS};
+pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
+pub use destination::{AddressablesTable, Destination, Reference, Resolver, StaticResolver};
+pub use trigger::{
+    DeliveryOrder, StartPosition, Trigger, DELIVERY_ORDER_ANNOTATION, START_POSITION_ANNOTATION,
+};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::filter::Filter;
+use crate::resources::loader::{identity, Origin};
+use crate::resources::{
+    ApiServerSourceSpec, FieldError, LoadReport, NodeSettings, Object, ObjectKey, PingSourceSpec,
+    Refusal, Resource,
+};
+
+/// Every resource a node was given, validated, without duplicates.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub brokers: BTreeMap<ObjectKey, Arc<Broker>>,
+    pub triggers: BTreeMap<ObjectKey, Arc<Trigger>>,
+    pub api_server_sources: BTreeMap<ObjectKey, Arc<Object<ApiServerSourceSpec>>>,
+    pub ping_sources: BTreeMap<ObjectKey, Arc<Object<PingSourceSpec>>>,
+    pub settings: NodeSettings,
+}
+
+impl Catalog {
+    /// Gathers the accepted resources of a load. A second definition of the same resource is
+    /// refused (the first one stays), as is a second NodeConfig entry for the same addressable.
+    pub fn from_report(report: &LoadReport) -> (Catalog, Vec<Refusal>) {
+        let mut catalog = Catalog::default();
+        let mut refused = Vec::new();
+        let mut seen: BTreeMap<(&'static str, ObjectKey), &Origin> = BTreeMap::new();
+        for (origin, resource) in &report.accepted {
+            if let Some((kind, key)) = identity(resource) {
+                if let Some(first) = seen.get(&(kind, key.clone())) {
+                    refused.push(Refusal {
+                        origin: origin.clone(),
+                        resource: Some(format!("{kind} {key}")),
+                        errors: vec![FieldError::new(
+                            "metadata.name",
+                            format!("{kind} {key} is already defined in {first}"),
+                        )],
+                    });
+                    continue;
+                }
+                seen.insert((kind, key), origin);
+            }
+            match resource {
+                Resource::Broker(broker) => {
+                    catalog.brokers.insert(broker.key.clone(), Arc::new(broker.clone()));
+                }
+                Resource::Trigger(trigger) => {
+                    catalog.triggers.insert(trigger.key.clone(), Arc::new(trigger.clone()));
+                }
+                Resource::ApiServerSource(object) => {
+                    catalog
+                        .api_server_sources
+                        .insert(ObjectKey::of(&object.metadata), Arc::new(object.clone()));
+                }
+                Resource::PingSource(object) => {
+                    catalog
+                        .ping_sources
+                        .insert(ObjectKey::of(&object.metadata), Arc::new(object.clone()));
+                }
+                Resource::NodeConfig(settings) => {
+                    let known: Vec<&String> =
+                        catalog.settings.addressables.iter().map(|(key, _)| key).collect();
+                    if let Some((key, _)) =
+                        settings.addressables.iter().find(|(key, _)| known.contains(&key))
+                    {
+                        refused.push(Refusal {
+                            origin: origin.clone(),
+                            resource: Some("NodeConfig".into()),
+                            errors: vec![FieldError::new(
+                                format!("spec.addressables.{key}"),
+                                "is already listed in another NodeConfig",
+                            )],
+                        });
+                        continue;
+                    }
+                    catalog
+                        .settings
+                        .addressables
+                        .extend(settings.addressables.iter().cloned());
+                    if settings.default_delivery.is_some() {
+                        catalog.settings.default_delivery = settings.default_delivery.clone();
+                    }
+                }
+            }
+        }
+        (catalog, refused)
+    }
+
+    /// The addressables table of this catalog's NodeConfigs, with Brokers resolving to `ingress`.
+    pub fn addressables(&self, ingress: Option<Url>) -> AddressablesTable {
+        let mut table = AddressablesTable::new(ingress);
+        for (key, url) in &self.settings.addressables {
+            // Checked when the NodeConfig was loaded; a duplicate across files was refused above.
+            let _ = table.insert(key, url);
+        }
+        table
+    }
+}
+
+/// How a broker's channel is named and sized when its config does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelDefaults {
+    /// Knative's `config-kafka-features` template: `knative-broker-{{.Namespace}}-{{.Name}}`.
+    pub topic_template: String,
+    pub partitions: u32,
+}
+
+impl Default for ChannelDefaults {
+    fn default() -> Self {
+        Self {
+            topic_template: "knative-broker-{{.Namespace}}-{{.Name}}".into(),
+            partitions: 1,
+        }
+    }
+}
+
+impl ChannelDefaults {
+    pub fn topic_for(&self, broker: &ObjectKey) -> String {
+        let mut topic = self.topic_template.clone();
+        for (placeholder, value) in [
+            ("{{.Namespace}}", broker.namespace.as_str()),
+            ("{{ .Namespace }}", broker.namespace.as_str()),
+            ("{{.Name}}", broker.name.as_str()),
+            ("{{ .Name }}", broker.name.as_str()),
+        ] {
+            topic = topic.replace(placeholder, value);
+        }
+        topic
+    }
+}
+
+/// The channel one broker's events live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSpec {
+    pub topic: String,
+    pub partitions: u32,
+}
+
+impl ChannelSpec {
+    /// Where a broker's undeliverable events are parked.
+    pub fn park_topic(&self) -> String {
+        format!("{}-parked", self.topic)
+    }
+}
+
+/// A trigger ready to run: everything resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerRoute {
+    pub key: ObjectKey,
+    pub broker: ObjectKey,
+    pub filter: Filter,
+    pub subscriber: Url,
+    pub delivery: ResolvedDelivery,
+    pub order: DeliveryOrder,
+    pub start: StartPosition,
+}
+
+/// A broker ready to run, with its ready triggers (sorted by key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerRoute {
+    pub broker: Arc<Broker>,
+    pub channel: ChannelSpec,
+    pub triggers: Vec<Arc<TriggerRoute>>,
+}
+
+impl BrokerRoute {
+    pub fn key(&self) -> &ObjectKey {
+        &self.broker.key
+    }
+
+    pub fn trigger(&self, key: &ObjectKey) -> Option<&Arc<TriggerRoute>> {
+        self.triggers.iter().find(|trigger| &trigger.key == key)
+    }
+}
+
+/// Why a resource is loaded but not (fully) running; what Knative reports as `Ready=False`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteIssue {
+    pub kind: &'static str,
+    pub key: ObjectKey,
+    /// `Knative`-style condition reason, e.g. `SubscriberResolveFailed`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for RouteIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}: {}", self.kind, self.key, self.reason, self.message)
+    }
+}
+
+/// The immutable snapshot of what a node runs.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    brokers: BTreeMap<ObjectKey, Arc<BrokerRoute>>,
+    issues: Vec<RouteIssue>,
+}
+
+impl Routes {
+    /// Resolves a catalog. Delivery precedence: the trigger's `delivery` replaces the broker's as a
+    /// whole; a broker without one takes the node default (Knative's `config-br-defaults`).
+    pub fn build(
+        catalog: &Catalog,
+        resolver: &dyn Resolver,
+        channels: &ChannelDefaults,
+        default_delivery: &Delivery,
+    ) -> Routes {
+        let mut issues = Vec::new();
+        let mut brokers: BTreeMap<ObjectKey, BrokerRoute> = catalog
+            .brokers
+            .values()
+            .map(|broker| {
+                let route = BrokerRoute {
+                    broker: broker.clone(),
+                    channel: ChannelSpec {
+                        topic: channels.topic_for(&broker.key),
+                        partitions: channels.partitions.max(1),
+                    },
+                    triggers: Vec::new(),
+                };
+                (broker.key.clone(), route)
+            })
+            .collect();
+
+        for (key, broker) in &catalog.brokers {
+            if let Some(delivery) = &broker.delivery {
+                if let (_, Some(problem)) = delivery.resolve(resolver) {
+                    issues.push(RouteIssue {
+                        kind: "Broker",
+                        key: key.clone(),
+                        reason: "DeadLetterSinkResolveFailed",
+                        message: format!("{problem}; undeliverable events will be parked"),
+                    });
+                }
+            }
+        }
+
+        for trigger in catalog.triggers.values() {
+            let not_ready = |reason: &'static str, message: String| RouteIssue {
+                kind: "Trigger",
+                key: trigger.key.clone(),
+                reason,
+                message,
+            };
+            let Some(broker_key) = &trigger.broker else {
+                issues.push(not_ready("BrokerMissing", "spec.broker is not set".into()));
+                continue;
+            };
+            let Some(broker) = brokers.get_mut(broker_key) else {
+                issues.push(not_ready(
+                    "BrokerDoesNotExist",
+                    format!("Broker {broker_key} is not defined"),
+                ));
+                continue;
+            };
+            let Some(subscriber) = &trigger.subscriber else {
+                issues.push(not_ready("SubscriberMissing", "spec.subscriber is not set".into()));
+                continue;
+            };
+            let subscriber = match resolver.resolve(subscriber) {
+                Ok(url) => url,
+                Err(problem) => {
+                    issues.push(not_ready("SubscriberResolveFailed", problem));
+                    continue;
+                }
+            };
+            let delivery = trigger
+                .delivery
+                .as_ref()
+                .or(broker.broker.delivery.as_ref())
+                .unwrap_or(default_delivery);
+            let (delivery, problem) = delivery.resolve(resolver);
+            if let Some(problem) = problem {
+                issues.push(not_ready(
+                    "DeadLetterSinkResolveFailed",
+                    format!("{problem}; undeliverable events will be parked"),
+                ));
+            }
+            broker.triggers.push(Arc::new(TriggerRoute {
+                key: trigger.key.clone(),
+                broker: broker_key.clone(),
+                filter: trigger.filter.clone(),
+                subscriber,
+                delivery,
+                order: trigger.order,
+                start: trigger.start,
+            }));
+        }
+
+        Routes {
+            brokers: brokers
+                .into_iter()
+                .map(|(key, route)| (key, Arc::new(route)))
+                .collect(),
+            issues,
+        }
+    }
+
+    pub fn broker(&self, key: &ObjectKey) -> Option<&Arc<BrokerRoute>> {
+        self.brokers.get(key)
+    }
+
+    pub fn brokers(&self) -> impl Iterator<Item = &Arc<BrokerRoute>> {
+        self.brokers.values()
+    }
+
+    /// Resources that are loaded but not running, and why.
+    pub fn issues(&self) -> &[RouteIssue] {
+        &self.issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{load_str, Strictness};
+
+    fn routes_of(yaml: &str) -> Routes {
+        let report = load_str(yaml, "t.yaml", Strictness::Lenient);
+        assert!(report.refused.is_empty(), "{:?}", report.refused);
+        let (catalog, refused) = Catalog::from_report(&report);
+        assert!(refused.is_empty());
+        let table = catalog.addressables(Some(Url::parse("http://127.0.0.1:8080/").unwrap()));
+        Routes::build(&catalog, &table, &ChannelDefaults::default(), &Delivery::none())
+    }
+
+    const NODE: &str = "apiVersion: knactor.dev/v1alpha1\nkind: NodeConfig\nmetadata: {name: n}\nspec:\n  addressables:\n    Service/display: http://127.0.0.1:8081\n";
+
+    #[test]
+    fn a_trigger_resolves_its_subscriber_and_takes_the_brokers_delivery() {
+        let routes = routes_of(&format!(
+            "{NODE}---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default}}\n\
+             spec: {{delivery: {{retry: 3}}}}\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+             metadata: {{name: t}}\nspec: {{broker: default, subscriber: {{ref: {{apiVersion: v1, kind: Service, name: display}}}}}}\n"
+        ));
+        assert!(routes.issues().is_empty(), "{:?}", routes.issues());
+        let broker = routes.broker(&ObjectKey::new("default", "default")).unwrap();
+        assert_eq!(broker.channel.topic, "knative-broker-default-default");
+        let trigger = &broker.triggers[0];
+        assert_eq!(trigger.subscriber.as_str(), "http://127.0.0.1:8081/");
+        assert_eq!(trigger.delivery.retry.retries, 3);
+    }
+
+    #[test]
+    fn a_triggers_delivery_replaces_the_brokers_as_a_whole() {
+        let routes = routes_of(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\n\
+             spec: {delivery: {retry: 3, deadLetterSink: {uri: 'http://dls/'}}}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\n\
+             spec: {broker: b, subscriber: {uri: 'http://s/'}, delivery: {retry: 1}}\n",
+        );
+        let trigger = &routes.brokers().next().unwrap().triggers[0];
+        assert_eq!(trigger.delivery.retry.retries, 1);
+        assert_eq!(trigger.delivery.dead_letter, None, "not merged field by field");
+    }
+
+    #[test]
+    fn unresolvable_or_incomplete_triggers_are_reported_not_run() {
+        let routes = routes_of(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: unknown-service}\n\
+             spec: {broker: b, subscriber: {ref: {apiVersion: v1, kind: Service, name: nope}}}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: no-broker}\n\
+             spec: {broker: other, subscriber: {uri: 'http://s/'}}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: no-subscriber}\nspec: {broker: b}\n",
+        );
+        let reasons: Vec<_> = routes.issues().iter().map(|issue| issue.reason).collect();
+        assert_eq!(
+            reasons,
+            vec!["BrokerDoesNotExist", "SubscriberMissing", "SubscriberResolveFailed"]
+        );
+        assert!(routes.brokers().next().unwrap().triggers.is_empty());
+    }
+
+    #[test]
+    fn a_second_definition_is_refused() {
+        let doc = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n";
+        let mut report = load_str(doc, "a.yaml", Strictness::Lenient);
+        report.merge(load_str(doc, "b.yaml", Strictness::Lenient));
+        let (catalog, refused) = Catalog::from_report(&report);
+        assert_eq!(catalog.brokers.len(), 1);
+        assert_eq!(
+            refused[0].to_string(),
+            "b.yaml: Broker default/b: metadata.name: Broker default/b is already defined in a.yaml"
+        );
+    }
+
+    #[test]
+    fn the_topic_template_takes_knatives_placeholders() {
+        let defaults = ChannelDefaults {
+            topic_template: "kb-{{ .Namespace }}.{{.Name}}".into(),
+            partitions: 3,
+        };
+        assert_eq!(defaults.topic_for(&ObjectKey::new("ns", "b")), "kb-ns.b");
+    }
+}
