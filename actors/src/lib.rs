@@ -14,3 +14,7 @@ pub mod offsets;
 pub mod resources;
 pub mod retry;
 pub mod routes;
+pub mod actor;
+pub mod channel;
+pub mod metrics;
+pub mod transport;

@@ -278,7 +278,7 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::all),
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::any),
-                inner.prop_map(Filter::not),
+                inner.prop_map(Filter::negate),
             ]
         })
     }

@@ -23,7 +23,7 @@ pub use suffix::SuffixFilter;
 use cloudevents::Event;
 
 /// A trigger's filter. Build compound filters with [`Filter::all`], [`Filter::any`] and
-/// [`Filter::not`], which keep the tree flat (`all` inside `all` is merged, `not(not(f))` is `f`), so
+/// [`Filter::negate`], which keep the tree flat (`all` inside `all` is merged, `negate(negate(f))` is `f`), so
 /// that the index sees the top-level terms of every trigger.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
@@ -76,7 +76,7 @@ impl Filter {
     }
 
     /// Negation.
-    pub fn not(inner: Filter) -> Filter {
+    pub fn negate(inner: Filter) -> Filter {
         match inner {
             Filter::Not(twice) => *twice,
             other => Filter::Not(Box::new(other)),
@@ -164,7 +164,7 @@ pub(crate) mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::all),
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::any),
-                inner.prop_map(Filter::not),
+                inner.prop_map(Filter::negate),
             ]
         })
     }
@@ -172,13 +172,13 @@ pub(crate) mod tests {
     proptest! {
         #[test]
         fn not_not_is_the_filter_itself(filter in arbitrary_filter()) {
-            prop_assert_eq!(Filter::not(Filter::not(filter.clone())), filter);
+            prop_assert_eq!(Filter::negate(Filter::negate(filter.clone())), filter);
         }
 
         #[test]
         fn not_inverts_the_match(filter in arbitrary_filter(), ty in "[ab]", source in "[ab/]{0,2}") {
             let event = event(&ty, if source.is_empty() { "/" } else { &source });
-            prop_assert_eq!(Filter::not(filter.clone()).matches(&event), !filter.matches(&event));
+            prop_assert_eq!(Filter::negate(filter.clone()).matches(&event), !filter.matches(&event));
         }
 
         #[test]

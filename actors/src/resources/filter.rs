@@ -160,7 +160,7 @@ impl FilterSpec {
             parts.push(Filter::any(check_list(checker, &any_path, any)));
         }
         if let Some(not) = &self.not {
-            parts.push(Filter::not(not.check(checker, &join(path, "not"))));
+            parts.push(Filter::negate(not.check(checker, &join(path, "not"))));
         }
         if let Some(expression) = &self.cesql {
             let cesql_path = join(path, "cesql");

@@ -1,0 +1,468 @@
+//! `DispatcherActor`: the read side of one broker.
+//!
+//! Owns the broker's group subscription, its compiled [`FilterIndex`], the offset bookkeeping of
+//! every assigned partition, and the commits. Each record is read once and matched once against all
+//! triggers; each matching trigger gets a [`Deliver`].
+//!
+//! A trigger may have at most `trigger_queue` deliveries outstanding. When a record finds a trigger
+//! full, the trigger **falls behind** on that partition: the shared read goes on without it, and the
+//! trigger later **catches up on its own** by reading the partition from where it fell behind
+//! ([`EventLog::read`]), until it reaches the shared read position and rejoins. A slow subscriber
+//! therefore never holds back the others, and the commit never passes a record a lagging trigger
+//! still owes:
+//!
+//! ```text
+//!   committable(p) = min( tracker(p).committable(),          // contiguous done prefix
+//!                         cursor(p) of every lagging trigger )  // what they have not read yet
+//! ```
+//!
+//! Answers: [`ApplyTriggers`], [`Settled`], [`Shutdown`], [`Crash`]; consumes the subscription
+//! stream ([`ChannelEvent`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use super::trigger::{Deliver, TriggerActor};
+use super::{Crash, Shared, Shutdown};
+use crate::channel::{ChannelError, ChannelEvent, Committer, Offset, Partition, Record, StartAt};
+use crate::filter::{Filter, FilterIndex};
+use crate::metrics::{inc, BrokerMetrics, TriggerMetrics};
+use crate::offsets::OffsetTracker;
+use crate::resources::ObjectKey;
+use crate::routes::{BrokerRoute, StartPosition};
+
+/// Records fetched per catch-up read.
+const CATCH_UP_BATCH: usize = 256;
+
+pub struct DispatcherActor {
+    broker: ObjectKey,
+    topic: String,
+    group: String,
+    shared: Arc<Shared>,
+    metrics: Arc<BrokerMetrics>,
+    index: FilterIndex<ObjectKey>,
+    triggers: HashMap<ObjectKey, TriggerSlot>,
+    trackers: BTreeMap<Partition, OffsetTracker>,
+    committer: Option<Box<dyn Committer>>,
+    committed: BTreeMap<Partition, Offset>,
+    /// Reused per record.
+    scratch: Vec<usize>,
+    subscribed: bool,
+}
+
+/// A trigger as the dispatcher sees it.
+struct TriggerSlot {
+    addr: Addr<TriggerActor>,
+    filter: Filter,
+    start: StartPosition,
+    metrics: Arc<TriggerMetrics>,
+    /// Deliveries sent and not yet settled.
+    outstanding: HashSet<(Partition, Offset)>,
+    /// Partitions on which the trigger fell behind: the next offset it has to read itself.
+    lagging: BTreeMap<Partition, Lag>,
+}
+
+struct Lag {
+    cursor: Offset,
+    reading: bool,
+}
+
+impl DispatcherActor {
+    pub fn new(route: &BrokerRoute, shared: Arc<Shared>) -> Self {
+        let broker = route.key().clone();
+        Self {
+            topic: route.channel.topic.clone(),
+            group: format!("knactor-dispatch-{}-{}", broker.namespace, broker.name),
+            metrics: shared.metrics.broker(&broker),
+            broker,
+            shared,
+            index: FilterIndex::default(),
+            triggers: HashMap::new(),
+            trackers: BTreeMap::new(),
+            committer: None,
+            committed: BTreeMap::new(),
+            scratch: Vec::new(),
+            subscribed: false,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.shared.options.trigger_queue.max(1)
+    }
+
+    fn subscribe(&mut self, ctx: &mut Context<Self>) {
+        match self.shared.log.subscribe(&self.topic, &self.group, StartAt::Latest) {
+            Ok(subscription) => {
+                self.committer = Some(subscription.committer);
+                ctx.add_stream(subscription.events);
+                self.subscribed = true;
+            }
+            Err(error) => {
+                error!(broker = %self.broker, "cannot subscribe to {}: {error}", self.topic);
+                ctx.stop();
+            }
+        }
+    }
+
+    fn on_records(&mut self, records: Vec<Record>, ctx: &mut Context<Self>) {
+        let capacity = self.capacity();
+        let now = Instant::now();
+        for record in records {
+            inc(&self.metrics.dispatched);
+            let Some(tracker) = self.trackers.get_mut(&record.partition) else {
+                continue;
+            };
+            let mut owed = 0;
+            let targets: Vec<ObjectKey> = match record.envelope.redrive_target() {
+                Some(target) => match target.parse::<ObjectKey>() {
+                    Ok(key) if self.triggers.contains_key(&key) => vec![key],
+                    _ => {
+                        warn!(broker = %self.broker, id = record.envelope.id(), target, "re-driven event for a trigger that no longer exists; skipped");
+                        Vec::new()
+                    }
+                },
+                None => {
+                    self.index.matching(record.envelope.event(), &mut self.scratch);
+                    self.scratch
+                        .iter()
+                        .filter_map(|&position| self.index.get(position).map(|(key, _)| key.clone()))
+                        .collect()
+                }
+            };
+            if targets.is_empty() {
+                inc(&self.metrics.unmatched);
+            }
+            for key in targets {
+                let Some(slot) = self.triggers.get_mut(&key) else { continue };
+                if slot.lagging.contains_key(&record.partition) {
+                    continue;
+                }
+                if slot.outstanding.len() >= capacity {
+                    info!(broker = %self.broker, trigger = %key, partition = record.partition, offset = record.offset,
+                        "trigger is full; it falls behind and will catch up on its own");
+                    slot.lagging.insert(record.partition, Lag { cursor: record.offset, reading: false });
+                    continue;
+                }
+                owed += 1;
+                slot.send(&record, now);
+            }
+            tracker.register(record.offset, owed);
+        }
+        let _ = ctx;
+    }
+
+    fn on_settled(&mut self, settled: Settled, ctx: &mut Context<Self>) {
+        let Some(slot) = self.triggers.get_mut(&settled.trigger) else {
+            return;
+        };
+        if !slot.outstanding.remove(&(settled.partition, settled.offset)) {
+            return;
+        }
+        if let Some(tracker) = self.trackers.get_mut(&settled.partition) {
+            tracker.complete(settled.offset);
+        }
+        let key = settled.trigger;
+        self.catch_up(&key, ctx);
+    }
+
+    /// Starts a read for every partition on which `trigger` lags, when it has room again.
+    fn catch_up(&mut self, trigger: &ObjectKey, ctx: &mut Context<Self>) {
+        let capacity = self.capacity();
+        let Some(slot) = self.triggers.get_mut(trigger) else { return };
+        if slot.lagging.is_empty() || slot.outstanding.len() * 2 > capacity {
+            return;
+        }
+        let reads: Vec<(Partition, Offset)> = slot
+            .lagging
+            .iter_mut()
+            .filter(|(_, lag)| !lag.reading)
+            .map(|(&partition, lag)| {
+                lag.reading = true;
+                (partition, lag.cursor)
+            })
+            .collect();
+        for (partition, from) in reads {
+            let log = self.shared.log.clone();
+            let topic = self.topic.clone();
+            let key = trigger.clone();
+            let read = async move { log.read(&topic, partition, from, CATCH_UP_BATCH).await };
+            ctx.spawn(read.into_actor(self).map(move |result, actor, ctx| {
+                actor.on_caught_up(key, partition, result, ctx);
+            }));
+        }
+    }
+
+    fn on_caught_up(
+        &mut self,
+        trigger: ObjectKey,
+        partition: Partition,
+        result: Result<Vec<Record>, ChannelError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let capacity = self.capacity();
+        let now = Instant::now();
+        let Some(tracker) = self.trackers.get_mut(&partition) else { return };
+        let Some(slot) = self.triggers.get_mut(&trigger) else { return };
+        let Some(lag) = slot.lagging.get_mut(&partition) else { return };
+        lag.reading = false;
+        let records = match result {
+            Ok(records) => records,
+            Err(error) => {
+                warn!(broker = %self.broker, %trigger, partition, "catch-up read failed, retrying in 1s: {error}");
+                ctx.run_later(std::time::Duration::from_secs(1), move |actor, ctx| {
+                    actor.catch_up(&trigger, ctx);
+                });
+                return;
+            }
+        };
+        // Reached the shared read position: from there on the shared read serves this trigger.
+        let shared_position = tracker.read_up_to();
+        let mut cursor = lag.cursor;
+        let mut caught_up = records.is_empty();
+        for record in &records {
+            if record.offset >= shared_position {
+                caught_up = true;
+                break;
+            }
+            if slot.outstanding.len() >= capacity {
+                break;
+            }
+            cursor = record.offset + 1;
+            if slot.wants(&trigger, record) {
+                tracker.reopen(record.offset);
+                slot.send(record, now);
+            }
+        }
+        if caught_up || cursor >= shared_position {
+            slot.lagging.remove(&partition);
+            info!(broker = %self.broker, %trigger, partition, "trigger caught up");
+        } else if let Some(lag) = slot.lagging.get_mut(&partition) {
+            lag.cursor = cursor;
+        }
+        self.catch_up(&trigger, ctx);
+    }
+
+    fn committable(&self) -> Vec<(Partition, Offset)> {
+        self.trackers
+            .iter()
+            .map(|(&partition, tracker)| {
+                let lag_floor = self
+                    .triggers
+                    .values()
+                    .filter_map(|slot| slot.lagging.get(&partition).map(|lag| lag.cursor))
+                    .min();
+                let offset = match lag_floor {
+                    Some(floor) => floor.min(tracker.committable()),
+                    None => tracker.committable(),
+                };
+                (partition, offset)
+            })
+            .filter(|(partition, offset)| self.committed.get(partition).is_none_or(|done| offset > done))
+            .collect()
+    }
+
+    fn commit(&mut self) {
+        let offsets = self.committable();
+        if offsets.is_empty() {
+            return;
+        }
+        let Some(committer) = &self.committer else { return };
+        match committer.commit(&offsets) {
+            Ok(()) => self.committed.extend(offsets),
+            Err(error) => warn!(broker = %self.broker, "commit failed, will retry: {error}"),
+        }
+    }
+
+    fn apply(&mut self, apply: ApplyTriggers, ctx: &mut Context<Self>) {
+        let ApplyTriggers { route, triggers } = apply;
+        let mut addrs = triggers;
+        let mut slots = HashMap::with_capacity(route.triggers.len());
+        for trigger in &route.triggers {
+            let Some(addr) = addrs.remove(&trigger.key) else { continue };
+            let slot = match self.triggers.remove(&trigger.key) {
+                Some(mut existing) => {
+                    existing.addr = addr;
+                    existing.filter = trigger.filter.clone();
+                    existing
+                }
+                None => {
+                    let mut slot = TriggerSlot {
+                        addr,
+                        filter: trigger.filter.clone(),
+                        start: trigger.start,
+                        metrics: self.shared.metrics.trigger(&route.broker.key, &trigger.key),
+                        outstanding: HashSet::new(),
+                        lagging: BTreeMap::new(),
+                    };
+                    // A trigger added to a running broker may start before the read position.
+                    if self.subscribed && trigger.start != StartPosition::Latest {
+                        for &partition in self.trackers.keys() {
+                            slot.lagging.insert(partition, Lag { cursor: 0, reading: false });
+                        }
+                    }
+                    slot
+                }
+            };
+            slots.insert(trigger.key.clone(), slot);
+        }
+        // Triggers that went away owe nothing any more.
+        for (key, removed) in self.triggers.drain() {
+            for (partition, offset) in removed.outstanding {
+                if let Some(tracker) = self.trackers.get_mut(&partition) {
+                    tracker.complete(offset);
+                }
+            }
+            info!(broker = %self.broker, trigger = %key, "trigger removed");
+        }
+        self.triggers = slots;
+        self.index = FilterIndex::build(
+            route
+                .triggers
+                .iter()
+                .filter(|trigger| self.triggers.contains_key(&trigger.key))
+                .map(|trigger| (trigger.key.clone(), trigger.filter.clone()))
+                .collect(),
+        );
+        if !self.subscribed {
+            self.subscribe(ctx);
+        } else {
+            let keys: Vec<ObjectKey> = self.triggers.keys().cloned().collect();
+            for key in keys {
+                self.catch_up(&key, ctx);
+            }
+        }
+    }
+}
+
+impl TriggerSlot {
+    fn send(&mut self, record: &Record, now: Instant) {
+        self.outstanding.insert((record.partition, record.offset));
+        inc(&self.metrics.matched);
+        self.addr.do_send(Deliver {
+            envelope: record.envelope.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            dispatched_at: now,
+        });
+    }
+
+    /// Whether this trigger wants a record it reads on its own.
+    fn wants(&self, key: &ObjectKey, record: &Record) -> bool {
+        if let Some(target) = record.envelope.redrive_target() {
+            return target == key.to_string();
+        }
+        if let StartPosition::Time(since) = self.start {
+            let arrived = record
+                .envelope
+                .arrival_time()
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                .map(|time| time.with_timezone(&Utc));
+            if arrived.is_some_and(|arrived| arrived < since) {
+                return false;
+            }
+        }
+        self.filter.matches(record.envelope.event())
+    }
+}
+
+impl Actor for DispatcherActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.shared.options.commit_interval, |actor, _| actor.commit());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.commit();
+    }
+}
+
+impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
+    /// Assignment changes and records from the group subscription.
+    fn handle(&mut self, event: Result<ChannelEvent, ChannelError>, ctx: &mut Context<Self>) {
+        match event {
+            Ok(ChannelEvent::Records(records)) => self.on_records(records, ctx),
+            Ok(ChannelEvent::Assigned(partitions)) => {
+                for (partition, offset) in partitions {
+                    info!(broker = %self.broker, partition, offset, "partition assigned");
+                    self.trackers.insert(partition, OffsetTracker::new(offset));
+                    self.committed.insert(partition, offset);
+                }
+            }
+            Ok(ChannelEvent::Revoked(partitions)) => {
+                for partition in partitions {
+                    info!(broker = %self.broker, partition, "partition revoked");
+                    self.trackers.remove(&partition);
+                    self.committed.remove(&partition);
+                    for slot in self.triggers.values_mut() {
+                        slot.outstanding.retain(|(p, _)| *p != partition);
+                        slot.lagging.remove(&partition);
+                    }
+                }
+            }
+            Err(error) => error!(broker = %self.broker, "channel read failed: {error}"),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        warn!(broker = %self.broker, "subscription ended; the dispatcher stops and is restarted by the node");
+        ctx.stop();
+    }
+}
+
+/// The triggers of the broker, with their actors (sent at start and on every route change). The
+/// dispatcher starts reading only once it has them, so no record is read before its triggers exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyTriggers {
+    pub route: Arc<BrokerRoute>,
+    pub triggers: HashMap<ObjectKey, Addr<TriggerActor>>,
+}
+
+impl Handler<ApplyTriggers> for DispatcherActor {
+    type Result = ();
+
+    /// Recompiles the filter index; new triggers start, removed ones release what they owed.
+    fn handle(&mut self, apply: ApplyTriggers, ctx: &mut Context<Self>) {
+        self.apply(apply, ctx);
+    }
+}
+
+/// A delivery reached its final outcome (sent by a trigger).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settled {
+    pub trigger: ObjectKey,
+    pub partition: Partition,
+    pub offset: Offset,
+}
+
+impl Handler<Settled> for DispatcherActor {
+    type Result = ();
+
+    /// Marks the delivery done; a lagging trigger with room again reads on.
+    fn handle(&mut self, settled: Settled, ctx: &mut Context<Self>) {
+        self.on_settled(settled, ctx);
+    }
+}
+
+impl Handler<Shutdown> for DispatcherActor {
+    /// Commits what is done and stops.
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Crash> for DispatcherActor {
+    /// Panics (fault injection).
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("fault injection: dispatcher of {} crashed on request", self.broker);
+    }
+}

@@ -1,0 +1,119 @@
+//! The actors that run the mesh, under the [`Node`]:
+//!
+//! ```text
+//!  gateway ──Publish──► BrokerActor ──append──► channel (EventLog)
+//!                                                   │ group read, once per broker
+//!                                                   ▼
+//!                                      DispatcherActor ── FilterIndex, offsets, commits
+//!                                        │ Deliver (bounded per trigger; a full trigger
+//!                                        │ falls behind and catches up on its own)
+//!                                        ▼
+//!                                      TriggerActor ── retries, dead letter, park, replies
+//!                                        │ Send
+//!                                        ▼
+//!                                      SubscriberActor ── one per endpoint: concurrency,
+//!                                                         Retry-After shared by all triggers
+//! ```
+//!
+//! A broker's `BrokerActor`, `DispatcherActor` and `TriggerActor`s form a cell that the `Node`
+//! supervises as a unit: when any of them dies, the cell is started again and reads on from the
+//! channel's committed offsets, so what was accepted is delivered (at least once).
+
+mod broker;
+mod delivery;
+mod dispatcher;
+mod node;
+mod subscriber;
+mod trigger;
+
+pub use broker::{
+    BrokerActor, ListParked, ParkedEvent, ParkedList, Publish, PublishError, Redrive, RedriveReport,
+};
+pub use delivery::Outcome;
+pub use dispatcher::DispatcherActor;
+pub use node::{
+    ApplyRoutes, BrokerStatus, FaultTarget, GetStatus, IngressTable, InjectFault, Node, NodeError,
+    NodeStatus, ParkedOf, RedriveOf,
+};
+pub use subscriber::{SubscriberActor, SubscriberPool};
+pub use trigger::TriggerActor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::channel::EventLog;
+use crate::envelope::DEFAULT_MAX_TTL;
+use crate::metrics::Metrics;
+use crate::retry::RetryLimits;
+use crate::transport::Transport;
+
+/// Node-wide settings of the actors (flags of `knactor run`).
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Hop budget of a new event (`knativebrokerttl`).
+    pub max_ttl: i32,
+    pub retry_limits: RetryLimits,
+    /// Deliveries a trigger may have outstanding before it falls behind and catches up on its own.
+    pub trigger_queue: usize,
+    /// Deliveries an unordered trigger runs at once.
+    pub trigger_concurrency: usize,
+    /// Requests in flight to one subscriber endpoint, across all triggers.
+    pub endpoint_concurrency: usize,
+    /// How often dispatchers commit offsets.
+    pub commit_interval: Duration,
+    /// Threads (actix arbiters) the broker cells are spread over.
+    pub workers: usize,
+    /// This node's broker ingress, e.g. `http://127.0.0.1:8080/` (replies' error destination).
+    pub ingress: Option<Url>,
+    /// Lets `InjectFault` crash actors, for supervision tests. Never on in production.
+    pub fault_injection: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            max_ttl: DEFAULT_MAX_TTL,
+            retry_limits: RetryLimits::default(),
+            trigger_queue: 1_000,
+            trigger_concurrency: 64,
+            endpoint_concurrency: 256,
+            commit_interval: Duration::from_millis(100),
+            workers: 1,
+            ingress: None,
+            fault_injection: false,
+        }
+    }
+}
+
+/// What every actor of a node shares.
+pub struct Shared {
+    pub log: Arc<dyn EventLog>,
+    pub transport: Arc<dyn Transport>,
+    pub metrics: Arc<Metrics>,
+    pub subscribers: SubscriberPool,
+    pub options: NodeOptions,
+}
+
+impl Shared {
+    pub fn new(log: Arc<dyn EventLog>, transport: Arc<dyn Transport>, options: NodeOptions) -> Arc<Self> {
+        Arc::new(Self {
+            subscribers: SubscriberPool::new(transport.clone(), &options),
+            log,
+            transport,
+            metrics: Arc::new(Metrics::default()),
+            options,
+        })
+    }
+}
+
+/// Stop now (sent by the node when a resource goes away or its cell restarts).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Panic inside the handler (fault injection; the node only sends it when allowed).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Crash;

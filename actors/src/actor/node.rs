@@ -1,0 +1,511 @@
+//! `Node`: the root actor of a process.
+//!
+//! Owns the current [`Routes`] and one cell per broker (its `BrokerActor`, `DispatcherActor` and
+//! `TriggerActor`s), reconciles the cells whenever new routes arrive, publishes the brokers'
+//! addresses to the gateway ([`IngressTable`]), and supervises: a cell in which any actor died
+//! (a panic, or an actor that stopped itself) is started again, with backoff when it keeps dying,
+//! and reads on from the channel's committed offsets, so nothing accepted is lost.
+//!
+//! Answers: [`ApplyRoutes`], [`GetStatus`], [`ParkedOf`], [`RedriveOf`], [`InjectFault`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use tracing::{error, info, warn};
+
+use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport};
+use super::dispatcher::{ApplyTriggers, DispatcherActor};
+use super::trigger::{TriggerActor, UpdateRoute};
+use super::{Crash, Shared, Shutdown};
+use crate::channel::{ChannelError, TopicSpec};
+use crate::resources::ObjectKey;
+use crate::routes::{BrokerRoute, RouteIssue, Routes};
+
+/// How often the node looks for dead actors.
+const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Broker addresses, read by the gateway on every request without asking the node.
+#[derive(Default)]
+pub struct IngressTable {
+    brokers: ArcSwap<HashMap<ObjectKey, Addr<BrokerActor>>>,
+    ready: AtomicBool,
+}
+
+impl IngressTable {
+    pub fn broker(&self, key: &ObjectKey) -> Option<Addr<BrokerActor>> {
+        self.brokers.load().get(key).cloned()
+    }
+
+    /// True once the first routes are applied and every broker of them is running.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// One broker's actors.
+struct Cell {
+    route: Arc<BrokerRoute>,
+    broker: Addr<BrokerActor>,
+    dispatcher: Addr<DispatcherActor>,
+    triggers: HashMap<ObjectKey, Addr<TriggerActor>>,
+    arbiter: ArbiterHandle,
+    restarts: u32,
+    started: Instant,
+}
+
+impl Cell {
+    fn alive(&self) -> bool {
+        self.broker.connected()
+            && self.dispatcher.connected()
+            && self.triggers.values().all(Addr::connected)
+    }
+
+    fn stop(&self) {
+        // Dispatcher first, so that nothing new is handed to the triggers.
+        self.dispatcher.do_send(Shutdown);
+        for trigger in self.triggers.values() {
+            trigger.do_send(Shutdown);
+        }
+        self.broker.do_send(Shutdown);
+    }
+}
+
+pub struct Node {
+    shared: Arc<Shared>,
+    routes: Arc<Routes>,
+    cells: BTreeMap<ObjectKey, Cell>,
+    /// Brokers whose topics are being created.
+    starting: BTreeMap<ObjectKey, u32>,
+    ingress: Arc<IngressTable>,
+    arbiters: Vec<Arbiter>,
+    next_arbiter: usize,
+    applied_once: bool,
+}
+
+impl Node {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let workers = shared.options.workers.max(1);
+        Self {
+            shared,
+            routes: Arc::new(Routes::default()),
+            cells: BTreeMap::new(),
+            starting: BTreeMap::new(),
+            ingress: Arc::new(IngressTable::default()),
+            arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
+            next_arbiter: 0,
+            applied_once: false,
+        }
+    }
+
+    /// The table the gateway reads broker addresses from.
+    pub fn ingress(&self) -> Arc<IngressTable> {
+        self.ingress.clone()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn publish_ingress(&self) {
+        let table = self
+            .cells
+            .iter()
+            .map(|(key, cell)| (key.clone(), cell.broker.clone()))
+            .collect();
+        self.ingress.brokers.store(Arc::new(table));
+        let ready = self.applied_once && self.starting.is_empty();
+        self.ingress.ready.store(ready, Ordering::Release);
+    }
+
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let routes = self.routes.clone();
+        let gone: Vec<ObjectKey> = self
+            .cells
+            .keys()
+            .filter(|key| routes.broker(key).is_none())
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(cell) = self.cells.remove(&key) {
+                info!(broker = %key, "broker removed");
+                cell.stop();
+            }
+        }
+        for route in routes.brokers() {
+            let key = route.key().clone();
+            match self.cells.get_mut(&key) {
+                None => self.prepare(route.clone(), 0, ctx),
+                Some(cell) if cell.route.channel != route.channel || cell.route.broker != route.broker => {
+                    info!(broker = %key, "broker changed; restarting its cell");
+                    let cell = self.cells.remove(&key).expect("present");
+                    cell.stop();
+                    self.prepare(route.clone(), 0, ctx);
+                }
+                Some(cell) if cell.route != *route => update_triggers(cell, route.clone(), &self.shared),
+                Some(_) => {}
+            }
+        }
+        self.publish_ingress();
+    }
+
+    /// Makes sure the broker's topics exist, then starts its cell.
+    fn prepare(&mut self, route: Arc<BrokerRoute>, restarts: u32, ctx: &mut Context<Self>) {
+        let key = route.key().clone();
+        if self.starting.contains_key(&key) {
+            return;
+        }
+        self.starting.insert(key.clone(), restarts);
+        let log = self.shared.log.clone();
+        let channel = route.channel.clone();
+        let topics = async move {
+            log.ensure_topic(&TopicSpec::new(&channel.topic, channel.partitions)).await?;
+            log.ensure_topic(&TopicSpec::new(channel.park_topic(), 1)).await?;
+            Ok::<(), ChannelError>(())
+        };
+        ctx.spawn(topics.into_actor(self).map(move |result, node, ctx| {
+            let restarts = node.starting.remove(&key).unwrap_or(0);
+            match result {
+                Ok(()) => {
+                    // The routes may have changed while the topics were made: start what is current.
+                    if let Some(route) = node.routes.broker(&key).cloned() {
+                        if !node.cells.contains_key(&key) {
+                            let cell = node.launch(route, restarts);
+                            node.cells.insert(key, cell);
+                        }
+                    }
+                }
+                Err(error) => {
+                    error!(broker = %key, "cannot create the broker's topics, retrying in 5s: {error}");
+                    ctx.run_later(Duration::from_secs(5), move |node, ctx| {
+                        if let Some(route) = node.routes.broker(&key).cloned() {
+                            if !node.cells.contains_key(&key) {
+                                node.prepare(route, restarts, ctx);
+                            }
+                        }
+                    });
+                }
+            }
+            node.publish_ingress();
+        }));
+    }
+
+    fn launch(&mut self, route: Arc<BrokerRoute>, restarts: u32) -> Cell {
+        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].handle();
+        self.next_arbiter += 1;
+        let shared = self.shared.clone();
+        let broker = {
+            let (route, shared) = (route.clone(), shared.clone());
+            BrokerActor::start_in_arbiter(&arbiter, move |_| BrokerActor::new(route, shared))
+        };
+        let dispatcher = {
+            let (route, shared) = (route.clone(), shared.clone());
+            DispatcherActor::start_in_arbiter(&arbiter, move |_| DispatcherActor::new(&route, shared))
+        };
+        let triggers: HashMap<ObjectKey, Addr<TriggerActor>> = route
+            .triggers
+            .iter()
+            .map(|trigger| {
+                let addr = start_trigger(&arbiter, trigger.clone(), &route, &shared, &broker, &dispatcher);
+                (trigger.key.clone(), addr)
+            })
+            .collect();
+        dispatcher.do_send(ApplyTriggers {
+            route: route.clone(),
+            triggers: triggers.clone(),
+        });
+        info!(broker = %route.key(), triggers = route.triggers.len(), restarts, "broker running");
+        Cell {
+            route,
+            broker,
+            dispatcher,
+            triggers,
+            arbiter,
+            restarts,
+            started: Instant::now(),
+        }
+    }
+
+    /// Restarts every cell in which an actor died.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let dead: Vec<ObjectKey> = self
+            .cells
+            .iter()
+            .filter(|(_, cell)| !cell.alive())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in dead {
+            let Some(cell) = self.cells.remove(&key) else { continue };
+            cell.stop();
+            // Restarting in a loop helps nobody: back off when the cell died young.
+            let restarts = if cell.started.elapsed() < Duration::from_secs(10) {
+                cell.restarts + 1
+            } else {
+                1
+            };
+            let delay = Duration::from_millis(100 * 2u64.pow(restarts.min(7))).min(Duration::from_secs(10));
+            warn!(broker = %key, restarts, ?delay, "an actor of the broker died; restarting the broker's actors");
+            self.starting.insert(key.clone(), restarts);
+            ctx.run_later(delay, move |node, ctx| {
+                node.starting.remove(&key);
+                if let Some(route) = node.routes.broker(&key).cloned() {
+                    if !node.cells.contains_key(&key) {
+                        node.prepare(route, restarts, ctx);
+                    }
+                }
+                node.publish_ingress();
+            });
+        }
+        self.publish_ingress();
+    }
+}
+
+fn start_trigger(
+    arbiter: &ArbiterHandle,
+    trigger: Arc<crate::routes::TriggerRoute>,
+    route: &BrokerRoute,
+    shared: &Arc<Shared>,
+    broker: &Addr<BrokerActor>,
+    dispatcher: &Addr<DispatcherActor>,
+) -> Addr<TriggerActor> {
+    let (shared, broker, dispatcher) = (shared.clone(), broker.clone(), dispatcher.clone());
+    let park_topic = route.channel.park_topic();
+    TriggerActor::start_in_arbiter(arbiter, move |_| {
+        TriggerActor::new(trigger, shared, broker, dispatcher, park_topic)
+    })
+}
+
+/// Applies a new route of the same broker to its running cell: new triggers start, changed ones
+/// take their new route, removed ones stop after the dispatcher forgot them.
+fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared>) {
+    let mut triggers = HashMap::with_capacity(route.triggers.len());
+    for trigger in &route.triggers {
+        let addr = match cell.triggers.remove(&trigger.key) {
+            Some(addr) => {
+                if cell.route.trigger(&trigger.key) != Some(trigger) {
+                    addr.do_send(UpdateRoute(trigger.clone()));
+                }
+                addr
+            }
+            None => start_trigger(&cell.arbiter, trigger.clone(), &route, shared, &cell.broker, &cell.dispatcher),
+        };
+        triggers.insert(trigger.key.clone(), addr);
+    }
+    cell.dispatcher.do_send(ApplyTriggers {
+        route: route.clone(),
+        triggers: triggers.clone(),
+    });
+    for (key, removed) in cell.triggers.drain() {
+        info!(trigger = %key, "trigger removed");
+        removed.do_send(Shutdown);
+    }
+    cell.triggers = triggers;
+    cell.route = route;
+}
+
+impl Actor for Node {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(WATCHDOG_INTERVAL, |node, ctx| node.watch(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for cell in self.cells.values() {
+            cell.stop();
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+/// Run these routes from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyRoutes(pub Arc<Routes>);
+
+impl Handler<ApplyRoutes> for Node {
+    type Result = ();
+
+    /// Reconciles the cells with the new routes.
+    fn handle(&mut self, apply: ApplyRoutes, ctx: &mut Context<Self>) {
+        for issue in apply.0.issues() {
+            warn!("not running: {issue}");
+        }
+        self.routes = apply.0;
+        self.applied_once = true;
+        self.reconcile(ctx);
+    }
+}
+
+/// What the node runs.
+#[derive(Message)]
+#[rtype(result = "NodeStatus")]
+pub struct GetStatus;
+
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub ready: bool,
+    pub channel: &'static str,
+    pub brokers: Vec<BrokerStatus>,
+    pub issues: Vec<RouteIssue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerStatus {
+    pub key: ObjectKey,
+    pub running: bool,
+    pub restarts: u32,
+    pub triggers: Vec<ObjectKey>,
+}
+
+impl Handler<GetStatus> for Node {
+    type Result = MessageResult<GetStatus>;
+
+    /// Brokers, triggers, and what is not running.
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let brokers = self
+            .routes
+            .brokers()
+            .map(|route| {
+                let cell = self.cells.get(route.key());
+                BrokerStatus {
+                    key: route.key().clone(),
+                    running: cell.is_some_and(Cell::alive),
+                    restarts: cell.map_or(0, |cell| cell.restarts),
+                    triggers: route.triggers.iter().map(|t| t.key.clone()).collect(),
+                }
+            })
+            .collect();
+        MessageResult(NodeStatus {
+            ready: self.ingress.is_ready(),
+            channel: self.shared.log.kind(),
+            brokers,
+            issues: self.routes.issues().to_vec(),
+        })
+    }
+}
+
+/// Why a request about a broker could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("broker {0} does not exist")]
+    UnknownBroker(ObjectKey),
+    #[error("trigger {0} does not exist")]
+    UnknownTrigger(ObjectKey),
+    #[error("broker {0} is not running yet")]
+    NotRunning(ObjectKey),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("fault injection is off (start the node with --fault-injection)")]
+    FaultInjectionOff,
+}
+
+/// List a broker's parked events.
+#[derive(Message)]
+#[rtype(result = "Result<ParkedList, NodeError>")]
+pub struct ParkedOf {
+    pub broker: ObjectKey,
+    pub max: usize,
+}
+
+impl Handler<ParkedOf> for Node {
+    type Result = ResponseFuture<Result<ParkedList, NodeError>>;
+
+    /// Asks the broker's actor.
+    fn handle(&mut self, request: ParkedOf, _: &mut Context<Self>) -> Self::Result {
+        let broker = self.broker_addr(&request.broker);
+        Box::pin(async move {
+            let parked = broker?.send(ListParked { max: request.max }).await;
+            parked
+                .map_err(|_| NodeError::NotRunning(request.broker))?
+                .map_err(NodeError::from)
+        })
+    }
+}
+
+/// Re-drive a broker's parked events (all of them, or one trigger's).
+#[derive(Message)]
+#[rtype(result = "Result<RedriveReport, NodeError>")]
+pub struct RedriveOf {
+    pub broker: ObjectKey,
+    pub trigger: Option<ObjectKey>,
+}
+
+impl Handler<RedriveOf> for Node {
+    type Result = ResponseFuture<Result<RedriveReport, NodeError>>;
+
+    /// Asks the broker's actor.
+    fn handle(&mut self, request: RedriveOf, _: &mut Context<Self>) -> Self::Result {
+        let broker = self.broker_addr(&request.broker);
+        let unknown_trigger = request.trigger.clone().filter(|trigger| {
+            self.routes
+                .broker(&request.broker)
+                .is_none_or(|route| route.trigger(trigger).is_none())
+        });
+        Box::pin(async move {
+            if let Some(trigger) = unknown_trigger {
+                return Err(NodeError::UnknownTrigger(trigger));
+            }
+            let report = broker?.send(Redrive { trigger: request.trigger }).await;
+            report
+                .map_err(|_| NodeError::NotRunning(request.broker))?
+                .map_err(NodeError::from)
+        })
+    }
+}
+
+impl Node {
+    fn broker_addr(&self, key: &ObjectKey) -> Result<Addr<BrokerActor>, NodeError> {
+        if self.routes.broker(key).is_none() {
+            return Err(NodeError::UnknownBroker(key.clone()));
+        }
+        self.cells
+            .get(key)
+            .map(|cell| cell.broker.clone())
+            .ok_or_else(|| NodeError::NotRunning(key.clone()))
+    }
+}
+
+/// Which actor to crash.
+#[derive(Debug, Clone)]
+pub enum FaultTarget {
+    Broker(ObjectKey),
+    Dispatcher(ObjectKey),
+    Trigger { broker: ObjectKey, trigger: ObjectKey },
+}
+
+/// Crash an actor (only with fault injection on), to exercise supervision.
+#[derive(Message)]
+#[rtype(result = "Result<(), NodeError>")]
+pub struct InjectFault(pub FaultTarget);
+
+impl Handler<InjectFault> for Node {
+    type Result = Result<(), NodeError>;
+
+    /// Sends the actor a `Crash`.
+    fn handle(&mut self, fault: InjectFault, _: &mut Context<Self>) -> Self::Result {
+        if !self.shared.options.fault_injection {
+            return Err(NodeError::FaultInjectionOff);
+        }
+        let cell_of = |key: &ObjectKey| {
+            self.cells
+                .get(key)
+                .ok_or_else(|| NodeError::UnknownBroker(key.clone()))
+        };
+        match fault.0 {
+            FaultTarget::Broker(key) => cell_of(&key)?.broker.do_send(Crash),
+            FaultTarget::Dispatcher(key) => cell_of(&key)?.dispatcher.do_send(Crash),
+            FaultTarget::Trigger { broker, trigger } => cell_of(&broker)?
+                .triggers
+                .get(&trigger)
+                .ok_or(NodeError::UnknownTrigger(trigger))?
+                .do_send(Crash),
+        }
+        Ok(())
+    }
+}

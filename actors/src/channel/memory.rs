@@ -1,0 +1,501 @@
+//! `MemoryLog`: the embedded channel, for one process with no Kafka.
+//!
+//! Same semantics as Kafka where the dispatcher can tell: partitions and offsets, a committed offset
+//! per group, reading resumes at the committed offset when a group member restarts, a new member
+//! takes the partitions over from the old one. Records are kept until every group of the topic has
+//! committed past them, and the number kept per partition is bounded: a full partition refuses
+//! appends (the gateway answers 503 with Retry-After) rather than growing without limit.
+//!
+//! What it cannot do is survive the process: events in memory are gone when the node stops. Use the
+//! Kafka channel for that.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream;
+use tokio::sync::Notify;
+
+use super::{
+    partition_for, AppendError, ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition,
+    PartitionOffsets, Record, StartAt, Subscription, TopicSpec,
+};
+use crate::envelope::Envelope;
+
+/// Bounds of the memory channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Records kept per partition (committed ones are dropped first).
+    pub max_records_per_partition: usize,
+    /// What a refused append asks the producer to wait.
+    pub retry_after: Duration,
+    /// Records handed to a subscriber at once.
+    pub max_batch: usize,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        Self {
+            max_records_per_partition: 100_000,
+            retry_after: Duration::from_secs(1),
+            max_batch: 256,
+        }
+    }
+}
+
+/// The in-memory channel. Cheap to clone (a handle).
+#[derive(Clone, Default)]
+pub struct MemoryLog {
+    state: Arc<Mutex<State>>,
+    limits: MemoryLimits,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<String, Topic>,
+    next_member: u64,
+}
+
+struct Topic {
+    partitions: Vec<PartitionLog>,
+    groups: HashMap<String, Group>,
+    /// Woken on every append and on every change of membership.
+    notify: Arc<Notify>,
+    round_robin: u64,
+}
+
+#[derive(Default)]
+struct PartitionLog {
+    /// Offset of `records[0]`.
+    base: Offset,
+    records: VecDeque<Record>,
+}
+
+impl PartitionLog {
+    fn high(&self) -> Offset {
+        self.base + self.records.len() as Offset
+    }
+}
+
+struct Group {
+    committed: Vec<Option<Offset>>,
+    /// The member currently holding every partition; a newer member takes over.
+    member: Option<u64>,
+}
+
+impl MemoryLog {
+    pub fn new(limits: MemoryLimits) -> Self {
+        Self {
+            state: Arc::default(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written in a way that matters
+        // more than losing the node, so recover the guard instead of poisoning every caller.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn topic(&mut self, name: &str) -> Result<&mut Topic, ChannelError> {
+        self.topics
+            .get_mut(name)
+            .ok_or_else(|| ChannelError::UnknownTopic(name.to_string()))
+    }
+}
+
+impl Topic {
+    /// Drops records every group has committed past. A topic without groups keeps its records (the
+    /// parking lot is read by a group only when someone lists it).
+    fn trim(&mut self) {
+        if self.groups.is_empty() {
+            return;
+        }
+        for (index, partition) in self.partitions.iter_mut().enumerate() {
+            let floor = self
+                .groups
+                .values()
+                .map(|group| group.committed[index].unwrap_or(partition.base))
+                .min()
+                .unwrap_or(partition.base);
+            while partition.base < floor && !partition.records.is_empty() {
+                partition.records.pop_front();
+                partition.base += 1;
+            }
+        }
+    }
+
+    fn group(&mut self, name: &str) -> &mut Group {
+        let partitions = self.partitions.len();
+        self.groups.entry(name.to_string()).or_insert_with(|| Group {
+            committed: vec![None; partitions],
+            member: None,
+        })
+    }
+
+    fn commit(&mut self, group: &str, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+        let partitions = self.partitions.len();
+        let group = self.group(group);
+        for &(partition, offset) in offsets {
+            let slot = usize::try_from(partition)
+                .ok()
+                .filter(|&p| p < partitions)
+                .ok_or_else(|| ChannelError::UnknownPartition {
+                    topic: String::new(),
+                    partition,
+                })?;
+            let committed = &mut group.committed[slot];
+            *committed = Some(committed.map_or(offset, |current| current.max(offset)));
+        }
+        self.trim();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), ChannelError> {
+        let mut state = self.lock();
+        state.topics.entry(spec.name.clone()).or_insert_with(|| Topic {
+            partitions: (0..spec.partitions.max(1)).map(|_| PartitionLog::default()).collect(),
+            groups: HashMap::new(),
+            notify: Arc::new(Notify::new()),
+            round_robin: 0,
+        });
+        Ok(())
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), ChannelError> {
+        if let Some(removed) = self.lock().topics.remove(topic) {
+            removed.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn append(&self, topic: &str, events: Vec<Envelope>) -> Result<(), AppendError> {
+        let mut state = self.lock();
+        let topic_state = state
+            .topics
+            .get_mut(topic)
+            .ok_or_else(|| AppendError::UnknownTopic(topic.to_string()))?;
+        let count = topic_state.partitions.len() as u32;
+        for envelope in events {
+            let key = envelope.partition_key();
+            let partition = partition_for(key.as_deref(), count, &mut topic_state.round_robin);
+            let log = &mut topic_state.partitions[partition as usize];
+            if log.records.len() >= self.limits.max_records_per_partition {
+                topic_state.notify.notify_waiters();
+                return Err(AppendError::Full {
+                    retry_after: self.limits.retry_after,
+                });
+            }
+            let offset = log.high();
+            log.records.push_back(Record {
+                partition,
+                offset,
+                envelope: Arc::new(envelope),
+            });
+        }
+        topic_state.notify.notify_waiters();
+        Ok(())
+    }
+
+    fn subscribe(&self, topic: &str, group: &str, start: StartAt) -> Result<Subscription, ChannelError> {
+        let (member, notify) = {
+            let mut state = self.lock();
+            state.next_member += 1;
+            let member = state.next_member;
+            let topic_state = state.topic(topic)?;
+            topic_state.group(group).member = Some(member);
+            // The previous member, if any, sees it lost the group on its next poll.
+            topic_state.notify.notify_waiters();
+            (member, topic_state.notify.clone())
+        };
+        let reader = GroupReader {
+            log: self.clone(),
+            topic: topic.to_string(),
+            group: group.to_string(),
+            member,
+            start,
+            notify,
+            cursors: None,
+            done: false,
+        };
+        let events = stream::unfold(reader, |mut reader| async move {
+            let next = reader.next().await?;
+            Some((next, reader))
+        });
+        Ok(Subscription {
+            events: Box::pin(events),
+            committer: Box::new(MemoryCommitter {
+                log: self.clone(),
+                topic: topic.to_string(),
+                group: group.to_string(),
+                member,
+            }),
+        })
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, ChannelError> {
+        let mut state = self.lock();
+        let topic_state = state.topic(topic)?;
+        let log = usize::try_from(partition)
+            .ok()
+            .and_then(|p| topic_state.partitions.get(p))
+            .ok_or_else(|| ChannelError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
+        let skip = usize::try_from(from.saturating_sub(log.base)).unwrap_or(0);
+        Ok(log.records.iter().skip(skip).take(max).cloned().collect())
+    }
+
+    async fn offsets(&self, topic: &str, group: &str) -> Result<Vec<PartitionOffsets>, ChannelError> {
+        let mut state = self.lock();
+        let topic_state = state.topic(topic)?;
+        let committed = topic_state
+            .groups
+            .get(group)
+            .map(|group| group.committed.clone())
+            .unwrap_or_else(|| vec![None; topic_state.partitions.len()]);
+        Ok(topic_state
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, log)| PartitionOffsets {
+                partition: index as Partition,
+                low: log.base,
+                high: log.high(),
+                committed: committed[index],
+            })
+            .collect())
+    }
+
+    async fn commit_offsets(
+        &self,
+        topic: &str,
+        group: &str,
+        offsets: &[(Partition, Offset)],
+    ) -> Result<(), ChannelError> {
+        let mut state = self.lock();
+        state.topic(topic)?.commit(group, offsets)
+    }
+}
+
+/// One member's read loop.
+struct GroupReader {
+    log: MemoryLog,
+    topic: String,
+    group: String,
+    member: u64,
+    start: StartAt,
+    notify: Arc<Notify>,
+    /// Next offset to hand out, per partition; `None` until the assignment was announced.
+    cursors: Option<Vec<Offset>>,
+    done: bool,
+}
+
+impl GroupReader {
+    async fn next(&mut self) -> Option<Result<ChannelEvent, ChannelError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.log.lock();
+                let Some(topic) = state.topics.get_mut(&self.topic) else {
+                    self.done = true;
+                    return Some(Err(ChannelError::UnknownTopic(self.topic.clone())));
+                };
+                let group = topic.group(&self.group);
+                if group.member != Some(self.member) {
+                    self.done = true;
+                    let revoked = (0..topic.partitions.len() as Partition).collect();
+                    return Some(Ok(ChannelEvent::Revoked(revoked)));
+                }
+                let committed = group.committed.clone();
+                let Some(cursors) = &mut self.cursors else {
+                    let start: Vec<Offset> = topic
+                        .partitions
+                        .iter()
+                        .zip(committed)
+                        .map(|(log, committed)| match (committed, self.start) {
+                            (Some(offset), _) => offset.max(log.base),
+                            (None, StartAt::Earliest) => log.base,
+                            (None, StartAt::Latest) => log.high(),
+                        })
+                        .collect();
+                    let assigned = start
+                        .iter()
+                        .enumerate()
+                        .map(|(partition, &offset)| (partition as Partition, offset))
+                        .collect();
+                    self.cursors = Some(start);
+                    return Some(Ok(ChannelEvent::Assigned(assigned)));
+                };
+                let mut batch = Vec::new();
+                for (index, log) in topic.partitions.iter().enumerate() {
+                    let cursor = &mut cursors[index];
+                    *cursor = (*cursor).max(log.base);
+                    let skip = (*cursor - log.base) as usize;
+                    let room = self.log.limits.max_batch.saturating_sub(batch.len());
+                    let before = batch.len();
+                    batch.extend(log.records.iter().skip(skip).take(room).cloned());
+                    *cursor += (batch.len() - before) as Offset;
+                }
+                if !batch.is_empty() {
+                    return Some(Ok(ChannelEvent::Records(batch)));
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+struct MemoryCommitter {
+    log: MemoryLog,
+    topic: String,
+    group: String,
+    member: u64,
+}
+
+impl Committer for MemoryCommitter {
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+        let mut state = self.log.lock();
+        let topic = state.topic(&self.topic)?;
+        // A member that lost the group must not move its offsets (Kafka refuses such commits too).
+        if topic.group(&self.group).member != Some(self.member) {
+            return Ok(());
+        }
+        topic.commit(&self.group, offsets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::DEFAULT_MAX_TTL;
+    use chrono::Utc;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+    use futures::StreamExt;
+
+    fn envelope(id: &str) -> Envelope {
+        let event = EventBuilderV10::new()
+            .id(id)
+            .source("/test")
+            .ty("t")
+            .build()
+            .unwrap();
+        Envelope::admit(event, DEFAULT_MAX_TTL, Utc::now()).unwrap()
+    }
+
+    async fn log_with_topic(limits: MemoryLimits) -> MemoryLog {
+        let log = MemoryLog::new(limits);
+        log.ensure_topic(&TopicSpec::new("t", 1)).await.unwrap();
+        log
+    }
+
+    async fn next(subscription: &mut Subscription) -> ChannelEvent {
+        tokio::time::timeout(Duration::from_secs(2), subscription.events.next())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .unwrap()
+    }
+
+    fn ids(event: ChannelEvent) -> Vec<String> {
+        match event {
+            ChannelEvent::Records(records) => records.iter().map(|r| r.envelope.id().to_string()).collect(),
+            other => panic!("expected records, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_resumes_at_its_committed_offset() {
+        let log = log_with_topic(MemoryLimits::default()).await;
+        log.append("t", vec![envelope("a"), envelope("b"), envelope("c")]).await.unwrap();
+        let mut first = log.subscribe("t", "g", StartAt::Earliest).unwrap();
+        assert!(matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 0)]));
+        assert_eq!(ids(next(&mut first).await), vec!["a", "b", "c"]);
+        first.committer.commit(&[(0, 1)]).unwrap();
+
+        let mut second = log.subscribe("t", "g", StartAt::Earliest).unwrap();
+        assert!(matches!(next(&mut first).await, ChannelEvent::Revoked(_)), "the old member loses the group");
+        assert!(matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 1)]));
+        assert_eq!(ids(next(&mut second).await), vec!["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_new_group_at_latest_sees_only_new_records() {
+        let log = log_with_topic(MemoryLimits::default()).await;
+        log.append("t", vec![envelope("old")]).await.unwrap();
+        let mut subscription = log.subscribe("t", "g", StartAt::Latest).unwrap();
+        next(&mut subscription).await;
+        log.append("t", vec![envelope("new")]).await.unwrap();
+        assert_eq!(ids(next(&mut subscription).await), vec!["new"]);
+    }
+
+    #[tokio::test]
+    async fn committed_records_are_dropped_and_a_full_partition_refuses_appends() {
+        let limits = MemoryLimits {
+            max_records_per_partition: 2,
+            ..MemoryLimits::default()
+        };
+        let log = log_with_topic(limits).await;
+        let subscription = log.subscribe("t", "g", StartAt::Earliest).unwrap();
+        log.append("t", vec![envelope("a"), envelope("b")]).await.unwrap();
+        assert!(matches!(
+            log.append("t", vec![envelope("c")]).await,
+            Err(AppendError::Full { .. })
+        ));
+        subscription.committer.commit(&[(0, 1)]).unwrap();
+        log.append("t", vec![envelope("c")]).await.unwrap();
+        let offsets = log.offsets("t", "g").await.unwrap();
+        assert_eq!(offsets[0].low, 1);
+        assert_eq!(offsets[0].high, 3);
+        assert_eq!(offsets[0].committed, Some(1));
+    }
+
+    #[tokio::test]
+    async fn commits_never_move_backwards() {
+        let log = log_with_topic(MemoryLimits::default()).await;
+        log.commit_offsets("t", "g", &[(0, 5)]).await.unwrap();
+        log.commit_offsets("t", "g", &[(0, 2)]).await.unwrap();
+        assert_eq!(log.offsets("t", "g").await.unwrap()[0].committed, Some(5));
+    }
+
+    #[tokio::test]
+    async fn read_serves_any_retained_offset_without_a_group() {
+        let log = log_with_topic(MemoryLimits::default()).await;
+        log.append("t", (0..5).map(|i| envelope(&i.to_string())).collect()).await.unwrap();
+        let records = log.read("t", 0, 2, 2).await.unwrap();
+        let offsets: Vec<Offset> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![2, 3]);
+        assert!(log.read("t", 7, 0, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn appending_to_an_unknown_topic_is_an_error() {
+        let log = MemoryLog::default();
+        assert!(matches!(
+            log.append("nope", vec![envelope("a")]).await,
+            Err(AppendError::UnknownTopic(_))
+        ));
+    }
+}

@@ -1,0 +1,214 @@
+//! The channel port: where a broker keeps the events it accepted until every trigger is done with
+//! them. Shaped after Kafka, because Kafka is the production channel:
+//!
+//! - a broker's events live in a **topic** of one or more **partitions**; a record's position is
+//!   (partition, offset), offsets increase within a partition;
+//! - [`EventLog::append`] returns once the records are stored (Kafka: acknowledged by all in-sync
+//!   replicas), which is what a 202 from the gateway promises;
+//! - a broker's dispatcher reads as a **consumer group** ([`EventLog::subscribe`]): partitions are
+//!   assigned to and revoked from the group's members, and reading resumes at the group's
+//!   **committed** offset after a restart or a rebalance;
+//! - [`EventLog::read`] reads a partition from any retained offset, without a group: a trigger that
+//!   fell behind catches up with it while the group reads on.
+//!
+//! Implementations: [`MemoryLog`] (the embedded default, one process) and `knactor-kafka`.
+
+mod memory;
+
+pub use memory::{MemoryLimits, MemoryLog};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::envelope::Envelope;
+
+pub type Partition = i32;
+pub type Offset = i64;
+
+/// A stored event and where it is.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: Partition,
+    pub offset: Offset,
+    pub envelope: Arc<Envelope>,
+}
+
+/// What a topic should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: Option<i16>,
+    /// Topic-level settings (Kafka's `retention.ms`, ...).
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        Self {
+            name: name.into(),
+            partitions: partitions.max(1),
+            replication_factor: None,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a group with no committed offset starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    Earliest,
+    /// Only records appended from now on.
+    #[default]
+    Latest,
+}
+
+/// What a group subscription yields.
+#[derive(Debug, Clone)]
+pub enum ChannelEvent {
+    /// These partitions are now this member's, to be read from these offsets.
+    Assigned(Vec<(Partition, Offset)>),
+    /// These partitions are no longer this member's: forget their in-flight bookkeeping.
+    Revoked(Vec<Partition>),
+    /// Records of assigned partitions, in offset order within each partition.
+    Records(Vec<Record>),
+}
+
+/// Offsets of one partition, for listing and for lag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub partition: Partition,
+    /// First retained offset.
+    pub low: Offset,
+    /// Offset the next record will get.
+    pub high: Offset,
+    /// The group's committed offset, when it has one.
+    pub committed: Option<Offset>,
+}
+
+/// Why an append failed. The gateway maps each to an HTTP status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Back-pressure: the channel holds as much as it may; try again later (503 + Retry-After).
+    #[error("the channel is full; retry after {retry_after:?}")]
+    Full { retry_after: Duration },
+    /// The event can never be stored (413).
+    #[error("the event is {size} bytes, more than the channel accepts ({limit} bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    /// The channel could not store the event now (Kafka down, timeout): 503.
+    #[error("the channel is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why another channel operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("topic {topic} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: Partition },
+    #[error("creating topic {topic} failed: {reason}")]
+    TopicCreateFailed { topic: String, reason: String },
+    #[error("the channel is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Commits a group's offsets for the partitions it holds.
+pub trait Committer: Send {
+    /// Records below each offset are done. Must never move a committed offset backwards.
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError>;
+}
+
+/// A member's view of a consumer group.
+pub struct Subscription {
+    pub events: BoxStream<'static, Result<ChannelEvent, ChannelError>>,
+    pub committer: Box<dyn Committer>,
+}
+
+/// The port. Methods are cheap to call concurrently (`&self`).
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// `memory` or `kafka`, for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates the topic if it does not exist (an existing one is used as it is).
+    async fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), ChannelError>;
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), ChannelError>;
+
+    /// Stores the events, in order, and returns once they are stored. On error some of them may be
+    /// stored (the producer retries; subscribers accept duplicates, per the data-plane contract).
+    async fn append(&self, topic: &str, events: Vec<Envelope>) -> Result<(), AppendError>;
+
+    /// Joins `group` on `topic`. A group without committed offsets starts at `start`.
+    fn subscribe(&self, topic: &str, group: &str, start: StartAt) -> Result<Subscription, ChannelError>;
+
+    /// Up to `max` records of one partition from offset `from` (or the first retained one after it).
+    async fn read(
+        &self,
+        topic: &str,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, ChannelError>;
+
+    /// Low and high watermarks of every partition, and `group`'s committed offsets.
+    async fn offsets(&self, topic: &str, group: &str) -> Result<Vec<PartitionOffsets>, ChannelError>;
+
+    /// Commits `group`'s offsets without being a member (for the parking lot's bookkeeping).
+    async fn commit_offsets(
+        &self,
+        topic: &str,
+        group: &str,
+        offsets: &[(Partition, Offset)],
+    ) -> Result<(), ChannelError>;
+}
+
+/// Picks the partition for a record: by key when it has one (same key, same partition, so
+/// `partitionkey` keeps order), round robin otherwise.
+pub fn partition_for(key: Option<&str>, partitions: u32, round_robin: &mut u64) -> Partition {
+    let partitions = u64::from(partitions.max(1));
+    let slot = match key {
+        Some(key) => fnv1a(key.as_bytes()) % partitions,
+        None => {
+            *round_robin = round_robin.wrapping_add(1);
+            *round_robin % partitions
+        }
+    };
+    slot as Partition
+}
+
+/// FNV-1a: stable across processes and versions, unlike `std`'s hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_key_always_lands_in_the_same_partition() {
+        let mut counter = 0;
+        let first = partition_for(Some("order-7"), 8, &mut counter);
+        for _ in 0..10 {
+            assert_eq!(partition_for(Some("order-7"), 8, &mut counter), first);
+        }
+    }
+
+    #[test]
+    fn records_without_a_key_spread_round_robin() {
+        let mut counter = 0;
+        let mut seen: Vec<Partition> = (0..6).map(|_| partition_for(None, 3, &mut counter)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 0, 1, 1, 2, 2]);
+    }
+}
