@@ -1,1 +1,12 @@
-//! placeholder
+//! knactor-gateway: the HTTP edge of a node. Inbound, [`ingress`] turns CloudEvents on the wire
+//! into `Publish` messages for the broker actors, answering with Knative's status contract
+//! ([`error::IngressError`]); outbound, [`client::HttpTransport`] implements the actors' delivery
+//! port over HTTP. [`binding`] is the CloudEvents HTTP protocol binding both ways; [`display`] is
+//! the event-display sink. Start with [`ingress::configure`].
+
+pub mod admin;
+pub mod binding;
+pub mod client;
+pub mod display;
+pub mod error;
+pub mod ingress;

@@ -1,0 +1,178 @@
+//! The node's admin API under `/-/` (no Kubernetes namespace can start with `-`, so these paths
+//! never shadow a broker): status, parked events, re-drive, and fault injection for tests.
+//!
+//! ```text
+//!   GET  /-/status
+//!   GET  /-/brokers/{namespace}/{broker}/parked?max=100
+//!   POST /-/brokers/{namespace}/{broker}/parked/redrive[?trigger=<namespace>/<name>]
+//!   POST /-/faults/{broker|dispatcher}/{namespace}/{broker}
+//!   POST /-/faults/trigger/{namespace}/{broker}/{trigger}
+//! ```
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use knactor_actors::actor::{FaultTarget, GetStatus, InjectFault, NodeError, ParkedOf, RedriveOf};
+use knactor_actors::resources::ObjectKey;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::binding::to_structured;
+use crate::ingress::GatewayState;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/-/status", web::get().to(status))
+        .route("/-/brokers/{namespace}/{broker}/parked", web::get().to(parked))
+        .route("/-/brokers/{namespace}/{broker}/parked/redrive", web::post().to(redrive))
+        .route("/-/faults/{kind}/{namespace}/{broker}", web::post().to(fault))
+        .route("/-/faults/{kind}/{namespace}/{broker}/{trigger}", web::post().to(trigger_fault));
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("the node is not answering")]
+    NodeUnavailable,
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::Node(NodeError::UnknownBroker(_) | NodeError::UnknownTrigger(_)) => StatusCode::NOT_FOUND,
+            AdminError::Node(NodeError::NotRunning(_)) | AdminError::NodeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Node(NodeError::FaultInjectionOff) => StatusCode::FORBIDDEN,
+            AdminError::Node(NodeError::Channel(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+    }
+}
+
+async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminError> {
+    let status = state.node.send(GetStatus).await.map_err(|_| AdminError::NodeUnavailable)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "ready": status.ready,
+        "channel": status.channel,
+        "brokers": status.brokers.iter().map(|broker| json!({
+            "namespace": broker.key.namespace,
+            "name": broker.key.name,
+            "running": broker.running,
+            "restarts": broker.restarts,
+            "triggers": broker.triggers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "notRunning": status.issues.iter().map(|issue| json!({
+            "kind": issue.kind,
+            "namespace": issue.key.namespace,
+            "name": issue.key.name,
+            "reason": issue.reason,
+            "message": issue.message,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ParkedQuery {
+    max: Option<usize>,
+}
+
+async fn parked(
+    path: web::Path<(String, String)>,
+    query: web::Query<ParkedQuery>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, AdminError> {
+    let (namespace, name) = path.into_inner();
+    let request = ParkedOf {
+        broker: ObjectKey::new(namespace, name),
+        max: query.max.unwrap_or(100).min(10_000),
+    };
+    let parked = state.node.send(request).await.map_err(|_| AdminError::NodeUnavailable)??;
+    Ok(HttpResponse::Ok().json(json!({
+        "total": parked.total,
+        "events": parked.events.iter().map(|parked| {
+            let (body, _) = to_structured(&parked.event);
+            let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            json!({
+                "trigger": parked.trigger,
+                "reason": parked.reason,
+                "parkedAt": parked.parked_at,
+                "partition": parked.partition,
+                "offset": parked.offset,
+                "event": event,
+            })
+        }).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct RedriveQuery {
+    trigger: Option<String>,
+}
+
+async fn redrive(
+    path: web::Path<(String, String)>,
+    query: web::Query<RedriveQuery>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, AdminError> {
+    let (namespace, name) = path.into_inner();
+    let trigger = query
+        .trigger
+        .as_deref()
+        .map(|text| {
+            // A bare name is a trigger in the broker's namespace.
+            if text.contains('/') {
+                text.parse::<ObjectKey>().map_err(AdminError::BadRequest)
+            } else {
+                Ok(ObjectKey::new(&namespace, text))
+            }
+        })
+        .transpose()?;
+    let request = RedriveOf {
+        broker: ObjectKey::new(namespace, name),
+        trigger,
+    };
+    let report = state.node.send(request).await.map_err(|_| AdminError::NodeUnavailable)??;
+    Ok(HttpResponse::Ok().json(json!({ "redriven": report.redriven, "kept": report.kept })))
+}
+
+async fn fault(
+    path: web::Path<(String, String, String)>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, AdminError> {
+    let (kind, namespace, broker) = path.into_inner();
+    inject(&kind, ObjectKey::new(namespace, broker), None, &state).await
+}
+
+async fn trigger_fault(
+    path: web::Path<(String, String, String, String)>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, AdminError> {
+    let (kind, namespace, broker, trigger) = path.into_inner();
+    let trigger = ObjectKey::new(&namespace, trigger);
+    inject(&kind, ObjectKey::new(namespace, broker), Some(trigger), &state).await
+}
+
+async fn inject(
+    kind: &str,
+    broker: ObjectKey,
+    trigger: Option<ObjectKey>,
+    state: &GatewayState,
+) -> Result<HttpResponse, AdminError> {
+    let target = match (kind, trigger) {
+        ("broker", None) => FaultTarget::Broker(broker),
+        ("dispatcher", None) => FaultTarget::Dispatcher(broker),
+        ("trigger", Some(trigger)) => FaultTarget::Trigger { broker, trigger },
+        _ => return Err(AdminError::BadRequest("use /-/faults/{broker|dispatcher}/<ns>/<broker> or /-/faults/trigger/<ns>/<broker>/<trigger>".into())),
+    };
+    state
+        .node
+        .send(InjectFault(target))
+        .await
+        .map_err(|_| AdminError::NodeUnavailable)??;
+    Ok(HttpResponse::Ok().json(json!({ "crashed": kind })))
+}

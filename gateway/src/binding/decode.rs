@@ -1,0 +1,367 @@
+//! Reading CloudEvents from HTTP messages (HTTP protocol binding 1.0 and 0.3): binary mode
+//! (`ce-` headers, body as data), structured mode (`application/cloudevents+json`) and batched
+//! mode (`application/cloudevents-batch+json`). Every refusal says why, in a sentence the producer
+//! can act on.
+
+use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10};
+use url::Url;
+
+use super::headers::percent_decode;
+
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+
+/// Why a message does not carry a valid CloudEvent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a CloudEvent: no ce-specversion header (binary mode) and content type is not {STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}")]
+    NotAnEvent,
+    #[error("unsupported specversion {0:?}: knactor accepts 1.0 and 0.3")]
+    UnsupportedSpecVersion(String),
+    #[error("missing required attribute {0:?}")]
+    MissingAttribute(&'static str),
+    #[error("attribute {name:?}: {reason}")]
+    InvalidAttribute { name: String, reason: String },
+    #[error("invalid extension name {0:?}: CloudEvents attribute names use only lowercase letters and digits")]
+    InvalidExtensionName(String),
+    #[error("header {0:?} is not valid text")]
+    InvalidHeader(String),
+    #[error("invalid structured event: {0}")]
+    InvalidJson(String),
+    #[error("event {index} of the batch: {error}")]
+    InBatch { index: usize, error: Box<DecodeError> },
+}
+
+/// The media type of a `Content-Type` value, lowercased, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Reads the events of an HTTP message. `headers` yields (lowercase name, raw value).
+pub fn decode_message(headers: &[(&str, &[u8])], body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+    let content_type = header_text(headers, "content-type")?;
+    let media = content_type.as_deref().map(media_type).unwrap_or_default();
+    if media == STRUCTURED_CONTENT_TYPE {
+        return decode_structured(body).map(|event| vec![event]);
+    }
+    if media == BATCH_CONTENT_TYPE {
+        return decode_batch(body);
+    }
+    if header_text(headers, "ce-specversion")?.is_some() {
+        return decode_binary(headers, content_type, body).map(|event| vec![event]);
+    }
+    Err(DecodeError::NotAnEvent)
+}
+
+/// Whether a message has CloudEvent markers at all (a response body without them is "not an event").
+pub fn looks_like_event(headers: &[(&str, &[u8])]) -> bool {
+    headers.iter().any(|&(name, value)| {
+        name == "ce-specversion"
+            || (name == "content-type"
+                && std::str::from_utf8(value)
+                    .map(|ct| media_type(ct) == STRUCTURED_CONTENT_TYPE)
+                    .unwrap_or(false))
+    })
+}
+
+fn header_text(headers: &[(&str, &[u8])], wanted: &str) -> Result<Option<String>, DecodeError> {
+    headers
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(name, value)| {
+            std::str::from_utf8(value)
+                .map(|text| text.trim().to_string())
+                .map_err(|_| DecodeError::InvalidHeader(name.to_string()))
+        })
+        .transpose()
+}
+
+/// Binary mode: attributes from `ce-` headers (percent-decoded), `Content-Type` as
+/// `datacontenttype`, the body as data, byte for byte.
+fn decode_binary(
+    headers: &[(&str, &[u8])],
+    content_type: Option<String>,
+    body: &[u8],
+) -> Result<Event, DecodeError> {
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    for &(name, value) in headers {
+        let Some(attribute) = name.strip_prefix("ce-") else {
+            continue;
+        };
+        let raw = std::str::from_utf8(value).map_err(|_| DecodeError::InvalidHeader(name.to_string()))?;
+        let value = percent_decode(raw).map_err(|reason| DecodeError::InvalidAttribute {
+            name: attribute.to_string(),
+            reason,
+        })?;
+        attributes.push((attribute.to_string(), value));
+    }
+    let get = |wanted: &str| {
+        attributes
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.clone())
+    };
+    let spec_version = get("specversion").unwrap_or_default();
+    let mut event = build_required(&spec_version, get("id"), get("source"), get("type"))?;
+    let version = event.specversion();
+    for (name, value) in &attributes {
+        match name.as_str() {
+            "specversion" | "id" | "source" | "type" => {}
+            "subject" => {
+                event.set_subject(Some(value.clone()));
+            }
+            "time" => {
+                let time = chrono::DateTime::parse_from_rfc3339(value).map_err(|error| {
+                    DecodeError::InvalidAttribute {
+                        name: "time".into(),
+                        reason: format!("{value:?} is not an RFC 3339 time ({error})"),
+                    }
+                })?;
+                event.set_time(Some(time.with_timezone(&chrono::Utc)));
+            }
+            "dataschema" if version == SpecVersion::V10 => set_schema(&mut event, "dataschema", value)?,
+            "schemaurl" if version == SpecVersion::V03 => set_schema(&mut event, "schemaurl", value)?,
+            "datacontenttype" => {
+                // Binary mode carries it in Content-Type; a ce- header for it is tolerated.
+                if content_type.is_none() {
+                    event.set_datacontenttype(Some(value.clone()));
+                }
+            }
+            extension => {
+                check_extension_name(extension)?;
+                event.set_extension(extension, ExtensionValue::String(value.clone()));
+            }
+        }
+    }
+    if let Some(content_type) = content_type {
+        event.set_datacontenttype(Some(content_type));
+    }
+    if !body.is_empty() {
+        event.set_data_unchecked(Data::Binary(body.to_vec()));
+    }
+    Ok(event)
+}
+
+fn set_schema(event: &mut Event, name: &str, value: &str) -> Result<(), DecodeError> {
+    let url = Url::parse(value).map_err(|error| DecodeError::InvalidAttribute {
+        name: name.into(),
+        reason: format!("{value:?} is not an absolute URI ({error})"),
+    })?;
+    event.set_dataschema(Some(url));
+    Ok(())
+}
+
+fn build_required(
+    spec_version: &str,
+    id: Option<String>,
+    source: Option<String>,
+    ty: Option<String>,
+) -> Result<Event, DecodeError> {
+    let required = |value: Option<String>, name: &'static str| {
+        value
+            .filter(|value| !value.is_empty())
+            .ok_or(DecodeError::MissingAttribute(name))
+    };
+    let (id, source, ty) = (required(id, "id")?, required(source, "source")?, required(ty, "type")?);
+    let built = match spec_version {
+        "1.0" => EventBuilderV10::new().id(id).source(source).ty(ty).build(),
+        "0.3" => EventBuilderV03::new().id(id).source(source).ty(ty).build(),
+        other => return Err(DecodeError::UnsupportedSpecVersion(other.to_string())),
+    };
+    built.map_err(|error| DecodeError::InvalidAttribute {
+        name: "source".into(),
+        reason: error.to_string(),
+    })
+}
+
+/// CloudEvents attribute names: lowercase ASCII letters and digits.
+pub fn check_extension_name(name: &str) -> Result<(), DecodeError> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(DecodeError::InvalidExtensionName(name.to_string()))
+    }
+}
+
+/// Structured mode: the event as a JSON object.
+pub fn decode_structured(body: &[u8]) -> Result<Event, DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| DecodeError::InvalidJson(error.to_string()))?;
+    decode_json_value(value)
+}
+
+fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError> {
+    let serde_json::Value::Object(object) = &mut value else {
+        return Err(DecodeError::InvalidJson("expected a JSON object".into()));
+    };
+    // `null` means "not set" in the JSON format.
+    object.retain(|_, value| !value.is_null());
+    let object = &*object;
+    // Check what serde's messages would say vaguely, in the terms of the spec.
+    let spec_version = match object.get("specversion") {
+        Some(serde_json::Value::String(version)) => version.clone(),
+        Some(_) => return Err(DecodeError::InvalidAttribute { name: "specversion".into(), reason: "must be a string".into() }),
+        None => return Err(DecodeError::MissingAttribute("specversion")),
+    };
+    if spec_version != "1.0" && spec_version != "0.3" {
+        return Err(DecodeError::UnsupportedSpecVersion(spec_version));
+    }
+    for required in ["id", "source", "type"] {
+        match object.get(required) {
+            Some(serde_json::Value::String(text)) if !text.is_empty() => {}
+            Some(serde_json::Value::String(_)) | None => {
+                return Err(DecodeError::MissingAttribute(match required {
+                    "id" => "id",
+                    "source" => "source",
+                    _ => "type",
+                }))
+            }
+            Some(_) => {
+                return Err(DecodeError::InvalidAttribute { name: required.into(), reason: "must be a string".into() })
+            }
+        }
+    }
+    for name in object.keys() {
+        if !matches!(name.as_str(), "data" | "data_base64") {
+            check_extension_name(name)?;
+        }
+    }
+    serde_json::from_value(value).map_err(|error| DecodeError::InvalidJson(error.to_string()))
+}
+
+/// Batched mode: a JSON array of structured events (possibly empty, which the spec allows).
+pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_slice(body).map_err(|error| DecodeError::InvalidJson(format!("a batch must be a JSON array of events: {error}")))?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            decode_json_value(value).map_err(|error| DecodeError::InBatch { index, error: Box::new(error) })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static [u8])> {
+        pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
+    }
+
+    fn decode(pairs: &[(&'static str, &'static str)], body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        decode_message(&headers(pairs), body)
+    }
+
+    #[test]
+    fn binary_mode_reads_headers_and_keeps_the_body_as_is() {
+        let events = decode(
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "42"),
+                ("ce-source", "/orders"),
+                ("ce-type", "order.created"),
+                ("ce-subject", "o-1"),
+                ("ce-time", "2026-11-24T10:00:00+02:00"),
+                ("ce-region", "eu%20west"),
+                ("content-type", "application/json"),
+            ],
+            br#"{"b":1,"a":2}"#,
+        )
+        .unwrap();
+        let event = &events[0];
+        assert_eq!(event.id(), "42");
+        assert_eq!(event.ty(), "order.created");
+        assert_eq!(event.subject(), Some("o-1"));
+        assert_eq!(event.datacontenttype(), Some("application/json"));
+        assert_eq!(event.extension("region").unwrap().to_string(), "eu west");
+        assert_eq!(event.data(), Some(&Data::Binary(br#"{"b":1,"a":2}"#.to_vec())));
+    }
+
+    #[test]
+    fn binary_mode_needs_id_source_and_type() {
+        assert_eq!(
+            decode(&[("ce-specversion", "1.0"), ("ce-source", "/s"), ("ce-type", "t")], b""),
+            Err(DecodeError::MissingAttribute("id"))
+        );
+    }
+
+    #[test]
+    fn unknown_spec_versions_are_refused() {
+        assert_eq!(
+            decode(&[("ce-specversion", "2.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t")], b""),
+            Err(DecodeError::UnsupportedSpecVersion("2.0".into()))
+        );
+    }
+
+    #[test]
+    fn version_0_3_is_kept() {
+        let events = decode(
+            &[("ce-specversion", "0.3"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-schemaurl", "http://s/x")],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(events[0].specversion(), SpecVersion::V03);
+        assert_eq!(events[0].dataschema().unwrap().as_str(), "http://s/x");
+    }
+
+    #[test]
+    fn a_bad_time_is_refused_with_the_value() {
+        let error = decode(
+            &[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-time", "yesterday")],
+            b"",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("\"yesterday\" is not an RFC 3339 time"));
+    }
+
+    #[test]
+    fn structured_mode_reads_json() {
+        let events = decode(
+            &[("content-type", "application/cloudevents+json; charset=utf-8")],
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"application/json","data":{"z":1,"a":[1,2]},"ext":"v"}"#,
+        )
+        .unwrap();
+        assert_eq!(events[0].extension("ext").unwrap().to_string(), "v");
+        assert!(matches!(events[0].data(), Some(Data::Json(_))));
+    }
+
+    #[test]
+    fn structured_mode_names_what_is_wrong() {
+        let ct = [("content-type", "application/cloudevents+json")];
+        assert_eq!(decode(&ct, br#"{"specversion":"1.0","source":"/s","type":"t"}"#), Err(DecodeError::MissingAttribute("id")));
+        assert_eq!(
+            decode(&ct, br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","Bad_Name":1}"#),
+            Err(DecodeError::InvalidExtensionName("Bad_Name".into()))
+        );
+        assert!(matches!(decode(&ct, b"{not json"), Err(DecodeError::InvalidJson(_))));
+        assert!(matches!(decode(&ct, b"[]"), Err(DecodeError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn batches_carry_many_events_and_name_the_bad_one() {
+        let ct = [("content-type", "application/cloudevents-batch+json")];
+        let events = decode(
+            &ct,
+            br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"0.3","id":"2","source":"/s","type":"t"}]"#,
+        )
+        .unwrap();
+        assert_eq!(events.len(), 2);
+        let error = decode(&ct, br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"1.0","source":"/s","type":"t"}]"#)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "event 1 of the batch: missing required attribute \"id\"");
+        assert_eq!(decode(&ct, b"[]"), Ok(vec![]), "an empty batch is valid");
+    }
+
+    #[test]
+    fn a_plain_request_is_not_an_event() {
+        assert_eq!(decode(&[("content-type", "text/plain")], b"hello"), Err(DecodeError::NotAnEvent));
+    }
+}

@@ -1,0 +1,234 @@
+//! Writing CloudEvents into HTTP messages: binary mode (the default for deliveries) and structured
+//! mode (`delivery.format: json`).
+//!
+//! The data goes out as it came in: binary-mode bytes stay the same bytes; in structured mode JSON
+//! data is embedded as JSON (not base64), text as a string, anything else as `data_base64`.
+
+use base64::Engine as _;
+use chrono::{SecondsFormat, Utc};
+use cloudevents::event::{Data, ExtensionValue, SpecVersion};
+use cloudevents::{AttributesReader, Event};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::decode::{media_type, STRUCTURED_CONTENT_TYPE};
+use super::headers::percent_encode;
+
+/// RFC 3339 with as many fraction digits as needed (Go's `RFC3339Nano`, what Knative writes).
+pub fn format_time(time: &chrono::DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Binary mode: `(header name, value)` pairs and the body.
+pub fn to_binary(event: &Event) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut headers = Vec::with_capacity(8 + event.iter_extensions().count());
+    let version = event.specversion();
+    headers.push(("ce-specversion".into(), version.as_str().to_string()));
+    headers.push(("ce-id".into(), percent_encode(event.id())));
+    headers.push(("ce-source".into(), percent_encode(event.source().as_str())));
+    headers.push(("ce-type".into(), percent_encode(event.ty())));
+    if let Some(subject) = event.subject() {
+        headers.push(("ce-subject".into(), percent_encode(subject)));
+    }
+    if let Some(time) = event.time() {
+        headers.push(("ce-time".into(), format_time(time)));
+    }
+    if let Some(schema) = event.dataschema() {
+        let name = match version {
+            SpecVersion::V03 => "ce-schemaurl",
+            SpecVersion::V10 => "ce-dataschema",
+        };
+        headers.push((name.into(), percent_encode(schema.as_str())));
+    }
+    for (name, value) in event.iter_extensions() {
+        headers.push((format!("ce-{name}"), percent_encode(&value.to_string())));
+    }
+    if let Some(content_type) = event.datacontenttype() {
+        headers.push(("content-type".into(), content_type.to_string()));
+    }
+    let body = match event.data() {
+        None => Vec::new(),
+        Some(Data::Binary(bytes)) => bytes.clone(),
+        Some(Data::String(text)) => text.as_bytes().to_vec(),
+        Some(Data::Json(value)) => serde_json::to_vec(value).unwrap_or_default(),
+    };
+    (headers, body)
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    match content_type.map(media_type) {
+        // The JSON format: no datacontenttype means application/json.
+        None => true,
+        Some(media) => media == "application/json" || media == "text/json" || media.ends_with("+json"),
+    }
+}
+
+/// Structured mode: the JSON object and its content type.
+pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
+    let mut object = Map::new();
+    let version = event.specversion();
+    object.insert("specversion".into(), Value::String(version.as_str().into()));
+    object.insert("id".into(), Value::String(event.id().into()));
+    object.insert("source".into(), Value::String(event.source().as_str().into()));
+    object.insert("type".into(), Value::String(event.ty().into()));
+    if let Some(subject) = event.subject() {
+        object.insert("subject".into(), Value::String(subject.into()));
+    }
+    if let Some(time) = event.time() {
+        object.insert("time".into(), Value::String(format_time(time)));
+    }
+    if let Some(schema) = event.dataschema() {
+        let name = match version {
+            SpecVersion::V03 => "schemaurl",
+            SpecVersion::V10 => "dataschema",
+        };
+        object.insert(name.into(), Value::String(schema.as_str().into()));
+    }
+    if let Some(content_type) = event.datacontenttype() {
+        object.insert("datacontenttype".into(), Value::String(content_type.into()));
+    }
+    for (name, value) in event.iter_extensions() {
+        let value = match value {
+            ExtensionValue::String(text) => Value::String(text.clone()),
+            ExtensionValue::Boolean(flag) => Value::Bool(*flag),
+            ExtensionValue::Integer(number) => Value::from(*number),
+        };
+        object.insert(name.to_string(), value);
+    }
+    let json_data = is_json(event.datacontenttype());
+    let mut raw_data: Option<Box<RawValue>> = None;
+    match event.data() {
+        None => {}
+        Some(Data::Json(value)) => {
+            object.insert("data".into(), value.clone());
+        }
+        Some(Data::String(text)) => {
+            let embedded = json_data
+                .then(|| serde_json::from_str::<Value>(text).ok())
+                .flatten();
+            object.insert("data".into(), embedded.unwrap_or_else(|| Value::String(text.clone())));
+        }
+        Some(Data::Binary(bytes)) => {
+            // JSON bytes are embedded verbatim (key order and number formatting kept).
+            let raw = json_data
+                .then(|| std::str::from_utf8(bytes).ok())
+                .flatten()
+                .and_then(|text| RawValue::from_string(text.trim().to_string()).ok());
+            match raw {
+                Some(raw) => raw_data = Some(raw),
+                None if is_text(event.datacontenttype()) && std::str::from_utf8(bytes).is_ok() => {
+                    let text = String::from_utf8_lossy(bytes).into_owned();
+                    object.insert("data".into(), Value::String(text));
+                }
+                None => {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    object.insert("data_base64".into(), Value::String(encoded));
+                }
+            }
+        }
+    }
+    let body = serde_json::to_vec(&Structured {
+        attributes: object,
+        data: raw_data.as_deref(),
+    })
+    .unwrap_or_default();
+    (body, STRUCTURED_CONTENT_TYPE)
+}
+
+/// The JSON object, with JSON data spliced in as raw text when it came as bytes.
+#[derive(serde::Serialize)]
+struct Structured<'a> {
+    #[serde(flatten)]
+    attributes: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+}
+
+fn is_text(content_type: Option<&str>) -> bool {
+    content_type.map(media_type).is_some_and(|media| {
+        media.starts_with("text/") || media == "application/xml" || media.ends_with("+xml")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::{decode_message, decode_structured};
+    use super::*;
+
+    fn binary_round_trip(event: &Event) -> Event {
+        let (headers, body) = to_binary(event);
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        decode_message(&pairs, &body).unwrap().remove(0)
+    }
+
+    /// Every example event of the JSON format spec (testdata/spec_examples/json_format) that is
+    /// literally valid survives structured -> binary -> structured unchanged.
+    #[test]
+    fn the_json_format_examples_survive_both_modes() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/spec_examples/json_format");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            // ex1's data_base64 is the placeholder "... base64 encoded string ...".
+            if !name.ends_with(".json") || name.starts_with("4.3") || name.starts_with("3.2_ex1") {
+                continue;
+            }
+            let text = std::fs::read(&path).unwrap();
+            let event = decode_structured(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (structured, _) = to_structured(&event);
+            let again = decode_structured(&structured).unwrap();
+            assert_eq!(again, event, "{name}: structured round trip");
+            let through_binary = binary_round_trip(&event);
+            assert_eq!(through_binary.id(), event.id(), "{name}");
+            assert_eq!(through_binary.extension("comexampleothervalue").map(|v| v.to_string()),
+                       event.extension("comexampleothervalue").map(|v| v.to_string()), "{name}");
+            checked += 1;
+        }
+        assert_eq!(checked, 5);
+    }
+
+    #[test]
+    fn binary_json_data_is_embedded_verbatim_in_structured_mode() {
+        let pairs = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("content-type", "application/json"),
+        ];
+        let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let event = decode_message(&pairs, br#"{"z":1.50,"a":2}"#).unwrap().remove(0);
+        let (body, content_type) = to_structured(&event);
+        assert_eq!(content_type, "application/cloudevents+json");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.ends_with(r#""data":{"z":1.50,"a":2}}"#), "{text}");
+    }
+
+    #[test]
+    fn opaque_bytes_go_as_base64() {
+        let pairs = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("content-type", "application/octet-stream"),
+        ];
+        let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let event = decode_message(&pairs, &[0, 159, 146, 150]).unwrap().remove(0);
+        let (body, _) = to_structured(&event);
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["data_base64"], "AJ+Slg==");
+        assert_eq!(decode_structured(&body).unwrap().data(), event.data());
+    }
+
+    #[test]
+    fn binary_headers_are_percent_encoded() {
+        let mut event = decode_structured(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","note":"caf\u00e9 50%"}"#).unwrap();
+        event.set_extension("flag", true);
+        let (headers, _) = to_binary(&event);
+        assert!(headers.contains(&("ce-note".into(), "caf%C3%A9%2050%25".into())));
+        assert!(headers.contains(&("ce-flag".into(), "true".into())));
+        assert_eq!(binary_round_trip(&event).extension("note").unwrap().to_string(), "café 50%");
+    }
+}

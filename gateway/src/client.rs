@@ -1,0 +1,144 @@
+//! `HttpTransport`: deliveries over HTTP (reqwest), the outbound half of the gateway.
+//!
+//! Adds what Knative's dispatcher adds: `Prefer: reply` (the subscriber may answer with an event)
+//! and `Kn-Namespace`. Reads the whole answer (up to a limit) because a dead-letter sink wants the
+//! body, and a reply is an event in it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use knactor_actors::routes::ContentMode;
+use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
+
+use crate::binding::{decode_reply, to_binary, to_structured};
+
+/// Response bodies larger than this are cut (a reply event bigger than this is refused anyway).
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            // Subscribers are addressed directly; an HTTP_PROXY in the environment must not
+            // reroute in-cluster or loopback traffic.
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("knactor/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn send(&self, outbound: Outbound) -> Result<Response, TransportError> {
+        let mut request = self
+            .client
+            .post(outbound.url.clone())
+            .timeout(outbound.timeout)
+            .header("prefer", "reply")
+            .header("kn-namespace", &outbound.namespace);
+        request = match outbound.mode {
+            ContentMode::Binary => {
+                let (headers, body) = to_binary(&outbound.event);
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                request.body(body)
+            }
+            ContentMode::Structured => {
+                let (body, content_type) = to_structured(&outbound.event);
+                request.header("content-type", content_type).body(body)
+            }
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|error| transport_error(error, outbound.timeout))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        let headers: Vec<(String, Vec<u8>)> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+            .collect();
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| transport_error(error, outbound.timeout))?;
+            let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        let reply = if (200..300).contains(&status) {
+            let pairs: Vec<(&str, &[u8])> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice()))
+                .collect();
+            decode_reply(&pairs, &body)
+        } else {
+            ReplyBody::Empty
+        };
+        Ok(Response {
+            status,
+            retry_after,
+            body: Bytes::from(body),
+            reply,
+        })
+    }
+}
+
+fn transport_error(error: reqwest::Error, timeout: Duration) -> TransportError {
+    if error.is_timeout() {
+        return TransportError::Timeout(timeout);
+    }
+    // reqwest's top-level message is generic; the cause says what happened.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    if error.is_connect() {
+        TransportError::Connect(message)
+    } else {
+        TransportError::Other(message)
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let wait = parse_retry_after(&future).unwrap();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
+    }
+}

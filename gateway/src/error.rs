@@ -1,0 +1,71 @@
+//! Every way an ingress request can fail, and its HTTP status, in one place (Knative's broker
+//! ingress contract). 4xx bodies say what to fix; 5xx bodies say what to do and reveal nothing
+//! internal (the cause is logged where it happens).
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::binding::DecodeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("method {0} is not allowed here: POST CloudEvents to /<namespace>/<broker>")]
+    MethodNotAllowed(String),
+    #[error("no broker at /: POST CloudEvents to /<namespace>/<broker>")]
+    RootPath,
+    #[error("path {0:?} is not /<namespace>/<broker>")]
+    BadPath(String),
+    #[error("broker {0} does not exist")]
+    UnknownBroker(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    UnreadableBody(String),
+    #[error("invalid CloudEvent: {0}")]
+    InvalidEvent(#[from] DecodeError),
+    #[error("{0}")]
+    TtlExhausted(String),
+    #[error("broker {broker} cannot take more events now; retry after {}s", retry_after.as_secs().max(1))]
+    Busy { broker: String, retry_after: Duration },
+    #[error("broker {broker} cannot store events right now; retry later")]
+    Unavailable { broker: String },
+}
+
+impl IngressError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IngressError::Busy { retry_after, .. } => Some(*retry_after),
+            IngressError::Unavailable { .. } => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for IngressError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::RootPath | IngressError::UnknownBroker(_) => StatusCode::NOT_FOUND,
+            IngressError::BadPath(_)
+            | IngressError::UnreadableBody(_)
+            | IngressError::InvalidEvent(_)
+            | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
+            IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::Busy { .. } | IngressError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"));
+        if let IngressError::MethodNotAllowed(_) = self {
+            response.insert_header((header::ALLOW, "POST, OPTIONS"));
+        }
+        if let Some(wait) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
+        }
+        response.body(format!("{self}\n"))
+    }
+}

@@ -1,0 +1,166 @@
+//! The broker ingress: `POST /{namespace}/{broker}` with CloudEvents in any content mode, answered
+//! as Knative's broker ingress answers (see [`IngressError`] for every status), plus `/healthz`,
+//! `/readyz`, `/metrics` and the admin API under `/-/` (a path no Kubernetes namespace can take).
+//!
+//! A 202 means the events are stored in the broker's channel (on Kafka: acknowledged by all
+//! in-sync replicas), not merely received.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+use knactor_actors::actor::{IngressTable, Node, Publish, PublishError};
+use knactor_actors::channel::AppendError;
+use knactor_actors::metrics::Metrics;
+use knactor_actors::resources::ObjectKey;
+use tracing::error;
+
+use crate::binding::decode_message;
+use crate::error::IngressError;
+
+/// What the HTTP side needs from the node.
+#[derive(Clone)]
+pub struct GatewayState {
+    pub ingress: Arc<IngressTable>,
+    pub node: Addr<Node>,
+    pub metrics: Arc<Metrics>,
+    /// Requests with a larger body get 413.
+    pub max_body_bytes: usize,
+}
+
+/// Registers every route of the gateway.
+pub fn configure(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |config: &mut web::ServiceConfig| {
+        config
+            .app_data(web::Data::new(state.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+            .configure(crate::admin::configure)
+            .default_service(web::to(ingress));
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn readyz(state: web::Data<GatewayState>) -> HttpResponse {
+    if state.ingress.is_ready() {
+        HttpResponse::Ok().content_type("text/plain").body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("not ready: brokers are still starting\n")
+    }
+}
+
+async fn metrics(state: web::Data<GatewayState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// The broker ingress (and everything no other route took).
+async fn ingress(
+    request: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, IngressError> {
+    match *request.method() {
+        Method::OPTIONS => return Ok(webhook_handshake()),
+        Method::POST => {}
+        ref other => return Err(IngressError::MethodNotAllowed(other.to_string())),
+    }
+    let key = broker_of(request.path())?;
+    let broker = state
+        .ingress
+        .broker(&key)
+        .ok_or_else(|| IngressError::UnknownBroker(key.to_string()))?;
+
+    let limit = state.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(IngressError::TooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| IngressError::UnreadableBody(error.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(IngressError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect::<Vec<_>>();
+    let events = decode_message(&headers, &body)?;
+    if events.is_empty() {
+        return Ok(HttpResponse::Accepted().finish());
+    }
+    let broker_name = key.to_string();
+    match broker.send(Publish { events }).await {
+        Ok(Ok(())) => Ok(HttpResponse::Accepted().finish()),
+        Ok(Err(PublishError::Admit(refused))) => Err(IngressError::TtlExhausted(refused.to_string())),
+        Ok(Err(PublishError::Append(AppendError::Full { retry_after }))) => Err(IngressError::Busy {
+            broker: broker_name,
+            retry_after,
+        }),
+        Ok(Err(PublishError::Append(AppendError::TooLarge { limit, .. }))) => Err(IngressError::TooLarge { limit }),
+        Ok(Err(PublishError::Append(failure))) => {
+            error!(broker = %key, "append failed: {failure}");
+            Err(IngressError::Unavailable { broker: broker_name })
+        }
+        Err(mailbox) => {
+            // The broker's actors are being restarted by the node.
+            error!(broker = %key, "broker actor unavailable: {mailbox}");
+            Err(IngressError::Unavailable { broker: broker_name })
+        }
+    }
+}
+
+/// `/<namespace>/<broker>`, exactly.
+fn broker_of(path: &str) -> Result<ObjectKey, IngressError> {
+    if path == "/" || path.is_empty() {
+        return Err(IngressError::RootPath);
+    }
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(namespace), Some(name), None) if !namespace.is_empty() && !name.is_empty() => {
+            Ok(ObjectKey::new(namespace, name))
+        }
+        _ => Err(IngressError::BadPath(path.to_string())),
+    }
+}
+
+/// The CloudEvents webhook validation handshake (what Knative's ingress answers to OPTIONS).
+fn webhook_handshake() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ALLOW, "POST, OPTIONS"))
+        .insert_header(("WebHook-Allowed-Origin", "*"))
+        .insert_header(("WebHook-Allowed-Rate", "*"))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_two_segment_paths_name_a_broker() {
+        assert_eq!(broker_of("/team-a/default").unwrap(), ObjectKey::new("team-a", "default"));
+        assert!(matches!(broker_of("/"), Err(IngressError::RootPath)));
+        for bad in ["/team-a", "/a/b/c", "/a/", "//b", "/a/b/"] {
+            assert!(matches!(broker_of(bad), Err(IngressError::BadPath(_))), "{bad}");
+        }
+    }
+}
