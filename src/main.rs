@@ -1,1 +1,54 @@
-fn main() {}
+//! `knactor`: the command line. Wiring only; the mesh lives in `knactor-actors` and
+//! `knactor-gateway`.
+
+mod cli;
+mod config;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// knactor: an eventing mesh that speaks Knative Eventing.
+#[derive(Parser)]
+#[command(name = "knactor", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: the broker ingress and the broker, trigger and subscriber actors.
+    Run(cli::run::RunArgs),
+    /// Run an event-display sink that prints every CloudEvent it receives, like Knative's.
+    Display(cli::display::DisplayArgs),
+    /// Send CloudEvents to a URL (a broker ingress, a subscriber...).
+    Send(cli::send::SendArgs),
+    /// Check resource files without running them; exits non-zero when one is refused.
+    Validate(cli::validate::ValidateArgs),
+    /// Show what a running node runs, and what it does not and why.
+    Status(cli::admin::StatusArgs),
+    /// List or re-drive a broker's parked events on a running node.
+    Parked(cli::admin::ParkedArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::Display(args) => cli::display::run(args),
+        Command::Send(args) => cli::send::run(args),
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Status(args) => cli::admin::status(args),
+        Command::Parked(args) => cli::admin::parked(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // One line: the error and its causes.
+            let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

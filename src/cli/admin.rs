@@ -1,0 +1,124 @@
+//! `knactor status` and `knactor parked`: talk to a running node's admin API.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use url::Url;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The node's ingress URL.
+    #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
+    node: Url,
+}
+
+#[derive(Args)]
+pub struct ParkedArgs {
+    #[command(subcommand)]
+    action: ParkedAction,
+    /// The node's ingress URL.
+    #[arg(long, global = true, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
+    node: Url,
+}
+
+#[derive(Subcommand)]
+enum ParkedAction {
+    /// List a broker's parked events.
+    List {
+        /// <namespace>/<broker>
+        broker: String,
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Deliver a broker's parked events again, each to the trigger that parked it.
+    Redrive {
+        /// <namespace>/<broker>
+        broker: String,
+        /// Only this trigger's events (<namespace>/<name>, or a name in the broker's namespace).
+        #[arg(long)]
+        trigger: Option<String>,
+    },
+}
+
+fn client() -> anyhow::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder().no_proxy().build().context("cannot build the HTTP client")
+}
+
+fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request.send().context("the node did not answer")?;
+    let status = response.status();
+    let body: Value = response.json().unwrap_or(Value::Null);
+    if !status.is_success() {
+        let reason = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+        bail!("the node answered {status}: {reason}");
+    }
+    Ok(body)
+}
+
+fn broker_path(broker: &str) -> anyhow::Result<&str> {
+    match broker.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => Ok(broker),
+        _ => bail!("{broker:?} is not <namespace>/<broker>"),
+    }
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let status = call(client()?.get(args.node.join("/-/status")?))?;
+    println!("ready: {}   channel: {}", status["ready"], status["channel"].as_str().unwrap_or("?"));
+    for broker in status["brokers"].as_array().into_iter().flatten() {
+        println!(
+            "broker {}/{}  running={} restarts={}",
+            broker["namespace"].as_str().unwrap_or_default(),
+            broker["name"].as_str().unwrap_or_default(),
+            broker["running"],
+            broker["restarts"]
+        );
+        for trigger in broker["triggers"].as_array().into_iter().flatten() {
+            println!("  trigger {}", trigger.as_str().unwrap_or_default());
+        }
+    }
+    for issue in status["notRunning"].as_array().into_iter().flatten() {
+        println!(
+            "not running: {} {}/{}: {}: {}",
+            issue["kind"].as_str().unwrap_or_default(),
+            issue["namespace"].as_str().unwrap_or_default(),
+            issue["name"].as_str().unwrap_or_default(),
+            issue["reason"].as_str().unwrap_or_default(),
+            issue["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
+    let client = client()?;
+    match args.action {
+        ParkedAction::List { broker, max } => {
+            let url = args.node.join(&format!("/-/brokers/{}/parked", broker_path(&broker)?))?;
+            let parked = call(client.get(url).query(&[("max", max)]))?;
+            println!("{} parked", parked["total"]);
+            for event in parked["events"].as_array().into_iter().flatten() {
+                println!(
+                    "{} id={} type={} trigger={} reason={}",
+                    event["parkedAt"].as_str().unwrap_or_default(),
+                    event["event"]["id"].as_str().unwrap_or_default(),
+                    event["event"]["type"].as_str().unwrap_or_default(),
+                    event["trigger"].as_str().unwrap_or_default(),
+                    event["reason"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        ParkedAction::Redrive { broker, trigger } => {
+            let url = args.node.join(&format!("/-/brokers/{}/parked/redrive", broker_path(&broker)?))?;
+            let mut request = client.post(url);
+            if let Some(trigger) = trigger {
+                request = request.query(&[("trigger", trigger)]);
+            }
+            let report = call(request)?;
+            println!("re-driven: {}   still parked: {}", report["redriven"], report["kept"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,23 @@
+//! One module per subcommand.
+
+pub mod admin;
+pub mod display;
+pub mod run;
+pub mod send;
+pub mod validate;
+
+/// Logs to stderr at `level` (a `RUST_LOG`-style filter), unless `RUST_LOG` says otherwise.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Threads worth using by default: the machine's, up to four.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}

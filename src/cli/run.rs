@@ -1,0 +1,205 @@
+//! `knactor run`: a node.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer};
+use anyhow::Context as _;
+use clap::Args;
+use knactor_actors::actor::{ApplyRoutes, Node, NodeOptions, Shared};
+use knactor_actors::channel::{MemoryLimits, MemoryLog};
+use knactor_actors::resources::{DeliverySpec, Checker, Strictness};
+use knactor_actors::retry::RetryLimits;
+use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
+use knactor_gateway::client::HttpTransport;
+use knactor_gateway::ingress::{configure, GatewayState};
+use tracing::{error, info, warn};
+use url::Url;
+
+use crate::config::{parse_duration_flag, ConfigSource};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Resource YAML: a file, or a directory read recursively (*.yaml, *.yml). Re-read on change.
+    #[arg(long, env = "KNACTOR_CONFIG")]
+    config: PathBuf,
+    /// Address of the broker ingress (and /healthz, /readyz, /metrics).
+    #[arg(long, env = "KNACTOR_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The ingress URL others use to reach this node (default: http://<listen>/).
+    #[arg(long, env = "KNACTOR_ADVERTISE")]
+    advertise: Option<Url>,
+    /// Refuse exactly what Knative's webhook refuses, instead of loading its docs' shapes with a warning.
+    #[arg(long, env = "KNACTOR_STRICT")]
+    strict: bool,
+    /// Requests larger than this get 413.
+    #[arg(long, env = "KNACTOR_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Hop budget of a new event (knativebrokerttl).
+    #[arg(long, env = "KNACTOR_MAX_TTL", default_value_t = 255)]
+    max_ttl: i32,
+    /// Deliveries a trigger may have outstanding before it falls behind and catches up on its own.
+    #[arg(long, env = "KNACTOR_TRIGGER_QUEUE", default_value_t = 1000)]
+    trigger_queue: usize,
+    /// Deliveries an unordered trigger runs at once.
+    #[arg(long, env = "KNACTOR_TRIGGER_CONCURRENCY", default_value_t = 64)]
+    trigger_concurrency: usize,
+    /// Requests in flight to one subscriber endpoint, across all triggers.
+    #[arg(long, env = "KNACTOR_ENDPOINT_CONCURRENCY", default_value_t = 256)]
+    endpoint_concurrency: usize,
+    /// Longest wait between two attempts of a delivery.
+    #[arg(long, env = "KNACTOR_RETRY_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration_flag)]
+    retry_backoff_max: Duration,
+    /// Longest Retry-After honoured when a delivery spec has no retryAfterMax.
+    #[arg(long, env = "KNACTOR_RETRY_AFTER_MAX", default_value = "60s", value_parser = parse_duration_flag)]
+    retry_after_max: Duration,
+    /// Per-attempt timeout when a delivery spec has none.
+    #[arg(long, env = "KNACTOR_DELIVERY_TIMEOUT", default_value = "30s", value_parser = parse_duration_flag)]
+    delivery_timeout: Duration,
+    /// Partitions of each broker's memory channel.
+    #[arg(long, env = "KNACTOR_PARTITIONS", default_value_t = 1)]
+    partitions: u32,
+    /// Events the memory channel keeps per partition before it answers 503.
+    #[arg(long, env = "KNACTOR_MEMORY_MAX_RECORDS", default_value_t = 100_000)]
+    memory_max_records: usize,
+    /// How often the configuration is checked for changes.
+    #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
+    reload_interval: Duration,
+    /// Threads serving HTTP.
+    #[arg(long, env = "KNACTOR_HTTP_WORKERS", default_value_t = super::default_threads())]
+    http_workers: usize,
+    /// Threads running broker actors.
+    #[arg(long, env = "KNACTOR_DISPATCH_WORKERS", default_value_t = super::default_threads())]
+    dispatch_workers: usize,
+    /// Log filter (error, warn, info, debug, or a RUST_LOG directive).
+    #[arg(long, env = "KNACTOR_LOG", default_value = "info")]
+    log: String,
+    /// Allow POST /-/faults/... to crash actors (supervision tests only).
+    #[arg(long, env = "KNACTOR_FAULT_INJECTION", hide = true)]
+    fault_injection: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging(&args.log);
+    let strictness = if args.strict { Strictness::Strict } else { Strictness::Lenient };
+    let mut source = ConfigSource::new(&args.config, strictness)?;
+    let listener = TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let advertise = match &args.advertise {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
+    };
+
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
+        let log = Arc::new(MemoryLog::new(MemoryLimits {
+            max_records_per_partition: args.memory_max_records.max(1),
+            ..MemoryLimits::default()
+        }));
+        let options = NodeOptions {
+            max_ttl: args.max_ttl,
+            retry_limits: RetryLimits {
+                max_backoff: args.retry_backoff_max,
+                retry_after_max: args.retry_after_max,
+                default_timeout: args.delivery_timeout,
+            },
+            trigger_queue: args.trigger_queue,
+            trigger_concurrency: args.trigger_concurrency,
+            endpoint_concurrency: args.endpoint_concurrency,
+            workers: args.dispatch_workers,
+            ingress: Some(advertise.clone()),
+            fault_injection: args.fault_injection,
+            ..NodeOptions::default()
+        };
+        let shared = Shared::new(log, transport, options);
+        let node = Node::new(shared.clone());
+        let ingress = node.ingress();
+        let node = node.start();
+
+        let channels = ChannelDefaults {
+            partitions: args.partitions.max(1),
+            ..ChannelDefaults::default()
+        };
+        let knative_default = knative_default_delivery();
+        apply_config(&mut source, &node, &advertise, &channels, &knative_default)?;
+        let reload_node = node.clone();
+        let reload_every = args.reload_interval;
+        actix_rt::spawn(async move {
+            let mut ticks = tokio::time::interval(reload_every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(failure) = apply_config(&mut source, &reload_node, &advertise, &channels, &knative_default) {
+                    error!("reloading the configuration failed, keeping what runs: {failure:#}");
+                }
+            }
+        });
+
+        let state = GatewayState {
+            ingress,
+            node,
+            metrics: shared.metrics.clone(),
+            max_body_bytes: args.max_body_bytes,
+        };
+        let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
+            .workers(args.http_workers.max(1))
+            .listen(listener)?
+            .run();
+        println!("knactor listening on http://{bound}");
+        info!(channel = "memory", "node running; brokers at http://{bound}/<namespace>/<broker>");
+        server.await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn knative_default_delivery() -> Delivery {
+    let mut checker = Checker::new(Strictness::Strict);
+    DeliverySpec::knative_default()
+        .check(&mut checker, "default", "default")
+        .unwrap_or_else(Delivery::none)
+}
+
+/// Reads the configuration if it changed, says what was refused, and hands the node new routes.
+fn apply_config(
+    source: &mut ConfigSource,
+    node: &Addr<Node>,
+    advertise: &Url,
+    channels: &ChannelDefaults,
+    knative_default: &Delivery,
+) -> anyhow::Result<()> {
+    let Some(snapshot) = source.poll()? else {
+        return Ok(());
+    };
+    for line in &snapshot.refused {
+        error!("refused: {line}");
+    }
+    for line in &snapshot.warnings {
+        warn!("{line}");
+    }
+    for line in &snapshot.kept {
+        warn!("{line}");
+    }
+    let (catalog, duplicates) = Catalog::from_report(&snapshot.report);
+    for refusal in duplicates {
+        error!("refused: {refusal}");
+    }
+    let resolver = catalog.addressables(Some(advertise.clone()));
+    let default_delivery = catalog.settings.default_delivery.clone().unwrap_or_else(|| knative_default.clone());
+    let routes = Routes::build(&catalog, &resolver, channels, &default_delivery);
+    for source in catalog.api_server_sources.keys().chain(catalog.ping_sources.keys()) {
+        warn!("source {source} is valid but this node does not run sources yet");
+    }
+    info!(
+        brokers = catalog.brokers.len(),
+        triggers = catalog.triggers.len(),
+        not_running = routes.issues().len(),
+        "configuration loaded"
+    );
+    node.do_send(ApplyRoutes(Arc::new(routes)));
+    Ok(())
+}
