@@ -91,13 +91,24 @@ impl ConfigSource {
             let name = file.display().to_string();
             let mut report = load_str(text, &name, self.strictness);
             let previous = self.last_good.get(file);
-            let broken_yaml = report.refused.iter().any(|refusal| refusal.resource.is_none()
-                && refusal.errors.iter().any(|e| e.message.starts_with("not valid YAML")));
-            snapshot.refused.extend(report.refused.iter().map(ToString::to_string));
-            snapshot.warnings.extend(report.warnings.iter().map(ToString::to_string));
+            let broken_yaml = report.refused.iter().any(|refusal| {
+                refusal.resource.is_none()
+                    && refusal
+                        .errors
+                        .iter()
+                        .any(|e| e.message.starts_with("not valid YAML"))
+            });
+            snapshot
+                .refused
+                .extend(report.refused.iter().map(ToString::to_string));
+            snapshot
+                .warnings
+                .extend(report.warnings.iter().map(ToString::to_string));
             if let Some(previous) = previous {
                 if broken_yaml {
-                    snapshot.kept.push(format!("{name}: keeping the resources it held before this edit"));
+                    snapshot.kept.push(format!(
+                        "{name}: keeping the resources it held before this edit"
+                    ));
                     report = clone_report(previous);
                 } else {
                     keep_previous_versions(&mut report, previous, &mut snapshot.kept);
@@ -113,16 +124,25 @@ impl ConfigSource {
 
 /// Resources refused now that were accepted before keep their previous version.
 fn keep_previous_versions(report: &mut LoadReport, previous: &LoadReport, kept: &mut Vec<String>) {
-    let refused_names: Vec<String> = report.refused.iter().filter_map(|r| r.resource.clone()).collect();
+    let refused_names: Vec<String> = report
+        .refused
+        .iter()
+        .filter_map(|r| r.resource.clone())
+        .collect();
     for (origin, resource) in &previous.accepted {
-        let Some((kind, key)) = identity(resource) else { continue };
+        let Some((kind, key)) = identity(resource) else {
+            continue;
+        };
         let name = format!("{kind} {key}");
         let still_there = report
             .accepted
             .iter()
             .any(|(_, now)| identity(now).is_some_and(|(k, n)| k == kind && n == key));
         if refused_names.contains(&name) && !still_there {
-            kept.push(format!("{}: {name}: keeping its previous version until the edit is fixed", origin.source));
+            kept.push(format!(
+                "{}: {name}: keeping its previous version until the edit is fixed",
+                origin.source
+            ));
             report.accepted.push((origin.clone(), resource.clone()));
         }
     }
@@ -130,7 +150,11 @@ fn keep_previous_versions(report: &mut LoadReport, previous: &LoadReport, kept: 
 
 fn clone_report(report: &LoadReport) -> LoadReport {
     LoadReport {
-        accepted: report.accepted.iter().map(|(o, r): &(Origin, Resource)| (o.clone(), r.clone())).collect(),
+        accepted: report
+            .accepted
+            .iter()
+            .map(|(o, r): &(Origin, Resource)| (o.clone(), r.clone()))
+            .collect(),
         refused: Vec::new(),
         warnings: Vec::new(),
         skipped: Vec::new(),
@@ -165,7 +189,9 @@ pub fn parse_duration_flag(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map(|at| text.split_at(at))
         .unwrap_or((text, "s"));
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
@@ -179,12 +205,18 @@ pub fn parse_duration_flag(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    const BROKER: &str = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n";
+    const BROKER: &str =
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n";
     const TRIGGER_OK: &str = "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\nspec: {broker: b, subscriber: {uri: 'http://127.0.0.1:1/'}}\n";
     const TRIGGER_BAD: &str = "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\nspec: {broker: b, filter: {attributes: {BAD: x}}, subscriber: {uri: 'http://127.0.0.1:1/'}}\n";
 
     fn kinds(snapshot: &Snapshot) -> Vec<&'static str> {
-        snapshot.report.accepted.iter().map(|(_, r)| r.kind()).collect()
+        snapshot
+            .report
+            .accepted
+            .iter()
+            .map(|(_, r)| r.kind())
+            .collect()
     }
 
     #[test]
@@ -196,7 +228,10 @@ mod tests {
         assert_eq!(kinds(&source.poll().unwrap().unwrap()), vec!["Broker"]);
         assert!(source.poll().unwrap().is_none());
         std::fs::write(dir.path().join("b.yml"), TRIGGER_OK).unwrap();
-        assert_eq!(kinds(&source.poll().unwrap().unwrap()), vec!["Broker", "Trigger"]);
+        assert_eq!(
+            kinds(&source.poll().unwrap().unwrap()),
+            vec!["Broker", "Trigger"]
+        );
     }
 
     #[test]
@@ -210,12 +245,20 @@ mod tests {
         std::fs::write(&file, format!("{BROKER}{TRIGGER_BAD}")).unwrap();
         let snapshot = source.poll().unwrap().unwrap();
         assert_eq!(snapshot.refused.len(), 1);
-        assert_eq!(kinds(&snapshot), vec!["Broker", "Trigger"], "the trigger keeps its previous version");
+        assert_eq!(
+            kinds(&snapshot),
+            vec!["Broker", "Trigger"],
+            "the trigger keeps its previous version"
+        );
         assert_eq!(snapshot.kept.len(), 1);
 
         std::fs::write(&file, "apiVersion: [unclosed\n").unwrap();
         let snapshot = source.poll().unwrap().unwrap();
-        assert_eq!(kinds(&snapshot), vec!["Broker", "Trigger"], "broken YAML keeps the file's resources");
+        assert_eq!(
+            kinds(&snapshot),
+            vec!["Broker", "Trigger"],
+            "broken YAML keeps the file's resources"
+        );
     }
 
     #[test]

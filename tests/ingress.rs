@@ -23,7 +23,9 @@ fn an_accepted_event_gets_202_and_reaches_the_subscriber_with_an_arrival_time_an
     let recorder = Recorder::start();
     let node = node_with_display(&recorder, &[]);
     assert_eq!(send(&node.broker("e2e", "default"), "1", "t"), 202);
-    wait_until("delivery", Duration::from_secs(10), || recorder.count("/all") == 1);
+    wait_until("delivery", Duration::from_secs(10), || {
+        recorder.count("/all") == 1
+    });
     let event = recorder.received("/all")[0].event.clone().unwrap();
     assert!(event.extension("knativearrivaltime").is_some());
     assert!(event.extension("knativebrokerttl").is_none());
@@ -44,20 +46,38 @@ fn every_refusal_has_its_status_and_a_reason() {
     assert_eq!(root.status(), 404);
     let unknown = send_with(&node.broker("e2e", "nope"), "1", "t", &[]);
     assert_eq!(unknown.status(), 404);
-    assert!(unknown.text().unwrap().contains("broker e2e/nope does not exist"));
+    assert!(unknown
+        .text()
+        .unwrap()
+        .contains("broker e2e/nope does not exist"));
 
     // 400: not /<namespace>/<broker>.
-    assert_eq!(client.post(format!("{}/a/b/c", node.url)).send().unwrap().status(), 400);
+    assert_eq!(
+        client
+            .post(format!("{}/a/b/c", node.url))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
 
     // 405 with Allow, for any other method.
-    for method in [reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
         let response = client.request(method.clone(), &broker).send().unwrap();
         assert_eq!(response.status(), 405, "{method}");
         assert_eq!(response.headers()["allow"], "POST, OPTIONS");
     }
 
     // OPTIONS answers the webhook handshake.
-    let options = client.request(reqwest::Method::OPTIONS, &broker).send().unwrap();
+    let options = client
+        .request(reqwest::Method::OPTIONS, &broker)
+        .send()
+        .unwrap();
     assert_eq!(options.status(), 200);
     assert_eq!(options.headers()["webhook-allowed-origin"], "*");
     assert_eq!(options.headers()["webhook-allowed-rate"], "*");
@@ -66,11 +86,20 @@ fn every_refusal_has_its_status_and_a_reason() {
     let cases: Vec<(reqwest::blocking::RequestBuilder, &str)> = vec![
         (client.post(&broker).body("hello"), "not a CloudEvent"),
         (
-            client.post(&broker).header("ce-specversion", "1.0").header("ce-source", "/s").header("ce-type", "t"),
+            client
+                .post(&broker)
+                .header("ce-specversion", "1.0")
+                .header("ce-source", "/s")
+                .header("ce-type", "t"),
             "missing required attribute \"id\"",
         ),
         (
-            client.post(&broker).header("ce-specversion", "9.9").header("ce-id", "1").header("ce-source", "/s").header("ce-type", "t"),
+            client
+                .post(&broker)
+                .header("ce-specversion", "9.9")
+                .header("ce-id", "1")
+                .header("ce-source", "/s")
+                .header("ce-type", "t"),
             "unsupported specversion",
         ),
         (
@@ -84,11 +113,17 @@ fn every_refusal_has_its_status_and_a_reason() {
             "is not an RFC 3339 time",
         ),
         (
-            client.post(&broker).header("content-type", "application/cloudevents+json").body("{broken"),
+            client
+                .post(&broker)
+                .header("content-type", "application/cloudevents+json")
+                .body("{broken"),
             "invalid structured event",
         ),
         (
-            client.post(&broker).header("content-type", "application/cloudevents-batch+json").body("{}"),
+            client
+                .post(&broker)
+                .header("content-type", "application/cloudevents-batch+json")
+                .body("{}"),
             "a batch must be a JSON array",
         ),
     ];
@@ -119,7 +154,9 @@ fn every_refusal_has_its_status_and_a_reason() {
 
     // None of that reached the subscriber, and the node is still fine.
     assert_eq!(send(&broker, "ok", "t"), 202);
-    wait_until("the good event", Duration::from_secs(10), || recorder.count("/all") == 1);
+    wait_until("the good event", Duration::from_secs(10), || {
+        recorder.count("/all") == 1
+    });
     assert_eq!(recorder.ids("/all"), vec!["ok"]);
 }
 
@@ -127,7 +164,9 @@ fn every_refusal_has_its_status_and_a_reason() {
 fn a_full_broker_answers_503_with_retry_after() {
     let recorder = Recorder::start();
     // Deliveries hang, so nothing is committed; the channel holds 3 events per partition.
-    recorder.on("/all", |_, _| Reply::accepted().after(Duration::from_secs(5)));
+    recorder.on("/all", |_, _| {
+        Reply::accepted().after(Duration::from_secs(5))
+    });
     let node = node_with_display(&recorder, &["--memory-max-records", "3"]);
     let broker = node.broker("e2e", "default");
     for i in 0..3 {
@@ -171,7 +210,9 @@ fn structured_and_batched_events_and_version_0_3_are_delivered_unchanged() {
         .unwrap();
     assert_eq!(old.status(), 202);
 
-    wait_until("four deliveries", Duration::from_secs(10), || recorder.count("/all") == 4);
+    wait_until("four deliveries", Duration::from_secs(10), || {
+        recorder.count("/all") == 4
+    });
     let by_id = |id: &str| {
         recorder
             .received("/all")
@@ -184,8 +225,15 @@ fn structured_and_batched_events_and_version_0_3_are_delivered_unchanged() {
     assert_eq!(s1.headers["ce-flag"], "true");
     assert_eq!(s1.headers["ce-count"], "7");
     assert_eq!(s1.headers["content-type"], "application/json");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&s1.body).unwrap(), serde_json::json!({"b":1,"a":[true,null]}));
-    assert_eq!(String::from_utf8(s1.body.clone()).unwrap(), r#"{"b":1,"a":[true,null]}"#, "key order kept");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&s1.body).unwrap(),
+        serde_json::json!({"b":1,"a":[true,null]})
+    );
+    assert_eq!(
+        String::from_utf8(s1.body.clone()).unwrap(),
+        r#"{"b":1,"a":[true,null]}"#,
+        "key order kept"
+    );
     let b2 = by_id("b2");
     assert_eq!(b2.headers["ce-specversion"], "0.3");
     assert_eq!(b2.headers["ce-schemaurl"], "http://schemas/x");
@@ -199,10 +247,27 @@ fn health_readiness_and_metrics_answer() {
     let recorder = Recorder::start();
     let node = node_with_display(&recorder, &[]);
     let client = http();
-    assert_eq!(client.get(format!("{}/healthz", node.url)).send().unwrap().status(), 200);
-    assert_eq!(client.get(format!("{}/readyz", node.url)).send().unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", node.url))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", node.url))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
     send(&node.broker("e2e", "default"), "1", "t");
     wait_until("the accepted counter", Duration::from_secs(10), || {
-        node.metric("knactor_broker_events_accepted_total", "namespace=\"e2e\",broker=\"default\"") == 1.0
+        node.metric(
+            "knactor_broker_events_accepted_total",
+            "namespace=\"e2e\",broker=\"default\"",
+        ) == 1.0
     });
 }

@@ -161,22 +161,24 @@ mod tests {
 
     #[test]
     fn malformed_text_is_refused_with_the_text_quoted() {
-        for bad in ["", "P", "PT", "1S", "PTS", "PT1", "P1S", "PT1S1M", "PT1H1H", "30s", "PT-1S"] {
+        for bad in [
+            "", "P", "PT", "1S", "PTS", "PT1", "P1S", "PT1S1M", "PT1H1H", "30s", "PT-1S",
+        ] {
             let err = parse(bad).unwrap_err();
             assert!(
                 matches!(err, DurationError::Malformed(_)),
                 "{bad:?} gave {err:?}"
             );
         }
-        assert!(parse("banana").unwrap_err().to_string().contains("\"banana\""));
+        assert!(parse("banana")
+            .unwrap_err()
+            .to_string()
+            .contains("\"banana\""));
     }
 
     #[test]
     fn negative_durations_are_refused() {
-        assert_eq!(
-            parse("-PT1S"),
-            Err(DurationError::Negative("-PT1S".into()))
-        );
+        assert_eq!(parse("-PT1S"), Err(DurationError::Negative("-PT1S".into())));
     }
 
     #[test]
@@ -214,6 +216,9 @@ mod tests {
     fn formatting_round_trips_whole_and_fractional_seconds() {
         assert_eq!(format(Duration::from_secs(2)), "PT2S");
         assert_eq!(format(Duration::from_millis(200)), "PT0.2S");
-        assert_eq!(parse(&format(Duration::from_millis(1500))), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse(&format(Duration::from_millis(1500))),
+            Ok(Duration::from_millis(1500))
+        );
     }
 }

@@ -180,7 +180,10 @@ impl FailureReport {
     fn stamp(&self, event: &mut Event) {
         use base64::Engine as _;
         event.set_extension(ERROR_DEST_EXTENSION, self.destination.as_str());
-        event.set_extension(ERROR_CODE_EXTENSION, ExtensionValue::Integer(i64::from(self.code)));
+        event.set_extension(
+            ERROR_CODE_EXTENSION,
+            ExtensionValue::Integer(i64::from(self.code)),
+        );
         if !self.data.is_empty() {
             event.set_extension(
                 ERROR_DATA_EXTENSION,
@@ -277,7 +280,10 @@ mod tests {
             dead.extension(ERROR_DEST_EXTENSION).unwrap().to_string(),
             "http://sub/"
         );
-        assert_eq!(dead.extension(ERROR_CODE_EXTENSION).unwrap().to_string(), "503");
+        assert_eq!(
+            dead.extension(ERROR_CODE_EXTENSION).unwrap().to_string(),
+            "503"
+        );
         use base64::Engine as _;
         let data = base64::engine::general_purpose::STANDARD
             .decode(dead.extension(ERROR_DATA_EXTENSION).unwrap().to_string())

@@ -7,14 +7,14 @@
 //! Kafka in `adapters/kafka`) and [`transport::Transport`] (HTTP delivery, implemented by the gateway).
 //! The actors, in [`actor`], tie them together; start reading at [`actor::Node`].
 
+pub mod actor;
+pub mod channel;
 pub mod duration;
 pub mod envelope;
 pub mod filter;
+pub mod metrics;
 pub mod offsets;
 pub mod resources;
 pub mod retry;
 pub mod routes;
-pub mod actor;
-pub mod channel;
-pub mod metrics;
 pub mod transport;

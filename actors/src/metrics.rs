@@ -130,10 +130,26 @@ impl Metrics {
             .collect();
 
         let broker_counters: [Described<BrokerMetrics>; 4] = [
-            ("knactor_broker_events_accepted_total", "Events stored by a broker.", |m| &m.accepted),
-            ("knactor_broker_events_refused_total", "Events a broker refused (TTL spent, channel full or unavailable).", |m| &m.refused),
-            ("knactor_broker_events_dispatched_total", "Records read by a broker's dispatcher.", |m| &m.dispatched),
-            ("knactor_broker_events_unmatched_total", "Records no trigger's filter passed.", |m| &m.unmatched),
+            (
+                "knactor_broker_events_accepted_total",
+                "Events stored by a broker.",
+                |m| &m.accepted,
+            ),
+            (
+                "knactor_broker_events_refused_total",
+                "Events a broker refused (TTL spent, channel full or unavailable).",
+                |m| &m.refused,
+            ),
+            (
+                "knactor_broker_events_dispatched_total",
+                "Records read by a broker's dispatcher.",
+                |m| &m.dispatched,
+            ),
+            (
+                "knactor_broker_events_unmatched_total",
+                "Records no trigger's filter passed.",
+                |m| &m.unmatched,
+            ),
         ];
         for (name, help, counter) in broker_counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -149,14 +165,44 @@ impl Metrics {
         }
 
         let trigger_counters: [Described<TriggerMetrics>; 8] = [
-            ("knactor_trigger_events_matched_total", "Events a trigger's filter passed.", |m| &m.matched),
-            ("knactor_trigger_attempts_total", "HTTP delivery attempts, first tries and retries.", |m| &m.attempts),
-            ("knactor_trigger_retries_total", "Delivery retries.", |m| &m.retries),
-            ("knactor_trigger_failed_attempts_total", "Delivery attempts that failed.", |m| &m.failed_attempts),
-            ("knactor_trigger_events_delivered_total", "Events acknowledged by the subscriber.", |m| &m.delivered),
-            ("knactor_trigger_replies_total", "Replies put back into the broker.", |m| &m.replies),
-            ("knactor_trigger_events_dead_lettered_total", "Events sent to the dead-letter sink.", |m| &m.dead_lettered),
-            ("knactor_trigger_events_parked_total", "Events parked after every attempt and the dead-letter sink failed.", |m| &m.parked),
+            (
+                "knactor_trigger_events_matched_total",
+                "Events a trigger's filter passed.",
+                |m| &m.matched,
+            ),
+            (
+                "knactor_trigger_attempts_total",
+                "HTTP delivery attempts, first tries and retries.",
+                |m| &m.attempts,
+            ),
+            ("knactor_trigger_retries_total", "Delivery retries.", |m| {
+                &m.retries
+            }),
+            (
+                "knactor_trigger_failed_attempts_total",
+                "Delivery attempts that failed.",
+                |m| &m.failed_attempts,
+            ),
+            (
+                "knactor_trigger_events_delivered_total",
+                "Events acknowledged by the subscriber.",
+                |m| &m.delivered,
+            ),
+            (
+                "knactor_trigger_replies_total",
+                "Replies put back into the broker.",
+                |m| &m.replies,
+            ),
+            (
+                "knactor_trigger_events_dead_lettered_total",
+                "Events sent to the dead-letter sink.",
+                |m| &m.dead_lettered,
+            ),
+            (
+                "knactor_trigger_events_parked_total",
+                "Events parked after every attempt and the dead-letter sink failed.",
+                |m| &m.parked,
+            ),
         ];
         for (name, help, counter) in trigger_counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -209,7 +255,9 @@ mod tests {
             .dispatch_duration
             .observe(Duration::from_millis(3));
         let text = metrics.render();
-        assert!(text.contains("knactor_broker_events_accepted_total{namespace=\"team-a\",broker=\"default\"} 1"));
+        assert!(text.contains(
+            "knactor_broker_events_accepted_total{namespace=\"team-a\",broker=\"default\"} 1"
+        ));
         assert!(text.contains("knactor_trigger_events_delivered_total{namespace=\"team-a\",broker=\"default\",trigger=\"t\"} 1"));
         assert!(text.contains("knactor_trigger_dispatch_duration_seconds_bucket{namespace=\"team-a\",broker=\"default\",trigger=\"t\",le=\"0.005\"} 1"));
         assert!(text.contains("knactor_trigger_dispatch_duration_seconds_bucket{namespace=\"team-a\",broker=\"default\",trigger=\"t\",le=\"0.002\"} 0"));

@@ -47,7 +47,10 @@ impl OffsetTracker {
 
     /// One more delivery owed by an already registered, not yet committed record.
     pub fn reopen(&mut self, offset: i64) {
-        debug_assert!(offset < self.read_up_to, "only records already read can be reopened");
+        debug_assert!(
+            offset < self.read_up_to,
+            "only records already read can be reopened"
+        );
         *self.pending.entry(offset).or_default() += 1;
     }
 

@@ -166,7 +166,10 @@ mod tests {
         for jitter in [0.0, 0.5, 0.999] {
             assert!(policy.wait_before(30, jitter, None, &limits) <= Duration::from_secs(5));
         }
-        assert_eq!(policy.backoff(1000), Duration::MAX.min(policy.backoff(1000)));
+        assert_eq!(
+            policy.backoff(1000),
+            Duration::MAX.min(policy.backoff(1000))
+        );
     }
 
     #[test]

@@ -45,7 +45,11 @@ fn every_concrete_and_rendered_sample_loads() {
 fn every_flawed_sample_is_refused_naming_file_resource_and_field() {
     for path in samples("flawed") {
         let report = load(&path, Strictness::Lenient);
-        assert!(report.accepted.is_empty(), "{} was accepted", path.display());
+        assert!(
+            report.accepted.is_empty(),
+            "{} was accepted",
+            path.display()
+        );
         assert_eq!(report.refused.len(), 1, "{}", path.display());
         let line = report.refused[0].to_string();
         let file = path.display().to_string();

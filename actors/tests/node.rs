@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cloudevents::AttributesReader;
-use knactor_actors::actor::{FaultTarget, InjectFault, NodeOptions, ParkedOf, PublishError, RedriveOf};
-use knactor_actors::envelope::{ERROR_CODE_EXTENSION, ERROR_DATA_EXTENSION, ERROR_DEST_EXTENSION, TTL_EXTENSION};
+use knactor_actors::actor::{
+    FaultTarget, InjectFault, NodeOptions, ParkedOf, PublishError, RedriveOf,
+};
+use knactor_actors::envelope::{
+    ERROR_CODE_EXTENSION, ERROR_DATA_EXTENSION, ERROR_DEST_EXTENSION, TTL_EXTENSION,
+};
 use knactor_actors::resources::ObjectKey;
 use support::*;
 
@@ -30,14 +34,26 @@ fn key(text: &str) -> ObjectKey {
 async fn every_matching_trigger_gets_each_event_once_and_others_none() {
     let yaml = format!(
         "{BROKER}{}{}{}",
-        trigger("orders", "filter: {attributes: {type: order}}", "http://orders/", ""),
+        trigger(
+            "orders",
+            "filter: {attributes: {type: order}}",
+            "http://orders/",
+            ""
+        ),
         trigger("all", "filter: {}", "http://all/", ""),
-        trigger("payments", "filters: [{prefix: {type: pay}}]", "http://payments/", ""),
+        trigger(
+            "payments",
+            "filters: [{prefix: {type: pay}}]",
+            "http://payments/",
+            ""
+        ),
     );
     let node = start(&yaml, fast_options()).await;
     let events: Vec<_> = (0..20).map(|i| event(&format!("o{i}"), "order")).collect();
     node.publish("ns/default", events).await.unwrap();
-    node.publish("ns/default", vec![event("p1", "payment")]).await.unwrap();
+    node.publish("ns/default", vec![event("p1", "payment")])
+        .await
+        .unwrap();
 
     wait_until("deliveries", Duration::from_secs(5), || {
         node.transport.ids_at("http://all/").len() == 21
@@ -46,16 +62,29 @@ async fn every_matching_trigger_gets_each_event_once_and_others_none() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let orders = node.transport.ids_at("http://orders/");
     assert_eq!(orders.len(), 20);
-    assert_eq!(orders.iter().collect::<HashSet<_>>().len(), 20, "no duplicates");
+    assert_eq!(
+        orders.iter().collect::<HashSet<_>>().len(),
+        20,
+        "no duplicates"
+    );
     assert_eq!(node.transport.ids_at("http://payments/"), vec!["p1"]);
     assert_eq!(node.transport.ids_at("http://all/").len(), 21);
 }
 
 #[actix_rt::test]
 async fn subscribers_never_see_the_ttl_but_do_see_the_arrival_time() {
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")), fast_options()).await;
-    node.publish("ns/default", vec![event("1", "x")]).await.unwrap();
-    wait_until("delivery", Duration::from_secs(5), || !node.transport.ids_at("http://sub/").is_empty()).await;
+    let node = start(
+        &format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")),
+        fast_options(),
+    )
+    .await;
+    node.publish("ns/default", vec![event("1", "x")])
+        .await
+        .unwrap();
+    wait_until("delivery", Duration::from_secs(5), || {
+        !node.transport.ids_at("http://sub/").is_empty()
+    })
+    .await;
     let received = &node.transport.received_at("http://sub/")[0].event;
     assert!(received.extension(TTL_EXTENSION).is_none());
     assert!(received.extension("knativearrivaltime").is_some());
@@ -64,24 +93,45 @@ async fn subscribers_never_see_the_ttl_but_do_see_the_arrival_time() {
 #[actix_rt::test]
 async fn retries_follow_the_linear_schedule_then_the_dead_letter_sink_gets_the_failure() {
     let delivery = "  delivery: {retry: 3, backoffPolicy: linear, backoffDelay: PT0.05S, deadLetterSink: {uri: 'http://dls/'}}\n";
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", delivery)), fast_options()).await;
+    let node = start(
+        &format!(
+            "{BROKER}{}",
+            trigger("t", "filter: {}", "http://sub/", delivery)
+        ),
+        fast_options(),
+    )
+    .await;
     node.transport.on("http://sub/", |_, _| status(503));
-    node.publish("ns/default", vec![event("1", "x")]).await.unwrap();
+    node.publish("ns/default", vec![event("1", "x")])
+        .await
+        .unwrap();
 
-    wait_until("dead letter", Duration::from_secs(5), || !node.transport.ids_at("http://dls/").is_empty()).await;
+    wait_until("dead letter", Duration::from_secs(5), || {
+        !node.transport.ids_at("http://dls/").is_empty()
+    })
+    .await;
     let attempts = node.transport.received_at("http://sub/");
     assert_eq!(attempts.len(), 4, "one attempt and three retries");
     // Waits of 50, 100 and 150 ms (±20 % jitter).
     let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].at - w[0].at).collect();
     for (gap, expected_ms) in gaps.iter().zip([50u64, 100, 150]) {
         let expected = Duration::from_millis(expected_ms);
-        assert!(*gap >= expected.mul_f64(0.8), "{gap:?} < 0.8 × {expected:?}");
+        assert!(
+            *gap >= expected.mul_f64(0.8),
+            "{gap:?} < 0.8 × {expected:?}"
+        );
     }
 
     let dead = &node.transport.received_at("http://dls/")[0].event;
     assert_eq!(dead.id(), "1");
-    assert_eq!(dead.extension(ERROR_DEST_EXTENSION).unwrap().to_string(), "http://sub/");
-    assert_eq!(dead.extension(ERROR_CODE_EXTENSION).unwrap().to_string(), "503");
+    assert_eq!(
+        dead.extension(ERROR_DEST_EXTENSION).unwrap().to_string(),
+        "http://sub/"
+    );
+    assert_eq!(
+        dead.extension(ERROR_CODE_EXTENSION).unwrap().to_string(),
+        "503"
+    );
     let data = base64::engine::general_purpose::STANDARD
         .decode(dead.extension(ERROR_DATA_EXTENSION).unwrap().to_string())
         .unwrap();
@@ -91,25 +141,49 @@ async fn retries_follow_the_linear_schedule_then_the_dead_letter_sink_gets_the_f
 #[actix_rt::test]
 async fn a_non_retryable_status_goes_straight_to_the_dead_letter_sink() {
     let delivery = "  delivery: {retry: 5, deadLetterSink: {uri: 'http://dls/'}}\n";
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", delivery)), fast_options()).await;
+    let node = start(
+        &format!(
+            "{BROKER}{}",
+            trigger("t", "filter: {}", "http://sub/", delivery)
+        ),
+        fast_options(),
+    )
+    .await;
     node.transport.on("http://sub/", |_, _| status(400));
-    node.publish("ns/default", vec![event("1", "x")]).await.unwrap();
-    wait_until("dead letter", Duration::from_secs(5), || !node.transport.ids_at("http://dls/").is_empty()).await;
+    node.publish("ns/default", vec![event("1", "x")])
+        .await
+        .unwrap();
+    wait_until("dead letter", Duration::from_secs(5), || {
+        !node.transport.ids_at("http://dls/").is_empty()
+    })
+    .await;
     assert_eq!(node.transport.received_at("http://sub/").len(), 1);
 }
 
 #[actix_rt::test]
 async fn without_a_working_dead_letter_sink_events_are_parked_and_can_be_redriven() {
     let delivery = "  delivery: {retry: 1, deadLetterSink: {uri: 'http://dls/'}}\n";
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", delivery)), fast_options()).await;
+    let node = start(
+        &format!(
+            "{BROKER}{}",
+            trigger("t", "filter: {}", "http://sub/", delivery)
+        ),
+        fast_options(),
+    )
+    .await;
     node.transport.on("http://sub/", |_, _| status(500));
     node.transport.on("http://dls/", |_, _| status(500));
-    node.publish("ns/default", vec![event("a", "x"), event("b", "x")]).await.unwrap();
+    node.publish("ns/default", vec![event("a", "x"), event("b", "x")])
+        .await
+        .unwrap();
 
     let parked = loop {
         let parked = node
             .node
-            .send(ParkedOf { broker: key("ns/default"), max: 10 })
+            .send(ParkedOf {
+                broker: key("ns/default"),
+                max: 10,
+            })
             .await
             .unwrap()
             .unwrap();
@@ -119,14 +193,21 @@ async fn without_a_working_dead_letter_sink_events_are_parked_and_can_be_redrive
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(parked.events[0].trigger, "ns/t");
-    assert!(parked.events[0].reason.contains("dead-letter sink failed"), "{}", parked.events[0].reason);
+    assert!(
+        parked.events[0].reason.contains("dead-letter sink failed"),
+        "{}",
+        parked.events[0].reason
+    );
 
     // The subscriber recovers; re-driving delivers to it, and only to the trigger that parked.
     node.transport.on("http://sub/", |_, _| accepted());
     let before = node.transport.ids_at("http://sub/").len();
     let report = node
         .node
-        .send(RedriveOf { broker: key("ns/default"), trigger: None })
+        .send(RedriveOf {
+            broker: key("ns/default"),
+            trigger: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -135,10 +216,27 @@ async fn without_a_working_dead_letter_sink_events_are_parked_and_can_be_redrive
         node.transport.ids_at("http://sub/").len() == before + 2
     })
     .await;
-    let after = node.node.send(ParkedOf { broker: key("ns/default"), max: 10 }).await.unwrap().unwrap();
+    let after = node
+        .node
+        .send(ParkedOf {
+            broker: key("ns/default"),
+            max: 10,
+        })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.total, 0);
-    let redriven = node.transport.received_at("http://sub/").last().unwrap().event.clone();
-    assert!(redriven.extension("knactorredriveto").is_none(), "mesh extensions stay inside");
+    let redriven = node
+        .transport
+        .received_at("http://sub/")
+        .last()
+        .unwrap()
+        .event
+        .clone();
+    assert!(
+        redriven.extension("knactorredriveto").is_none(),
+        "mesh extensions stay inside"
+    );
     assert!(redriven.extension(ERROR_CODE_EXTENSION).is_none());
 }
 
@@ -146,16 +244,48 @@ async fn without_a_working_dead_letter_sink_events_are_parked_and_can_be_redrive
 async fn a_reply_reenters_the_broker_and_a_reply_loop_is_stopped_by_the_ttl() {
     let yaml = format!(
         "{BROKER}{}{}",
-        trigger("echo", "filter: {attributes: {type: ping}}", "http://echo/", ""),
-        trigger("pongs", "filter: {attributes: {type: pong}}", "http://pongs/", ""),
+        trigger(
+            "echo",
+            "filter: {attributes: {type: ping}}",
+            "http://echo/",
+            ""
+        ),
+        trigger(
+            "pongs",
+            "filter: {attributes: {type: pong}}",
+            "http://pongs/",
+            ""
+        ),
     );
-    let node = start(&yaml, NodeOptions { max_ttl: 10, ..fast_options() }).await;
+    let node = start(
+        &yaml,
+        NodeOptions {
+            max_ttl: 10,
+            ..fast_options()
+        },
+    )
+    .await;
     // Answers every ping with a ping: a loop only the TTL can stop.
-    node.transport.on("http://echo/", |_, n| reply(event(&format!("reply-{n}"), "ping")));
-    node.publish("ns/default", vec![event("first", "ping"), event("other", "pong")]).await.unwrap();
+    node.transport.on("http://echo/", |_, n| {
+        reply(event(&format!("reply-{n}"), "ping"))
+    });
+    node.publish(
+        "ns/default",
+        vec![event("first", "ping"), event("other", "pong")],
+    )
+    .await
+    .unwrap();
 
     let parked = loop {
-        let parked = node.node.send(ParkedOf { broker: key("ns/default"), max: 10 }).await.unwrap().unwrap();
+        let parked = node
+            .node
+            .send(ParkedOf {
+                broker: key("ns/default"),
+                max: 10,
+            })
+            .await
+            .unwrap()
+            .unwrap();
         if parked.total == 1 {
             break parked;
         }
@@ -163,16 +293,30 @@ async fn a_reply_reenters_the_broker_and_a_reply_loop_is_stopped_by_the_ttl() {
     };
     // TTL 10 on entry, one hop spent per reply: 10 deliveries, then the 10th reply is refused.
     assert_eq!(node.transport.received_at("http://echo/").len(), 10);
-    assert!(parked.events[0].event.extension(ERROR_CODE_EXTENSION).unwrap().to_string() == "400");
+    assert!(
+        parked.events[0]
+            .event
+            .extension(ERROR_CODE_EXTENSION)
+            .unwrap()
+            .to_string()
+            == "400"
+    );
     assert_eq!(node.transport.ids_at("http://pongs/"), vec!["other"]);
 }
 
 #[actix_rt::test]
 async fn an_event_with_its_ttl_spent_is_refused() {
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")), fast_options()).await;
+    let node = start(
+        &format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")),
+        fast_options(),
+    )
+    .await;
     let mut spent = event("1", "x");
     spent.set_extension(TTL_EXTENSION, 1i64);
-    assert!(matches!(node.publish("ns/default", vec![spent]).await, Err(PublishError::Admit(_))));
+    assert!(matches!(
+        node.publish("ns/default", vec![spent]).await,
+        Err(PublishError::Admit(_))
+    ));
 }
 
 #[actix_rt::test]
@@ -182,26 +326,40 @@ async fn a_slow_subscriber_never_delays_the_other_triggers() {
         trigger("slow", "filter: {}", "http://slow/", ""),
         trigger("fast", "filter: {}", "http://fast/", ""),
     );
-    let options = NodeOptions { trigger_queue: 5, trigger_concurrency: 2, ..fast_options() };
+    let options = NodeOptions {
+        trigger_queue: 5,
+        trigger_concurrency: 2,
+        ..fast_options()
+    };
     let node = start(&yaml, options).await;
-    node.transport.on("http://slow/", |_, _| Answer { delay: Duration::from_millis(200), ..accepted() });
+    node.transport.on("http://slow/", |_, _| Answer {
+        delay: Duration::from_millis(200),
+        ..accepted()
+    });
 
     let sent = Instant::now();
     let events: Vec<_> = (0..50).map(|i| event(&i.to_string(), "x")).collect();
     node.publish("ns/default", events).await.unwrap();
-    wait_until("the fast trigger has everything", Duration::from_secs(5), || {
-        node.transport.ids_at("http://fast/").len() == 50
-    })
+    wait_until(
+        "the fast trigger has everything",
+        Duration::from_secs(5),
+        || node.transport.ids_at("http://fast/").len() == 50,
+    )
     .await;
     let fast_done = sent.elapsed();
     // The slow one, 2 at a time at 200 ms each, needs about 5 s for 50 events.
-    assert!(fast_done < Duration::from_secs(1), "fast trigger took {fast_done:?}");
+    assert!(
+        fast_done < Duration::from_secs(1),
+        "fast trigger took {fast_done:?}"
+    );
     assert!(node.transport.ids_at("http://slow/").len() < 20);
 
     // And the slow trigger still gets every event, catching up on its own.
-    wait_until("the slow trigger caught up", Duration::from_secs(15), || {
-        node.transport.ids_at("http://slow/").len() >= 50
-    })
+    wait_until(
+        "the slow trigger caught up",
+        Duration::from_secs(15),
+        || node.transport.ids_at("http://slow/").len() >= 50,
+    )
     .await;
     let slow: HashSet<_> = node.transport.ids_at("http://slow/").into_iter().collect();
     assert_eq!(slow.len(), 50);
@@ -220,49 +378,86 @@ async fn ordered_triggers_deliver_one_at_a_time_in_order() {
     });
     let events: Vec<_> = (0..10).map(|i| event(&i.to_string(), "x")).collect();
     node.publish("ns/default", events).await.unwrap();
-    wait_until("deliveries", Duration::from_secs(5), || node.transport.ids_at("http://ordered/").len() == 10).await;
+    wait_until("deliveries", Duration::from_secs(5), || {
+        node.transport.ids_at("http://ordered/").len() == 10
+    })
+    .await;
     let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
     assert_eq!(node.transport.ids_at("http://ordered/"), expected);
 }
 
 #[actix_rt::test]
 async fn a_crashed_actor_is_restarted_and_nothing_accepted_is_lost() {
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")), fast_options()).await;
+    let node = start(
+        &format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")),
+        fast_options(),
+    )
+    .await;
     // Hold deliveries so that some are in flight when the crash happens.
-    node.transport.on("http://sub/", |_, _| Answer { delay: Duration::from_millis(30), ..accepted() });
+    node.transport.on("http://sub/", |_, _| Answer {
+        delay: Duration::from_millis(30),
+        ..accepted()
+    });
     let first: Vec<_> = (0..30).map(|i| event(&format!("a{i}"), "x")).collect();
     node.publish("ns/default", first).await.unwrap();
 
     for target in [
         FaultTarget::Dispatcher(key("ns/default")),
-        FaultTarget::Trigger { broker: key("ns/default"), trigger: key("ns/t") },
+        FaultTarget::Trigger {
+            broker: key("ns/default"),
+            trigger: key("ns/t"),
+        },
         FaultTarget::Broker(key("ns/default")),
     ] {
         tokio::time::sleep(Duration::from_millis(50)).await;
         node.node.send(InjectFault(target)).await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         wait_until("the broker runs again", Duration::from_secs(5), || {
-            node.ingress.broker(&key("ns/default")).is_some_and(|addr| addr.connected())
+            node.ingress
+                .broker(&key("ns/default"))
+                .is_some_and(|addr| addr.connected())
         })
         .await;
     }
-    let status = node.node.send(knactor_actors::actor::GetStatus).await.unwrap();
-    assert!(status.brokers[0].restarts >= 1, "the cell was restarted: {status:?}");
+    let status = node
+        .node
+        .send(knactor_actors::actor::GetStatus)
+        .await
+        .unwrap();
+    assert!(
+        status.brokers[0].restarts >= 1,
+        "the cell was restarted: {status:?}"
+    );
     let second: Vec<_> = (0..30).map(|i| event(&format!("b{i}"), "x")).collect();
     node.publish("ns/default", second).await.unwrap();
 
-    wait_until("every event arrived at least once", Duration::from_secs(10), || {
-        let ids: HashSet<String> = node.transport.ids_at("http://sub/").into_iter().collect();
-        ids.len() == 60
-    })
+    wait_until(
+        "every event arrived at least once",
+        Duration::from_secs(10),
+        || {
+            let ids: HashSet<String> = node.transport.ids_at("http://sub/").into_iter().collect();
+            ids.len() == 60
+        },
+    )
     .await;
 }
 
 #[actix_rt::test]
 async fn fault_injection_is_refused_unless_enabled() {
-    let options = NodeOptions { fault_injection: false, ..fast_options() };
-    let node = start(&format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")), options).await;
-    let result = node.node.send(InjectFault(FaultTarget::Dispatcher(key("ns/default")))).await.unwrap();
+    let options = NodeOptions {
+        fault_injection: false,
+        ..fast_options()
+    };
+    let node = start(
+        &format!("{BROKER}{}", trigger("t", "filter: {}", "http://sub/", "")),
+        options,
+    )
+    .await;
+    let result = node
+        .node
+        .send(InjectFault(FaultTarget::Dispatcher(key("ns/default"))))
+        .await
+        .unwrap();
     assert!(result.is_err());
 }
 
@@ -270,12 +465,35 @@ async fn fault_injection_is_refused_unless_enabled() {
 async fn a_trigger_added_while_running_gets_new_events_and_the_others_lose_nothing() {
     let first = format!("{BROKER}{}", trigger("a", "filter: {}", "http://a/", ""));
     let node = start(&first, fast_options()).await;
-    node.publish("ns/default", (0..10).map(|i| event(&format!("x{i}"), "t")).collect()).await.unwrap();
+    node.publish(
+        "ns/default",
+        (0..10).map(|i| event(&format!("x{i}"), "t")).collect(),
+    )
+    .await
+    .unwrap();
     let second = format!("{first}{}", trigger("b", "filter: {}", "http://b/", ""));
-    node.node.send(knactor_actors::actor::ApplyRoutes(routes(&second))).await.unwrap();
+    node.node
+        .send(knactor_actors::actor::ApplyRoutes(routes(&second)))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    node.publish("ns/default", (0..10).map(|i| event(&format!("y{i}"), "t")).collect()).await.unwrap();
-    wait_until("a got all 20", Duration::from_secs(5), || node.transport.ids_at("http://a/").len() == 20).await;
-    wait_until("b got the new 10", Duration::from_secs(5), || node.transport.ids_at("http://b/").len() == 10).await;
-    assert!(node.transport.ids_at("http://b/").iter().all(|id| id.starts_with('y')));
+    node.publish(
+        "ns/default",
+        (0..10).map(|i| event(&format!("y{i}"), "t")).collect(),
+    )
+    .await
+    .unwrap();
+    wait_until("a got all 20", Duration::from_secs(5), || {
+        node.transport.ids_at("http://a/").len() == 20
+    })
+    .await;
+    wait_until("b got the new 10", Duration::from_secs(5), || {
+        node.transport.ids_at("http://b/").len() == 10
+    })
+    .await;
+    assert!(node
+        .transport
+        .ids_at("http://b/")
+        .iter()
+        .all(|id| id.starts_with('y')));
 }

@@ -22,10 +22,22 @@ use crate::ingress::GatewayState;
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/-/status", web::get().to(status))
-        .route("/-/brokers/{namespace}/{broker}/parked", web::get().to(parked))
-        .route("/-/brokers/{namespace}/{broker}/parked/redrive", web::post().to(redrive))
-        .route("/-/faults/{kind}/{namespace}/{broker}", web::post().to(fault))
-        .route("/-/faults/{kind}/{namespace}/{broker}/{trigger}", web::post().to(trigger_fault));
+        .route(
+            "/-/brokers/{namespace}/{broker}/parked",
+            web::get().to(parked),
+        )
+        .route(
+            "/-/brokers/{namespace}/{broker}/parked/redrive",
+            web::post().to(redrive),
+        )
+        .route(
+            "/-/faults/{kind}/{namespace}/{broker}",
+            web::post().to(fault),
+        )
+        .route(
+            "/-/faults/{kind}/{namespace}/{broker}/{trigger}",
+            web::post().to(trigger_fault),
+        );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +53,12 @@ pub enum AdminError {
 impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AdminError::Node(NodeError::UnknownBroker(_) | NodeError::UnknownTrigger(_)) => StatusCode::NOT_FOUND,
-            AdminError::Node(NodeError::NotRunning(_)) | AdminError::NodeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Node(NodeError::UnknownBroker(_) | NodeError::UnknownTrigger(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            AdminError::Node(NodeError::NotRunning(_)) | AdminError::NodeUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AdminError::Node(NodeError::FaultInjectionOff) => StatusCode::FORBIDDEN,
             AdminError::Node(NodeError::Channel(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -55,7 +71,11 @@ impl ResponseError for AdminError {
 }
 
 async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminError> {
-    let status = state.node.send(GetStatus).await.map_err(|_| AdminError::NodeUnavailable)?;
+    let status = state
+        .node
+        .send(GetStatus)
+        .await
+        .map_err(|_| AdminError::NodeUnavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "ready": status.ready,
         "channel": status.channel,
@@ -91,7 +111,11 @@ async fn parked(
         broker: ObjectKey::new(namespace, name),
         max: query.max.unwrap_or(100).min(10_000),
     };
-    let parked = state.node.send(request).await.map_err(|_| AdminError::NodeUnavailable)??;
+    let parked = state
+        .node
+        .send(request)
+        .await
+        .map_err(|_| AdminError::NodeUnavailable)??;
     Ok(HttpResponse::Ok().json(json!({
         "total": parked.total,
         "events": parked.events.iter().map(|parked| {
@@ -136,7 +160,11 @@ async fn redrive(
         broker: ObjectKey::new(namespace, name),
         trigger,
     };
-    let report = state.node.send(request).await.map_err(|_| AdminError::NodeUnavailable)??;
+    let report = state
+        .node
+        .send(request)
+        .await
+        .map_err(|_| AdminError::NodeUnavailable)??;
     Ok(HttpResponse::Ok().json(json!({ "redriven": report.redriven, "kept": report.kept })))
 }
 
@@ -154,7 +182,13 @@ async fn trigger_fault(
 ) -> Result<HttpResponse, AdminError> {
     let (kind, namespace, broker, trigger) = path.into_inner();
     let trigger = ObjectKey::new(&namespace, trigger);
-    inject(&kind, ObjectKey::new(namespace, broker), Some(trigger), &state).await
+    inject(
+        &kind,
+        ObjectKey::new(namespace, broker),
+        Some(trigger),
+        &state,
+    )
+    .await
 }
 
 async fn inject(

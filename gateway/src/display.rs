@@ -67,7 +67,8 @@ pub fn render(event: &Event) -> String {
             Data::Json(value) => serde_json::to_vec(value).unwrap_or_default(),
         };
         out.push_str("Data,\n  ");
-        let is_json = event.datacontenttype().map(media_type).as_deref() == Some("application/json")
+        let is_json = event.datacontenttype().map(media_type).as_deref()
+            == Some("application/json")
             || (event.datacontenttype().is_none() && matches!(data, Data::Json(_)));
         match is_json.then(|| indent_json(&bytes)).flatten() {
             Some(pretty) => out.push_str(&pretty),
@@ -182,8 +183,17 @@ Data,
             "/../testdata/k8s_events/knative-docs.apiserversource-received-cloudevent.txt"
         ))
         .unwrap();
-        for line in ["☁️  cloudevents.Event", "Validation: valid", "Context Attributes,", "Extensions,", "Data,"] {
-            assert!(recorded.lines().any(|l| l == line), "{line:?} in the recording");
+        for line in [
+            "☁️  cloudevents.Event",
+            "Validation: valid",
+            "Context Attributes,",
+            "Extensions,",
+            "Data,",
+        ] {
+            assert!(
+                recorded.lines().any(|l| l == line),
+                "{line:?} in the recording"
+            );
         }
     }
 

@@ -28,7 +28,10 @@ pub enum IngressError {
     #[error("{0}")]
     TtlExhausted(String),
     #[error("broker {broker} cannot take more events now; retry after {}s", retry_after.as_secs().max(1))]
-    Busy { broker: String, retry_after: Duration },
+    Busy {
+        broker: String,
+        retry_after: Duration,
+    },
     #[error("broker {broker} cannot store events right now; retry later")]
     Unavailable { broker: String },
 }
@@ -53,7 +56,9 @@ impl ResponseError for IngressError {
             | IngressError::InvalidEvent(_)
             | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
             IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngressError::Busy { .. } | IngressError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::Busy { .. } | IngressError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 

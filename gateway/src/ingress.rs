@@ -49,7 +49,9 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: web::Data<GatewayState>) -> HttpResponse {
     if state.ingress.is_ready() {
-        HttpResponse::Ok().content_type("text/plain").body("ready\n")
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -110,20 +112,30 @@ async fn ingress(
     let broker_name = key.to_string();
     match broker.send(Publish { events }).await {
         Ok(Ok(())) => Ok(HttpResponse::Accepted().finish()),
-        Ok(Err(PublishError::Admit(refused))) => Err(IngressError::TtlExhausted(refused.to_string())),
-        Ok(Err(PublishError::Append(AppendError::Full { retry_after }))) => Err(IngressError::Busy {
-            broker: broker_name,
-            retry_after,
-        }),
-        Ok(Err(PublishError::Append(AppendError::TooLarge { limit, .. }))) => Err(IngressError::TooLarge { limit }),
+        Ok(Err(PublishError::Admit(refused))) => {
+            Err(IngressError::TtlExhausted(refused.to_string()))
+        }
+        Ok(Err(PublishError::Append(AppendError::Full { retry_after }))) => {
+            Err(IngressError::Busy {
+                broker: broker_name,
+                retry_after,
+            })
+        }
+        Ok(Err(PublishError::Append(AppendError::TooLarge { limit, .. }))) => {
+            Err(IngressError::TooLarge { limit })
+        }
         Ok(Err(PublishError::Append(failure))) => {
             error!(broker = %key, "append failed: {failure}");
-            Err(IngressError::Unavailable { broker: broker_name })
+            Err(IngressError::Unavailable {
+                broker: broker_name,
+            })
         }
         Err(mailbox) => {
             // The broker's actors are being restarted by the node.
             error!(broker = %key, "broker actor unavailable: {mailbox}");
-            Err(IngressError::Unavailable { broker: broker_name })
+            Err(IngressError::Unavailable {
+                broker: broker_name,
+            })
         }
     }
 }
@@ -157,10 +169,16 @@ mod tests {
 
     #[test]
     fn only_two_segment_paths_name_a_broker() {
-        assert_eq!(broker_of("/team-a/default").unwrap(), ObjectKey::new("team-a", "default"));
+        assert_eq!(
+            broker_of("/team-a/default").unwrap(),
+            ObjectKey::new("team-a", "default")
+        );
         assert!(matches!(broker_of("/"), Err(IngressError::RootPath)));
         for bad in ["/team-a", "/a/b/c", "/a/", "//b", "/a/b/"] {
-            assert!(matches!(broker_of(bad), Err(IngressError::BadPath(_))), "{bad}");
+            assert!(
+                matches!(broker_of(bad), Err(IngressError::BadPath(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -19,7 +19,12 @@ pub struct ParkedArgs {
     #[command(subcommand)]
     action: ParkedAction,
     /// The node's ingress URL.
-    #[arg(long, global = true, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "KNACTOR_NODE",
+        default_value = "http://127.0.0.1:8080"
+    )]
     node: Url,
 }
 
@@ -43,7 +48,10 @@ enum ParkedAction {
 }
 
 fn client() -> anyhow::Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder().no_proxy().build().context("cannot build the HTTP client")
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .context("cannot build the HTTP client")
 }
 
 fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
@@ -51,7 +59,10 @@ fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().unwrap_or(Value::Null);
     if !status.is_success() {
-        let reason = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+        let reason = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given");
         bail!("the node answered {status}: {reason}");
     }
     Ok(body)
@@ -59,14 +70,22 @@ fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
 
 fn broker_path(broker: &str) -> anyhow::Result<&str> {
     match broker.split_once('/') {
-        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => Ok(broker),
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok(broker)
+        }
         _ => bail!("{broker:?} is not <namespace>/<broker>"),
     }
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = call(client()?.get(args.node.join("/-/status")?))?;
-    println!("ready: {}   channel: {}", status["ready"], status["channel"].as_str().unwrap_or("?"));
+    println!(
+        "ready: {}   channel: {}",
+        status["ready"],
+        status["channel"].as_str().unwrap_or("?")
+    );
     for broker in status["brokers"].as_array().into_iter().flatten() {
         println!(
             "broker {}/{}  running={} restarts={}",
@@ -96,7 +115,9 @@ pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
     let client = client()?;
     match args.action {
         ParkedAction::List { broker, max } => {
-            let url = args.node.join(&format!("/-/brokers/{}/parked", broker_path(&broker)?))?;
+            let url = args
+                .node
+                .join(&format!("/-/brokers/{}/parked", broker_path(&broker)?))?;
             let parked = call(client.get(url).query(&[("max", max)]))?;
             println!("{} parked", parked["total"]);
             for event in parked["events"].as_array().into_iter().flatten() {
@@ -111,13 +132,19 @@ pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ParkedAction::Redrive { broker, trigger } => {
-            let url = args.node.join(&format!("/-/brokers/{}/parked/redrive", broker_path(&broker)?))?;
+            let url = args.node.join(&format!(
+                "/-/brokers/{}/parked/redrive",
+                broker_path(&broker)?
+            ))?;
             let mut request = client.post(url);
             if let Some(trigger) = trigger {
                 request = request.query(&[("trigger", trigger)]);
             }
             let report = call(request)?;
-            println!("re-driven: {}   still parked: {}", report["redriven"], report["kept"]);
+            println!(
+                "re-driven: {}   still parked: {}",
+                report["redriven"], report["kept"]
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

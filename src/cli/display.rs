@@ -15,7 +15,8 @@ pub struct DisplayArgs {
 }
 
 pub fn run(args: DisplayArgs) -> anyhow::Result<ExitCode> {
-    let listener = TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let bound = listener.local_addr()?;
     actix_rt::System::new().block_on(async move {
         let server = HttpServer::new(|| {

@@ -19,5 +19,7 @@ pub fn init_logging(level: &str) {
 
 /// Threads worth using by default: the machine's, up to four.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
 }

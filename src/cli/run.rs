@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::Args;
 use knactor_actors::actor::{ApplyRoutes, Node, NodeOptions, Shared};
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
-use knactor_actors::resources::{DeliverySpec, Checker, Strictness};
+use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_gateway::client::HttpTransport;
@@ -85,9 +85,14 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::init_logging(&args.log);
-    let strictness = if args.strict { Strictness::Strict } else { Strictness::Lenient };
+    let strictness = if args.strict {
+        Strictness::Strict
+    } else {
+        Strictness::Lenient
+    };
     let mut source = ConfigSource::new(&args.config, strictness)?;
-    let listener = TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let bound = listener.local_addr()?;
     let advertise = match &args.advertise {
         Some(url) => url.clone(),
@@ -134,7 +139,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ticks.tick().await;
             loop {
                 ticks.tick().await;
-                if let Err(failure) = apply_config(&mut source, &reload_node, &advertise, &channels, &knative_default) {
+                if let Err(failure) = apply_config(
+                    &mut source,
+                    &reload_node,
+                    &advertise,
+                    &channels,
+                    &knative_default,
+                ) {
                     error!("reloading the configuration failed, keeping what runs: {failure:#}");
                 }
             }
@@ -151,7 +162,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .listen(listener)?
             .run();
         println!("knactor listening on http://{bound}");
-        info!(channel = "memory", "node running; brokers at http://{bound}/<namespace>/<broker>");
+        info!(
+            channel = "memory",
+            "node running; brokers at http://{bound}/<namespace>/<broker>"
+        );
         server.await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -189,9 +203,17 @@ fn apply_config(
         error!("refused: {refusal}");
     }
     let resolver = catalog.addressables(Some(advertise.clone()));
-    let default_delivery = catalog.settings.default_delivery.clone().unwrap_or_else(|| knative_default.clone());
+    let default_delivery = catalog
+        .settings
+        .default_delivery
+        .clone()
+        .unwrap_or_else(|| knative_default.clone());
     let routes = Routes::build(&catalog, &resolver, channels, &default_delivery);
-    for source in catalog.api_server_sources.keys().chain(catalog.ping_sources.keys()) {
+    for source in catalog
+        .api_server_sources
+        .keys()
+        .chain(catalog.ping_sources.keys())
+    {
         warn!("source {source} is valid but this node does not run sources yet");
     }
     info!(

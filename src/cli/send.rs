@@ -55,8 +55,14 @@ fn parse_extension(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not name=value"))?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-        return Err(format!("{name:?} is not an extension name (lowercase letters and digits)"));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Err(format!(
+            "{name:?} is not an extension name (lowercase letters and digits)"
+        ));
     }
     Ok((name.to_string(), value.to_string()))
 }
@@ -66,7 +72,9 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         bail!("--count must be at least 1");
     }
     let data = match &args.data {
-        Some(text) => Some(serde_json::from_str::<serde_json::Value>(text).context("--data is not valid JSON")?),
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(text).context("--data is not valid JSON")?,
+        ),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -77,7 +85,10 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn send_all(args: SendArgs, data: Option<serde_json::Value>) -> anyhow::Result<ExitCode> {
-    let client = reqwest::Client::builder().no_proxy().build().context("cannot build the HTTP client")?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .context("cannot build the HTTP client")?;
     let args = Arc::new(args);
     let progress = if args.count > 1 {
         let bar = ProgressBar::new(args.count);
@@ -92,7 +103,8 @@ async fn send_all(args: SendArgs, data: Option<serde_json::Value>) -> anyhow::Re
     let started = Instant::now();
     let outcomes = futures::stream::iter(1..=args.count)
         .map(|n| {
-            let (client, args, data, progress) = (client.clone(), args.clone(), data.clone(), progress.clone());
+            let (client, args, data, progress) =
+                (client.clone(), args.clone(), data.clone(), progress.clone());
             async move {
                 let outcome = send_one(&client, &args, data, n).await;
                 progress.inc(1);
@@ -130,12 +142,20 @@ async fn send_all(args: SendArgs, data: Option<serde_json::Value>) -> anyhow::Re
     }
     if args.count > 1 {
         let seconds = started.elapsed().as_secs_f64();
-        println!("{} events in {seconds:.2}s ({:.0}/s)", args.count, args.count as f64 / seconds.max(1e-9));
+        println!(
+            "{} events in {seconds:.2}s ({:.0}/s)",
+            args.count,
+            args.count as f64 / seconds.max(1e-9)
+        );
     }
     let all_ok = outcomes
         .iter()
         .all(|outcome| matches!(outcome, Ok((status, _)) if (200..300).contains(status)));
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn status_text(status: u16) -> String {

@@ -19,9 +19,15 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let strictness = if args.strict { Strictness::Strict } else { Strictness::Lenient };
+    let strictness = if args.strict {
+        Strictness::Strict
+    } else {
+        Strictness::Lenient
+    };
     let mut source = ConfigSource::new(&args.path, strictness)?;
-    let snapshot = source.poll()?.unwrap_or_else(|| unreachable!("the first poll always reads"));
+    let snapshot = source
+        .poll()?
+        .unwrap_or_else(|| unreachable!("the first poll always reads"));
     let (_, duplicates) = Catalog::from_report(&snapshot.report);
     let mut refused = snapshot.refused.clone();
     refused.extend(duplicates.iter().map(ToString::to_string));
@@ -43,7 +49,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         refused.len(),
         snapshot.warnings.len()
     );
-    Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn describe(resource: &knactor_actors::resources::Resource) -> String {

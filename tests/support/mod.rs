@@ -22,7 +22,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_knactor");
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -42,7 +45,15 @@ impl NodeProcess {
         let config_dir = tempfile::tempdir().unwrap();
         std::fs::write(config_dir.path().join("config.yaml"), config).unwrap();
         let mut child = Command::new(BIN)
-            .args(["run", "--listen", "127.0.0.1:0", "--reload-interval", "100ms", "--log", "info"])
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--reload-interval",
+                "100ms",
+                "--log",
+                "info",
+            ])
             .arg("--config")
             .arg(config_dir.path())
             .args(extra)
@@ -78,9 +89,17 @@ impl NodeProcess {
                 panic!("knactor did not start: {}", stderr.lock().unwrap());
             }
         };
-        let node = Self { child, url, config_dir, stderr };
+        let node = Self {
+            child,
+            url,
+            config_dir,
+            stderr,
+        };
         wait_until("the node is ready", Duration::from_secs(10), || {
-            http().get(format!("{}/readyz", node.url)).send().is_ok_and(|r| r.status() == 200)
+            http()
+                .get(format!("{}/readyz", node.url))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
         });
         node
     }
@@ -106,7 +125,12 @@ impl NodeProcess {
     }
 
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = http().get(format!("{}/metrics", self.url)).send().unwrap().text().unwrap();
+        let text = http()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         let prefix = format!("{name}{{{labels}}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
@@ -114,12 +138,21 @@ impl NodeProcess {
     }
 
     pub fn status(&self) -> serde_json::Value {
-        http().get(format!("{}/-/status", self.url)).send().unwrap().json().unwrap()
+        http()
+            .get(format!("{}/-/status", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
     }
 
     /// Runs the `knactor` CLI against this node.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN).args(args).env("KNACTOR_NODE", &self.url).output().unwrap()
+        Command::new(BIN)
+            .args(args)
+            .env("KNACTOR_NODE", &self.url)
+            .output()
+            .unwrap()
     }
 
     pub fn kill(&mut self) {
@@ -147,7 +180,12 @@ pub fn send(url: &str, id: &str, ty: &str) -> u16 {
     send_with(url, id, ty, &[]).status().as_u16()
 }
 
-pub fn send_with(url: &str, id: &str, ty: &str, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
+pub fn send_with(
+    url: &str,
+    id: &str,
+    ty: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::blocking::Response {
     let mut request = http()
         .post(url)
         .header("ce-specversion", "1.0")
@@ -180,7 +218,10 @@ impl Reply {
     }
 
     pub fn accepted() -> Self {
-        Self { body: Vec::new(), ..Self::status(202) }
+        Self {
+            body: Vec::new(),
+            ..Self::status(202)
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
@@ -268,8 +309,16 @@ impl Recorder {
     }
 
     /// Scripts the answers on `path`; the closure gets the request and its number (from 1).
-    pub fn on(&self, path: &str, script: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) {
-        self.state.lock().unwrap().scripts.insert(path.to_string(), Arc::new(script));
+    pub fn on(
+        &self,
+        path: &str,
+        script: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .scripts
+            .insert(path.to_string(), Arc::new(script));
     }
 
     pub fn received(&self, path: &str) -> Vec<Recorded> {
@@ -301,19 +350,30 @@ impl Drop for Recorder {
     }
 }
 
-async fn record(request: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<RecorderState>>>) -> HttpResponse {
+async fn record(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<RecorderState>>>,
+) -> HttpResponse {
     let headers: Vec<(&str, &[u8])> = request
         .headers()
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect();
-    let event = decode_message(&headers, &body).ok().and_then(|mut events| events.pop());
+    let event = decode_message(&headers, &body)
+        .ok()
+        .and_then(|mut events| events.pop());
     let recorded = Recorded {
         path: request.path().to_string(),
         headers: request
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
         event,
@@ -333,7 +393,8 @@ async fn record(request: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mut
     if !reply.delay.is_zero() {
         actix_rt::time::sleep(reply.delay).await;
     }
-    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
     for (name, value) in &reply.headers {
         response.insert_header((name.as_str(), value.as_str()));
     }
@@ -349,7 +410,9 @@ pub fn broker_yaml(delivery: &str) -> String {
 
 /// A trigger on broker e2e/default.
 pub fn trigger_yaml(name: &str, filter: &str, subscriber: &str, delivery: Option<&str>) -> String {
-    let delivery = delivery.map(|d| format!("  delivery: {d}\n")).unwrap_or_default();
+    let delivery = delivery
+        .map(|d| format!("  delivery: {d}\n"))
+        .unwrap_or_default();
     format!(
         "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: {name}, namespace: e2e}}\nspec:\n  broker: default\n  {filter}\n  subscriber: {{uri: '{subscriber}'}}\n{delivery}"
     )

@@ -17,7 +17,8 @@ use super::{Crash, Shared, Shutdown};
 use crate::channel::{AppendError, ChannelError, Offset, Partition};
 use crate::envelope::{
     AdmitError, Envelope, ERROR_CODE_EXTENSION, ERROR_DATA_EXTENSION, ERROR_DEST_EXTENSION,
-    PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION, REDRIVE_TARGET_EXTENSION,
+    PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
+    REDRIVE_TARGET_EXTENSION,
 };
 use crate::metrics::{inc, BrokerMetrics};
 use crate::resources::ObjectKey;
@@ -83,7 +84,9 @@ impl Handler<Publish> for BrokerActor {
             let count = envelopes.len() as u64;
             match log.append(&topic, envelopes).await {
                 Ok(()) => {
-                    metrics.accepted.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                    metrics
+                        .accepted
+                        .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
                     Ok(())
                 }
                 Err(error) => {
@@ -131,7 +134,10 @@ impl Handler<ListParked> for BrokerActor {
         Box::pin(async move {
             let mut parked = ParkedList::default();
             for partition in log.offsets(&topic, PARKING_GROUP).await? {
-                let from = partition.committed.unwrap_or(partition.low).max(partition.low);
+                let from = partition
+                    .committed
+                    .unwrap_or(partition.low)
+                    .max(partition.low);
                 parked.total += (partition.high - from).max(0) as u64;
                 let room = list.max.saturating_sub(parked.events.len());
                 if room == 0 {
@@ -197,9 +203,14 @@ impl Handler<Redrive> for BrokerActor {
         Box::pin(async move {
             let mut report = RedriveReport::default();
             for partition in log.offsets(&park_topic, PARKING_GROUP).await? {
-                let mut from = partition.committed.unwrap_or(partition.low).max(partition.low);
+                let mut from = partition
+                    .committed
+                    .unwrap_or(partition.low)
+                    .max(partition.low);
                 while from < partition.high {
-                    let records = log.read(&park_topic, partition.partition, from, 256).await?;
+                    let records = log
+                        .read(&park_topic, partition.partition, from, 256)
+                        .await?;
                     let Some(last) = records.last() else { break };
                     let next = last.offset + 1;
                     for record in records.iter().filter(|r| r.offset < partition.high) {
@@ -255,6 +266,9 @@ impl Handler<Crash> for BrokerActor {
     /// Panics (fault injection).
     type Result = ();
     fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
-        panic!("fault injection: broker {} crashed on request", self.route.key());
+        panic!(
+            "fault injection: broker {} crashed on request",
+            self.route.key()
+        );
     }
 }

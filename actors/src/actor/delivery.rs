@@ -57,7 +57,11 @@ pub(super) struct DeliveryJob {
 enum Attempt {
     Delivered,
     Reply(Box<cloudevents::Event>),
-    Failed { retryable: bool, report: FailureReport, retry_after: Option<Duration> },
+    Failed {
+        retryable: bool,
+        report: FailureReport,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl DeliveryJob {
@@ -77,7 +81,9 @@ impl DeliveryJob {
             if retry > 0 {
                 inc(&self.metrics.retries);
             }
-            let attempt = self.attempt(&self.route.subscriber, envelope.for_subscriber()).await;
+            let attempt = self
+                .attempt(&self.route.subscriber, envelope.for_subscriber())
+                .await;
             let (retryable, report, retry_after) = match attempt {
                 Attempt::Delivered => {
                     inc(&self.metrics.delivered);
@@ -90,7 +96,11 @@ impl DeliveryJob {
                         Err(report) => self.dead_letter(envelope, report).await,
                     };
                 }
-                Attempt::Failed { retryable, report, retry_after } => (retryable, report, retry_after),
+                Attempt::Failed {
+                    retryable,
+                    report,
+                    retry_after,
+                } => (retryable, report, retry_after),
             };
             inc(&self.metrics.failed_attempts);
             if !retryable || retry >= policy.retries {
@@ -125,13 +135,22 @@ impl DeliveryJob {
     /// Puts a subscriber's reply back into the broker, with the original's TTL so the broker
     /// spends one more hop. Refusal for TTL is final; a full or unavailable channel is retried on
     /// the delivery's schedule (the subscriber is not called again).
-    async fn put_reply(&self, envelope: &Envelope, reply: cloudevents::Event) -> Result<(), FailureReport> {
+    async fn put_reply(
+        &self,
+        envelope: &Envelope,
+        reply: cloudevents::Event,
+    ) -> Result<(), FailureReport> {
         let policy = &self.route.delivery.retry;
         let reply = envelope.reply_with_ttl(reply);
         let destination = self.reply_destination();
         let mut retry = 0;
         loop {
-            let result = self.broker.send(Publish { events: vec![reply.clone()] }).await;
+            let result = self
+                .broker
+                .send(Publish {
+                    events: vec![reply.clone()],
+                })
+                .await;
             let failure = match result {
                 Ok(Ok(())) => {
                     inc(&self.metrics.replies);
@@ -139,7 +158,11 @@ impl DeliveryJob {
                 }
                 Ok(Err(PublishError::Admit(refused))) => {
                     warn!(trigger = %self.route.key, id = envelope.id(), "reply refused: {refused}");
-                    return Err(FailureReport::new(destination, 400, refused.to_string().as_bytes()));
+                    return Err(FailureReport::new(
+                        destination,
+                        400,
+                        refused.to_string().as_bytes(),
+                    ));
                 }
                 Ok(Err(error)) => error.to_string(),
                 Err(mailbox) => format!("broker unavailable: {mailbox}"),
@@ -179,7 +202,11 @@ impl DeliveryJob {
                     inc(&self.metrics.dead_lettered);
                     return Outcome::DeadLettered;
                 }
-                Attempt::Failed { retryable, report: sink_report, retry_after } => {
+                Attempt::Failed {
+                    retryable,
+                    report: sink_report,
+                    retry_after,
+                } => {
                     if !retryable || retry >= policy.retries {
                         let reason = format!(
                             "dead-letter sink failed ({} {})",
@@ -190,7 +217,8 @@ impl DeliveryJob {
                     }
                     retry += 1;
                     let jitter = rand::rng().random::<f64>();
-                    tokio::time::sleep(policy.wait_before(retry, jitter, retry_after, limits)).await;
+                    tokio::time::sleep(policy.wait_before(retry, jitter, retry_after, limits))
+                        .await;
                 }
             }
         }
@@ -205,7 +233,10 @@ impl DeliveryJob {
         event.set_extension(PARKED_TRIGGER_EXTENSION, self.route.key.to_string());
         event.set_extension(
             PARKED_REASON_EXTENSION,
-            format!("{why}; last attempt: {} from {}", report.code, report.destination),
+            format!(
+                "{why}; last attempt: {} from {}",
+                report.code, report.destination
+            ),
         );
         event.set_extension(
             PARKED_AT_EXTENSION,
@@ -214,7 +245,12 @@ impl DeliveryJob {
         let parked = Envelope::from_stored(event);
         let mut wait = Duration::from_millis(50);
         loop {
-            match self.shared.log.append(&self.park_topic, vec![parked.clone()]).await {
+            match self
+                .shared
+                .log
+                .append(&self.park_topic, vec![parked.clone()])
+                .await
+            {
                 Ok(()) => {
                     inc(&self.metrics.parked);
                     warn!(trigger = %self.route.key, id = envelope.id(), "parked: {why}");
@@ -234,7 +270,11 @@ fn classify(url: &Url, result: Result<Response, TransportError>) -> Attempt {
     match result {
         Err(error) => Attempt::Failed {
             retryable: true,
-            report: FailureReport::new(url.as_str(), 500, format!("dispatch error: {error}").as_bytes()),
+            report: FailureReport::new(
+                url.as_str(),
+                500,
+                format!("dispatch error: {error}").as_bytes(),
+            ),
             retry_after: None,
         },
         Ok(response) if is_success(response.status) => match response.reply {

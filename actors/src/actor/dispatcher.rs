@@ -96,7 +96,11 @@ impl DispatcherActor {
     }
 
     fn subscribe(&mut self, ctx: &mut Context<Self>) {
-        match self.shared.log.subscribe(&self.topic, &self.group, StartAt::Latest) {
+        match self
+            .shared
+            .log
+            .subscribe(&self.topic, &self.group, StartAt::Latest)
+        {
             Ok(subscription) => {
                 self.committer = Some(subscription.committer);
                 ctx.add_stream(subscription.events);
@@ -127,10 +131,13 @@ impl DispatcherActor {
                     }
                 },
                 None => {
-                    self.index.matching(record.envelope.event(), &mut self.scratch);
+                    self.index
+                        .matching(record.envelope.event(), &mut self.scratch);
                     self.scratch
                         .iter()
-                        .filter_map(|&position| self.index.get(position).map(|(key, _)| key.clone()))
+                        .filter_map(|&position| {
+                            self.index.get(position).map(|(key, _)| key.clone())
+                        })
                         .collect()
                 }
             };
@@ -138,14 +145,22 @@ impl DispatcherActor {
                 inc(&self.metrics.unmatched);
             }
             for key in targets {
-                let Some(slot) = self.triggers.get_mut(&key) else { continue };
+                let Some(slot) = self.triggers.get_mut(&key) else {
+                    continue;
+                };
                 if slot.lagging.contains_key(&record.partition) {
                     continue;
                 }
                 if slot.outstanding.len() >= capacity {
                     info!(broker = %self.broker, trigger = %key, partition = record.partition, offset = record.offset,
                         "trigger is full; it falls behind and will catch up on its own");
-                    slot.lagging.insert(record.partition, Lag { cursor: record.offset, reading: false });
+                    slot.lagging.insert(
+                        record.partition,
+                        Lag {
+                            cursor: record.offset,
+                            reading: false,
+                        },
+                    );
                     continue;
                 }
                 owed += 1;
@@ -160,7 +175,10 @@ impl DispatcherActor {
         let Some(slot) = self.triggers.get_mut(&settled.trigger) else {
             return;
         };
-        if !slot.outstanding.remove(&(settled.partition, settled.offset)) {
+        if !slot
+            .outstanding
+            .remove(&(settled.partition, settled.offset))
+        {
             return;
         }
         if let Some(tracker) = self.trackers.get_mut(&settled.partition) {
@@ -173,7 +191,9 @@ impl DispatcherActor {
     /// Starts a read for every partition on which `trigger` lags, when it has room again.
     fn catch_up(&mut self, trigger: &ObjectKey, ctx: &mut Context<Self>) {
         let capacity = self.capacity();
-        let Some(slot) = self.triggers.get_mut(trigger) else { return };
+        let Some(slot) = self.triggers.get_mut(trigger) else {
+            return;
+        };
         if slot.lagging.is_empty() || slot.outstanding.len() * 2 > capacity {
             return;
         }
@@ -206,9 +226,15 @@ impl DispatcherActor {
     ) {
         let capacity = self.capacity();
         let now = Instant::now();
-        let Some(tracker) = self.trackers.get_mut(&partition) else { return };
-        let Some(slot) = self.triggers.get_mut(&trigger) else { return };
-        let Some(lag) = slot.lagging.get_mut(&partition) else { return };
+        let Some(tracker) = self.trackers.get_mut(&partition) else {
+            return;
+        };
+        let Some(slot) = self.triggers.get_mut(&trigger) else {
+            return;
+        };
+        let Some(lag) = slot.lagging.get_mut(&partition) else {
+            return;
+        };
         lag.reading = false;
         let records = match result {
             Ok(records) => records,
@@ -262,7 +288,11 @@ impl DispatcherActor {
                 };
                 (partition, offset)
             })
-            .filter(|(partition, offset)| self.committed.get(partition).is_none_or(|done| offset > done))
+            .filter(|(partition, offset)| {
+                self.committed
+                    .get(partition)
+                    .is_none_or(|done| offset > done)
+            })
             .collect()
     }
 
@@ -271,7 +301,9 @@ impl DispatcherActor {
         if offsets.is_empty() {
             return;
         }
-        let Some(committer) = &self.committer else { return };
+        let Some(committer) = &self.committer else {
+            return;
+        };
         match committer.commit(&offsets) {
             Ok(()) => self.committed.extend(offsets),
             Err(error) => warn!(broker = %self.broker, "commit failed, will retry: {error}"),
@@ -283,7 +315,9 @@ impl DispatcherActor {
         let mut addrs = triggers;
         let mut slots = HashMap::with_capacity(route.triggers.len());
         for trigger in &route.triggers {
-            let Some(addr) = addrs.remove(&trigger.key) else { continue };
+            let Some(addr) = addrs.remove(&trigger.key) else {
+                continue;
+            };
             let slot = match self.triggers.remove(&trigger.key) {
                 Some(mut existing) => {
                     existing.addr = addr;
@@ -302,7 +336,13 @@ impl DispatcherActor {
                     // A trigger added to a running broker may start before the read position.
                     if self.subscribed && trigger.start != StartPosition::Latest {
                         for &partition in self.trackers.keys() {
-                            slot.lagging.insert(partition, Lag { cursor: 0, reading: false });
+                            slot.lagging.insert(
+                                partition,
+                                Lag {
+                                    cursor: 0,
+                                    reading: false,
+                                },
+                            );
                         }
                     }
                     slot
@@ -374,7 +414,9 @@ impl Actor for DispatcherActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.shared.options.commit_interval, |actor, _| actor.commit());
+        ctx.run_interval(self.shared.options.commit_interval, |actor, _| {
+            actor.commit()
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -463,6 +505,9 @@ impl Handler<Crash> for DispatcherActor {
     /// Panics (fault injection).
     type Result = ();
     fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
-        panic!("fault injection: dispatcher of {} crashed on request", self.broker);
+        panic!(
+            "fault injection: dispatcher of {} crashed on request",
+            self.broker
+        );
     }
 }

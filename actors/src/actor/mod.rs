@@ -97,7 +97,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(log: Arc<dyn EventLog>, transport: Arc<dyn Transport>, options: NodeOptions) -> Arc<Self> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        transport: Arc<dyn Transport>,
+        options: NodeOptions,
+    ) -> Arc<Self> {
         Arc::new(Self {
             subscribers: SubscriberPool::new(transport.clone(), &options),
             log,

@@ -139,13 +139,17 @@ impl Node {
             let key = route.key().clone();
             match self.cells.get_mut(&key) {
                 None => self.prepare(route.clone(), 0, ctx),
-                Some(cell) if cell.route.channel != route.channel || cell.route.broker != route.broker => {
+                Some(cell)
+                    if cell.route.channel != route.channel || cell.route.broker != route.broker =>
+                {
                     info!(broker = %key, "broker changed; restarting its cell");
                     let cell = self.cells.remove(&key).expect("present");
                     cell.stop();
                     self.prepare(route.clone(), 0, ctx);
                 }
-                Some(cell) if cell.route != *route => update_triggers(cell, route.clone(), &self.shared),
+                Some(cell) if cell.route != *route => {
+                    update_triggers(cell, route.clone(), &self.shared)
+                }
                 Some(_) => {}
             }
         }
@@ -162,8 +166,10 @@ impl Node {
         let log = self.shared.log.clone();
         let channel = route.channel.clone();
         let topics = async move {
-            log.ensure_topic(&TopicSpec::new(&channel.topic, channel.partitions)).await?;
-            log.ensure_topic(&TopicSpec::new(channel.park_topic(), 1)).await?;
+            log.ensure_topic(&TopicSpec::new(&channel.topic, channel.partitions))
+                .await?;
+            log.ensure_topic(&TopicSpec::new(channel.park_topic(), 1))
+                .await?;
             Ok::<(), ChannelError>(())
         };
         ctx.spawn(topics.into_actor(self).map(move |result, node, ctx| {
@@ -203,13 +209,22 @@ impl Node {
         };
         let dispatcher = {
             let (route, shared) = (route.clone(), shared.clone());
-            DispatcherActor::start_in_arbiter(&arbiter, move |_| DispatcherActor::new(&route, shared))
+            DispatcherActor::start_in_arbiter(&arbiter, move |_| {
+                DispatcherActor::new(&route, shared)
+            })
         };
         let triggers: HashMap<ObjectKey, Addr<TriggerActor>> = route
             .triggers
             .iter()
             .map(|trigger| {
-                let addr = start_trigger(&arbiter, trigger.clone(), &route, &shared, &broker, &dispatcher);
+                let addr = start_trigger(
+                    &arbiter,
+                    trigger.clone(),
+                    &route,
+                    &shared,
+                    &broker,
+                    &dispatcher,
+                );
                 (trigger.key.clone(), addr)
             })
             .collect();
@@ -238,7 +253,9 @@ impl Node {
             .map(|(key, _)| key.clone())
             .collect();
         for key in dead {
-            let Some(cell) = self.cells.remove(&key) else { continue };
+            let Some(cell) = self.cells.remove(&key) else {
+                continue;
+            };
             cell.stop();
             // Restarting in a loop helps nobody: back off when the cell died young.
             let restarts = if cell.started.elapsed() < Duration::from_secs(10) {
@@ -246,7 +263,8 @@ impl Node {
             } else {
                 1
             };
-            let delay = Duration::from_millis(100 * 2u64.pow(restarts.min(7))).min(Duration::from_secs(10));
+            let delay =
+                Duration::from_millis(100 * 2u64.pow(restarts.min(7))).min(Duration::from_secs(10));
             warn!(broker = %key, restarts, ?delay, "an actor of the broker died; restarting the broker's actors");
             self.starting.insert(key.clone(), restarts);
             ctx.run_later(delay, move |node, ctx| {
@@ -290,7 +308,14 @@ fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared
                 }
                 addr
             }
-            None => start_trigger(&cell.arbiter, trigger.clone(), &route, shared, &cell.broker, &cell.dispatcher),
+            None => start_trigger(
+                &cell.arbiter,
+                trigger.clone(),
+                &route,
+                shared,
+                &cell.broker,
+                &cell.dispatcher,
+            ),
         };
         triggers.insert(trigger.key.clone(), addr);
     }
@@ -451,7 +476,11 @@ impl Handler<RedriveOf> for Node {
             if let Some(trigger) = unknown_trigger {
                 return Err(NodeError::UnknownTrigger(trigger));
             }
-            let report = broker?.send(Redrive { trigger: request.trigger }).await;
+            let report = broker?
+                .send(Redrive {
+                    trigger: request.trigger,
+                })
+                .await;
             report
                 .map_err(|_| NodeError::NotRunning(request.broker))?
                 .map_err(NodeError::from)
@@ -476,7 +505,10 @@ impl Node {
 pub enum FaultTarget {
     Broker(ObjectKey),
     Dispatcher(ObjectKey),
-    Trigger { broker: ObjectKey, trigger: ObjectKey },
+    Trigger {
+        broker: ObjectKey,
+        trigger: ObjectKey,
+    },
 }
 
 /// Crash an actor (only with fault injection on), to exercise supervision.
@@ -495,7 +527,10 @@ impl Handler<InjectFault> for Node {
         let cell_of = |key: &ObjectKey| {
             self.cells
                 .get(key)
-                .ok_or_else(|| NodeError::UnknownBroker(key.clone()))
+                .ok_or_else(|| match self.routes.broker(key) {
+                    Some(_) => NodeError::NotRunning(key.clone()),
+                    None => NodeError::UnknownBroker(key.clone()),
+                })
         };
         match fault.0 {
             FaultTarget::Broker(key) => cell_of(&key)?.broker.do_send(Crash),

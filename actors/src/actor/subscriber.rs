@@ -55,7 +55,8 @@ impl Handler<Send> for SubscriberActor {
                 if matches!(response.status, 429 | 503) {
                     if let Some(wait) = response.retry_after {
                         let until = Instant::now() + wait.min(actor.max_pause);
-                        actor.paused_until = Some(actor.paused_until.map_or(until, |old| old.max(until)));
+                        actor.paused_until =
+                            Some(actor.paused_until.map_or(until, |old| old.max(until)));
                     }
                 }
             }
@@ -114,7 +115,9 @@ impl SubscriberPool {
         let addr = self.get(&outbound.url);
         match addr.send(Send(outbound)).await {
             Ok(result) => result,
-            Err(error) => Err(TransportError::Other(format!("endpoint actor unavailable: {error}"))),
+            Err(error) => Err(TransportError::Other(format!(
+                "endpoint actor unavailable: {error}"
+            ))),
         }
     }
 }

@@ -65,7 +65,9 @@ impl TriggerActor {
             DeliveryOrder::Unordered => {
                 let limit = self.shared.options.trigger_concurrency.max(1);
                 while self.in_flight < limit {
-                    let Some(next) = self.waiting.pop_front() else { break };
+                    let Some(next) = self.waiting.pop_front() else {
+                        break;
+                    };
                     self.start(next, ctx);
                 }
             }
@@ -109,7 +111,13 @@ impl TriggerActor {
         }));
     }
 
-    fn finished(&mut self, partition: Partition, offset: Offset, outcome: Outcome, ctx: &mut Context<Self>) {
+    fn finished(
+        &mut self,
+        partition: Partition,
+        offset: Offset,
+        outcome: Outcome,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight -= 1;
         self.busy_partitions.remove(&partition);
         debug!(trigger = %self.route.key, partition, offset, ?outcome, "delivery final");
@@ -173,6 +181,9 @@ impl Handler<Crash> for TriggerActor {
     /// Panics (fault injection).
     type Result = ();
     fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
-        panic!("fault injection: trigger {} crashed on request", self.route.key);
+        panic!(
+            "fault injection: trigger {} crashed on request",
+            self.route.key
+        );
     }
 }

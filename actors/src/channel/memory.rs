@@ -95,7 +95,9 @@ impl MemoryLog {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-written in a way that matters
         // more than losing the node, so recover the guard instead of poisoning every caller.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -130,10 +132,12 @@ impl Topic {
 
     fn group(&mut self, name: &str) -> &mut Group {
         let partitions = self.partitions.len();
-        self.groups.entry(name.to_string()).or_insert_with(|| Group {
-            committed: vec![None; partitions],
-            member: None,
-        })
+        self.groups
+            .entry(name.to_string())
+            .or_insert_with(|| Group {
+                committed: vec![None; partitions],
+                member: None,
+            })
     }
 
     fn commit(&mut self, group: &str, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
@@ -163,12 +167,17 @@ impl EventLog for MemoryLog {
 
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), ChannelError> {
         let mut state = self.lock();
-        state.topics.entry(spec.name.clone()).or_insert_with(|| Topic {
-            partitions: (0..spec.partitions.max(1)).map(|_| PartitionLog::default()).collect(),
-            groups: HashMap::new(),
-            notify: Arc::new(Notify::new()),
-            round_robin: 0,
-        });
+        state
+            .topics
+            .entry(spec.name.clone())
+            .or_insert_with(|| Topic {
+                partitions: (0..spec.partitions.max(1))
+                    .map(|_| PartitionLog::default())
+                    .collect(),
+                groups: HashMap::new(),
+                notify: Arc::new(Notify::new()),
+                round_robin: 0,
+            });
         Ok(())
     }
 
@@ -207,7 +216,12 @@ impl EventLog for MemoryLog {
         Ok(())
     }
 
-    fn subscribe(&self, topic: &str, group: &str, start: StartAt) -> Result<Subscription, ChannelError> {
+    fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartAt,
+    ) -> Result<Subscription, ChannelError> {
         let (member, notify) = {
             let mut state = self.lock();
             state.next_member += 1;
@@ -263,7 +277,11 @@ impl EventLog for MemoryLog {
         Ok(log.records.iter().skip(skip).take(max).cloned().collect())
     }
 
-    async fn offsets(&self, topic: &str, group: &str) -> Result<Vec<PartitionOffsets>, ChannelError> {
+    async fn offsets(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Vec<PartitionOffsets>, ChannelError> {
         let mut state = self.lock();
         let topic_state = state.topic(topic)?;
         let committed = topic_state
@@ -421,7 +439,10 @@ mod tests {
 
     fn ids(event: ChannelEvent) -> Vec<String> {
         match event {
-            ChannelEvent::Records(records) => records.iter().map(|r| r.envelope.id().to_string()).collect(),
+            ChannelEvent::Records(records) => records
+                .iter()
+                .map(|r| r.envelope.id().to_string())
+                .collect(),
             other => panic!("expected records, got {other:?}"),
         }
     }
@@ -429,15 +450,24 @@ mod tests {
     #[tokio::test]
     async fn a_group_resumes_at_its_committed_offset() {
         let log = log_with_topic(MemoryLimits::default()).await;
-        log.append("t", vec![envelope("a"), envelope("b"), envelope("c")]).await.unwrap();
+        log.append("t", vec![envelope("a"), envelope("b"), envelope("c")])
+            .await
+            .unwrap();
         let mut first = log.subscribe("t", "g", StartAt::Earliest).unwrap();
-        assert!(matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 0)]));
+        assert!(
+            matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 0)])
+        );
         assert_eq!(ids(next(&mut first).await), vec!["a", "b", "c"]);
         first.committer.commit(&[(0, 1)]).unwrap();
 
         let mut second = log.subscribe("t", "g", StartAt::Earliest).unwrap();
-        assert!(matches!(next(&mut first).await, ChannelEvent::Revoked(_)), "the old member loses the group");
-        assert!(matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 1)]));
+        assert!(
+            matches!(next(&mut first).await, ChannelEvent::Revoked(_)),
+            "the old member loses the group"
+        );
+        assert!(
+            matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 1)])
+        );
         assert_eq!(ids(next(&mut second).await), vec!["b", "c"]);
     }
 
@@ -459,7 +489,9 @@ mod tests {
         };
         let log = log_with_topic(limits).await;
         let subscription = log.subscribe("t", "g", StartAt::Earliest).unwrap();
-        log.append("t", vec![envelope("a"), envelope("b")]).await.unwrap();
+        log.append("t", vec![envelope("a"), envelope("b")])
+            .await
+            .unwrap();
         assert!(matches!(
             log.append("t", vec![envelope("c")]).await,
             Err(AppendError::Full { .. })
@@ -483,7 +515,9 @@ mod tests {
     #[tokio::test]
     async fn read_serves_any_retained_offset_without_a_group() {
         let log = log_with_topic(MemoryLimits::default()).await;
-        log.append("t", (0..5).map(|i| envelope(&i.to_string())).collect()).await.unwrap();
+        log.append("t", (0..5).map(|i| envelope(&i.to_string())).collect())
+            .await
+            .unwrap();
         let records = log.read("t", 0, 2, 2).await.unwrap();
         let offsets: Vec<Offset> = records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![2, 3]);

@@ -147,7 +147,12 @@ pub trait EventLog: Send + Sync + 'static {
     async fn append(&self, topic: &str, events: Vec<Envelope>) -> Result<(), AppendError>;
 
     /// Joins `group` on `topic`. A group without committed offsets starts at `start`.
-    fn subscribe(&self, topic: &str, group: &str, start: StartAt) -> Result<Subscription, ChannelError>;
+    fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartAt,
+    ) -> Result<Subscription, ChannelError>;
 
     /// Up to `max` records of one partition from offset `from` (or the first retained one after it).
     async fn read(
@@ -159,7 +164,11 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<Record>, ChannelError>;
 
     /// Low and high watermarks of every partition, and `group`'s committed offsets.
-    async fn offsets(&self, topic: &str, group: &str) -> Result<Vec<PartitionOffsets>, ChannelError>;
+    async fn offsets(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Vec<PartitionOffsets>, ChannelError>;
 
     /// Commits `group`'s offsets without being a member (for the parking lot's bookkeeping).
     async fn commit_offsets(
@@ -207,7 +216,9 @@ mod tests {
     #[test]
     fn records_without_a_key_spread_round_robin() {
         let mut counter = 0;
-        let mut seen: Vec<Partition> = (0..6).map(|_| partition_for(None, 3, &mut counter)).collect();
+        let mut seen: Vec<Partition> = (0..6)
+            .map(|_| partition_for(None, 3, &mut counter))
+            .collect();
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 0, 1, 1, 2, 2]);
     }

@@ -20,11 +20,7 @@ pub fn lookup<'a>(event: &'a Event, name: &str) -> Option<Cow<'a, str>> {
             SpecVersion::V10 => "1.0",
         }),
         "subject" => Cow::Borrowed(event.subject()?),
-        "time" => Cow::Owned(
-            event
-                .time()?
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        ),
+        "time" => Cow::Owned(event.time()?.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
         "dataschema" | "schemaurl" => Cow::Borrowed(event.dataschema()?.as_str()),
         "datacontenttype" => Cow::Borrowed(event.datacontenttype()?),
         "datamediatype" => Cow::Borrowed(
@@ -66,7 +62,10 @@ mod tests {
         assert_eq!(lookup(&event, "type").as_deref(), Some("order.created"));
         assert_eq!(lookup(&event, "subject").as_deref(), Some("o-1"));
         assert_eq!(lookup(&event, "specversion").as_deref(), Some("1.0"));
-        assert_eq!(lookup(&event, "time").as_deref(), Some("2026-11-24T10:00:00Z"));
+        assert_eq!(
+            lookup(&event, "time").as_deref(),
+            Some("2026-11-24T10:00:00Z")
+        );
         assert_eq!(
             lookup(&event, "datamediatype").as_deref(),
             Some("application/json")
@@ -86,8 +85,14 @@ mod tests {
             .data_with_schema("text/plain", "http://schemas/x", "x")
             .build()
             .unwrap();
-        assert_eq!(lookup(&event, "schemaurl").as_deref(), Some("http://schemas/x"));
-        assert_eq!(lookup(&event, "dataschema").as_deref(), Some("http://schemas/x"));
+        assert_eq!(
+            lookup(&event, "schemaurl").as_deref(),
+            Some("http://schemas/x")
+        );
+        assert_eq!(
+            lookup(&event, "dataschema").as_deref(),
+            Some("http://schemas/x")
+        );
         assert_eq!(lookup(&event, "specversion").as_deref(), Some("0.3"));
     }
 }

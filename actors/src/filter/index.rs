@@ -132,7 +132,9 @@ impl<T> FilterIndex<T> {
         for (attribute, table) in &self.prefix {
             if let Some(value) = lookup(event, attribute) {
                 for &length in table.lengths.range(..=value.len()) {
-                    if let Some(bucket) = value.get(..length).and_then(|head| table.buckets.get(head)) {
+                    if let Some(bucket) =
+                        value.get(..length).and_then(|head| table.buckets.get(head))
+                    {
                         out.extend_from_slice(bucket);
                     }
                 }
@@ -176,7 +178,10 @@ fn choose_key(filter: &Filter, popularity: &HashMap<&str, usize>) -> Key {
         })
         .max_by_key(|exact| {
             (
-                popularity.get(exact.attribute.as_str()).copied().unwrap_or(0),
+                popularity
+                    .get(exact.attribute.as_str())
+                    .copied()
+                    .unwrap_or(0),
                 exact.attribute == "type",
             )
         });
@@ -225,7 +230,10 @@ mod tests {
             ("everything", Filter::MatchAll),
         ]);
         let event = event("order.created", "/shop");
-        assert_eq!(index.matching_handles(&event), vec![&"orders", &"everything"]);
+        assert_eq!(
+            index.matching_handles(&event),
+            vec![&"orders", &"everything"]
+        );
     }
 
     #[test]
@@ -237,8 +245,15 @@ mod tests {
                 Filter::Prefix(PrefixFilter::new("source", "/eu/")),
             ]),
         )]);
-        assert!(index.matching_handles(&event("order.created", "/us/1")).is_empty());
-        assert_eq!(index.matching_handles(&event("order.created", "/eu/1")).len(), 1);
+        assert!(index
+            .matching_handles(&event("order.created", "/us/1"))
+            .is_empty());
+        assert_eq!(
+            index
+                .matching_handles(&event("order.created", "/eu/1"))
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -262,7 +277,10 @@ mod tests {
             ("s", Filter::Suffix(SuffixFilter::new("source", "ü"))),
             ("odd", Filter::Prefix(PrefixFilter::new("source", "/x"))),
         ]);
-        assert_eq!(index.matching_handles(&event("t", "/é/ü")), vec![&"p", &"s"]);
+        assert_eq!(
+            index.matching_handles(&event("t", "/é/ü")),
+            vec![&"p", &"s"]
+        );
     }
 
     fn arbitrary_filter() -> impl Strategy<Value = Filter> {

@@ -45,16 +45,19 @@ impl DeliverySpec {
 
     /// Validates as Knative's `DeliverySpec.Validate` does and converts to the runtime shape.
     pub fn check(&self, checker: &mut Checker, path: &str, namespace: &str) -> Option<Delivery> {
-        let dead_letter = self.dead_letter_sink.as_ref().and_then(|sink| {
-            sink.check(checker, &join(path, "deadLetterSink"), namespace)
-        });
+        let dead_letter = self
+            .dead_letter_sink
+            .as_ref()
+            .and_then(|sink| sink.check(checker, &join(path, "deadLetterSink"), namespace));
 
         let retries = match self.retry {
             None => 0,
             Some(retry) => u32::try_from(retry).unwrap_or_else(|_| {
                 checker.error(
                     join(path, "retry"),
-                    format!("{retry} is not a valid retry count: it must be 0 or more (and below 2^31)"),
+                    format!(
+                        "{retry} is not a valid retry count: it must be 0 or more (and below 2^31)"
+                    ),
                 );
                 0
             }),
@@ -120,9 +123,9 @@ fn check_duration(checker: &mut Checker, path: &str, text: &Option<String>) -> O
     }
     match duration::parse(text) {
         Ok(parsed) => Some(parsed),
-        Err(error) => match repair_duration(text).and_then(|fixed| {
-            duration::parse(&fixed).ok().map(|parsed| (fixed, parsed))
-        }) {
+        Err(error) => match repair_duration(text)
+            .and_then(|fixed| duration::parse(&fixed).ok().map(|parsed| (fixed, parsed)))
+        {
             Some((fixed, parsed)) => {
                 checker.tolerate(
                     path,
@@ -154,7 +157,10 @@ mod tests {
     use super::*;
     use crate::resources::field::Strictness;
 
-    fn check(spec: &DeliverySpec, strictness: Strictness) -> Result<(Delivery, Vec<String>), Vec<String>> {
+    fn check(
+        spec: &DeliverySpec,
+        strictness: Strictness,
+    ) -> Result<(Delivery, Vec<String>), Vec<String>> {
         let mut checker = Checker::new(strictness);
         let delivery = spec.check(&mut checker, "spec.delivery", "default");
         checker

@@ -139,7 +139,9 @@ mod tests {
         });
         assert_eq!(
             destination,
-            Ok(Destination::Url(Url::parse("http://127.0.0.1:8081/events").unwrap()))
+            Ok(Destination::Url(
+                Url::parse("http://127.0.0.1:8081/events").unwrap()
+            ))
         );
     }
 

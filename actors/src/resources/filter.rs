@@ -51,10 +51,7 @@ impl LegacyFilterSpec {
         let attributes_path = join(path, "attributes");
         for name in self.attributes.keys() {
             if !is_valid_attribute_name(name) {
-                checker.error(
-                    join(&attributes_path, name),
-                    invalid_attribute_name(name),
-                );
+                checker.error(join(&attributes_path, name), invalid_attribute_name(name));
             }
         }
         Filter::all(
@@ -131,19 +128,28 @@ impl FilterSpec {
 
         let mut parts = Vec::new();
         if let Some(exact) = &self.exact {
-            parts.extend(check_attribute_map(checker, &join(path, "exact"), exact, |attribute, value| {
-                Filter::Exact(ExactFilter::new(attribute, value))
-            }));
+            parts.extend(check_attribute_map(
+                checker,
+                &join(path, "exact"),
+                exact,
+                |attribute, value| Filter::Exact(ExactFilter::new(attribute, value)),
+            ));
         }
         if let Some(prefix) = &self.prefix {
-            parts.extend(check_attribute_map(checker, &join(path, "prefix"), prefix, |attribute, value| {
-                Filter::Prefix(PrefixFilter::new(attribute, value))
-            }));
+            parts.extend(check_attribute_map(
+                checker,
+                &join(path, "prefix"),
+                prefix,
+                |attribute, value| Filter::Prefix(PrefixFilter::new(attribute, value)),
+            ));
         }
         if let Some(suffix) = &self.suffix {
-            parts.extend(check_attribute_map(checker, &join(path, "suffix"), suffix, |attribute, value| {
-                Filter::Suffix(SuffixFilter::new(attribute, value))
-            }));
+            parts.extend(check_attribute_map(
+                checker,
+                &join(path, "suffix"),
+                suffix,
+                |attribute, value| Filter::Suffix(SuffixFilter::new(attribute, value)),
+            ));
         }
         if let Some(all) = &self.all {
             let all_path = join(path, "all");

@@ -187,7 +187,10 @@ pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport 
 }
 
 fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &mut LoadReport) {
-    let refuse = |report: &mut LoadReport, origin: Origin, resource: Option<String>, errors: Vec<FieldError>| {
+    let refuse = |report: &mut LoadReport,
+                  origin: Origin,
+                  resource: Option<String>,
+                  errors: Vec<FieldError>| {
         report.refused.push(Refusal {
             origin,
             resource,
@@ -203,11 +206,21 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
                 report,
                 origin,
                 None,
-                vec![FieldError::new("", format!("expected a resource (a mapping with apiVersion and kind), found {found}"))],
+                vec![FieldError::new(
+                    "",
+                    format!(
+                        "expected a resource (a mapping with apiVersion and kind), found {found}"
+                    ),
+                )],
             );
         }
     };
-    let text_field = |name: &str| mapping.get(name).and_then(Value::as_str).map(str::to_string);
+    let text_field = |name: &str| {
+        mapping
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let (Some(api_version), Some(kind)) = (text_field("apiVersion"), text_field("kind")) else {
         let mut errors = Vec::new();
         for field in ["apiVersion", "kind"] {
@@ -239,7 +252,14 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             });
             return;
         }
-        Err(problem) => return refuse(report, origin, resource, vec![FieldError::new("apiVersion", problem)]),
+        Err(problem) => {
+            return refuse(
+                report,
+                origin,
+                resource,
+                vec![FieldError::new("apiVersion", problem)],
+            )
+        }
     };
     // Every field of a Broker's spec is optional, so a Broker may leave `spec` out (Knative's docs
     // do). The other kinds need fields in their spec: a document without one is a fragment (the
@@ -329,7 +349,9 @@ pub fn identity(resource: &Resource) -> Option<(&'static str, ObjectKey)> {
     match resource {
         Resource::Broker(broker) => Some(("Broker", broker.key.clone())),
         Resource::Trigger(trigger) => Some(("Trigger", trigger.key.clone())),
-        Resource::ApiServerSource(object) => Some(("ApiServerSource", ObjectKey::of(&object.metadata))),
+        Resource::ApiServerSource(object) => {
+            Some(("ApiServerSource", ObjectKey::of(&object.metadata)))
+        }
         Resource::PingSource(object) => Some(("PingSource", ObjectKey::of(&object.metadata))),
         Resource::NodeConfig(_) => None,
     }
@@ -394,7 +416,11 @@ mod tests {
             "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {delivery: {retries: 3}}\n",
         );
         let lines = refusal_lines(&report);
-        assert!(lines[0].contains("spec.delivery.retries: unknown field `retries`, expected one of"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("spec.delivery.retries: unknown field `retries`, expected one of"),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
@@ -403,17 +429,28 @@ mod tests {
             "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: fragment}\n...\n",
         );
         assert!(refusal_lines(&report)[0].contains("spec: required"));
-        let report = load("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: zero}\nspec:\n");
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: zero}\nspec:\n",
+        );
         assert!(report.refused.is_empty());
-        assert_eq!(report.warnings.len(), 2, "missing broker and subscriber are told");
+        assert_eq!(
+            report.warnings.len(),
+            2,
+            "missing broker and subscriber are told"
+        );
     }
 
     #[test]
     fn yaml_syntax_errors_name_the_line() {
-        let report = load("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: [\n");
+        let report =
+            load("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: [\n");
         let lines = refusal_lines(&report);
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].contains("not valid YAML") && lines[0].contains("line"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("not valid YAML") && lines[0].contains("line"),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
@@ -430,7 +467,8 @@ mod tests {
         let report = load(
             "apiVersion: sources.eventing.knative.dev/v1alpha1\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n",
         );
-        assert!(refusal_lines(&report)[0].contains("write it as sources.knative.dev/v1 ApiServerSource"));
+        assert!(refusal_lines(&report)[0]
+            .contains("write it as sources.knative.dev/v1 ApiServerSource"));
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl ObjectMeta {
 #[serde(
     rename_all = "camelCase",
     deny_unknown_fields,
-    bound(deserialize = "S: Deserialize<'de> + Default", serialize = "S: Serialize")
+    bound(
+        deserialize = "S: Deserialize<'de> + Default",
+        serialize = "S: Serialize"
+    )
 )]
 pub struct Object<S> {
     pub api_version: String,

@@ -61,7 +61,9 @@ impl NodeConfigSpec {
             .broker_defaults
             .as_ref()
             .and_then(|defaults| defaults.delivery.as_ref())
-            .and_then(|delivery| delivery.check(checker, "spec.brokerDefaults.delivery", "default"));
+            .and_then(|delivery| {
+                delivery.check(checker, "spec.brokerDefaults.delivery", "default")
+            });
         NodeSettings {
             addressables: self
                 .addressables

@@ -131,15 +131,25 @@ impl ApiServerSourceSpec {
 impl PingSourceSpec {
     pub fn check(&self, checker: &mut Checker, namespace: &str) {
         check_sink(checker, &self.sink, namespace);
-        if self.schedule.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        if self
+            .schedule
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
             checker.error("spec.schedule", "must not be empty");
         }
         if self.data.is_some() && self.data_base64.is_some() {
-            checker.error("spec.dataBase64", "data and dataBase64 are mutually exclusive");
+            checker.error(
+                "spec.dataBase64",
+                "data and dataBase64 are mutually exclusive",
+            );
         }
         if let Some(encoded) = &self.data_base64 {
             use base64::Engine as _;
-            if base64::engine::general_purpose::STANDARD.decode(encoded).is_err() {
+            if base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .is_err()
+            {
                 checker.error("spec.dataBase64", "is not valid base64");
             }
         }

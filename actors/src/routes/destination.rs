@@ -55,8 +55,9 @@ pub trait Resolver: Send + Sync {
                 let base = self.resolve_reference(target)?;
                 match uri {
                     None => Ok(base),
-                    Some(path) => join_path(&base, path)
-                        .map_err(|error| format!("uri {path:?} cannot be joined to {base}: {error}")),
+                    Some(path) => join_path(&base, path).map_err(|error| {
+                        format!("uri {path:?} cannot be joined to {base}: {error}")
+                    }),
                 }
             }
         }
@@ -113,7 +114,9 @@ impl AddressablesTable {
             .ok_or_else(|| format!("{url:?} is not an absolute URL"))?;
         let mut segments: Vec<&str> = key.split('/').collect();
         if segments.iter().any(|segment| segment.is_empty()) {
-            return Err(format!("{key:?} has an empty segment; use Kind/name or Kind/namespace/name"));
+            return Err(format!(
+                "{key:?} has an empty segment; use Kind/name or Kind/namespace/name"
+            ));
         }
         let group = if segments.first().is_some_and(|first| first.contains('.')) {
             Some(segments.remove(0).to_string())
@@ -160,10 +163,9 @@ impl AddressablesTable {
 impl Resolver for AddressablesTable {
     fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
         if target.kind == "Broker" && target.group() == "eventing.knative.dev" {
-            let ingress = self
-                .ingress
-                .as_ref()
-                .ok_or_else(|| "this node has no ingress address to resolve a Broker".to_string())?;
+            let ingress = self.ingress.as_ref().ok_or_else(|| {
+                "this node has no ingress address to resolve a Broker".to_string()
+            })?;
             return ingress
                 .join(&format!("{}/{}", target.namespace, target.name))
                 .map_err(|error| error.to_string());
@@ -171,7 +173,10 @@ impl Resolver for AddressablesTable {
         let matches = |entry: &&AddressableEntry| {
             entry.kind.eq_ignore_ascii_case(&target.kind)
                 && entry.name == target.name
-                && entry.group.as_deref().is_none_or(|group| group == target.group())
+                && entry
+                    .group
+                    .as_deref()
+                    .is_none_or(|group| group == target.group())
         };
         // An entry for the exact namespace wins over a namespace-wide one.
         self.entries
@@ -223,7 +228,9 @@ mod tests {
     #[test]
     fn a_service_resolves_through_the_table_in_any_namespace() {
         let mut table = AddressablesTable::default();
-        table.insert("Service/event-display", "http://127.0.0.1:8081").unwrap();
+        table
+            .insert("Service/event-display", "http://127.0.0.1:8081")
+            .unwrap();
         let url = table
             .resolve_reference(&reference("v1", "Service", "team-a", "event-display"))
             .unwrap();
@@ -234,7 +241,9 @@ mod tests {
     fn a_namespaced_entry_wins_and_groups_must_agree() {
         let mut table = AddressablesTable::default();
         table.insert("Service/hello", "http://127.0.0.1:1").unwrap();
-        table.insert("Service/team-a/hello", "http://127.0.0.1:2").unwrap();
+        table
+            .insert("Service/team-a/hello", "http://127.0.0.1:2")
+            .unwrap();
         table
             .insert("serving.knative.dev/Service/ksvc", "http://127.0.0.1:3")
             .unwrap();
@@ -251,7 +260,9 @@ mod tests {
     #[test]
     fn a_ref_with_a_uri_appends_the_path() {
         let mut table = AddressablesTable::default();
-        table.insert("Service/handler", "http://127.0.0.1:9000/base/").unwrap();
+        table
+            .insert("Service/handler", "http://127.0.0.1:9000/base/")
+            .unwrap();
         let destination = Destination::Ref {
             target: reference("v1", "Service", "default", "handler"),
             uri: Some("events".into()),
@@ -266,7 +277,12 @@ mod tests {
     fn a_broker_resolves_to_this_nodes_ingress() {
         let table = AddressablesTable::new(Some(Url::parse("http://127.0.0.1:8080/").unwrap()));
         let url = table
-            .resolve_reference(&reference("eventing.knative.dev/v1", "Broker", "team-a", "default"))
+            .resolve_reference(&reference(
+                "eventing.knative.dev/v1",
+                "Broker",
+                "team-a",
+                "default",
+            ))
             .unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:8080/team-a/default");
     }

@@ -65,10 +65,14 @@ impl Catalog {
             }
             match resource {
                 Resource::Broker(broker) => {
-                    catalog.brokers.insert(broker.key.clone(), Arc::new(broker.clone()));
+                    catalog
+                        .brokers
+                        .insert(broker.key.clone(), Arc::new(broker.clone()));
                 }
                 Resource::Trigger(trigger) => {
-                    catalog.triggers.insert(trigger.key.clone(), Arc::new(trigger.clone()));
+                    catalog
+                        .triggers
+                        .insert(trigger.key.clone(), Arc::new(trigger.clone()));
                 }
                 Resource::ApiServerSource(object) => {
                     catalog
@@ -81,10 +85,16 @@ impl Catalog {
                         .insert(ObjectKey::of(&object.metadata), Arc::new(object.clone()));
                 }
                 Resource::NodeConfig(settings) => {
-                    let known: Vec<&String> =
-                        catalog.settings.addressables.iter().map(|(key, _)| key).collect();
-                    if let Some((key, _)) =
-                        settings.addressables.iter().find(|(key, _)| known.contains(&key))
+                    let known: Vec<&String> = catalog
+                        .settings
+                        .addressables
+                        .iter()
+                        .map(|(key, _)| key)
+                        .collect();
+                    if let Some((key, _)) = settings
+                        .addressables
+                        .iter()
+                        .find(|(key, _)| known.contains(&key))
                     {
                         refused.push(Refusal {
                             origin: origin.clone(),
@@ -208,7 +218,11 @@ pub struct RouteIssue {
 
 impl fmt::Display for RouteIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}: {}", self.kind, self.key, self.reason, self.message)
+        write!(
+            f,
+            "{} {}: {}: {}",
+            self.kind, self.key, self.reason, self.message
+        )
     }
 }
 
@@ -277,7 +291,10 @@ impl Routes {
                 continue;
             };
             let Some(subscriber) = &trigger.subscriber else {
-                issues.push(not_ready("SubscriberMissing", "spec.subscriber is not set".into()));
+                issues.push(not_ready(
+                    "SubscriberMissing",
+                    "spec.subscriber is not set".into(),
+                ));
                 continue;
             };
             let subscriber = match resolver.resolve(subscriber) {
@@ -344,7 +361,12 @@ mod tests {
         let (catalog, refused) = Catalog::from_report(&report);
         assert!(refused.is_empty());
         let table = catalog.addressables(Some(Url::parse("http://127.0.0.1:8080/").unwrap()));
-        Routes::build(&catalog, &table, &ChannelDefaults::default(), &Delivery::none())
+        Routes::build(
+            &catalog,
+            &table,
+            &ChannelDefaults::default(),
+            &Delivery::none(),
+        )
     }
 
     const NODE: &str = "apiVersion: knactor.dev/v1alpha1\nkind: NodeConfig\nmetadata: {name: n}\nspec:\n  addressables:\n    Service/display: http://127.0.0.1:8081\n";
@@ -357,7 +379,9 @@ mod tests {
              metadata: {{name: t}}\nspec: {{broker: default, subscriber: {{ref: {{apiVersion: v1, kind: Service, name: display}}}}}}\n"
         ));
         assert!(routes.issues().is_empty(), "{:?}", routes.issues());
-        let broker = routes.broker(&ObjectKey::new("default", "default")).unwrap();
+        let broker = routes
+            .broker(&ObjectKey::new("default", "default"))
+            .unwrap();
         assert_eq!(broker.channel.topic, "knative-broker-default-default");
         let trigger = &broker.triggers[0];
         assert_eq!(trigger.subscriber.as_str(), "http://127.0.0.1:8081/");
@@ -374,7 +398,10 @@ mod tests {
         );
         let trigger = &routes.brokers().next().unwrap().triggers[0];
         assert_eq!(trigger.delivery.retry.retries, 1);
-        assert_eq!(trigger.delivery.dead_letter, None, "not merged field by field");
+        assert_eq!(
+            trigger.delivery.dead_letter, None,
+            "not merged field by field"
+        );
     }
 
     #[test]
@@ -390,14 +417,19 @@ mod tests {
         let reasons: Vec<_> = routes.issues().iter().map(|issue| issue.reason).collect();
         assert_eq!(
             reasons,
-            vec!["BrokerDoesNotExist", "SubscriberMissing", "SubscriberResolveFailed"]
+            vec![
+                "BrokerDoesNotExist",
+                "SubscriberMissing",
+                "SubscriberResolveFailed"
+            ]
         );
         assert!(routes.brokers().next().unwrap().triggers.is_empty());
     }
 
     #[test]
     fn a_second_definition_is_refused() {
-        let doc = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n";
+        let doc =
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n";
         let mut report = load_str(doc, "a.yaml", Strictness::Lenient);
         report.merge(load_str(doc, "b.yaml", Strictness::Lenient));
         let (catalog, refused) = Catalog::from_report(&report);

@@ -71,7 +71,10 @@ impl Trigger {
         let broker_name = spec.broker.as_deref().filter(|name| !name.is_empty());
         let broker = match (broker_name, &spec.broker_ref) {
             (Some(_), Some(_)) => {
-                checker.error("spec.brokerRef", "expected exactly one of broker and brokerRef, got both");
+                checker.error(
+                    "spec.brokerRef",
+                    "expected exactly one of broker and brokerRef, got both",
+                );
                 None
             }
             (Some(name), None) => Some(ObjectKey::new(&namespace, name)),
@@ -107,10 +110,9 @@ impl Trigger {
                 }
                 check_filters(&mut checker, "spec.filters", filters)
             }
-            _ => spec
-                .filter
-                .as_ref()
-                .map_or(Filter::MatchAll, |legacy| legacy.check(&mut checker, "spec.filter")),
+            _ => spec.filter.as_ref().map_or(Filter::MatchAll, |legacy| {
+                legacy.check(&mut checker, "spec.filter")
+            }),
         };
 
         let subscriber = match &spec.subscriber {
@@ -160,7 +162,10 @@ impl Trigger {
         if let Some(value) = object.metadata.annotation(INJECTION_ANNOTATION) {
             let path = format!("metadata.annotations[{INJECTION_ANNOTATION}]");
             if value != "enabled" && value != "disabled" {
-                checker.error(&path, format!("{value:?} must be \"enabled\" or \"disabled\""));
+                checker.error(
+                    &path,
+                    format!("{value:?} must be \"enabled\" or \"disabled\""),
+                );
             } else if broker_name != Some("default") {
                 checker.error(&path, "is only used with the broker named \"default\"");
             }
@@ -180,7 +185,11 @@ impl Trigger {
 }
 
 /// `knative.dev/dependency` must be a JSON object reference (a source the trigger waits for).
-fn check_dependency_annotation(checker: &mut Checker, object: &Object<TriggerSpec>, namespace: &str) {
+fn check_dependency_annotation(
+    checker: &mut Checker,
+    object: &Object<TriggerSpec>,
+    namespace: &str,
+) {
     let Some(text) = object.metadata.annotation(DEPENDENCY_ANNOTATION) else {
         return;
     };
@@ -190,7 +199,12 @@ fn check_dependency_annotation(checker: &mut Checker, object: &Object<TriggerSpe
         checker.error(path, format!("{text:?} is not a JSON object reference"));
         return;
     };
-    let text_field = |name: &str| reference.get(name).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+    let text_field = |name: &str| {
+        reference
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
     for required in ["kind", "name", "apiVersion"] {
         if text_field(required).is_none() {
             checker.error(format!("{path}.{required}"), "required");

@@ -11,7 +11,9 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
-use knactor_actors::actor::{ApplyRoutes, IngressTable, Node, NodeOptions, Publish, PublishError, Shared};
+use knactor_actors::actor::{
+    ApplyRoutes, IngressTable, Node, NodeOptions, Publish, PublishError, Shared,
+};
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{load_str, ObjectKey, Strictness};
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
@@ -77,7 +79,11 @@ pub struct FakeTransport {
 }
 
 impl FakeTransport {
-    pub fn on(&self, url: &str, behaviour: impl Fn(&Outbound, usize) -> Answer + Send + Sync + 'static) {
+    pub fn on(
+        &self,
+        url: &str,
+        behaviour: impl Fn(&Outbound, usize) -> Answer + Send + Sync + 'static,
+    ) {
         self.behaviours
             .lock()
             .unwrap()
@@ -96,7 +102,10 @@ impl FakeTransport {
     }
 
     pub fn ids_at(&self, url: &str) -> Vec<String> {
-        self.received_at(url).iter().map(|r| r.event.id().to_string()).collect()
+        self.received_at(url)
+            .iter()
+            .map(|r| r.event.id().to_string())
+            .collect()
     }
 }
 
@@ -140,7 +149,12 @@ pub fn routes(yaml: &str) -> Arc<Routes> {
     let (catalog, refused) = Catalog::from_report(&report);
     assert!(refused.is_empty());
     let table = catalog.addressables(Some(Url::parse("http://127.0.0.1:1/").unwrap()));
-    let routes = Routes::build(&catalog, &table, &ChannelDefaults::default(), &Delivery::none());
+    let routes = Routes::build(
+        &catalog,
+        &table,
+        &ChannelDefaults::default(),
+        &Delivery::none(),
+    );
     assert!(routes.issues().is_empty(), "{:?}", routes.issues());
     Arc::new(routes)
 }
@@ -153,8 +167,16 @@ pub async fn start(yaml: &str, options: NodeOptions) -> TestNode {
     let ingress = node.ingress();
     let node = node.start();
     node.send(ApplyRoutes(routes(yaml))).await.unwrap();
-    wait_until("the node is ready", Duration::from_secs(5), || ingress.is_ready()).await;
-    TestNode { node, ingress, transport, shared }
+    wait_until("the node is ready", Duration::from_secs(5), || {
+        ingress.is_ready()
+    })
+    .await;
+    TestNode {
+        node,
+        ingress,
+        transport,
+        shared,
+    }
 }
 
 pub fn fast_options() -> NodeOptions {

@@ -4,7 +4,9 @@
 //! can act on.
 
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
-use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10};
+use cloudevents::{
+    AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10,
+};
 use url::Url;
 
 use super::headers::percent_decode;
@@ -30,7 +32,10 @@ pub enum DecodeError {
     #[error("invalid structured event: {0}")]
     InvalidJson(String),
     #[error("event {index} of the batch: {error}")]
-    InBatch { index: usize, error: Box<DecodeError> },
+    InBatch {
+        index: usize,
+        error: Box<DecodeError>,
+    },
 }
 
 /// The media type of a `Content-Type` value, lowercased, without parameters.
@@ -94,7 +99,8 @@ fn decode_binary(
         let Some(attribute) = name.strip_prefix("ce-") else {
             continue;
         };
-        let raw = std::str::from_utf8(value).map_err(|_| DecodeError::InvalidHeader(name.to_string()))?;
+        let raw =
+            std::str::from_utf8(value).map_err(|_| DecodeError::InvalidHeader(name.to_string()))?;
         let value = percent_decode(raw).map_err(|reason| DecodeError::InvalidAttribute {
             name: attribute.to_string(),
             reason,
@@ -125,8 +131,12 @@ fn decode_binary(
                 })?;
                 event.set_time(Some(time.with_timezone(&chrono::Utc)));
             }
-            "dataschema" if version == SpecVersion::V10 => set_schema(&mut event, "dataschema", value)?,
-            "schemaurl" if version == SpecVersion::V03 => set_schema(&mut event, "schemaurl", value)?,
+            "dataschema" if version == SpecVersion::V10 => {
+                set_schema(&mut event, "dataschema", value)?
+            }
+            "schemaurl" if version == SpecVersion::V03 => {
+                set_schema(&mut event, "schemaurl", value)?
+            }
             "datacontenttype" => {
                 // Binary mode carries it in Content-Type; a ce- header for it is tolerated.
                 if content_type.is_none() {
@@ -168,7 +178,11 @@ fn build_required(
             .filter(|value| !value.is_empty())
             .ok_or(DecodeError::MissingAttribute(name))
     };
-    let (id, source, ty) = (required(id, "id")?, required(source, "source")?, required(ty, "type")?);
+    let (id, source, ty) = (
+        required(id, "id")?,
+        required(source, "source")?,
+        required(ty, "type")?,
+    );
     let built = match spec_version {
         "1.0" => EventBuilderV10::new().id(id).source(source).ty(ty).build(),
         "0.3" => EventBuilderV03::new().id(id).source(source).ty(ty).build(),
@@ -182,7 +196,11 @@ fn build_required(
 
 /// CloudEvents attribute names: lowercase ASCII letters and digits.
 pub fn check_extension_name(name: &str) -> Result<(), DecodeError> {
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
         Ok(())
     } else {
         Err(DecodeError::InvalidExtensionName(name.to_string()))
@@ -191,8 +209,8 @@ pub fn check_extension_name(name: &str) -> Result<(), DecodeError> {
 
 /// Structured mode: the event as a JSON object.
 pub fn decode_structured(body: &[u8]) -> Result<Event, DecodeError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| DecodeError::InvalidJson(error.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| DecodeError::InvalidJson(error.to_string()))?;
     decode_json_value(value)
 }
 
@@ -206,7 +224,12 @@ fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError>
     // Check what serde's messages would say vaguely, in the terms of the spec.
     let spec_version = match object.get("specversion") {
         Some(serde_json::Value::String(version)) => version.clone(),
-        Some(_) => return Err(DecodeError::InvalidAttribute { name: "specversion".into(), reason: "must be a string".into() }),
+        Some(_) => {
+            return Err(DecodeError::InvalidAttribute {
+                name: "specversion".into(),
+                reason: "must be a string".into(),
+            })
+        }
         None => return Err(DecodeError::MissingAttribute("specversion")),
     };
     if spec_version != "1.0" && spec_version != "0.3" {
@@ -223,7 +246,10 @@ fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError>
                 }))
             }
             Some(_) => {
-                return Err(DecodeError::InvalidAttribute { name: required.into(), reason: "must be a string".into() })
+                return Err(DecodeError::InvalidAttribute {
+                    name: required.into(),
+                    reason: "must be a string".into(),
+                })
             }
         }
     }
@@ -237,13 +263,17 @@ fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError>
 
 /// Batched mode: a JSON array of structured events (possibly empty, which the spec allows).
 pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, DecodeError> {
-    let values: Vec<serde_json::Value> =
-        serde_json::from_slice(body).map_err(|error| DecodeError::InvalidJson(format!("a batch must be a JSON array of events: {error}")))?;
+    let values: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|error| {
+        DecodeError::InvalidJson(format!("a batch must be a JSON array of events: {error}"))
+    })?;
     values
         .into_iter()
         .enumerate()
         .map(|(index, value)| {
-            decode_json_value(value).map_err(|error| DecodeError::InBatch { index, error: Box::new(error) })
+            decode_json_value(value).map_err(|error| DecodeError::InBatch {
+                index,
+                error: Box::new(error),
+            })
         })
         .collect()
 }
@@ -256,7 +286,10 @@ mod tests {
         pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
     }
 
-    fn decode(pairs: &[(&'static str, &'static str)], body: &[u8]) -> Result<Vec<Event>, DecodeError> {
+    fn decode(
+        pairs: &[(&'static str, &'static str)],
+        body: &[u8],
+    ) -> Result<Vec<Event>, DecodeError> {
         decode_message(&headers(pairs), body)
     }
 
@@ -282,13 +315,23 @@ mod tests {
         assert_eq!(event.subject(), Some("o-1"));
         assert_eq!(event.datacontenttype(), Some("application/json"));
         assert_eq!(event.extension("region").unwrap().to_string(), "eu west");
-        assert_eq!(event.data(), Some(&Data::Binary(br#"{"b":1,"a":2}"#.to_vec())));
+        assert_eq!(
+            event.data(),
+            Some(&Data::Binary(br#"{"b":1,"a":2}"#.to_vec()))
+        );
     }
 
     #[test]
     fn binary_mode_needs_id_source_and_type() {
         assert_eq!(
-            decode(&[("ce-specversion", "1.0"), ("ce-source", "/s"), ("ce-type", "t")], b""),
+            decode(
+                &[
+                    ("ce-specversion", "1.0"),
+                    ("ce-source", "/s"),
+                    ("ce-type", "t")
+                ],
+                b""
+            ),
             Err(DecodeError::MissingAttribute("id"))
         );
     }
@@ -296,7 +339,15 @@ mod tests {
     #[test]
     fn unknown_spec_versions_are_refused() {
         assert_eq!(
-            decode(&[("ce-specversion", "2.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t")], b""),
+            decode(
+                &[
+                    ("ce-specversion", "2.0"),
+                    ("ce-id", "1"),
+                    ("ce-source", "/s"),
+                    ("ce-type", "t")
+                ],
+                b""
+            ),
             Err(DecodeError::UnsupportedSpecVersion("2.0".into()))
         );
     }
@@ -304,7 +355,13 @@ mod tests {
     #[test]
     fn version_0_3_is_kept() {
         let events = decode(
-            &[("ce-specversion", "0.3"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-schemaurl", "http://s/x")],
+            &[
+                ("ce-specversion", "0.3"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+                ("ce-schemaurl", "http://s/x"),
+            ],
             b"",
         )
         .unwrap();
@@ -315,11 +372,19 @@ mod tests {
     #[test]
     fn a_bad_time_is_refused_with_the_value() {
         let error = decode(
-            &[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-time", "yesterday")],
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+                ("ce-time", "yesterday"),
+            ],
             b"",
         )
         .unwrap_err();
-        assert!(error.to_string().contains("\"yesterday\" is not an RFC 3339 time"));
+        assert!(error
+            .to_string()
+            .contains("\"yesterday\" is not an RFC 3339 time"));
     }
 
     #[test]
@@ -336,13 +401,25 @@ mod tests {
     #[test]
     fn structured_mode_names_what_is_wrong() {
         let ct = [("content-type", "application/cloudevents+json")];
-        assert_eq!(decode(&ct, br#"{"specversion":"1.0","source":"/s","type":"t"}"#), Err(DecodeError::MissingAttribute("id")));
         assert_eq!(
-            decode(&ct, br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","Bad_Name":1}"#),
+            decode(&ct, br#"{"specversion":"1.0","source":"/s","type":"t"}"#),
+            Err(DecodeError::MissingAttribute("id"))
+        );
+        assert_eq!(
+            decode(
+                &ct,
+                br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","Bad_Name":1}"#
+            ),
             Err(DecodeError::InvalidExtensionName("Bad_Name".into()))
         );
-        assert!(matches!(decode(&ct, b"{not json"), Err(DecodeError::InvalidJson(_))));
-        assert!(matches!(decode(&ct, b"[]"), Err(DecodeError::InvalidJson(_))));
+        assert!(matches!(
+            decode(&ct, b"{not json"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode(&ct, b"[]"),
+            Err(DecodeError::InvalidJson(_))
+        ));
     }
 
     #[test]
@@ -356,12 +433,18 @@ mod tests {
         assert_eq!(events.len(), 2);
         let error = decode(&ct, br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"1.0","source":"/s","type":"t"}]"#)
             .unwrap_err();
-        assert_eq!(error.to_string(), "event 1 of the batch: missing required attribute \"id\"");
+        assert_eq!(
+            error.to_string(),
+            "event 1 of the batch: missing required attribute \"id\""
+        );
         assert_eq!(decode(&ct, b"[]"), Ok(vec![]), "an empty batch is valid");
     }
 
     #[test]
     fn a_plain_request_is_not_an_event() {
-        assert_eq!(decode(&[("content-type", "text/plain")], b"hello"), Err(DecodeError::NotAnEvent));
+        assert_eq!(
+            decode(&[("content-type", "text/plain")], b"hello"),
+            Err(DecodeError::NotAnEvent)
+        );
     }
 }

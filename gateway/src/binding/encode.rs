@@ -59,7 +59,9 @@ fn is_json(content_type: Option<&str>) -> bool {
     match content_type.map(media_type) {
         // The JSON format: no datacontenttype means application/json.
         None => true,
-        Some(media) => media == "application/json" || media == "text/json" || media.ends_with("+json"),
+        Some(media) => {
+            media == "application/json" || media == "text/json" || media.ends_with("+json")
+        }
     }
 }
 
@@ -69,7 +71,10 @@ pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
     let version = event.specversion();
     object.insert("specversion".into(), Value::String(version.as_str().into()));
     object.insert("id".into(), Value::String(event.id().into()));
-    object.insert("source".into(), Value::String(event.source().as_str().into()));
+    object.insert(
+        "source".into(),
+        Value::String(event.source().as_str().into()),
+    );
     object.insert("type".into(), Value::String(event.ty().into()));
     if let Some(subject) = event.subject() {
         object.insert("subject".into(), Value::String(subject.into()));
@@ -106,7 +111,10 @@ pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
             let embedded = json_data
                 .then(|| serde_json::from_str::<Value>(text).ok())
                 .flatten();
-            object.insert("data".into(), embedded.unwrap_or_else(|| Value::String(text.clone())));
+            object.insert(
+                "data".into(),
+                embedded.unwrap_or_else(|| Value::String(text.clone())),
+            );
         }
         Some(Data::Binary(bytes)) => {
             // JSON bytes are embedded verbatim (key order and number formatting kept).
@@ -157,7 +165,10 @@ mod tests {
 
     fn binary_round_trip(event: &Event) -> Event {
         let (headers, body) = to_binary(event);
-        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        let pairs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
         decode_message(&pairs, &body).unwrap().remove(0)
     }
 
@@ -165,7 +176,10 @@ mod tests {
     /// literally valid survives structured -> binary -> structured unchanged.
     #[test]
     fn the_json_format_examples_survive_both_modes() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/spec_examples/json_format");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/spec_examples/json_format"
+        );
         let mut checked = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -181,8 +195,15 @@ mod tests {
             assert_eq!(again, event, "{name}: structured round trip");
             let through_binary = binary_round_trip(&event);
             assert_eq!(through_binary.id(), event.id(), "{name}");
-            assert_eq!(through_binary.extension("comexampleothervalue").map(|v| v.to_string()),
-                       event.extension("comexampleothervalue").map(|v| v.to_string()), "{name}");
+            assert_eq!(
+                through_binary
+                    .extension("comexampleothervalue")
+                    .map(|v| v.to_string()),
+                event
+                    .extension("comexampleothervalue")
+                    .map(|v| v.to_string()),
+                "{name}"
+            );
             checked += 1;
         }
         assert_eq!(checked, 5);
@@ -198,7 +219,9 @@ mod tests {
             ("content-type", "application/json"),
         ];
         let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-        let event = decode_message(&pairs, br#"{"z":1.50,"a":2}"#).unwrap().remove(0);
+        let event = decode_message(&pairs, br#"{"z":1.50,"a":2}"#)
+            .unwrap()
+            .remove(0);
         let (body, content_type) = to_structured(&event);
         assert_eq!(content_type, "application/cloudevents+json");
         let text = String::from_utf8(body).unwrap();
@@ -215,7 +238,9 @@ mod tests {
             ("content-type", "application/octet-stream"),
         ];
         let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-        let event = decode_message(&pairs, &[0, 159, 146, 150]).unwrap().remove(0);
+        let event = decode_message(&pairs, &[0, 159, 146, 150])
+            .unwrap()
+            .remove(0);
         let (body, _) = to_structured(&event);
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["data_base64"], "AJ+Slg==");
@@ -224,11 +249,20 @@ mod tests {
 
     #[test]
     fn binary_headers_are_percent_encoded() {
-        let mut event = decode_structured(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","note":"caf\u00e9 50%"}"#).unwrap();
+        let mut event = decode_structured(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","note":"caf\u00e9 50%"}"#,
+        )
+        .unwrap();
         event.set_extension("flag", true);
         let (headers, _) = to_binary(&event);
         assert!(headers.contains(&("ce-note".into(), "caf%C3%A9%2050%25".into())));
         assert!(headers.contains(&("ce-flag".into(), "true".into())));
-        assert_eq!(binary_round_trip(&event).extension("note").unwrap().to_string(), "café 50%");
+        assert_eq!(
+            binary_round_trip(&event)
+                .extension("note")
+                .unwrap()
+                .to_string(),
+            "café 50%"
+        );
     }
 }

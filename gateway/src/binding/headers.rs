@@ -19,7 +19,10 @@ pub fn percent_encode(value: &str) -> String {
 /// encodings). A `%` not followed by two hex digits is kept as it is.
 pub fn percent_decode(raw: &str) -> Result<String, String> {
     let unquoted;
-    let text = match raw.strip_prefix('"').and_then(|rest| rest.strip_suffix('"')) {
+    let text = match raw
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
         Some(inner) => {
             let mut out = String::with_capacity(inner.len());
             let mut chars = inner.chars();
@@ -69,7 +72,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../testdata/spec_examples/http_binding/3.1.3.2_header_percent_encoding_vectors.json"
         );
-        let vectors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let vectors: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for case in vectors["encode"].as_array().unwrap() {
             let value = case["attribute_value"].as_str().unwrap();
             let header = case["header_value"].as_str().unwrap();
@@ -84,14 +88,20 @@ mod tests {
     #[test]
     fn quotes_percent_and_space_are_encoded() {
         assert_eq!(percent_encode("a \"b\" 100%"), "a%20%22b%22%20100%25");
-        assert_eq!(percent_decode("a%20%22b%22%20100%25").unwrap(), "a \"b\" 100%");
+        assert_eq!(
+            percent_decode("a%20%22b%22%20100%25").unwrap(),
+            "a \"b\" 100%"
+        );
     }
 
     #[test]
     fn decoding_is_lenient_where_the_spec_allows() {
         assert_eq!(percent_decode("%e2%82%ac").unwrap(), "€");
         assert_eq!(percent_decode("%41").unwrap(), "A");
-        assert_eq!(percent_decode("\"quoted \\\"value\\\"\"").unwrap(), "quoted \"value\"");
+        assert_eq!(
+            percent_decode("\"quoted \\\"value\\\"\"").unwrap(),
+            "quoted \"value\""
+        );
         assert_eq!(percent_decode("100%").unwrap(), "100%");
         assert_eq!(percent_decode("%zz").unwrap(), "%zz");
     }

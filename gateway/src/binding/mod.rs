@@ -5,8 +5,8 @@ mod encode;
 mod headers;
 
 pub use decode::{
-    check_extension_name, decode_batch, decode_message, decode_structured, looks_like_event, media_type,
-    DecodeError, BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE,
+    check_extension_name, decode_batch, decode_message, decode_structured, looks_like_event,
+    media_type, DecodeError, BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE,
 };
 pub use encode::{format_time, to_binary, to_structured};
 pub use headers::{percent_decode, percent_encode};
@@ -26,7 +26,9 @@ pub fn decode_reply(headers: &[(&str, &[u8])], body: &[u8]) -> ReplyBody {
     match decode_message(headers, body) {
         Ok(mut events) if events.len() == 1 => ReplyBody::Event(Box::new(events.remove(0))),
         Ok(_) => ReplyBody::NotAnEvent("a reply must be one event".into()),
-        Err(error) => ReplyBody::NotAnEvent(format!("malformed CloudEvent in the response: {error}")),
+        Err(error) => {
+            ReplyBody::NotAnEvent(format!("malformed CloudEvent in the response: {error}"))
+        }
     }
 }
 
@@ -42,12 +44,23 @@ mod tests {
     #[test]
     fn an_empty_body_is_no_reply() {
         assert!(matches!(reply(&[], b""), ReplyBody::Empty));
-        assert!(matches!(reply(&[("content-type", "text/plain")], b"  \n"), ReplyBody::Empty));
+        assert!(matches!(
+            reply(&[("content-type", "text/plain")], b"  \n"),
+            ReplyBody::Empty
+        ));
     }
 
     #[test]
     fn a_binary_or_structured_event_is_a_reply() {
-        let binary = reply(&[("ce-specversion", "1.0"), ("ce-id", "r"), ("ce-source", "/s"), ("ce-type", "t")], b"");
+        let binary = reply(
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "r"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ],
+            b"",
+        );
         assert!(matches!(binary, ReplyBody::Event(_)));
         let structured = reply(
             &[("content-type", "application/cloudevents+json")],
@@ -58,7 +71,13 @@ mod tests {
 
     #[test]
     fn other_bodies_and_broken_events_are_not_replies() {
-        assert!(matches!(reply(&[("content-type", "text/plain")], b"OK"), ReplyBody::NotAnEvent(_)));
-        assert!(matches!(reply(&[("ce-specversion", "1.0")], b""), ReplyBody::NotAnEvent(_)));
+        assert!(matches!(
+            reply(&[("content-type", "text/plain")], b"OK"),
+            ReplyBody::NotAnEvent(_)
+        ));
+        assert!(matches!(
+            reply(&[("ce-specversion", "1.0")], b""),
+            ReplyBody::NotAnEvent(_)
+        ));
     }
 }
