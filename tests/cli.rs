@@ -60,6 +60,7 @@ fn display_prints_what_knatives_event_display_prints() {
 
     thread::sleep(Duration::from_millis(300));
     display.kill().unwrap();
+    display.wait().unwrap();
     let mut output = String::new();
     display
         .stdout

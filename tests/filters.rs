@@ -72,7 +72,8 @@ fn each_filter_dialect_selects_exactly_its_events() {
     let node = NodeProcess::start(&config, &[]);
     let broker = node.broker("e2e", "default");
 
-    let events: [(&str, &str, &[(&str, &str)]); 4] = [
+    type Sent<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let events: [Sent; 4] = [
         (
             "e1",
             "order.created",

@@ -18,6 +18,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use cloudevents::Event;
 
 use super::{attribute::lookup, Filter};
@@ -34,16 +36,17 @@ enum Key {
 /// an event's value is cut only at lengths some trigger asked for.
 #[derive(Default)]
 struct AffixTable {
-    buckets: HashMap<String, Vec<usize>>,
+    buckets: FxHashMap<String, Vec<usize>>,
     lengths: BTreeSet<usize>,
 }
 
 /// The compiled filters of one broker; `T` is what a match yields (a trigger handle).
 pub struct FilterIndex<T> {
     entries: Vec<(T, Filter)>,
-    exact: HashMap<String, HashMap<String, Vec<usize>>>,
-    prefix: HashMap<String, AffixTable>,
-    suffix: HashMap<String, AffixTable>,
+    // Fx hashing: keys are short attribute values, and the hash runs on every event.
+    exact: FxHashMap<String, FxHashMap<String, Vec<usize>>>,
+    prefix: FxHashMap<String, AffixTable>,
+    suffix: FxHashMap<String, AffixTable>,
     scan: Vec<usize>,
 }
 
@@ -71,9 +74,9 @@ impl<T> FilterIndex<T> {
 
         let mut index = Self {
             entries: Vec::new(),
-            exact: HashMap::new(),
-            prefix: HashMap::new(),
-            suffix: HashMap::new(),
+            exact: FxHashMap::default(),
+            prefix: FxHashMap::default(),
+            suffix: FxHashMap::default(),
             scan: Vec::new(),
         };
         for (position, key) in keys.into_iter().enumerate() {
