@@ -12,9 +12,7 @@
 //! `cargo bench --bench e2e_load [-- --events N --concurrency C]`; results also go to
 //! `target/bench-results/e2e_load.json`.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -22,6 +20,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::StreamExt;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::NodeProcess;
 
 /// Arrival times at the sink, nanoseconds since the bench started (0 = not yet).
 struct Arrivals {
@@ -61,54 +63,14 @@ fn start_server(
     url
 }
 
-fn start_node(sink: &str) -> (Child, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+/// The node under test: the release binary, on the harness the end-to-end tests use.
+fn start_node(sink: &str) -> NodeProcess {
     let config = format!(
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default, namespace: bench}}\nspec: {{}}\n---\n\
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: sink, namespace: bench}}\n\
          spec: {{broker: default, subscriber: {{uri: '{sink}/sink'}}}}\n"
     );
-    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_knactor"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--config",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the knactor binary");
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("knactor listening on ") {
-                let _ = sender.send(url.to_string());
-            }
-        }
-    });
-    let url = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("knactor starts");
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !client
-        .get(format!("{url}/readyz"))
-        .send()
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "knactor did not become ready");
-        thread::sleep(Duration::from_millis(20));
-    }
-    (child, url, dir)
+    NodeProcess::start(&config, &[])
 }
 
 struct Run {
@@ -239,8 +201,8 @@ fn main() {
     load(&runtime, &reference, "warm", 2_000, concurrency, start);
     let reference_run = load(&runtime, &reference, "ref", events, concurrency, start);
 
-    let (mut node, node_url, _config) = start_node(&sink);
-    let broker = format!("{node_url}/bench/default");
+    let mut node = start_node(&sink);
+    let broker = node.broker("bench", "default");
     load(&runtime, &broker, "warm", 2_000, concurrency, start);
     let knactor_run = load(&runtime, &broker, "run", events, concurrency, start);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -249,8 +211,7 @@ fn main() {
     {
         thread::sleep(Duration::from_millis(20));
     }
-    let _ = node.kill();
-    let _ = node.wait();
+    node.kill();
 
     let delivered = arrivals.count.load(Ordering::Relaxed) as usize;
     let mut end_to_end: Vec<Duration> = (0..events)

@@ -271,3 +271,34 @@ fn health_readiness_and_metrics_answer() {
         ) == 1.0
     });
 }
+
+#[test]
+fn malformed_http_gets_an_error_and_the_node_stays_up() {
+    use std::io::{Read, Write};
+    let recorder = Recorder::start();
+    let node = node_with_display(&recorder, &[]);
+    let address = node.url.trim_start_matches("http://").to_string();
+    let garbage: [&[u8]; 5] = [
+        b"\x00\x01\x02garbage\r\n\r\n",
+        b"POST /e2e/default HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"POST /e2e/default HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-id: \xff\xfe\r\nce-source: /s\r\nce-type: t\r\nContent-Length: 0\r\n\r\n",
+        b"POST /e2e/default HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /%%%%/../.. HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ];
+    for request in garbage {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let head = String::from_utf8_lossy(&answer);
+        assert!(
+            head.is_empty() || head.starts_with("HTTP/1.1 4"),
+            "{:?} -> {head:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(send(&node.broker("e2e", "default"), "after", "t"), 202);
+}

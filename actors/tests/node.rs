@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use cloudevents::AttributesReader;
 use knactor_actors::actor::{
-    FaultTarget, InjectFault, NodeOptions, ParkedOf, PublishError, RedriveOf,
+    FaultTarget, InjectFault, NodeOptions, ParkedList, ParkedOf, PublishError, RedriveOf,
 };
 use knactor_actors::envelope::{
     ERROR_CODE_EXTENSION, ERROR_DATA_EXTENSION, ERROR_DEST_EXTENSION, TTL_EXTENSION,
@@ -28,6 +28,27 @@ fn trigger(name: &str, filter: &str, subscriber: &str, extra: &str) -> String {
 
 fn key(text: &str) -> ObjectKey {
     text.parse().unwrap()
+}
+
+/// The broker's parking lot, once it holds `total` events.
+async fn parked_when(node: &TestNode, total: u64) -> ParkedList {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = ParkedOf {
+            broker: key("ns/default"),
+            max: 10,
+        };
+        let parked = node.node.send(request).await.unwrap().unwrap();
+        if parked.total == total {
+            return parked;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "parked {} events, waiting for {total}",
+            parked.total
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[actix_rt::test]
@@ -177,21 +198,7 @@ async fn without_a_working_dead_letter_sink_events_are_parked_and_can_be_redrive
         .await
         .unwrap();
 
-    let parked = loop {
-        let parked = node
-            .node
-            .send(ParkedOf {
-                broker: key("ns/default"),
-                max: 10,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        if parked.total == 2 {
-            break parked;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let parked = parked_when(&node, 2).await;
     assert_eq!(parked.events[0].trigger, "ns/t");
     assert!(
         parked.events[0].reason.contains("dead-letter sink failed"),
@@ -276,21 +283,7 @@ async fn a_reply_reenters_the_broker_and_a_reply_loop_is_stopped_by_the_ttl() {
     .await
     .unwrap();
 
-    let parked = loop {
-        let parked = node
-            .node
-            .send(ParkedOf {
-                broker: key("ns/default"),
-                max: 10,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        if parked.total == 1 {
-            break parked;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let parked = parked_when(&node, 1).await;
     // TTL 10 on entry, one hop spent per reply: 10 deliveries, then the 10th reply is refused.
     assert_eq!(node.transport.received_at("http://echo/").len(), 10);
     assert!(

@@ -65,10 +65,13 @@ enum Attempt {
 }
 
 impl DeliveryJob {
-    pub async fn run(&self, envelope: Arc<Envelope>) -> Outcome {
-        let started = Instant::now();
+    /// Runs the delivery to its final outcome; `dispatched_at` is when the dispatcher handed it
+    /// over, so the recorded duration includes the time spent waiting for a slot.
+    pub async fn run(&self, envelope: Arc<Envelope>, dispatched_at: Instant) -> Outcome {
         let outcome = self.deliver(&envelope).await;
-        self.metrics.dispatch_duration.observe(started.elapsed());
+        self.metrics
+            .dispatch_duration
+            .observe(dispatched_at.elapsed());
         outcome
     }
 

@@ -113,7 +113,7 @@ impl DispatcherActor {
         }
     }
 
-    fn on_records(&mut self, records: Vec<Record>, ctx: &mut Context<Self>) {
+    fn on_records(&mut self, records: Vec<Record>) {
         let capacity = self.capacity();
         let now = Instant::now();
         for record in records {
@@ -168,7 +168,6 @@ impl DispatcherActor {
             }
             tracker.register(record.offset, owed);
         }
-        let _ = ctx;
     }
 
     fn on_settled(&mut self, settled: Settled, ctx: &mut Context<Self>) {
@@ -426,9 +425,9 @@ impl Actor for DispatcherActor {
 
 impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
     /// Assignment changes and records from the group subscription.
-    fn handle(&mut self, event: Result<ChannelEvent, ChannelError>, ctx: &mut Context<Self>) {
+    fn handle(&mut self, event: Result<ChannelEvent, ChannelError>, _: &mut Context<Self>) {
         match event {
-            Ok(ChannelEvent::Records(records)) => self.on_records(records, ctx),
+            Ok(ChannelEvent::Records(records)) => self.on_records(records),
             Ok(ChannelEvent::Assigned(partitions)) => {
                 for (partition, offset) in partitions {
                     info!(broker = %self.broker, partition, offset, "partition assigned");

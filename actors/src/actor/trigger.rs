@@ -103,9 +103,9 @@ impl TriggerActor {
             envelope,
             partition,
             offset,
-            ..
+            dispatched_at,
         } = deliver;
-        let work = async move { job.run(envelope).await };
+        let work = async move { job.run(envelope, dispatched_at).await };
         ctx.spawn(work.into_actor(self).map(move |outcome, actor, ctx| {
             actor.finished(partition, offset, outcome, ctx);
         }));

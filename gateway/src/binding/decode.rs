@@ -448,3 +448,39 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Whatever arrives, decoding answers with events or a reason; it never panics.
+        #[test]
+        fn arbitrary_messages_never_panic(
+            names in prop::collection::vec("(ce-[a-z]{0,12}|content-type|[a-z-]{1,10})", 0..8),
+            values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 8),
+            body in prop::collection::vec(any::<u8>(), 0..200),
+            structured in any::<bool>(),
+        ) {
+            let mut headers: Vec<(&str, &[u8])> = names
+                .iter()
+                .zip(&values)
+                .map(|(name, value)| (name.as_str(), value.as_slice()))
+                .collect();
+            if structured {
+                headers.push(("content-type", b"application/cloudevents+json"));
+            }
+            let _ = decode_message(&headers, &body);
+            let _ = decode_batch(&body);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(text in "\\PC{0,200}") {
+            let _ = decode_structured(text.as_bytes());
+            let _ = decode_batch(text.as_bytes());
+        }
+    }
+}
