@@ -78,10 +78,11 @@ async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminErr
         .map_err(|_| AdminError::NodeUnavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "ready": status.ready,
-        "channel": status.channel,
         "brokers": status.brokers.iter().map(|broker| json!({
             "namespace": broker.key.namespace,
             "name": broker.key.name,
+            "channel": broker.channel,
+            "topic": broker.topic,
             "running": broker.running,
             "restarts": broker.restarts,
             "triggers": broker.triggers.iter().map(ToString::to_string).collect::<Vec<_>>(),

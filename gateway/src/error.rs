@@ -21,6 +21,8 @@ pub enum IngressError {
     UnknownBroker(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the event is too large for broker {broker}'s channel: {detail}")]
+    TooLargeForChannel { broker: String, detail: String },
     #[error("could not read the request body: {0}")]
     UnreadableBody(String),
     #[error("invalid CloudEvent: {0}")]
@@ -55,7 +57,9 @@ impl ResponseError for IngressError {
             | IngressError::UnreadableBody(_)
             | IngressError::InvalidEvent(_)
             | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
-            IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::TooLarge { .. } | IngressError::TooLargeForChannel { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             IngressError::Busy { .. } | IngressError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -77,10 +77,17 @@ async fn ingress(
         ref other => return Err(IngressError::MethodNotAllowed(other.to_string())),
     }
     let key = broker_of(request.path())?;
-    let broker = state
-        .ingress
-        .broker(&key)
-        .ok_or_else(|| IngressError::UnknownBroker(key.to_string()))?;
+    let Some(broker) = state.ingress.broker(&key) else {
+        return Err(match state.ingress.not_running(&key) {
+            Some(reason) => {
+                error!(broker = %key, "refused an event: the broker is not running: {reason}");
+                IngressError::Unavailable {
+                    broker: key.to_string(),
+                }
+            }
+            None => IngressError::UnknownBroker(key.to_string()),
+        });
+    };
 
     let limit = state.max_body_bytes;
     let declared = request
@@ -121,8 +128,11 @@ async fn ingress(
                 retry_after,
             })
         }
-        Ok(Err(PublishError::Append(AppendError::TooLarge { limit, .. }))) => {
-            Err(IngressError::TooLarge { limit })
+        Ok(Err(PublishError::Append(too_large @ AppendError::TooLarge { .. }))) => {
+            Err(IngressError::TooLargeForChannel {
+                broker: broker_name,
+                detail: too_large.to_string(),
+            })
         }
         Ok(Err(PublishError::Append(failure))) => {
             error!(broker = %key, "append failed: {failure}");

@@ -11,7 +11,7 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use knactor_actors::actor::{ApplyRoutes, Node, NodeOptions, Shared};
-use knactor_actors::channel::{MemoryLimits, MemoryLog};
+use knactor_actors::channel::{MemoryLimits, MemoryLog, MemoryOnly};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
@@ -121,13 +121,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             fault_injection: args.fault_injection,
             ..NodeOptions::default()
         };
-        let shared = Shared::new(log, transport, options);
+        let shared = Shared::new(Arc::new(MemoryOnly(log)), transport, options);
         let node = Node::new(shared.clone());
         let ingress = node.ingress();
         let node = node.start();
 
         let channels = ChannelDefaults {
-            partitions: args.partitions.max(1),
+            memory_partitions: args.partitions.max(1),
             ..ChannelDefaults::default()
         };
         let knative_default = knative_default_delivery();

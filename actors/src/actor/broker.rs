@@ -14,7 +14,7 @@ use chrono::Utc;
 use cloudevents::Event;
 
 use super::{Crash, Shared, Shutdown};
-use crate::channel::{AppendError, ChannelError, Offset, Partition};
+use crate::channel::{AppendError, ChannelError, EventLog, Offset, Partition};
 use crate::envelope::{
     AdmitError, Envelope, ERROR_CODE_EXTENSION, ERROR_DATA_EXTENSION, ERROR_DEST_EXTENSION,
     PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
@@ -30,15 +30,18 @@ pub const PARKING_GROUP: &str = "knactor-parking";
 pub struct BrokerActor {
     route: Arc<BrokerRoute>,
     shared: Arc<Shared>,
+    /// The broker's channel.
+    log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
 }
 
 impl BrokerActor {
-    pub fn new(route: Arc<BrokerRoute>, shared: Arc<Shared>) -> Self {
+    pub fn new(route: Arc<BrokerRoute>, shared: Arc<Shared>, log: Arc<dyn EventLog>) -> Self {
         let metrics = shared.metrics.broker(route.key());
         Self {
             route,
             shared,
+            log,
             metrics,
         }
     }
@@ -77,7 +80,7 @@ impl Handler<Publish> for BrokerActor {
             .map(|event| Envelope::admit(event, max_ttl, now))
             .collect();
         let metrics = self.metrics.clone();
-        let log = self.shared.log.clone();
+        let log = self.log.clone();
         let topic = self.route.channel.topic.clone();
         Box::pin(async move {
             let envelopes = admitted.inspect_err(|_| inc(&metrics.refused))?;
@@ -129,7 +132,7 @@ impl Handler<ListParked> for BrokerActor {
 
     /// Reads the parking lot from the re-drive mark to its end.
     fn handle(&mut self, list: ListParked, _: &mut Context<Self>) -> Self::Result {
-        let log = self.shared.log.clone();
+        let log = self.log.clone();
         let topic = self.route.channel.park_topic();
         Box::pin(async move {
             let mut parked = ParkedList::default();
@@ -190,7 +193,7 @@ impl Handler<Redrive> for BrokerActor {
     /// append-only log, so events that stay parked are appended to it again before the re-drive
     /// mark moves past them.
     fn handle(&mut self, redrive: Redrive, _: &mut Context<Self>) -> Self::Result {
-        let log = self.shared.log.clone();
+        let log = self.log.clone();
         let topic = self.route.channel.topic.clone();
         let park_topic = self.route.channel.park_topic();
         let live: BTreeSet<String> = self

@@ -28,6 +28,7 @@ use url::Url;
 
 use super::broker::{BrokerActor, Publish, PublishError};
 use super::Shared;
+use crate::channel::EventLog;
 use crate::envelope::{
     Envelope, FailureReport, PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
 };
@@ -48,6 +49,8 @@ pub enum Outcome {
 pub(super) struct DeliveryJob {
     pub route: Arc<TriggerRoute>,
     pub shared: Arc<Shared>,
+    /// The broker's channel (for parking).
+    pub log: Arc<dyn EventLog>,
     pub broker: actix::Addr<BrokerActor>,
     pub park_topic: String,
     pub metrics: Arc<TriggerMetrics>,
@@ -249,7 +252,6 @@ impl DeliveryJob {
         let mut wait = Duration::from_millis(50);
         loop {
             match self
-                .shared
                 .log
                 .append(&self.park_topic, vec![parked.clone()])
                 .await

@@ -29,7 +29,9 @@ use tracing::{error, info, warn};
 
 use super::trigger::{Deliver, TriggerActor};
 use super::{Crash, Shared, Shutdown};
-use crate::channel::{ChannelError, ChannelEvent, Committer, Offset, Partition, Record, StartAt};
+use crate::channel::{
+    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, Record, StartAt,
+};
 use crate::filter::{Filter, FilterIndex};
 use crate::metrics::{inc, BrokerMetrics, TriggerMetrics};
 use crate::offsets::OffsetTracker;
@@ -44,6 +46,7 @@ pub struct DispatcherActor {
     topic: String,
     group: String,
     shared: Arc<Shared>,
+    log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
     index: FilterIndex<ObjectKey>,
     triggers: HashMap<ObjectKey, TriggerSlot>,
@@ -73,7 +76,7 @@ struct Lag {
 }
 
 impl DispatcherActor {
-    pub fn new(route: &BrokerRoute, shared: Arc<Shared>) -> Self {
+    pub fn new(route: &BrokerRoute, shared: Arc<Shared>, log: Arc<dyn EventLog>) -> Self {
         let broker = route.key().clone();
         Self {
             topic: route.channel.topic.clone(),
@@ -81,6 +84,7 @@ impl DispatcherActor {
             metrics: shared.metrics.broker(&broker),
             broker,
             shared,
+            log,
             index: FilterIndex::default(),
             triggers: HashMap::new(),
             trackers: BTreeMap::new(),
@@ -97,7 +101,6 @@ impl DispatcherActor {
 
     fn subscribe(&mut self, ctx: &mut Context<Self>) {
         match self
-            .shared
             .log
             .subscribe(&self.topic, &self.group, StartAt::Latest)
         {
@@ -206,7 +209,7 @@ impl DispatcherActor {
             })
             .collect();
         for (partition, from) in reads {
-            let log = self.shared.log.clone();
+            let log = self.log.clone();
             let topic = self.topic.clone();
             let key = trigger.clone();
             let read = async move { log.read(&topic, partition, from, CATCH_UP_BATCH).await };

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::channel::EventLog;
+use crate::channel::ChannelProvider;
 use crate::envelope::DEFAULT_MAX_TTL;
 use crate::metrics::Metrics;
 use crate::retry::RetryLimits;
@@ -69,6 +69,8 @@ pub struct NodeOptions {
     pub ingress: Option<Url>,
     /// Lets `InjectFault` crash actors, for supervision tests. Never on in production.
     pub fault_injection: bool,
+    /// Delete a broker's topics when the broker is deleted (never an external topic).
+    pub delete_topics: bool,
 }
 
 impl Default for NodeOptions {
@@ -83,13 +85,15 @@ impl Default for NodeOptions {
             workers: 1,
             ingress: None,
             fault_injection: false,
+            delete_topics: false,
         }
     }
 }
 
 /// What every actor of a node shares.
 pub struct Shared {
-    pub log: Arc<dyn EventLog>,
+    /// Where each broker's channel lives.
+    pub channels: Arc<dyn ChannelProvider>,
     pub transport: Arc<dyn Transport>,
     pub metrics: Arc<Metrics>,
     pub subscribers: SubscriberPool,
@@ -98,13 +102,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(
-        log: Arc<dyn EventLog>,
+        channels: Arc<dyn ChannelProvider>,
         transport: Arc<dyn Transport>,
         options: NodeOptions,
     ) -> Arc<Self> {
         Arc::new(Self {
             subscribers: SubscriberPool::new(transport.clone(), &options),
-            log,
+            channels,
             transport,
             metrics: Arc::new(Metrics::default()),
             options,

@@ -21,7 +21,7 @@ use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport}
 use super::dispatcher::{ApplyTriggers, DispatcherActor};
 use super::trigger::{TriggerActor, UpdateRoute};
 use super::{Crash, Shared, Shutdown};
-use crate::channel::{ChannelError, TopicSpec};
+use crate::channel::{ChannelError, EventLog, TopicSpec};
 use crate::resources::ObjectKey;
 use crate::routes::{BrokerRoute, RouteIssue, Routes};
 
@@ -32,12 +32,19 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
 #[derive(Default)]
 pub struct IngressTable {
     brokers: ArcSwap<HashMap<ObjectKey, Addr<BrokerActor>>>,
+    /// Brokers that exist but do not run (yet), and why.
+    not_running: ArcSwap<HashMap<ObjectKey, String>>,
     ready: AtomicBool,
 }
 
 impl IngressTable {
     pub fn broker(&self, key: &ObjectKey) -> Option<Addr<BrokerActor>> {
         self.brokers.load().get(key).cloned()
+    }
+
+    /// Why a broker that exists is not running, if it is one.
+    pub fn not_running(&self, key: &ObjectKey) -> Option<String> {
+        self.not_running.load().get(key).cloned()
     }
 
     /// True once the first routes are applied and every broker of them is running.
@@ -49,6 +56,7 @@ impl IngressTable {
 /// One broker's actors.
 struct Cell {
     route: Arc<BrokerRoute>,
+    log: Arc<dyn EventLog>,
     broker: Addr<BrokerActor>,
     dispatcher: Addr<DispatcherActor>,
     triggers: HashMap<ObjectKey, Addr<TriggerActor>>,
@@ -80,6 +88,8 @@ pub struct Node {
     cells: BTreeMap<ObjectKey, Cell>,
     /// Brokers whose topics are being created.
     starting: BTreeMap<ObjectKey, u32>,
+    /// Brokers that could not start, and why (retried).
+    failures: BTreeMap<ObjectKey, String>,
     ingress: Arc<IngressTable>,
     arbiters: Vec<Arbiter>,
     next_arbiter: usize,
@@ -94,6 +104,7 @@ impl Node {
             routes: Arc::new(Routes::default()),
             cells: BTreeMap::new(),
             starting: BTreeMap::new(),
+            failures: BTreeMap::new(),
             ingress: Arc::new(IngressTable::default()),
             arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
             next_arbiter: 0,
@@ -117,6 +128,20 @@ impl Node {
             .map(|(key, cell)| (key.clone(), cell.broker.clone()))
             .collect();
         self.ingress.brokers.store(Arc::new(table));
+        let not_running = self
+            .routes
+            .brokers()
+            .filter(|route| !self.cells.contains_key(route.key()))
+            .map(|route| {
+                let reason = self
+                    .failures
+                    .get(route.key())
+                    .cloned()
+                    .unwrap_or_else(|| "starting".into());
+                (route.key().clone(), reason)
+            })
+            .collect();
+        self.ingress.not_running.store(Arc::new(not_running));
         let ready = self.applied_once && self.starting.is_empty();
         self.ingress.ready.store(ready, Ordering::Release);
     }
@@ -130,9 +155,13 @@ impl Node {
             .cloned()
             .collect();
         for key in gone {
+            self.failures.remove(&key);
             if let Some(cell) = self.cells.remove(&key) {
                 info!(broker = %key, "broker removed");
                 cell.stop();
+                if self.shared.options.delete_topics {
+                    delete_topics(&cell);
+                }
             }
         }
         for route in routes.brokers() {
@@ -162,30 +191,54 @@ impl Node {
         if self.starting.contains_key(&key) {
             return;
         }
-        self.starting.insert(key.clone(), restarts);
-        let log = self.shared.log.clone();
         let channel = route.channel.clone();
-        let topics = async move {
-            log.ensure_topic(&TopicSpec::new(&channel.topic, channel.partitions))
-                .await?;
-            log.ensure_topic(&TopicSpec::new(channel.park_topic(), 1))
-                .await?;
-            Ok::<(), ChannelError>(())
+        let log = match self.shared.channels.log_for(&route.channel) {
+            Ok(log) => log,
+            Err(error) => {
+                error!(broker = %key, "cannot run the broker, retrying in 10s: {error}");
+                self.failures.insert(key.clone(), error.to_string());
+                ctx.run_later(Duration::from_secs(10), move |node, ctx| {
+                    if let Some(route) = node.routes.broker(&key).cloned() {
+                        if !node.cells.contains_key(&key) {
+                            node.prepare(route, restarts, ctx);
+                        }
+                    }
+                });
+                return;
+            }
+        };
+        self.starting.insert(key.clone(), restarts);
+        let topics = {
+            let log = log.clone();
+            let specs = TopicSpec::for_channel(&route.channel);
+            async move {
+                for spec in &specs {
+                    log.ensure_topic(spec).await?;
+                }
+                Ok::<(), ChannelError>(())
+            }
         };
         ctx.spawn(topics.into_actor(self).map(move |result, node, ctx| {
             let restarts = node.starting.remove(&key).unwrap_or(0);
             match result {
                 Ok(()) => {
-                    // The routes may have changed while the topics were made: start what is current.
+                    node.failures.remove(&key);
+                    // The routes may have changed while the topics were made: start what is
+                    // current (a different channel is prepared again).
                     if let Some(route) = node.routes.broker(&key).cloned() {
                         if !node.cells.contains_key(&key) {
-                            let cell = node.launch(route, restarts);
-                            node.cells.insert(key, cell);
+                            if route.channel == channel {
+                                let cell = node.launch(route, restarts, log);
+                                node.cells.insert(key, cell);
+                            } else {
+                                node.prepare(route, restarts, ctx);
+                            }
                         }
                     }
                 }
                 Err(error) => {
                     error!(broker = %key, "cannot create the broker's topics, retrying in 5s: {error}");
+                    node.failures.insert(key.clone(), error.to_string());
                     ctx.run_later(Duration::from_secs(5), move |node, ctx| {
                         if let Some(route) = node.routes.broker(&key).cloned() {
                             if !node.cells.contains_key(&key) {
@@ -199,18 +252,18 @@ impl Node {
         }));
     }
 
-    fn launch(&mut self, route: Arc<BrokerRoute>, restarts: u32) -> Cell {
+    fn launch(&mut self, route: Arc<BrokerRoute>, restarts: u32, log: Arc<dyn EventLog>) -> Cell {
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].handle();
         self.next_arbiter += 1;
         let shared = self.shared.clone();
         let broker = {
-            let (route, shared) = (route.clone(), shared.clone());
-            BrokerActor::start_in_arbiter(&arbiter, move |_| BrokerActor::new(route, shared))
+            let (route, shared, log) = (route.clone(), shared.clone(), log.clone());
+            BrokerActor::start_in_arbiter(&arbiter, move |_| BrokerActor::new(route, shared, log))
         };
         let dispatcher = {
-            let (route, shared) = (route.clone(), shared.clone());
+            let (route, shared, log) = (route.clone(), shared.clone(), log.clone());
             DispatcherActor::start_in_arbiter(&arbiter, move |_| {
-                DispatcherActor::new(&route, shared)
+                DispatcherActor::new(&route, shared, log)
             })
         };
         let triggers: HashMap<ObjectKey, Addr<TriggerActor>> = route
@@ -222,6 +275,7 @@ impl Node {
                     trigger.clone(),
                     &route,
                     &shared,
+                    &log,
                     &broker,
                     &dispatcher,
                 );
@@ -235,6 +289,7 @@ impl Node {
         info!(broker = %route.key(), triggers = route.triggers.len(), restarts, "broker running");
         Cell {
             route,
+            log,
             broker,
             dispatcher,
             triggers,
@@ -286,14 +341,45 @@ fn start_trigger(
     trigger: Arc<crate::routes::TriggerRoute>,
     route: &BrokerRoute,
     shared: &Arc<Shared>,
+    log: &Arc<dyn EventLog>,
     broker: &Addr<BrokerActor>,
     dispatcher: &Addr<DispatcherActor>,
 ) -> Addr<TriggerActor> {
-    let (shared, broker, dispatcher) = (shared.clone(), broker.clone(), dispatcher.clone());
+    let (shared, log, broker, dispatcher) = (
+        shared.clone(),
+        log.clone(),
+        broker.clone(),
+        dispatcher.clone(),
+    );
     let park_topic = route.channel.park_topic();
     TriggerActor::start_in_arbiter(arbiter, move |_| {
-        TriggerActor::new(trigger, shared, broker, dispatcher, park_topic)
+        TriggerActor::new(trigger, shared, log, broker, dispatcher, park_topic)
     })
+}
+
+/// Deletes a removed broker's topics, unless the channel is an external topic.
+fn delete_topics(cell: &Cell) {
+    if cell
+        .route
+        .channel
+        .kafka()
+        .is_some_and(|kafka| kafka.external)
+    {
+        return;
+    }
+    let log = cell.log.clone();
+    let topics = [
+        cell.route.channel.topic.clone(),
+        cell.route.channel.park_topic(),
+    ];
+    actix::spawn(async move {
+        for topic in topics {
+            match log.delete_topic(&topic).await {
+                Ok(()) => info!(%topic, "topic deleted"),
+                Err(error) => warn!(%topic, "deleting the topic failed: {error}"),
+            }
+        }
+    });
 }
 
 /// Applies a new route of the same broker to its running cell: new triggers start, changed ones
@@ -313,6 +399,7 @@ fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared
                 trigger.clone(),
                 &route,
                 shared,
+                &cell.log,
                 &cell.broker,
                 &cell.dispatcher,
             ),
@@ -375,7 +462,6 @@ pub struct GetStatus;
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
     pub ready: bool,
-    pub channel: &'static str,
     pub brokers: Vec<BrokerStatus>,
     pub issues: Vec<RouteIssue>,
 }
@@ -383,6 +469,9 @@ pub struct NodeStatus {
 #[derive(Debug, Clone)]
 pub struct BrokerStatus {
     pub key: ObjectKey,
+    /// `memory` or `kafka`.
+    pub channel: &'static str,
+    pub topic: String,
     pub running: bool,
     pub restarts: u32,
     pub triggers: Vec<ObjectKey>,
@@ -400,17 +489,25 @@ impl Handler<GetStatus> for Node {
                 let cell = self.cells.get(route.key());
                 BrokerStatus {
                     key: route.key().clone(),
+                    channel: route.channel.kind.name(),
+                    topic: route.channel.topic.clone(),
                     running: cell.is_some_and(Cell::alive),
                     restarts: cell.map_or(0, |cell| cell.restarts),
                     triggers: route.triggers.iter().map(|t| t.key.clone()).collect(),
                 }
             })
             .collect();
+        let mut issues = self.routes.issues().to_vec();
+        issues.extend(self.failures.iter().map(|(key, reason)| RouteIssue {
+            kind: "Broker",
+            key: key.clone(),
+            reason: "ChannelUnavailable",
+            message: reason.clone(),
+        }));
         MessageResult(NodeStatus {
             ready: self.ingress.is_ready(),
-            channel: self.shared.log.kind(),
             brokers,
-            issues: self.routes.issues().to_vec(),
+            issues,
         })
     }
 }

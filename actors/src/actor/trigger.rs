@@ -18,7 +18,7 @@ use super::broker::BrokerActor;
 use super::delivery::{DeliveryJob, Outcome};
 use super::dispatcher::{DispatcherActor, Settled};
 use super::{Crash, Shared, Shutdown};
-use crate::channel::{Offset, Partition};
+use crate::channel::{EventLog, Offset, Partition};
 use crate::envelope::Envelope;
 use crate::metrics::TriggerMetrics;
 use crate::routes::{DeliveryOrder, TriggerRoute};
@@ -26,6 +26,7 @@ use crate::routes::{DeliveryOrder, TriggerRoute};
 pub struct TriggerActor {
     route: Arc<TriggerRoute>,
     shared: Arc<Shared>,
+    log: Arc<dyn EventLog>,
     broker: Addr<BrokerActor>,
     dispatcher: Addr<DispatcherActor>,
     park_topic: String,
@@ -41,6 +42,7 @@ impl TriggerActor {
     pub fn new(
         route: Arc<TriggerRoute>,
         shared: Arc<Shared>,
+        log: Arc<dyn EventLog>,
         broker: Addr<BrokerActor>,
         dispatcher: Addr<DispatcherActor>,
         park_topic: String,
@@ -49,6 +51,7 @@ impl TriggerActor {
         Self {
             route,
             shared,
+            log,
             broker,
             dispatcher,
             park_topic,
@@ -95,6 +98,7 @@ impl TriggerActor {
         let job = DeliveryJob {
             route: self.route.clone(),
             shared: self.shared.clone(),
+            log: self.log.clone(),
             broker: self.broker.clone(),
             park_topic: self.park_topic.clone(),
             metrics: self.metrics.clone(),

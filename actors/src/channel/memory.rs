@@ -254,6 +254,7 @@ impl EventLog for MemoryLog {
                 group: group.to_string(),
                 member,
             }),
+            bytes_read: None,
         })
     }
 
@@ -300,6 +301,36 @@ impl EventLog for MemoryLog {
                 committed: committed[index],
             })
             .collect())
+    }
+
+    async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: Partition,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Offset, ChannelError> {
+        let mut state = self.lock();
+        let topic_state = state.topic(topic)?;
+        let log = usize::try_from(partition)
+            .ok()
+            .and_then(|p| topic_state.partitions.get(p))
+            .ok_or_else(|| ChannelError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
+        // Records carry the time the broker accepted them.
+        let arrived_since = |record: &&Record| {
+            record
+                .envelope
+                .arrival_time()
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                .is_some_and(|arrival| arrival >= time)
+        };
+        Ok(log
+            .records
+            .iter()
+            .find(arrived_since)
+            .map_or(log.high(), |record| record.offset))
     }
 
     async fn commit_offsets(

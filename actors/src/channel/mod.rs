@@ -13,6 +13,7 @@
 //!
 //! Implementations: [`MemoryLog`] (the embedded default, one process) and `knactor-kafka`.
 
+pub mod conformance;
 mod memory;
 
 pub use memory::{MemoryLimits, MemoryLog};
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::envelope::Envelope;
+use crate::routes::{ChannelKind, ChannelSpec};
 
 pub type Partition = i32;
 pub type Offset = i64;
@@ -45,6 +47,8 @@ pub struct TopicSpec {
     pub replication_factor: Option<i16>,
     /// Topic-level settings (Kafka's `retention.ms`, ...).
     pub config: BTreeMap<String, String>,
+    /// An existing topic to use as it is: checked, never created.
+    pub external: bool,
 }
 
 impl TopicSpec {
@@ -54,7 +58,28 @@ impl TopicSpec {
             partitions: partitions.max(1),
             replication_factor: None,
             config: BTreeMap::new(),
+            external: false,
         }
+    }
+
+    /// The topics of a broker's channel: the channel itself and its parking lot.
+    pub fn for_channel(channel: &ChannelSpec) -> [TopicSpec; 2] {
+        let kafka = channel.kafka();
+        let main = TopicSpec {
+            name: channel.topic.clone(),
+            partitions: channel.partitions.max(1),
+            replication_factor: kafka.and_then(|k| k.replication_factor),
+            config: kafka.map(|k| k.topic_config.clone()).unwrap_or_default(),
+            external: kafka.is_some_and(|k| k.external),
+        };
+        let park = TopicSpec {
+            name: channel.park_topic(),
+            partitions: 1,
+            replication_factor: main.replication_factor,
+            config: BTreeMap::new(),
+            external: false,
+        };
+        [main, park]
     }
 }
 
@@ -97,8 +122,8 @@ pub enum AppendError {
     #[error("the channel is full; retry after {retry_after:?}")]
     Full { retry_after: Duration },
     /// The event can never be stored (413).
-    #[error("the event is {size} bytes, more than the channel accepts ({limit} bytes)")]
-    TooLarge { size: usize, limit: usize },
+    #[error("the event is {size} bytes, more than the channel accepts{}", limit.map(|l| format!(" ({l} bytes)")).unwrap_or_default())]
+    TooLarge { size: usize, limit: Option<usize> },
     #[error("topic {0} does not exist")]
     UnknownTopic(String),
     /// The channel could not store the event now (Kafka down, timeout): 503.
@@ -129,6 +154,8 @@ pub trait Committer: Send {
 pub struct Subscription {
     pub events: BoxStream<'static, Result<ChannelEvent, ChannelError>>,
     pub committer: Box<dyn Committer>,
+    /// Bytes this member received from the channel's servers, when the channel counts them.
+    pub bytes_read: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The port. Methods are cheap to call concurrently (`&self`).
@@ -170,6 +197,15 @@ pub trait EventLog: Send + Sync + 'static {
         group: &str,
     ) -> Result<Vec<PartitionOffsets>, ChannelError>;
 
+    /// The first offset of `partition` whose record was appended at or after `time` (the high
+    /// watermark when none was).
+    async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: Partition,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Offset, ChannelError>;
+
     /// Commits `group`'s offsets without being a member (for the parking lot's bookkeeping).
     async fn commit_offsets(
         &self,
@@ -177,6 +213,36 @@ pub trait EventLog: Send + Sync + 'static {
         group: &str,
         offsets: &[(Partition, Offset)],
     ) -> Result<(), ChannelError>;
+}
+
+/// Finds the log a broker's channel lives in: the memory log, or the Kafka cluster its
+/// `ChannelSpec` names. The binary composes one from what the node was started with.
+pub trait ChannelProvider: Send + Sync + 'static {
+    fn log_for(&self, channel: &ChannelSpec) -> Result<Arc<dyn EventLog>, ChannelError>;
+}
+
+/// One log for every broker, whatever its channel kind (tests; a node without Kafka refuses
+/// Kafka brokers through [`MemoryOnly`] instead).
+pub struct SingleLog(pub Arc<dyn EventLog>);
+
+impl ChannelProvider for SingleLog {
+    fn log_for(&self, _: &ChannelSpec) -> Result<Arc<dyn EventLog>, ChannelError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The memory log for memory brokers; Kafka brokers are refused with a reason.
+pub struct MemoryOnly(pub Arc<dyn EventLog>);
+
+impl ChannelProvider for MemoryOnly {
+    fn log_for(&self, channel: &ChannelSpec) -> Result<Arc<dyn EventLog>, ChannelError> {
+        match channel.kind {
+            ChannelKind::Memory => Ok(self.0.clone()),
+            ChannelKind::Kafka(_) => Err(ChannelError::Unavailable(
+                "this node runs without Kafka: start it with --kafka-bootstrap to run Kafka brokers".into(),
+            )),
+        }
+    }
 }
 
 /// Picks the partition for a record: by key when it has one (same key, same partition, so

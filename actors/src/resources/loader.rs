@@ -8,6 +8,7 @@
 //! 3. it has the kind's shape: known fields of the right types, and a `spec`;
 //! 4. its content is valid, as Knative's webhook checks it (see [`crate::routes::Trigger::from_object`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -46,6 +47,16 @@ pub enum Resource {
     ApiServerSource(Object<ApiServerSourceSpec>),
     PingSource(Object<PingSourceSpec>),
     NodeConfig(NodeSettings),
+    /// `data` of a ConfigMap (a Kafka broker's `spec.config`).
+    ConfigMap {
+        key: ObjectKey,
+        data: BTreeMap<String, String>,
+    },
+    /// Decoded `data` and `stringData` of a Secret (a Kafka broker's auth Secret).
+    Secret {
+        key: ObjectKey,
+        data: BTreeMap<String, String>,
+    },
 }
 
 impl Resource {
@@ -56,6 +67,8 @@ impl Resource {
             Resource::ApiServerSource(_) => "ApiServerSource",
             Resource::PingSource(_) => "PingSource",
             Resource::NodeConfig(_) => "NodeConfig",
+            Resource::ConfigMap { .. } => "ConfigMap",
+            Resource::Secret { .. } => "Secret",
         }
     }
 }
@@ -125,6 +138,8 @@ enum Known {
     ApiServerSource,
     PingSource,
     NodeConfig,
+    ConfigMap,
+    Secret,
 }
 
 const EVENTING_V1: &str = "eventing.knative.dev/v1";
@@ -142,6 +157,8 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, String> {
             &[SOURCES_V1, "sources.knative.dev/v1beta2"][..],
         ),
         ("knactor.dev", "NodeConfig") => (Known::NodeConfig, &[NODE_CONFIG_API_VERSION][..]),
+        ("", "ConfigMap") => (Known::ConfigMap, &["v1"][..]),
+        ("", "Secret") => (Known::Secret, &["v1"][..]),
         ("sources.eventing.knative.dev", "ApiServerSource" | "CronJobSource") => {
             return Err(format!(
                 "{api_version} {kind} is the 2019 shape; write it as {SOURCES_V1} {} (the sink becomes spec.sink.ref)",
@@ -264,7 +281,10 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
     // Every field of a Broker's spec is optional, so a Broker may leave `spec` out (Knative's docs
     // do). The other kinds need fields in their spec: a document without one is a fragment (the
     // docs' "..."), not an empty resource, which would be written `spec:` or `spec: {}`.
-    let spec_required = !matches!(known, Known::Broker | Known::NodeConfig);
+    let spec_required = !matches!(
+        known,
+        Known::Broker | Known::NodeConfig | Known::ConfigMap | Known::Secret
+    );
     if spec_required && !mapping.contains_key("spec") {
         return refuse(
             report,
@@ -300,6 +320,18 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             let settings = object.spec.check(&mut checker);
             checker.finish(Resource::NodeConfig(settings))
         }),
+        Known::ConfigMap => parse_plain::<ConfigMapDocument>(value).and_then(|document| {
+            checker.finish(Resource::ConfigMap {
+                key: ObjectKey::of(&document.metadata),
+                data: document.data,
+            })
+        }),
+        Known::Secret => parse_plain::<SecretDocument>(value).and_then(|document| {
+            let mut checker = checker;
+            let key = ObjectKey::of(&document.metadata);
+            let data = document.decode(&mut checker);
+            checker.finish(Resource::Secret { key, data })
+        }),
     };
     match outcome {
         Ok(checked) => {
@@ -332,6 +364,77 @@ fn parse<S: DeserializeOwned + Default>(value: Value) -> Result<Object<S>, Vec<F
     })
 }
 
+/// Deserializes a document that has no `spec` (ConfigMap, Secret), naming the failing field.
+fn parse_plain<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![FieldError::new(path, error.into_inner().to_string())]
+    })
+}
+
+/// A `v1` ConfigMap.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConfigMapDocument {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    metadata: super::ObjectMeta,
+    #[serde(default, deserialize_with = "super::meta::null_as_default")]
+    data: BTreeMap<String, String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    binary_data: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    immutable: Option<bool>,
+}
+
+/// A `v1` Secret.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SecretDocument {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    metadata: super::ObjectMeta,
+    /// Base64 values.
+    #[serde(default, deserialize_with = "super::meta::null_as_default")]
+    data: BTreeMap<String, String>,
+    /// Plain values; win over `data` (as in Kubernetes).
+    #[serde(default, deserialize_with = "super::meta::null_as_default")]
+    string_data: BTreeMap<String, String>,
+    #[serde(default, rename = "type")]
+    #[allow(dead_code)]
+    secret_type: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    immutable: Option<bool>,
+}
+
+impl SecretDocument {
+    fn decode(self, checker: &mut Checker) -> BTreeMap<String, String> {
+        use base64::Engine as _;
+        let mut decoded = BTreeMap::new();
+        for (key, encoded) in self.data {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim());
+            match bytes.ok().and_then(|bytes| String::from_utf8(bytes).ok()) {
+                Some(text) => {
+                    decoded.insert(key, text);
+                }
+                None => checker.error(format!("data.{key}"), "is not base64 of UTF-8 text"),
+            }
+        }
+        decoded.extend(self.string_data);
+        decoded
+    }
+}
+
 fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "nothing",
@@ -353,6 +456,8 @@ pub fn identity(resource: &Resource) -> Option<(&'static str, ObjectKey)> {
             Some(("ApiServerSource", ObjectKey::of(&object.metadata)))
         }
         Resource::PingSource(object) => Some(("PingSource", ObjectKey::of(&object.metadata))),
+        Resource::ConfigMap { key, .. } => Some(("ConfigMap", key.clone())),
+        Resource::Secret { key, .. } => Some(("Secret", key.clone())),
         Resource::NodeConfig(_) => None,
     }
 }
@@ -451,6 +556,24 @@ mod tests {
             "{}",
             lines[0]
         );
+    }
+
+    #[test]
+    fn configmaps_and_secrets_load_with_their_data() {
+        let report = load(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kafka-broker-config, namespace: knative-eventing}\n\
+             data: {bootstrap.servers: 'k:9092', default.topic.partitions: '10'}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: auth}\ndata: {protocol: U0FTTF9TU0w=}\nstringData: {user: me}\n",
+        );
+        assert!(report.refused.is_empty(), "{:?}", refusal_lines(&report));
+        let Resource::Secret { data, .. } = &report.accepted[1].1 else {
+            panic!()
+        };
+        assert_eq!(data["protocol"], "SASL_SSL");
+        assert_eq!(data["user"], "me");
+        let report =
+            load("apiVersion: v1\nkind: Secret\nmetadata: {name: bad}\ndata: {k: '!!!'}\n");
+        assert!(refusal_lines(&report)[0].contains("data.k: is not base64"));
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub const DEFAULT_BROKER_CLASS: &str = "MTChannelBasedBroker";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Broker {
     pub key: ObjectKey,
-    /// `eventing.knative.dev/broker.class`, or [`DEFAULT_BROKER_CLASS`].
-    pub class: String,
+    /// `eventing.knative.dev/broker.class`; `None` takes the node's default class.
+    pub class: Option<String>,
     pub annotations: BTreeMap<String, String>,
     /// `spec.config`: a ConfigMap with channel settings (Kafka keys), read by the channel adapter.
     pub config: Option<Reference>,
@@ -67,8 +67,7 @@ impl Broker {
             .metadata
             .annotation(BROKER_CLASS_ANNOTATION)
             .filter(|class| !class.is_empty())
-            .unwrap_or(DEFAULT_BROKER_CLASS)
-            .to_string();
+            .map(str::to_string);
         checker.finish(Broker {
             key: ObjectKey::of(&object.metadata),
             class,

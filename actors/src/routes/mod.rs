@@ -7,11 +7,16 @@
 //! policy), so no actor resolves or parses anything.
 
 mod broker;
+mod channel;
 mod delivery;
 mod destination;
 mod trigger;
 
 pub use broker::{Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS};
+pub use channel::{
+    kafka_client_config, ChannelDefaults, ChannelKind, ChannelSpec, KafkaChannel,
+    EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
+};
 pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
 pub use destination::{AddressablesTable, Destination, Reference, Resolver, StaticResolver};
 pub use trigger::{
@@ -38,6 +43,10 @@ pub struct Catalog {
     pub triggers: BTreeMap<ObjectKey, Arc<Trigger>>,
     pub api_server_sources: BTreeMap<ObjectKey, Arc<Object<ApiServerSourceSpec>>>,
     pub ping_sources: BTreeMap<ObjectKey, Arc<Object<PingSourceSpec>>>,
+    /// `data` of ConfigMaps (a Kafka broker's `spec.config`).
+    pub config_maps: BTreeMap<ObjectKey, BTreeMap<String, String>>,
+    /// Decoded `data` of Secrets (a Kafka broker's auth Secret).
+    pub secrets: BTreeMap<ObjectKey, BTreeMap<String, String>>,
     pub settings: NodeSettings,
 }
 
@@ -84,6 +93,12 @@ impl Catalog {
                         .ping_sources
                         .insert(ObjectKey::of(&object.metadata), Arc::new(object.clone()));
                 }
+                Resource::ConfigMap { key, data } => {
+                    catalog.config_maps.insert(key.clone(), data.clone());
+                }
+                Resource::Secret { key, data } => {
+                    catalog.secrets.insert(key.clone(), data.clone());
+                }
                 Resource::NodeConfig(settings) => {
                     let known: Vec<&String> = catalog
                         .settings
@@ -127,52 +142,6 @@ impl Catalog {
             let _ = table.insert(key, url);
         }
         table
-    }
-}
-
-/// How a broker's channel is named and sized when its config does not say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelDefaults {
-    /// Knative's `config-kafka-features` template: `knative-broker-{{.Namespace}}-{{.Name}}`.
-    pub topic_template: String,
-    pub partitions: u32,
-}
-
-impl Default for ChannelDefaults {
-    fn default() -> Self {
-        Self {
-            topic_template: "knative-broker-{{.Namespace}}-{{.Name}}".into(),
-            partitions: 1,
-        }
-    }
-}
-
-impl ChannelDefaults {
-    pub fn topic_for(&self, broker: &ObjectKey) -> String {
-        let mut topic = self.topic_template.clone();
-        for (placeholder, value) in [
-            ("{{.Namespace}}", broker.namespace.as_str()),
-            ("{{ .Namespace }}", broker.namespace.as_str()),
-            ("{{.Name}}", broker.name.as_str()),
-            ("{{ .Name }}", broker.name.as_str()),
-        ] {
-            topic = topic.replace(placeholder, value);
-        }
-        topic
-    }
-}
-
-/// The channel one broker's events live in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelSpec {
-    pub topic: String,
-    pub partitions: u32,
-}
-
-impl ChannelSpec {
-    /// Where a broker's undeliverable events are parked.
-    pub fn park_topic(&self) -> String {
-        format!("{}-parked", self.topic)
     }
 }
 
@@ -243,21 +212,25 @@ impl Routes {
         default_delivery: &Delivery,
     ) -> Routes {
         let mut issues = Vec::new();
-        let mut brokers: BTreeMap<ObjectKey, BrokerRoute> = catalog
-            .brokers
-            .values()
-            .map(|broker| {
-                let route = BrokerRoute {
-                    broker: broker.clone(),
-                    channel: ChannelSpec {
-                        topic: channels.topic_for(&broker.key),
-                        partitions: channels.partitions.max(1),
-                    },
-                    triggers: Vec::new(),
-                };
-                (broker.key.clone(), route)
-            })
-            .collect();
+        let mut brokers: BTreeMap<ObjectKey, BrokerRoute> = BTreeMap::new();
+        for broker in catalog.brokers.values() {
+            match channels.resolve(broker, &catalog.config_maps, &catalog.secrets) {
+                Ok(channel) => {
+                    let route = BrokerRoute {
+                        broker: broker.clone(),
+                        channel,
+                        triggers: Vec::new(),
+                    };
+                    brokers.insert(broker.key.clone(), route);
+                }
+                Err(problem) => issues.push(RouteIssue {
+                    kind: "Broker",
+                    key: broker.key.clone(),
+                    reason: "ChannelConfigInvalid",
+                    message: problem,
+                }),
+            }
+        }
 
         for (key, broker) in &catalog.brokers {
             if let Some(delivery) = &broker.delivery {
@@ -284,10 +257,17 @@ impl Routes {
                 continue;
             };
             let Some(broker) = brokers.get_mut(broker_key) else {
-                issues.push(not_ready(
-                    "BrokerDoesNotExist",
-                    format!("Broker {broker_key} is not defined"),
-                ));
+                issues.push(if catalog.brokers.contains_key(broker_key) {
+                    not_ready(
+                        "BrokerNotReady",
+                        format!("Broker {broker_key} is not running"),
+                    )
+                } else {
+                    not_ready(
+                        "BrokerDoesNotExist",
+                        format!("Broker {broker_key} is not defined"),
+                    )
+                });
                 continue;
             };
             let Some(subscriber) = &trigger.subscriber else {
@@ -444,7 +424,7 @@ mod tests {
     fn the_topic_template_takes_knatives_placeholders() {
         let defaults = ChannelDefaults {
             topic_template: "kb-{{ .Namespace }}.{{.Name}}".into(),
-            partitions: 3,
+            ..ChannelDefaults::default()
         };
         assert_eq!(defaults.topic_for(&ObjectKey::new("ns", "b")), "kb-ns.b");
     }

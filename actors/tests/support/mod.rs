@@ -14,7 +14,7 @@ use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use knactor_actors::actor::{
     ApplyRoutes, IngressTable, Node, NodeOptions, Publish, PublishError, Shared,
 };
-use knactor_actors::channel::{MemoryLimits, MemoryLog};
+use knactor_actors::channel::{MemoryLimits, MemoryLog, SingleLog};
 use knactor_actors::resources::{load_str, ObjectKey, Strictness};
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
@@ -162,7 +162,7 @@ pub fn routes(yaml: &str) -> Arc<Routes> {
 pub async fn start(yaml: &str, options: NodeOptions) -> TestNode {
     let transport = Arc::new(FakeTransport::default());
     let log = Arc::new(MemoryLog::new(MemoryLimits::default()));
-    let shared = Shared::new(log, transport.clone(), options);
+    let shared = Shared::new(Arc::new(SingleLog(log)), transport.clone(), options);
     let node = Node::new(shared.clone());
     let ingress = node.ingress();
     let node = node.start();

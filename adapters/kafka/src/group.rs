@@ -1,0 +1,236 @@
+//! A broker dispatcher's consumer-group membership, on a thread of its own.
+//!
+//! librdkafka calls the rebalance callbacks from inside `poll`, before it returns the first
+//! record of a new assignment. The thread turns that into one ordered stream for the dispatcher:
+//!
+//! ```text
+//!   poll ──► rebalance events queued by the callbacks ──► flush records read before them,
+//!        │                                                 then send Assigned / Revoked
+//!        └─► a record ──► batch (sent when full, or as soon as poll has nothing more)
+//! ```
+//!
+//! The stream is bounded, so a dispatcher that does not keep up slows the polling down instead of
+//! buffering without limit. Dropping the subscription ends the thread, which leaves the group.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use futures::stream;
+use knactor_actors::channel::{
+    ChannelError, ChannelEvent, Committer, Offset, Partition, StartAt, Subscription,
+};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+use crate::log::{to_record, unavailable};
+use crate::settings::KafkaSettings;
+
+/// Records handed to the dispatcher at once.
+const MAX_BATCH: usize = 256;
+/// Batches in flight between the thread and the dispatcher.
+const PIPELINE: usize = 8;
+
+struct GroupContext {
+    topic: String,
+    start: StartAt,
+    /// Assignment changes, queued by the callbacks for the thread to send in order.
+    pending: Mutex<Vec<ChannelEvent>>,
+    /// Bytes received from the cluster (librdkafka statistics).
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        self.bytes_read
+            .store(statistics.rx_bytes.max(0) as u64, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions: Vec<Partition> =
+                list.elements().iter().map(|e| e.partition()).collect();
+            debug!(topic = %self.topic, ?partitions, "partitions revoked");
+            self.push(ChannelEvent::Revoked(partitions));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let assigned = self.start_positions(consumer, list);
+                debug!(topic = %self.topic, ?assigned, "partitions assigned");
+                self.push(ChannelEvent::Assigned(assigned));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => error!(topic = %self.topic, "rebalance failed: {error}"),
+        }
+    }
+}
+
+impl GroupContext {
+    fn push(&self, event: ChannelEvent) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+
+    /// Where each assigned partition starts: the group's committed offset, else the watermark the
+    /// reset policy names (a lower bound of where the consumer will really start, which is all
+    /// the dispatcher's bookkeeping needs).
+    fn start_positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        list: &TopicPartitionList,
+    ) -> Vec<(Partition, Offset)> {
+        let timeout = Duration::from_secs(10);
+        let committed = consumer.committed_offsets(list.clone(), timeout).ok();
+        list.elements()
+            .iter()
+            .map(|element| {
+                let partition = element.partition();
+                let committed = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&self.topic, partition))
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|offset| *offset >= 0);
+                let start = committed.unwrap_or_else(|| {
+                    match consumer.fetch_watermarks(&self.topic, partition, timeout) {
+                        Ok((low, high)) => match self.start {
+                            StartAt::Earliest => low,
+                            StartAt::Latest => high,
+                        },
+                        Err(_) => 0,
+                    }
+                });
+                (partition, start)
+            })
+            .collect()
+    }
+}
+
+type Events = mpsc::Sender<Result<ChannelEvent, ChannelError>>;
+
+/// Joins `group` on `topic`; the returned stream starts with the first assignment.
+pub fn subscribe(
+    settings: &KafkaSettings,
+    topic: &str,
+    group: &str,
+    start: StartAt,
+) -> Result<Subscription, ChannelError> {
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let context = GroupContext {
+        topic: topic.to_string(),
+        start,
+        pending: Mutex::new(Vec::new()),
+        bytes_read: bytes_read.clone(),
+    };
+    let consumer: BaseConsumer<GroupContext> = settings
+        .group_config(group, start)
+        .create_with_context(context)
+        .map_err(|error| unavailable("creating a group consumer", &error))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|error| unavailable("joining the consumer group", &error))?;
+    let consumer = Arc::new(consumer);
+    let (sender, receiver) = mpsc::channel(PIPELINE);
+    let polling = consumer.clone();
+    let name = format!("kafka-{group}");
+    thread::Builder::new()
+        .name(name.chars().take(15).collect())
+        .spawn(move || poll_loop(&polling, &sender))
+        .map_err(|error| {
+            ChannelError::Unavailable(format!("cannot start the consumer thread: {error}"))
+        })?;
+    let events = stream::unfold(receiver, |mut receiver| async move {
+        let next = receiver.recv().await?;
+        Some((next, receiver))
+    });
+    Ok(Subscription {
+        events: Box::pin(events),
+        committer: Box::new(GroupCommitter {
+            consumer,
+            topic: topic.to_string(),
+        }),
+        bytes_read: Some(bytes_read),
+    })
+}
+
+fn poll_loop(consumer: &BaseConsumer<GroupContext>, sender: &Events) {
+    let mut batch = Vec::new();
+    let send = |event: Result<ChannelEvent, ChannelError>| sender.blocking_send(event).is_ok();
+    loop {
+        if sender.is_closed() {
+            break;
+        }
+        // Wait only when there is nothing to hand over; otherwise take what is already there.
+        let timeout = if batch.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        let polled = consumer.poll(timeout);
+        let rebalances: Vec<ChannelEvent> = std::mem::take(
+            &mut *consumer
+                .context()
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !rebalances.is_empty() {
+            if !batch.is_empty() && !send(Ok(ChannelEvent::Records(std::mem::take(&mut batch)))) {
+                break;
+            }
+            if !rebalances.into_iter().all(|event| send(Ok(event))) {
+                break;
+            }
+        }
+        match polled {
+            Some(Ok(message)) => {
+                if let Some(record) = to_record(&message) {
+                    batch.push(record);
+                }
+                if batch.len() >= MAX_BATCH
+                    && !send(Ok(ChannelEvent::Records(std::mem::take(&mut batch))))
+                {
+                    break;
+                }
+            }
+            Some(Err(error)) => warn!("consumer error (librdkafka retries on its own): {error}"),
+            None => {
+                if !batch.is_empty() && !send(Ok(ChannelEvent::Records(std::mem::take(&mut batch))))
+                {
+                    break;
+                }
+            }
+        }
+    }
+    // Leaving the group now lets another member take the partitions at once.
+    consumer.unsubscribe();
+}
+
+struct GroupCommitter {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    topic: String,
+}
+
+impl Committer for GroupCommitter {
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+        let mut list = TopicPartitionList::new();
+        for &(partition, offset) in offsets {
+            list.add_partition_offset(&self.topic, partition, rdkafka::Offset::Offset(offset))
+                .map_err(|error| unavailable("building a commit", &error))?;
+        }
+        // Asynchronous: the next commit carries later offsets anyway, and a lost one only means a
+        // few redeliveries after a crash.
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|error| unavailable("committing offsets", &error))
+    }
+}

@@ -1,0 +1,16 @@
+//! knactor-kafka: the broker channel on Kafka.
+//!
+//! [`KafkaLog`] implements the actors' `EventLog` port on one cluster: records in the CloudEvents
+//! Kafka binding ([`record`]), appends acknowledged by all in-sync replicas, one consumer-group
+//! member per broker dispatcher ([`group`]), topic administration. [`Channels`] picks the log of a
+//! broker: memory, or the Kafka cluster its ConfigMap (or the node) names. Start with [`log`].
+
+pub mod group;
+pub mod log;
+pub mod provider;
+pub mod record;
+pub mod settings;
+
+pub use log::KafkaLog;
+pub use provider::Channels;
+pub use settings::KafkaSettings;

@@ -1,0 +1,95 @@
+//! How knactor talks to one Kafka cluster: the librdkafka settings of its producer, group
+//! consumers and readers, from the node's flags and a broker's ConfigMap and auth Secret.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use knactor_actors::channel::StartAt;
+use rdkafka::config::ClientConfig;
+
+/// One cluster's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Extra librdkafka settings: the auth Secret's (`security.protocol`, `sasl.*`, `ssl.*`) and the
+    /// node's `--kafka-config key=value` overrides.
+    pub client: BTreeMap<String, String>,
+    /// Replication of created topics when the broker does not say; -1: the cluster's default.
+    pub replication_factor: i32,
+    /// How long the producer may hold a record to batch it (`linger.ms`).
+    pub linger: Duration,
+    /// How long an append may take before it fails with 503 (`message.timeout.ms`).
+    pub append_timeout: Duration,
+}
+
+impl KafkaSettings {
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            client: BTreeMap::new(),
+            replication_factor: -1,
+            linger: Duration::from_millis(2),
+            append_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Settings every client shares.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", "knactor")
+            // Fail fast when the cluster is away, instead of waiting minutes.
+            .set("socket.connection.setup.timeout.ms", "10000");
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The producer: idempotent, acknowledged by all in-sync replicas.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", self.linger.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                self.append_timeout.as_millis().max(1).to_string(),
+            )
+            .set("queue.buffering.max.messages", "200000");
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A member of a broker's dispatcher group.
+    pub fn group_config(&self, group: &str, start: StartAt) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match start {
+                    StartAt::Earliest => "earliest",
+                    StartAt::Latest => "latest",
+                },
+            )
+            .set("enable.partition.eof", "false")
+            // Deliver as soon as records arrive rather than waiting to fill a fetch.
+            .set("fetch.wait.max.ms", "50")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            // rx_bytes for the bytes-read metric.
+            .set("statistics.interval.ms", "1000");
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+}

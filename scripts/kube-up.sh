@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Starts a Kubernetes API server for tests (etcd + kube-apiserver v1.20.2 on free 127.0.0.1 ports; no
+# controller-manager, scheduler or kubelet), with all its state in DIR:
+#
+#   scripts/kube-up.sh DIR         (needs scripts/install-tools.sh --only kube first)
+#
+# Writes DIR/kubeconfig (server https://127.0.0.1:PORT, the CA inline, a bearer token in
+# system:masters), DIR/pids ("etcd PID" and "kube-apiserver PID" lines), DIR/ports (ETCD_PORT=,
+# ETCD_PEER_PORT=, APISERVER_PORT= lines), DIR/token, DIR/pki/ (ca.crt...), DIR/etcd/ (data) and the logs
+# DIR/etcd.log, DIR/kube-apiserver.log; prints the kubeconfig path once /readyz answers (60 s at most).
+# Stop it with scripts/kube-down.sh DIR; kube-up.sh on the same DIR starts it again with the same data,
+# certificates and token (and the same ports when they are free). Already running: does nothing.
+set -euo pipefail
+source "$(dirname "$0")/tools-lib.sh"
+
+(($# == 1)) || die "usage: $0 DIR"
+mkdir -p "$1"
+dir=$(cd "$1" && pwd)
+load_tools
+etcd=$(tool etcd)
+apiserver=${KNACTOR_KUBE_APISERVER:-$(tool kube-apiserver)}
+kubectl=${KNACTOR_KUBECTL:-$(tool kubectl)}
+kc=(--kubeconfig "$dir/kubeconfig" --cache-dir "$dir/kubectl-cache" --request-timeout 5s)
+
+pid_of() { sed -n "s/^$1 //p" "$dir/pids" 2>/dev/null; }
+if alive "$(pid_of kube-apiserver)" kube-apiserver && "$kubectl" "${kc[@]}" get --raw /readyz >/dev/null 2>&1; then
+    echo "$dir/kubeconfig"
+    exit 0
+fi
+"$(dirname "$0")/kube-down.sh" "$dir"  # leftovers of a half-started or crashed one
+
+# Ports: the previous ones when all are free, else new ones.
+if [[ -f $dir/ports ]]; then
+    source "$dir/ports"
+    port_free "$ETCD_PORT" && port_free "$ETCD_PEER_PORT" && port_free "$APISERVER_PORT" || rm "$dir/ports"
+fi
+if [[ ! -f $dir/ports ]]; then
+    read -r -d '' ETCD_PORT ETCD_PEER_PORT APISERVER_PORT < <(free_ports 3) || true
+    printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\n' "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" >"$dir/ports"
+fi
+
+# Certificates and credentials, made once per DIR.
+pki=$dir/pki
+if [[ ! -f $pki/server.crt ]]; then
+    mkdir -p "$pki"
+    (
+        cd "$pki"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj /CN=knactor-test-ca \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=kube-apiserver
+        printf '%s\n' subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc \
+            basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment extendedKeyUsage=serverAuth >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+        openssl genrsa -out sa.key 2048
+    ) 2>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "openssl failed"; }
+fi
+[[ -s $dir/token ]] || openssl rand -hex 24 >"$dir/token"
+token=$(cat "$dir/token")
+echo "$token,admin,admin,system:masters" >"$pki/tokens.csv"
+
+cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: knactor-test
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: knactor-test
+  context: {cluster: knactor-test, user: admin, namespace: default}
+current-context: knactor-test
+EOF
+
+# start NAME CMD...: run CMD in the background, logging to DIR/NAME.log, and record its pid.
+start() {
+    local name=$1
+    shift
+    "$@" </dev/null >>"$dir/$name.log" 2>&1 &
+    echo "$name $!" >>"$dir/pids"
+}
+fail() {
+    echo "---- $dir/$1.log (tail)" >&2
+    tail -n 40 "$dir/$1.log" >&2
+    "$(dirname "$0")/kube-down.sh" "$dir"
+    die "$2"
+}
+
+: >"$dir/pids"
+start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
+for ((i = 0; i < 100; i++)); do
+    port_open "$ETCD_PORT" && break
+    alive "$(pid_of etcd)" etcd || break
+    sleep 0.1
+done
+port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT"
+
+start kube-apiserver "$apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+    --secure-port="$APISERVER_PORT" --insecure-port=0 --cert-dir="$pki" \
+    --tls-cert-file="$pki/server.crt" --tls-private-key-file="$pki/server.key" --client-ca-file="$pki/ca.crt" \
+    --token-auth-file="$pki/tokens.csv" --authorization-mode=RBAC \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/24 --disable-admission-plugins=ServiceAccount --profiling=false
+for ((i = 0; i < 120; i++)); do  # 60 s
+    "$kubectl" "${kc[@]}" get --raw /readyz >/dev/null 2>&1 && break
+    alive "$(pid_of kube-apiserver)" kube-apiserver || fail kube-apiserver "kube-apiserver exited"
+    sleep 0.5
+done
+((i < 120)) || fail kube-apiserver "kube-apiserver not ready after 60 s"
+"$kubectl" "${kc[@]}" get namespace default >/dev/null || fail kube-apiserver "kubectl get namespace default failed"
+echo "$dir/kubeconfig"

@@ -1,0 +1,62 @@
+//! knactor-testkit: what every knactor test suite needs from the outside world, real and on
+//! loopback: the `knactor` binary as a process ([`NodeProcess`]), a Kafka-protocol broker
+//! ([`Tansu`]), a recording subscriber ([`Recorder`]), and waiting helpers.
+//!
+//! External tools are found through the variables `scripts/install-tools.sh` writes
+//! (`KNACTOR_TANSU`, `KNACTOR_TOOLS_BIN`), or in `target/knactor-tools/bin`. A missing tool fails
+//! the test with the command that installs it; nothing is skipped.
+
+mod http;
+mod node;
+mod recorder;
+mod tansu;
+
+pub use http::{http, send, send_with};
+pub use node::{Channel, NodeProcess};
+pub use recorder::{Recorded, Recorder, Reply};
+pub use tansu::Tansu;
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Waits until `check` holds, or fails the test saying what it waited for.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    repo_root().join(relative)
+}
+
+/// An installed test tool: `$KNACTOR_<NAME>`, `$KNACTOR_TOOLS_BIN/<name>`, or the default tools dir.
+pub fn tool(name: &str) -> PathBuf {
+    let variable = format!("KNACTOR_{}", name.to_ascii_uppercase().replace('-', "_"));
+    let candidates = [
+        std::env::var_os(&variable).map(PathBuf::from),
+        std::env::var_os("KNACTOR_TOOLS_BIN").map(|dir| PathBuf::from(dir).join(name)),
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| PathBuf::from(dir).join("knactor-tools/bin").join(name)),
+        Some(repo_path("target/knactor-tools/bin").join(name)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: run `scripts/install-tools.sh --only {name}` (or set {variable})")
+        })
+}

@@ -1,0 +1,224 @@
+//! A running `knactor run`, on an ephemeral loopback port, killed when dropped.
+//!
+//! Which channel its brokers use comes from `KNACTOR_E2E_CHANNEL` (`memory`, the default, or
+//! `kafka`), so one scenario suite runs against both: with `kafka`, the node gets a tansu broker of
+//! its own and makes every broker a Kafka broker.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::{http, wait_until, Tansu};
+
+/// The channel a test node's brokers live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Memory,
+    Kafka,
+}
+
+impl Channel {
+    /// `KNACTOR_E2E_CHANNEL`: the channel the suite runs against.
+    pub fn from_env() -> Self {
+        match std::env::var("KNACTOR_E2E_CHANNEL").as_deref() {
+            Ok("kafka") => Channel::Kafka,
+            Ok("memory") | Err(_) => Channel::Memory,
+            Ok(other) => panic!("KNACTOR_E2E_CHANNEL={other:?}: use memory or kafka"),
+        }
+    }
+}
+
+pub struct NodeProcess {
+    bin: PathBuf,
+    args: Vec<String>,
+    child: Child,
+    pub url: String,
+    pub channel: Channel,
+    pub config_dir: tempfile::TempDir,
+    pub tansu: Option<Arc<Tansu>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl NodeProcess {
+    /// Starts `bin run` on `config` (written to a fresh directory), on the suite's channel, with
+    /// fault injection on and fast reloads; `extra` flags are appended.
+    pub fn spawn(bin: &Path, config: &str, extra: &[&str]) -> Self {
+        Self::spawn_on(bin, config, extra, Channel::from_env())
+    }
+
+    /// Like [`NodeProcess::spawn`], on a given channel.
+    pub fn spawn_on(bin: &Path, config: &str, extra: &[&str], channel: Channel) -> Self {
+        let config_dir = tempfile::tempdir().unwrap();
+        std::fs::write(config_dir.path().join("config.yaml"), config).unwrap();
+        let mut args: Vec<String> = [
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--reload-interval",
+            "100ms",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        args.push("--config".into());
+        args.push(config_dir.path().display().to_string());
+        let tansu = match channel {
+            Channel::Memory => None,
+            Channel::Kafka => {
+                let tansu = Arc::new(Tansu::start());
+                args.extend(
+                    [
+                        "--kafka-bootstrap",
+                        &tansu.bootstrap,
+                        "--default-broker-class",
+                        "Kafka",
+                    ]
+                    .iter()
+                    .map(ToString::to_string),
+                );
+                Some(tansu)
+            }
+        };
+        args.extend(extra.iter().map(ToString::to_string));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (child, url) = launch(bin, &args, &stderr);
+        let node = Self {
+            bin: bin.to_path_buf(),
+            args,
+            child,
+            url,
+            channel,
+            config_dir,
+            tansu,
+            stderr,
+        };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&self) {
+        wait_until("the node is ready", Duration::from_secs(60), || {
+            http()
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+        });
+    }
+
+    /// Kills the node with SIGKILL (no chance to flush or commit anything).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again after a kill: same configuration, same Kafka, same port if free.
+    pub fn restart(&mut self) {
+        self.kill();
+        let address = self.url.trim_start_matches("http://").to_string();
+        let mut args = self.args.clone();
+        if let Some(listen) = args.iter().position(|a| a == "--listen") {
+            args[listen + 1] = address;
+        }
+        let (child, url) = launch(&self.bin, &args, &self.stderr);
+        self.child = child;
+        self.url = url;
+        self.wait_ready();
+    }
+
+    pub fn broker(&self, namespace: &str, name: &str) -> String {
+        format!("{}/{namespace}/{name}", self.url)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.config_dir.path().join("config.yaml")
+    }
+
+    /// Replaces the configuration (the node re-reads it within its reload interval).
+    pub fn write_config(&self, config: &str) {
+        let temporary = self.config_dir.path().join(".config.yaml.tmp");
+        std::fs::write(&temporary, config).unwrap();
+        std::fs::rename(temporary, self.config_path()).unwrap();
+    }
+
+    /// What the node logged so far (across restarts).
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = http()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let prefix = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        http()
+            .get(format!("{}/-/status", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Runs the `knactor` CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("KNACTOR_NODE", &self.url)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the process and waits for its "listening on" line.
+fn launch(bin: &Path, args: &[String], stderr: &Arc<Mutex<String>>) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("KNACTOR_FAULT_INJECTION", "true")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the knactor binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("knactor listening on ") {
+                let _ = sender.send(url.to_string());
+            }
+        }
+    });
+    let sink = stderr.clone();
+    let err = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    match receiver.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("knactor did not start: {}", stderr.lock().unwrap());
+        }
+    }
+}
