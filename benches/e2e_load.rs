@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::StreamExt;
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-use support::NodeProcess;
+use knactor_testkit::{Channel, NodeProcess};
 
 /// Arrival times at the sink, nanoseconds since the bench started (0 = not yet).
 struct Arrivals {
@@ -70,7 +68,12 @@ fn start_node(sink: &str) -> NodeProcess {
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: sink, namespace: bench}}\n\
          spec: {{broker: default, subscriber: {{uri: '{sink}/sink'}}}}\n"
     );
-    NodeProcess::start(&config, &[])
+    NodeProcess::spawn_on(
+        std::path::Path::new(env!("CARGO_BIN_EXE_knactor")),
+        &config,
+        &[],
+        Channel::Memory,
+    )
 }
 
 struct Run {

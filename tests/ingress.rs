@@ -167,7 +167,13 @@ fn a_full_broker_answers_503_with_retry_after() {
     recorder.on("/all", |_, _| {
         Reply::accepted().after(Duration::from_secs(5))
     });
-    let node = node_with_display(&recorder, &["--memory-max-records", "3"]);
+    let config = format!(
+        "{}{}",
+        broker_yaml("{}"),
+        trigger_yaml("all", "filter: {}", &recorder.at("/all"), None)
+    );
+    // The memory channel's bound; a Kafka topic does not fill up like this.
+    let node = NodeProcess::start_on(&config, &["--memory-max-records", "3"], Channel::Memory);
     let broker = node.broker("e2e", "default");
     for i in 0..3 {
         assert_eq!(send(&broker, &i.to_string(), "t"), 202);
@@ -176,6 +182,32 @@ fn a_full_broker_answers_503_with_retry_after() {
     assert_eq!(full.status(), 503);
     assert_eq!(full.headers()["retry-after"], "1");
     assert!(full.text().unwrap().contains("cannot take more events"));
+}
+
+#[test]
+fn a_broker_whose_kafka_is_down_answers_503_with_retry_after() {
+    let recorder = Recorder::start();
+    let config = format!(
+        "{}{}",
+        broker_yaml("{}"),
+        trigger_yaml("all", "filter: {}", &recorder.at("/all"), None)
+    );
+    let node = NodeProcess::start_on(&config, &["--kafka-append-timeout", "2s"], Channel::Kafka);
+    let broker = node.broker("e2e", "default");
+    assert_eq!(send(&broker, "before", "t"), 202);
+    wait_until(
+        "the accepted event arrived",
+        Duration::from_secs(10),
+        || recorder.ids("/all") == vec!["before"],
+    );
+    node.tansu.as_ref().unwrap().stop();
+    let response = send_with(&broker, "during", "t", &[]);
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(response
+        .text()
+        .unwrap()
+        .contains("cannot store events right now"));
 }
 
 #[test]

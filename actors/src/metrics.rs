@@ -66,6 +66,8 @@ pub struct BrokerMetrics {
     pub dispatched: AtomicU64,
     /// Records no trigger wanted.
     pub unmatched: AtomicU64,
+    /// Bytes the dispatcher received from the channel's servers (Kafka), as last reported.
+    pub channel_bytes_read: AtomicU64,
 }
 
 /// Per trigger.
@@ -129,7 +131,7 @@ impl Metrics {
             .map(|(key, metrics)| (key.clone(), metrics.clone()))
             .collect();
 
-        let broker_counters: [Described<BrokerMetrics>; 4] = [
+        let broker_counters: [Described<BrokerMetrics>; 5] = [
             (
                 "knactor_broker_events_accepted_total",
                 "Events stored by a broker.",
@@ -144,6 +146,11 @@ impl Metrics {
                 "knactor_broker_events_dispatched_total",
                 "Records read by a broker's dispatcher.",
                 |m| &m.dispatched,
+            ),
+            (
+                "knactor_broker_channel_bytes_read_total",
+                "Bytes the broker's dispatcher received from the channel's servers (Kafka; 0 for memory).",
+                |m| &m.channel_bytes_read,
             ),
             (
                 "knactor_broker_events_unmatched_total",

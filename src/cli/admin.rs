@@ -81,16 +81,14 @@ fn broker_path(broker: &str) -> anyhow::Result<&str> {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = call(client()?.get(args.node.join("/-/status")?))?;
-    println!(
-        "ready: {}   channel: {}",
-        status["ready"],
-        status["channel"].as_str().unwrap_or("?")
-    );
+    println!("ready: {}", status["ready"]);
     for broker in status["brokers"].as_array().into_iter().flatten() {
         println!(
-            "broker {}/{}  running={} restarts={}",
+            "broker {}/{}  channel={} topic={} running={} restarts={}",
             broker["namespace"].as_str().unwrap_or_default(),
             broker["name"].as_str().unwrap_or_default(),
+            broker["channel"].as_str().unwrap_or_default(),
+            broker["topic"].as_str().unwrap_or_default(),
             broker["running"],
             broker["restarts"]
         );

@@ -11,12 +11,13 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use knactor_actors::actor::{ApplyRoutes, Node, NodeOptions, Shared};
-use knactor_actors::channel::{MemoryLimits, MemoryLog, MemoryOnly};
+use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, GatewayState};
+use knactor_kafka::{Channels, KafkaSettings};
 use tracing::{error, info, warn};
 use url::Url;
 
@@ -75,6 +76,42 @@ pub struct RunArgs {
     /// Threads running broker actors.
     #[arg(long, env = "KNACTOR_DISPATCH_WORKERS", default_value_t = super::default_threads())]
     dispatch_workers: usize,
+    /// Kafka bootstrap servers (host:port,...) of the node's cluster; brokers of class Kafka whose
+    /// ConfigMap names no bootstrap.servers use it. Falls back to KAFKA_BOOTSTRAP_SERVERS.
+    #[arg(long, env = "KNACTOR_KAFKA_BOOTSTRAP")]
+    kafka_bootstrap: Option<String>,
+    /// Class of brokers without the eventing.knative.dev/broker.class annotation: MTChannelBasedBroker
+    /// (memory channel) or Kafka.
+    #[arg(
+        long,
+        env = "KNACTOR_DEFAULT_BROKER_CLASS",
+        default_value = "MTChannelBasedBroker"
+    )]
+    default_broker_class: String,
+    /// Topic name of a broker: Knative's template, with {{.Namespace}} and {{.Name}}.
+    #[arg(
+        long,
+        env = "KNACTOR_KAFKA_TOPIC_TEMPLATE",
+        default_value = "knative-broker-{{.Namespace}}-{{.Name}}"
+    )]
+    kafka_topic_template: String,
+    /// Partitions of a topic knactor creates, when the broker's ConfigMap does not say.
+    #[arg(long, env = "KNACTOR_KAFKA_PARTITIONS", default_value_t = 10)]
+    kafka_partitions: u32,
+    /// Replication factor of a topic knactor creates, when the ConfigMap does not say; -1: the
+    /// cluster's default.replication.factor.
+    #[arg(long, env = "KNACTOR_KAFKA_REPLICATION_FACTOR", default_value_t = -1, allow_hyphen_values = true)]
+    kafka_replication_factor: i32,
+    /// Delete a broker's topics when the broker is deleted (never an external topic).
+    #[arg(long, env = "KNACTOR_KAFKA_DELETE_TOPICS")]
+    kafka_delete_topics: bool,
+    /// How long an append may wait for Kafka's acknowledgement before the producer gets 503.
+    #[arg(long, env = "KNACTOR_KAFKA_APPEND_TIMEOUT", default_value = "10s", value_parser = parse_duration_flag)]
+    kafka_append_timeout: Duration,
+    /// Extra librdkafka settings, key=value, repeatable (or comma-separated in the variable), e.g.
+    /// security.protocol=sasl_ssl.
+    #[arg(long = "kafka-config", env = "KNACTOR_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    kafka_config: Vec<(String, String)>,
     /// Log filter (error, warn, info, debug, or a RUST_LOG directive).
     #[arg(long, env = "KNACTOR_LOG", default_value = "info")]
     log: String,
@@ -119,16 +156,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             workers: args.dispatch_workers,
             ingress: Some(advertise.clone()),
             fault_injection: args.fault_injection,
+            delete_topics: args.kafka_delete_topics,
             ..NodeOptions::default()
         };
-        let shared = Shared::new(Arc::new(MemoryOnly(log)), transport, options);
+        let kafka = kafka_settings(&args);
+        if let Some(kafka) = &kafka {
+            info!(bootstrap = %kafka.bootstrap, "Kafka channel available");
+        }
+        let channels = Arc::new(Channels::new(log, kafka));
+        let shared = Shared::new(channels, transport, options);
         let node = Node::new(shared.clone());
         let ingress = node.ingress();
         let node = node.start();
 
         let channels = ChannelDefaults {
+            topic_template: args.kafka_topic_template.clone(),
             memory_partitions: args.partitions.max(1),
-            ..ChannelDefaults::default()
+            default_class: args.default_broker_class.clone(),
+            kafka_partitions: args.kafka_partitions.max(1),
+            kafka_replication_factor: None,
         };
         let knative_default = knative_default_delivery();
         apply_config(&mut source, &node, &advertise, &channels, &knative_default)?;
@@ -162,13 +208,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .listen(listener)?
             .run();
         println!("knactor listening on http://{bound}");
-        info!(
-            channel = "memory",
-            "node running; brokers at http://{bound}/<namespace>/<broker>"
-        );
+        info!("node running; brokers at http://{bound}/<namespace>/<broker>");
         server.await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The node's Kafka cluster, from the flags (or `KAFKA_BOOTSTRAP_SERVERS`).
+fn kafka_settings(args: &RunArgs) -> Option<KafkaSettings> {
+    let bootstrap = args
+        .kafka_bootstrap
+        .clone()
+        .or_else(|| std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok())
+        .filter(|servers| !servers.trim().is_empty())?;
+    let mut settings = KafkaSettings::new(bootstrap.trim());
+    settings.client.extend(args.kafka_config.iter().cloned());
+    settings.replication_factor = args.kafka_replication_factor;
+    settings.append_timeout = args.kafka_append_timeout;
+    Some(settings)
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?} is not key=value")),
+    }
 }
 
 fn knative_default_delivery() -> Delivery {

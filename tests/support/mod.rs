@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use knactor_testkit::{
     http, repo_path, send, send_with, wait_until, Channel, NodeProcess, Recorded, Recorder, Reply,
 };

@@ -52,6 +52,8 @@ pub struct DispatcherActor {
     triggers: HashMap<ObjectKey, TriggerSlot>,
     trackers: BTreeMap<Partition, OffsetTracker>,
     committer: Option<Box<dyn Committer>>,
+    /// Bytes the group member received from the channel (Kafka), for the metrics.
+    bytes_read: Option<Arc<std::sync::atomic::AtomicU64>>,
     committed: BTreeMap<Partition, Offset>,
     /// Reused per record.
     scratch: Vec<usize>,
@@ -80,7 +82,7 @@ impl DispatcherActor {
         let broker = route.key().clone();
         Self {
             topic: route.channel.topic.clone(),
-            group: format!("knactor-dispatch-{}-{}", broker.namespace, broker.name),
+            group: route.channel.dispatcher_group(),
             metrics: shared.metrics.broker(&broker),
             broker,
             shared,
@@ -89,6 +91,7 @@ impl DispatcherActor {
             triggers: HashMap::new(),
             trackers: BTreeMap::new(),
             committer: None,
+            bytes_read: None,
             committed: BTreeMap::new(),
             scratch: Vec::new(),
             subscribed: false,
@@ -106,6 +109,7 @@ impl DispatcherActor {
         {
             Ok(subscription) => {
                 self.committer = Some(subscription.committer);
+                self.bytes_read = subscription.bytes_read;
                 ctx.add_stream(subscription.events);
                 self.subscribed = true;
             }
@@ -299,6 +303,12 @@ impl DispatcherActor {
     }
 
     fn commit(&mut self) {
+        if let Some(bytes) = &self.bytes_read {
+            let read = bytes.load(std::sync::atomic::Ordering::Relaxed);
+            self.metrics
+                .channel_bytes_read
+                .store(read, std::sync::atomic::Ordering::Relaxed);
+        }
         let offsets = self.committable();
         if offsets.is_empty() {
             return;

@@ -211,11 +211,12 @@ impl Node {
         let topics = {
             let log = log.clone();
             let specs = TopicSpec::for_channel(&route.channel);
+            let group = route.channel.dispatcher_group();
             async move {
                 for spec in &specs {
                     log.ensure_topic(spec).await?;
                 }
-                Ok::<(), ChannelError>(())
+                start_group_at_end(log.as_ref(), &specs[0].name, &group).await
             }
         };
         ctx.spawn(topics.into_actor(self).map(move |result, node, ctx| {
@@ -355,6 +356,28 @@ fn start_trigger(
     TriggerActor::start_in_arbiter(arbiter, move |_| {
         TriggerActor::new(trigger, shared, log, broker, dispatcher, park_topic)
     })
+}
+
+/// Gives the dispatcher group a position before the broker takes its first event: the end of
+/// each partition the group has never committed. Otherwise a group that starts "at the end"
+/// would place that end when it first fetches, after joining, and skip what the gateway
+/// accepted in between. A group that committed before (a restart) keeps its position.
+async fn start_group_at_end(
+    log: &dyn EventLog,
+    topic: &str,
+    group: &str,
+) -> Result<(), ChannelError> {
+    let unset: Vec<(crate::channel::Partition, crate::channel::Offset)> = log
+        .offsets(topic, group)
+        .await?
+        .into_iter()
+        .filter(|partition| partition.committed.is_none())
+        .map(|partition| (partition.partition, partition.high))
+        .collect();
+    if unset.is_empty() {
+        return Ok(());
+    }
+    log.commit_offsets(topic, group, &unset).await
 }
 
 /// Deletes a removed broker's topics, unless the channel is an external topic.

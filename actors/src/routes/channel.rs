@@ -38,6 +38,13 @@ impl ChannelSpec {
         format!("{}-parked", self.topic)
     }
 
+    /// The consumer group of the broker's dispatchers. Named after the topic: every node running
+    /// the broker shares the group (and its partitions), and two installations with different
+    /// topic templates never collide.
+    pub fn dispatcher_group(&self) -> String {
+        format!("knactor-dispatcher.{}", self.topic)
+    }
+
     pub fn kafka(&self) -> Option<&KafkaChannel> {
         match &self.kind {
             ChannelKind::Kafka(kafka) => Some(kafka),

@@ -3,10 +3,11 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Tansu {
-    child: Child,
+    child: Mutex<Child>,
     /// `127.0.0.1:PORT`
     pub bootstrap: String,
     dir: tempfile::TempDir,
@@ -40,7 +41,7 @@ impl Tansu {
             .spawn()
             .expect("tansu starts");
         let tansu = Self {
-            child,
+            child: Mutex::new(child),
             bootstrap,
             dir,
         };
@@ -62,9 +63,17 @@ impl Tansu {
     }
 }
 
+impl Tansu {
+    /// Kills the broker (its clients see it go away).
+    pub fn stop(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
