@@ -117,3 +117,47 @@ fn a_removed_trigger_stops_receiving() {
     thread::sleep(Duration::from_millis(200));
     assert_eq!(recorder.count("/drop"), 1);
 }
+
+#[test]
+fn a_trigger_added_with_an_earliest_start_gets_what_the_broker_already_holds() {
+    let recorder = Recorder::start();
+    // The first trigger holds its events (slow), so the broker still has them when b arrives.
+    recorder.on("/a", |_, _| {
+        Reply::accepted().after(Duration::from_millis(300))
+    });
+    let a = trigger_yaml("a", "filter: {}", &recorder.at("/a"), None);
+    let node = NodeProcess::start(&format!("{}{a}", broker_yaml("{}")), &[]);
+    let broker = node.broker("e2e", "default");
+    for i in 0..5 {
+        assert_eq!(send(&broker, &format!("old-{i}"), "t"), 202);
+    }
+    let b = "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: b\n  namespace: e2e\n  annotations: {knactor.dev/start-position: earliest}\nspec:\n  broker: default\n  subscriber: {uri: 'URL'}\n"
+        .replace("URL", &recorder.at("/b"));
+    let latest = trigger_yaml("c", "filter: {}", &recorder.at("/c"), None);
+    node.write_config(&format!("{}{a}{b}{latest}", broker_yaml("{}")));
+    wait_until("the triggers run", Duration::from_secs(10), || {
+        node.status()["brokers"][0]["triggers"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    assert_eq!(send(&broker, "new", "t"), 202);
+    wait_until(
+        "b got the old events and the new one",
+        Duration::from_secs(20),
+        || {
+            let ids: HashSet<String> = recorder.ids("/b").into_iter().collect();
+            ids.len() == 6 && ids.contains("old-0") && ids.contains("new")
+        },
+    );
+    wait_until("c got the new one", Duration::from_secs(10), || {
+        recorder.count("/c") >= 1
+    });
+    assert_eq!(
+        recorder.ids("/c"),
+        vec!["new"],
+        "a trigger without a start position begins at the end; log:\n{}",
+        node.log()
+    );
+}

@@ -17,7 +17,7 @@ use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, GatewayState};
-use knactor_kafka::{Channels, KafkaSettings};
+use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
 
@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Per-attempt timeout when a delivery spec has none.
     #[arg(long, env = "KNACTOR_DELIVERY_TIMEOUT", default_value = "30s", value_parser = parse_duration_flag)]
     delivery_timeout: Duration,
+    /// How often dispatchers commit the offsets of finished deliveries: shorter means fewer
+    /// redeliveries after a crash, longer means fewer commit requests.
+    #[arg(long, env = "KNACTOR_COMMIT_INTERVAL", default_value = "20ms", value_parser = parse_duration_flag)]
+    commit_interval: Duration,
     /// Partitions of each broker's memory channel.
     #[arg(long, env = "KNACTOR_PARTITIONS", default_value_t = 1)]
     partitions: u32,
@@ -108,6 +112,16 @@ pub struct RunArgs {
     /// How long an append may wait for Kafka's acknowledgement before the producer gets 503.
     #[arg(long, env = "KNACTOR_KAFKA_APPEND_TIMEOUT", default_value = "10s", value_parser = parse_duration_flag)]
     kafka_append_timeout: Duration,
+    /// How a Kafka broker's partitions are spread over the nodes running it: group (Kafka
+    /// consumer-group membership; nodes share the partitions) or all (this node reads every
+    /// partition and commits the group's offsets without joining it: one node per broker).
+    #[arg(long, env = "KNACTOR_KAFKA_PARTITION_ASSIGNMENT", default_value = "group", value_parser = parse_assignment)]
+    kafka_partition_assignment: PartitionAssignment,
+    /// This node's stable name (for example its pod name): with it, the node joins the brokers'
+    /// Kafka consumer groups as a static member and takes its partitions back at once after a
+    /// restart.
+    #[arg(long, env = "KNACTOR_NODE_ID")]
+    node_id: Option<String>,
     /// Extra librdkafka settings, key=value, repeatable (or comma-separated in the variable), e.g.
     /// security.protocol=sasl_ssl.
     #[arg(long = "kafka-config", env = "KNACTOR_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
@@ -154,10 +168,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             trigger_concurrency: args.trigger_concurrency,
             endpoint_concurrency: args.endpoint_concurrency,
             workers: args.dispatch_workers,
+            commit_interval: args.commit_interval,
             ingress: Some(advertise.clone()),
             fault_injection: args.fault_injection,
             delete_topics: args.kafka_delete_topics,
-            ..NodeOptions::default()
         };
         let kafka = kafka_settings(&args);
         if let Some(kafka) = &kafka {
@@ -225,7 +239,17 @@ fn kafka_settings(args: &RunArgs) -> Option<KafkaSettings> {
     settings.client.extend(args.kafka_config.iter().cloned());
     settings.replication_factor = args.kafka_replication_factor;
     settings.append_timeout = args.kafka_append_timeout;
+    settings.instance_id = args.node_id.clone().filter(|id| !id.is_empty());
+    settings.assignment = args.kafka_partition_assignment;
     Some(settings)
+}
+
+fn parse_assignment(text: &str) -> Result<PartitionAssignment, String> {
+    match text {
+        "group" => Ok(PartitionAssignment::Group),
+        "all" => Ok(PartitionAssignment::All),
+        other => Err(format!("{other:?} is not group or all")),
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -64,12 +64,14 @@ pub struct DispatcherActor {
 struct TriggerSlot {
     addr: Addr<TriggerActor>,
     filter: Filter,
-    start: StartPosition,
     metrics: Arc<TriggerMetrics>,
     /// Deliveries sent and not yet settled.
     outstanding: HashSet<(Partition, Offset)>,
     /// Partitions on which the trigger fell behind: the next offset it has to read itself.
     lagging: BTreeMap<Partition, Lag>,
+    /// A trigger added to a running broker takes no event the broker accepted before this time
+    /// (its start position), even one the dispatcher had not read yet when the trigger came.
+    not_before: Option<DateTime<Utc>>,
 }
 
 struct Lag {
@@ -155,7 +157,7 @@ impl DispatcherActor {
                 let Some(slot) = self.triggers.get_mut(&key) else {
                     continue;
                 };
-                if slot.lagging.contains_key(&record.partition) {
+                if slot.lagging.contains_key(&record.partition) || slot.too_early(&record) {
                     continue;
                 }
                 if slot.outstanding.len() >= capacity {
@@ -337,15 +339,23 @@ impl DispatcherActor {
                     existing
                 }
                 None => {
+                    // A trigger added to a running broker starts where its start position says:
+                    // from now (latest), from a time, or from everything still held (earliest,
+                    // and a time, read on its own from the start of each partition).
+                    let not_before = match trigger.start {
+                        _ if !self.subscribed => None,
+                        StartPosition::Latest => Some(Utc::now()),
+                        StartPosition::Time(since) => Some(since),
+                        StartPosition::Earliest => None,
+                    };
                     let mut slot = TriggerSlot {
                         addr,
                         filter: trigger.filter.clone(),
-                        start: trigger.start,
                         metrics: self.shared.metrics.trigger(&route.broker.key, &trigger.key),
                         outstanding: HashSet::new(),
                         lagging: BTreeMap::new(),
+                        not_before,
                     };
-                    // A trigger added to a running broker may start before the read position.
                     if self.subscribed && trigger.start != StartPosition::Latest {
                         for &partition in self.trackers.keys() {
                             slot.lagging.insert(
@@ -408,17 +418,19 @@ impl TriggerSlot {
         if let Some(target) = record.envelope.redrive_target() {
             return target == key.to_string();
         }
-        if let StartPosition::Time(since) = self.start {
-            let arrived = record
-                .envelope
-                .arrival_time()
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                .map(|time| time.with_timezone(&Utc));
-            if arrived.is_some_and(|arrived| arrived < since) {
-                return false;
-            }
-        }
-        self.filter.matches(record.envelope.event())
+        !self.too_early(record) && self.filter.matches(record.envelope.event())
+    }
+
+    /// Whether the broker accepted `record` before this trigger's start.
+    fn too_early(&self, record: &Record) -> bool {
+        let Some(not_before) = self.not_before else {
+            return false;
+        };
+        record
+            .envelope
+            .arrival_time()
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .is_some_and(|arrived| arrived.with_timezone(&Utc) < not_before)
     }
 }
 

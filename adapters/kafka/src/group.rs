@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use crate::log::{to_record, unavailable};
-use crate::settings::KafkaSettings;
+use crate::settings::{KafkaSettings, PartitionAssignment};
 
 /// Records handed to the dispatcher at once.
 const MAX_BATCH: usize = 256;
@@ -135,16 +135,24 @@ pub fn subscribe(
         .group_config(group, start)
         .create_with_context(context)
         .map_err(|error| unavailable("creating a group consumer", &error))?;
-    consumer
-        .subscribe(&[topic])
-        .map_err(|error| unavailable("joining the consumer group", &error))?;
+    let assignment = settings.assignment;
+    if assignment == PartitionAssignment::Group {
+        consumer
+            .subscribe(&[topic])
+            .map_err(|error| unavailable("joining the consumer group", &error))?;
+    }
     let consumer = Arc::new(consumer);
     let (sender, receiver) = mpsc::channel(PIPELINE);
     let polling = consumer.clone();
     let name = format!("kafka-{group}");
     thread::Builder::new()
         .name(name.chars().take(15).collect())
-        .spawn(move || poll_loop(&polling, &sender))
+        .spawn(move || {
+            if assignment == PartitionAssignment::All && !assign_all(&polling, &sender) {
+                return;
+            }
+            poll_loop(&polling, &sender)
+        })
         .map_err(|error| {
             ChannelError::Unavailable(format!("cannot start the consumer thread: {error}"))
         })?;
@@ -160,6 +168,61 @@ pub fn subscribe(
         }),
         bytes_read: Some(bytes_read),
     })
+}
+
+/// `PartitionAssignment::All`: takes every partition of the topic, at the group's committed
+/// offsets (or where the reset policy says), retrying while the cluster is away. False when the
+/// subscription was dropped meanwhile.
+fn assign_all(consumer: &BaseConsumer<GroupContext>, sender: &Events) -> bool {
+    let context = consumer.context();
+    loop {
+        if sender.is_closed() {
+            return false;
+        }
+        match try_assign_all(consumer) {
+            Ok(assigned) => {
+                debug!(topic = %context.topic, ?assigned, "all partitions assigned");
+                context.push(ChannelEvent::Assigned(assigned));
+                return true;
+            }
+            Err(error) => {
+                warn!(topic = %context.topic, "cannot take the partitions yet, retrying: {error}");
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn try_assign_all(
+    consumer: &BaseConsumer<GroupContext>,
+) -> Result<Vec<(Partition, Offset)>, ChannelError> {
+    let context = consumer.context();
+    let topic = &context.topic;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|error| unavailable("reading topic metadata", &error))?;
+    let partitions: Vec<Partition> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic.as_str() && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .filter(|p: &Vec<Partition>| !p.is_empty())
+        .ok_or_else(|| ChannelError::UnknownTopic(topic.clone()))?;
+    let mut list = TopicPartitionList::new();
+    for &partition in &partitions {
+        list.add_partition(topic, partition);
+    }
+    let starts = context.start_positions(consumer, &list);
+    let mut assignment = TopicPartitionList::new();
+    for &(partition, offset) in &starts {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))
+            .map_err(|error| unavailable("building the assignment", &error))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| unavailable("assigning the partitions", &error))?;
+    Ok(starts)
 }
 
 fn poll_loop(consumer: &BaseConsumer<GroupContext>, sender: &Events) {

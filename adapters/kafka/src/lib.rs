@@ -13,4 +13,4 @@ pub mod settings;
 
 pub use log::KafkaLog;
 pub use provider::Channels;
-pub use settings::KafkaSettings;
+pub use settings::{KafkaSettings, PartitionAssignment};

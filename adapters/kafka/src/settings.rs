@@ -7,6 +7,18 @@ use std::time::Duration;
 use knactor_actors::channel::StartAt;
 use rdkafka::config::ClientConfig;
 
+/// How a broker's partitions are spread over the nodes that run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum PartitionAssignment {
+    /// Kafka consumer-group membership: the partitions are shared among the nodes, and move
+    /// when a node joins or leaves (the default; how knactor scales out).
+    #[default]
+    Group,
+    /// This node reads every partition, and keeps the group's committed offsets without joining
+    /// it: for one node per broker (a laptop, or an active/passive pair). No rebalances.
+    All,
+}
+
 /// One cluster's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KafkaSettings {
@@ -21,6 +33,11 @@ pub struct KafkaSettings {
     pub linger: Duration,
     /// How long an append may take before it fails with 503 (`message.timeout.ms`).
     pub append_timeout: Duration,
+    /// This node's stable name in the dispatcher groups (`group.instance.id`, Kafka's static
+    /// membership): a node that restarts under the same name takes its partitions back at once
+    /// instead of waiting for the group to notice the old member is gone.
+    pub instance_id: Option<String>,
+    pub assignment: PartitionAssignment,
 }
 
 impl KafkaSettings {
@@ -31,6 +48,8 @@ impl KafkaSettings {
             replication_factor: -1,
             linger: Duration::from_millis(2),
             append_timeout: Duration::from_secs(10),
+            instance_id: None,
+            assignment: PartitionAssignment::Group,
         }
     }
 
@@ -87,6 +106,9 @@ impl KafkaSettings {
             .set("heartbeat.interval.ms", "1000")
             // rx_bytes for the bytes-read metric.
             .set("statistics.interval.ms", "1000");
+        if let Some(instance) = &self.instance_id {
+            config.set("group.instance.id", instance);
+        }
         for (key, value) in &self.client {
             config.set(key, value);
         }

@@ -64,6 +64,58 @@ impl Tansu {
 }
 
 impl Tansu {
+    /// Topics and their partition counts, as the broker lists them (through tansu's own client,
+    /// so no librdkafka in the test process ever asks about a deleted topic).
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let output = Command::new(crate::tool("tansu"))
+            .args([
+                "topic",
+                "list",
+                "--broker",
+                &format!("tcp://{}", self.bootstrap),
+            ])
+            .output()
+            .expect("tansu topic list runs");
+        let listed: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+                panic!(
+                    "tansu topic list: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|topic| topic["error_code"] == 0)
+            .map(|topic| {
+                let name = topic["name"].as_str().unwrap_or_default().to_string();
+                let partitions = topic["partitions"].as_array().map_or(0, Vec::len);
+                (name, partitions)
+            })
+            .collect()
+    }
+
+    /// Creates a topic through tansu's own client.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let output = Command::new(crate::tool("tansu"))
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &format!("tcp://{}", self.bootstrap)])
+            .output()
+            .expect("tansu topic create runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Kills the broker (its clients see it go away).
     pub fn stop(&self) {
         let mut child = self.child.lock().unwrap();
