@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The test command (README "Test"; .ci/run runs exactly this): formatting, lints with warnings as
-# errors, then every test of the workspace: unit tests, the CESQL TCK, Knative's samples, the actor
-# scenarios, and the end-to-end suite that drives the real binary over loopback sockets.
+# The test command (README "Test"; .ci/run runs exactly this). It installs what the tests run
+# against (Debian packages for librdkafka's build, tansu as the Kafka-protocol broker), checks
+# formatting and lints, runs every test of the workspace on the embedded memory channel, then runs
+# the end-to-end scenario suite again with every broker on Kafka.
 #
-# Honours CARGO_TARGET_DIR (CI may keep the build cache outside the clone).
+# Honours CARGO_TARGET_DIR (CI may keep the build cache outside the clone; the tools live in it
+# too) and KNACTOR_TOOLS_CACHE (prebuilt tool binaries, default ../shared/tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== tools"
+tools_env=$(scripts/install-tools.sh --only debs,tansu | tail -n 1 | sed 's/^source //')
+# shellcheck disable=SC1090
+source "$tools_env"
 
 echo "== rustfmt"
 cargo fmt --all -- --check
@@ -13,5 +20,9 @@ cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== tests"
+echo "== tests (memory channel)"
 cargo test --workspace --locked
+
+echo "== end-to-end scenarios on Kafka (tansu)"
+KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
+    --test ingress --test filters --test delivery --test supervision --test reload

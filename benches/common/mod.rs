@@ -1,0 +1,227 @@
+//! What the load benches share: a sink that records arrival times, a bare reference server, a
+//! load generator with N requests in flight, percentiles, and where results are written.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures::StreamExt;
+
+/// Arrival times at the sink, nanoseconds since the bench started (0 = not yet).
+pub struct Arrivals {
+    pub start: Instant,
+    pub slots: Vec<AtomicU64>,
+    pub count: AtomicU64,
+}
+
+pub fn start_server(
+    workers: usize,
+    handler: impl Fn(HttpRequest) -> HttpResponse + Clone + Send + Sync + 'static,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (ready, wait) = mpsc::channel();
+    thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                let handler = handler.clone();
+                App::new().default_service(web::to(
+                    move |request: HttpRequest, _body: web::Bytes| {
+                        let handler = handler.clone();
+                        async move { handler(request) }
+                    },
+                ))
+            })
+            .workers(workers)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+            ready.send(()).unwrap();
+            let _ = server.await;
+        });
+    });
+    wait.recv().unwrap();
+    url
+}
+
+pub struct Run {
+    pub sent_at: Vec<Duration>,
+    pub ack: Vec<Duration>,
+    pub elapsed: Duration,
+    pub failures: usize,
+}
+
+/// Sends `events` binary-mode events with `concurrency` requests in flight; ids are `<prefix>-<i>`.
+pub fn load(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    prefix: &str,
+    events: usize,
+    concurrency: usize,
+    start: Instant,
+) -> Run {
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap();
+        let began = Instant::now();
+        let results: Vec<(usize, Duration, Duration, bool)> = futures::stream::iter(0..events)
+            .map(|i| {
+                let client = client.clone();
+                let url = url.to_string();
+                let id = format!("{prefix}-{i}");
+                async move {
+                    let sent = Instant::now();
+                    let status = client
+                        .post(&url)
+                        .header("ce-specversion", "1.0")
+                        .header("ce-id", id)
+                        .header("ce-source", "/bench")
+                        .header("ce-type", "bench")
+                        .header("content-type", "application/json")
+                        .body(r#"{"payload":"0123456789abcdef0123456789abcdef"}"#)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    (i, sent - start, sent.elapsed(), status == 202)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let elapsed = began.elapsed();
+        let mut sent_at = vec![Duration::ZERO; events];
+        let mut ack = Vec::with_capacity(events);
+        let mut failures = 0;
+        for (i, sent, latency, ok) in results {
+            sent_at[i] = sent;
+            ack.push(latency);
+            if !ok {
+                failures += 1;
+            }
+        }
+        Run {
+            sent_at,
+            ack,
+            elapsed,
+            failures,
+        }
+    })
+}
+
+pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
+    values.sort_unstable();
+    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[index]
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Arrivals {
+    pub fn new(start: Instant, events: usize) -> Arc<Self> {
+        Arc::new(Self {
+            start,
+            slots: (0..events).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+        })
+    }
+
+    /// Records the arrival of event `<prefix>-<index>`.
+    pub fn record(&self, id: &str, prefix: &str) {
+        let index = id
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|i| i.parse::<usize>().ok());
+        if let Some(slot) = index.and_then(|i| self.slots.get(i)) {
+            let now = self.start.elapsed().as_nanos() as u64;
+            if slot.swap(now, Ordering::Relaxed) == 0 {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits until `expected` events arrived (or the deadline passes).
+    pub fn wait_for(&self, expected: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while (self.count.load(Ordering::Relaxed) as usize) < expected && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn delivered(&self) -> usize {
+        self.count.load(Ordering::Relaxed) as usize
+    }
+
+    /// End-to-end latencies (send to arrival) and the delivered rate from first send to last
+    /// arrival.
+    pub fn end_to_end(&self, run: &Run) -> (Vec<Duration>, f64) {
+        let latencies: Vec<Duration> = (0..self.slots.len())
+            .filter_map(|i| {
+                let arrived = self.slots[i].load(Ordering::Relaxed);
+                (arrived > 0).then(|| Duration::from_nanos(arrived).saturating_sub(run.sent_at[i]))
+            })
+            .collect();
+        let first_send = run.sent_at.iter().min().copied().unwrap_or_default();
+        let last_arrival = self
+            .slots
+            .iter()
+            .map(|slot| Duration::from_nanos(slot.load(Ordering::Relaxed)))
+            .max()
+            .unwrap_or_default();
+        let rate = self.delivered() as f64 / (last_arrival - first_send).as_secs_f64();
+        (latencies, rate)
+    }
+}
+
+/// A sink answering 202 that records arrivals of `<prefix>-<n>` ids.
+pub fn start_sink(arrivals: Arc<Arrivals>, prefix: &'static str) -> String {
+    start_server(1, move |request: HttpRequest| {
+        let id = request
+            .headers()
+            .get("ce-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        arrivals.record(id, prefix);
+        HttpResponse::Accepted().finish()
+    })
+}
+
+/// Events per second of a run, counting only successes.
+pub fn rate(run: &Run, events: usize) -> f64 {
+    (events - run.failures) as f64 / run.elapsed.as_secs_f64()
+}
+
+/// Writes a bench's results as JSON under target/bench-results/.
+pub fn write_results(name: &str, results: &serde_json::Value) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let out = target.join("bench-results");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(results).unwrap(),
+    );
+}
