@@ -67,6 +67,12 @@ impl Tansu {
     /// Topics and their partition counts, as the broker lists them (through tansu's own client,
     /// so no librdkafka in the test process ever asks about a deleted topic).
     pub fn topics(&self) -> Vec<(String, usize)> {
+        self.try_topics().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Like [`Tansu::topics`], with a failure to list as an error (tansu 0.6 sometimes drops the
+    /// connection right after a topic was deleted).
+    pub fn try_topics(&self) -> Result<Vec<(String, usize)>, String> {
         let output = Command::new(crate::tool("tansu"))
             .args([
                 "topic",
@@ -76,14 +82,13 @@ impl Tansu {
             ])
             .output()
             .expect("tansu topic list runs");
-        let listed: serde_json::Value =
-            serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
-                panic!(
-                    "tansu topic list: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            });
-        listed
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+            format!(
+                "tansu topic list: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        Ok(listed
             .as_array()
             .into_iter()
             .flatten()
@@ -93,7 +98,7 @@ impl Tansu {
                 let partitions = topic["partitions"].as_array().map_or(0, Vec::len);
                 (name, partitions)
             })
-            .collect()
+            .collect())
     }
 
     /// Creates a topic through tansu's own client.
