@@ -395,7 +395,17 @@ fn delete_topics(cell: &Cell) {
         cell.route.channel.topic.clone(),
         cell.route.channel.park_topic(),
     ];
+    let dispatcher = cell.dispatcher.clone();
     actix::spawn(async move {
+        // Delete only once the broker's reader is gone: a consumer still fetching a deleted
+        // topic gets metadata some brokers answer badly (tansu: a topic without a name, which
+        // librdkafka does not survive).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dispatcher.connected() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The consumer thread notices its subscription is gone within one poll.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         for topic in topics {
             match log.delete_topic(&topic).await {
                 Ok(()) => info!(%topic, "topic deleted"),
