@@ -32,6 +32,8 @@ enum Command {
     Status(cli::admin::StatusArgs),
     /// List or re-drive a broker's parked events on a running node.
     Parked(cli::admin::ParkedArgs),
+    /// Write the custom resource definitions (generated from the Rust types), or check a copy.
+    Crdgen(cli::crdgen::CrdgenArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::validate::run(args),
         Command::Status(args) => cli::admin::status(args),
         Command::Parked(args) => cli::admin::parked(args),
+        Command::Crdgen(args) => cli::crdgen::run(args),
     };
     match result {
         Ok(code) => code,

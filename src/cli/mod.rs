@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod admin;
+pub mod crdgen;
 pub mod display;
 pub mod run;
 pub mod send;

@@ -12,6 +12,7 @@ use crate::routes::{ContentMode, Delivery};
 
 /// `delivery:` as written in YAML.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeliverySpec {
     #[serde(default)]

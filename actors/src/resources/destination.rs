@@ -8,6 +8,7 @@ use crate::routes::{Destination, Reference};
 
 /// `{ref, uri, CACerts, audience}` as written in YAML.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DestinationSpec {
     #[serde(default, rename = "ref")]
@@ -22,6 +23,7 @@ pub struct DestinationSpec {
 
 /// A reference to an addressable object (`KReference`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KReference {
     #[serde(default)]

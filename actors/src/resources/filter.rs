@@ -12,6 +12,7 @@ use crate::filter::{CesqlFilter, ExactFilter, ExistsFilter, Filter, PrefixFilter
 
 /// `filter:` (legacy): every listed attribute must equal its value; `""` means "present, any value".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LegacyFilterSpec {
     #[serde(default, deserialize_with = "super::meta::null_as_default")]
@@ -36,6 +37,44 @@ pub struct FilterSpec {
     pub not: Option<Box<FilterSpec>>,
     #[serde(default)]
     pub cesql: Option<String>,
+}
+
+/// The schema of a filter object for Kubernetes: one level of dialects, nested filters (inside
+/// `all`, `any`, `not`) kept as they are and validated by the conversion, because a structural
+/// schema cannot be recursive.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for FilterSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FilterSpec".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let attributes = serde_json::json!({
+            "type": "object",
+            "additionalProperties": {"type": "string"}
+        });
+        let nested = serde_json::json!({
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        });
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A subscriptions API filter: one dialect of exact, prefix, suffix, all, any, not or cesql.",
+            "properties": {
+                "exact": attributes,
+                "prefix": attributes,
+                "suffix": attributes,
+                "all": {"type": "array", "items": nested},
+                "any": {"type": "array", "items": nested},
+                "not": nested,
+                "cesql": {"type": "string"}
+            }
+        })
+    }
 }
 
 /// Knative's rule for attribute names in filters: lowercase letters and digits, starting with a

@@ -14,6 +14,7 @@ use super::meta::null_as_default;
 
 /// `ceOverrides`: extensions added to every event a source emits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloudEventOverrides {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -22,6 +23,7 @@ pub struct CloudEventOverrides {
 
 /// `metav1.LabelSelector`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -31,6 +33,7 @@ pub struct LabelSelector {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     pub key: String,
@@ -41,6 +44,7 @@ pub struct LabelSelectorRequirement {
 
 /// One watched resource kind of an ApiServerSource.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiVersionKindSelector {
     pub api_version: String,
@@ -50,6 +54,7 @@ pub struct ApiVersionKindSelector {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiVersionKind {
     pub api_version: String,
@@ -57,6 +62,7 @@ pub struct ApiVersionKind {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiServerSourceSpec {
     #[serde(default)]
@@ -79,6 +85,7 @@ pub struct ApiServerSourceSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PingSourceSpec {
     #[serde(default)]

@@ -7,6 +7,7 @@ use super::destination::{DestinationSpec, KReference};
 use super::filter::{FilterSpec, LegacyFilterSpec};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TriggerSpec {
     /// Name of the broker in the trigger's namespace (immutable in Knative).
