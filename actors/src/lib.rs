@@ -17,4 +17,5 @@ pub mod offsets;
 pub mod resources;
 pub mod retry;
 pub mod routes;
+pub mod source;
 pub mod transport;

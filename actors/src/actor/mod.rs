@@ -23,6 +23,7 @@ mod broker;
 mod delivery;
 mod dispatcher;
 mod node;
+mod source;
 mod subscriber;
 mod trigger;
 
@@ -34,6 +35,9 @@ pub use dispatcher::DispatcherActor;
 pub use node::{
     ApplyRoutes, BrokerStatus, FaultTarget, GetStatus, IngressTable, InjectFault, Node, NodeError,
     NodeStatus, ParkedOf, RedriveOf,
+};
+pub use source::{
+    ApiServerSourceRuntime, ApplySources, SetSourcesActive, SourceActor, SourceManager,
 };
 pub use subscriber::{SubscriberActor, SubscriberPool};
 pub use trigger::TriggerActor;

@@ -18,7 +18,7 @@ use super::field::{Checked, Checker, FieldError, Strictness};
 use super::node_config::{NodeConfigSpec, NodeSettings};
 use super::sources::{ApiServerSourceSpec, PingSourceSpec};
 use super::{BrokerSpec, Object, ObjectKey, TriggerSpec};
-use crate::routes::{Broker, Trigger};
+use crate::routes::{ApiServerSource, Broker, PingSource, Trigger};
 
 /// Where a document came from: a file (or another origin) and its position in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +43,8 @@ impl fmt::Display for Origin {
 pub enum Resource {
     Broker(Broker),
     Trigger(Trigger),
-    /// Checked and kept for the node to run when it runs sources.
-    ApiServerSource(Object<ApiServerSourceSpec>),
-    PingSource(Object<PingSourceSpec>),
+    ApiServerSource(ApiServerSource),
+    PingSource(PingSource),
     NodeConfig(NodeSettings),
     /// `data` of a ConfigMap (a Kafka broker's `spec.config`).
     ConfigMap {
@@ -305,16 +304,12 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
         Known::Trigger => parse::<TriggerSpec>(value)
             .and_then(|object| Trigger::from_object(&object, checker))
             .map(|checked| map_checked(checked, Resource::Trigger)),
-        Known::ApiServerSource => parse::<ApiServerSourceSpec>(value).and_then(|object| {
-            let mut checker = checker;
-            object.spec.check(&mut checker, object.metadata.namespace());
-            checker.finish(Resource::ApiServerSource(object))
-        }),
-        Known::PingSource => parse::<PingSourceSpec>(value).and_then(|object| {
-            let mut checker = checker;
-            object.spec.check(&mut checker, object.metadata.namespace());
-            checker.finish(Resource::PingSource(object))
-        }),
+        Known::ApiServerSource => parse::<ApiServerSourceSpec>(value)
+            .and_then(|object| ApiServerSource::from_object(&object, checker))
+            .map(|checked| map_checked(checked, Resource::ApiServerSource)),
+        Known::PingSource => parse::<PingSourceSpec>(value)
+            .and_then(|object| PingSource::from_object(&object, checker))
+            .map(|checked| map_checked(checked, Resource::PingSource)),
         Known::NodeConfig => parse::<NodeConfigSpec>(value).and_then(|object| {
             let mut checker = checker;
             let settings = object.spec.check(&mut checker);
@@ -452,10 +447,8 @@ pub fn identity(resource: &Resource) -> Option<(&'static str, ObjectKey)> {
     match resource {
         Resource::Broker(broker) => Some(("Broker", broker.key.clone())),
         Resource::Trigger(trigger) => Some(("Trigger", trigger.key.clone())),
-        Resource::ApiServerSource(object) => {
-            Some(("ApiServerSource", ObjectKey::of(&object.metadata)))
-        }
-        Resource::PingSource(object) => Some(("PingSource", ObjectKey::of(&object.metadata))),
+        Resource::ApiServerSource(source) => Some(("ApiServerSource", source.key.clone())),
+        Resource::PingSource(source) => Some(("PingSource", source.key.clone())),
         Resource::ConfigMap { key, .. } => Some(("ConfigMap", key.clone())),
         Resource::Secret { key, .. } => Some(("Secret", key.clone())),
         Resource::NodeConfig(_) => None,

@@ -104,73 +104,152 @@ pub struct PingSourceSpec {
     pub data_base64: Option<String>,
 }
 
-impl ApiServerSourceSpec {
-    pub fn check(&self, checker: &mut Checker, namespace: &str) {
-        check_sink(checker, &self.sink, namespace);
-        if self.resources.is_empty() {
-            checker.tolerate(
-                "spec.resources",
-                "is empty: the source is loaded but watches nothing until it lists a resource",
-            );
-        }
-        for (index, resource) in self.resources.iter().enumerate() {
-            let path = format!("spec.resources[{index}]");
-            if resource.kind.is_empty() {
-                checker.error(join(&path, "kind"), "required");
+impl LabelSelector {
+    /// Validates the operators and values as Kubernetes does.
+    pub fn check(&self, checker: &mut Checker, path: &str) {
+        for (index, requirement) in self.match_expressions.iter().enumerate() {
+            let at = format!("{path}.matchExpressions[{index}]");
+            if requirement.key.is_empty() {
+                checker.error(join(&at, "key"), "required");
             }
-            if resource.api_version.is_empty() {
-                checker.error(join(&path, "apiVersion"), "required");
+            match requirement.operator.as_str() {
+                "In" | "NotIn" if requirement.values.is_empty() => checker.error(
+                    join(&at, "values"),
+                    format!("must not be empty with operator {}", requirement.operator),
+                ),
+                "Exists" | "DoesNotExist" if !requirement.values.is_empty() => checker.error(
+                    join(&at, "values"),
+                    format!("must be empty with operator {}", requirement.operator),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => checker.error(
+                    join(&at, "operator"),
+                    format!("{other:?} is not an operator: use In, NotIn, Exists or DoesNotExist"),
+                ),
             }
-        }
-        match self.mode.as_deref() {
-            None | Some("Reference") | Some("Resource") => {}
-            Some(other) => checker.error(
-                "spec.mode",
-                format!("{other:?} is not a mode: use Reference or Resource"),
-            ),
-        }
-        if let Some(filters) = &self.filters {
-            super::filter::check_filters(checker, "spec.filters", filters);
         }
     }
-}
 
-impl PingSourceSpec {
-    pub fn check(&self, checker: &mut Checker, namespace: &str) {
-        check_sink(checker, &self.sink, namespace);
-        if self
-            .schedule
-            .as_deref()
-            .is_some_and(|s| s.trim().is_empty())
-        {
-            checker.error("spec.schedule", "must not be empty");
+    /// True when nothing is required (`{}` selects everything).
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+            && self.match_expressions.iter().all(|requirement| {
+                let value = labels.get(&requirement.key);
+                match requirement.operator.as_str() {
+                    "In" => value.is_some_and(|v| requirement.values.contains(v)),
+                    "NotIn" => value.is_none_or(|v| !requirement.values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+
+    /// The selector in the API server's `labelSelector` query syntax
+    /// (`app=web,tier in (a,b),!legacy`).
+    pub fn to_query(&self) -> String {
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        for requirement in &self.match_expressions {
+            let key = &requirement.key;
+            let values = requirement.values.join(",");
+            parts.push(match requirement.operator.as_str() {
+                "In" => format!("{key} in ({values})"),
+                "NotIn" => format!("{key} notin ({values})"),
+                "DoesNotExist" => format!("!{key}"),
+                _ => key.clone(),
+            });
         }
-        if self.data.is_some() && self.data_base64.is_some() {
-            checker.error(
-                "spec.dataBase64",
-                "data and dataBase64 are mutually exclusive",
-            );
-        }
-        if let Some(encoded) = &self.data_base64 {
-            use base64::Engine as _;
-            if base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .is_err()
+        parts.join(",")
+    }
+
+    /// Reads the query syntax back (`a=b,c!=d,e in (x,y),f notin (z),g,!h`), as flags take selectors.
+    pub fn parse_query(text: &str) -> Result<LabelSelector, String> {
+        let mut selector = LabelSelector::default();
+        let mut rest = text.trim();
+        while !rest.is_empty() {
+            // A term ends at a comma outside parentheses.
+            let mut depth = 0;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    c == ',' && depth == 0
+                })
+                .map_or(rest.len(), |(at, _)| at);
+            let term = rest[..end].trim();
+            rest = rest[end..].trim_start_matches(',').trim();
+            let bad = || {
+                format!("{term:?} in {text:?} is not a label selector term (a=b, a!=b, a in (x,y), a notin (x), a, !a)")
+            };
+            let requirement =
+                |key: &str, operator: &str, values: Vec<String>| LabelSelectorRequirement {
+                    key: key.trim().to_string(),
+                    operator: operator.to_string(),
+                    values,
+                };
+            let list = |inner: &str| -> Result<Vec<String>, String> {
+                let inner = inner.trim();
+                let inner = inner
+                    .strip_prefix('(')
+                    .and_then(|i| i.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                Ok(inner
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect())
+            };
+            if let Some((key, value)) = term.split_once("!=") {
+                selector.match_expressions.push(requirement(
+                    key,
+                    "NotIn",
+                    vec![value.trim().to_string()],
+                ));
+            } else if let Some((key, value)) =
+                term.split_once("==").or_else(|| term.split_once('='))
             {
-                checker.error("spec.dataBase64", "is not valid base64");
+                selector
+                    .match_labels
+                    .insert(key.trim().to_string(), value.trim().to_string());
+            } else if let Some((key, values)) = term.split_once(" notin ") {
+                selector
+                    .match_expressions
+                    .push(requirement(key, "NotIn", list(values)?));
+            } else if let Some((key, values)) = term.split_once(" in ") {
+                selector
+                    .match_expressions
+                    .push(requirement(key, "In", list(values)?));
+            } else if let Some(key) = term.strip_prefix('!') {
+                selector
+                    .match_expressions
+                    .push(requirement(key, "DoesNotExist", Vec::new()));
+            } else if !term.is_empty() && !term.contains(char::is_whitespace) {
+                selector
+                    .match_expressions
+                    .push(requirement(term, "Exists", Vec::new()));
+            } else {
+                return Err(bad());
             }
         }
-    }
-}
-
-fn check_sink(checker: &mut Checker, sink: &Option<DestinationSpec>, namespace: &str) {
-    match sink {
-        Some(sink) => {
-            sink.check(checker, "spec.sink", namespace);
-        }
-        None => checker.tolerate(
-            "spec.sink",
-            "missing: the source is loaded but emits nothing until it has a sink",
-        ),
+        let mut checker = Checker::new(super::Strictness::Strict);
+        selector.check(&mut checker, "selector");
+        checker
+            .finish(selector)
+            .map(|checked| checked.value)
+            .map_err(|errors| format!("{text:?}: {}", errors[0]))
     }
 }

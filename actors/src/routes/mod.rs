@@ -10,6 +10,7 @@ mod broker;
 mod channel;
 mod delivery;
 mod destination;
+mod source;
 mod trigger;
 
 pub use broker::{Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS};
@@ -19,6 +20,10 @@ pub use channel::{
 };
 pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
 pub use destination::{AddressablesTable, Destination, Reference, Resolver, StaticResolver};
+pub use source::{
+    ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
+    WatchedKind, PING_EVENT_TYPE,
+};
 pub use trigger::{
     DeliveryOrder, StartPosition, Trigger, DELIVERY_ORDER_ANNOTATION, START_POSITION_ANNOTATION,
 };
@@ -31,18 +36,15 @@ use url::Url;
 
 use crate::filter::Filter;
 use crate::resources::loader::{identity, Origin};
-use crate::resources::{
-    ApiServerSourceSpec, FieldError, LoadReport, NodeSettings, Object, ObjectKey, PingSourceSpec,
-    Refusal, Resource,
-};
+use crate::resources::{FieldError, LoadReport, NodeSettings, ObjectKey, Refusal, Resource};
 
 /// Every resource a node was given, validated, without duplicates.
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub brokers: BTreeMap<ObjectKey, Arc<Broker>>,
     pub triggers: BTreeMap<ObjectKey, Arc<Trigger>>,
-    pub api_server_sources: BTreeMap<ObjectKey, Arc<Object<ApiServerSourceSpec>>>,
-    pub ping_sources: BTreeMap<ObjectKey, Arc<Object<PingSourceSpec>>>,
+    pub api_server_sources: BTreeMap<ObjectKey, Arc<ApiServerSource>>,
+    pub ping_sources: BTreeMap<ObjectKey, Arc<PingSource>>,
     /// `data` of ConfigMaps (a Kafka broker's `spec.config`).
     pub config_maps: BTreeMap<ObjectKey, BTreeMap<String, String>>,
     /// Decoded `data` of Secrets (a Kafka broker's auth Secret).
@@ -83,15 +85,15 @@ impl Catalog {
                         .triggers
                         .insert(trigger.key.clone(), Arc::new(trigger.clone()));
                 }
-                Resource::ApiServerSource(object) => {
+                Resource::ApiServerSource(source) => {
                     catalog
                         .api_server_sources
-                        .insert(ObjectKey::of(&object.metadata), Arc::new(object.clone()));
+                        .insert(source.key.clone(), Arc::new(source.clone()));
                 }
-                Resource::PingSource(object) => {
+                Resource::PingSource(source) => {
                     catalog
                         .ping_sources
-                        .insert(ObjectKey::of(&object.metadata), Arc::new(object.clone()));
+                        .insert(source.key.clone(), Arc::new(source.clone()));
                 }
                 Resource::ConfigMap { key, data } => {
                     catalog.config_maps.insert(key.clone(), data.clone());
@@ -199,6 +201,7 @@ impl fmt::Display for RouteIssue {
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     brokers: BTreeMap<ObjectKey, Arc<BrokerRoute>>,
+    sources: Vec<Arc<SourceRoute>>,
     issues: Vec<RouteIssue>,
 }
 
@@ -307,7 +310,33 @@ impl Routes {
             }));
         }
 
+        let mut sources = Vec::new();
+        let definitions = catalog
+            .ping_sources
+            .values()
+            .map(|source| SourceDefinition::Ping(source.clone()))
+            .chain(
+                catalog
+                    .api_server_sources
+                    .values()
+                    .map(|source| SourceDefinition::ApiServer(source.clone())),
+            );
+        for source in definitions {
+            let not_ready = |reason: &'static str, message: String| RouteIssue {
+                kind: source.kind(),
+                key: source.key().clone(),
+                reason,
+                message,
+            };
+            match source.sink().map(|sink| resolver.resolve(sink)) {
+                None => issues.push(not_ready("SinkMissing", "spec.sink is not set".into())),
+                Some(Err(problem)) => issues.push(not_ready("SinkNotFound", problem)),
+                Some(Ok(sink)) => sources.push(Arc::new(SourceRoute { source, sink })),
+            }
+        }
+
         Routes {
+            sources,
             brokers: brokers
                 .into_iter()
                 .map(|(key, route)| (key, Arc::new(route)))
@@ -322,6 +351,11 @@ impl Routes {
 
     pub fn brokers(&self) -> impl Iterator<Item = &Arc<BrokerRoute>> {
         self.brokers.values()
+    }
+
+    /// The sources to run, PingSources first, each kind by key.
+    pub fn sources(&self) -> &[Arc<SourceRoute>] {
+        &self.sources
     }
 
     /// Resources that are loaded but not running, and why.

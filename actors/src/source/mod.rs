@@ -1,0 +1,160 @@
+//! Sources: what produces events into a sink by itself (PingSource here, ApiServerSource in
+//! `knactor-kube`).
+//!
+//! A source is a [`SourceTask`]: a future that runs until the source is removed, sending through
+//! the [`SinkSender`] of its [`SourceContext`] and saving its position in the [`StateStore`] after
+//! each accepted event. The [`crate::actor::SourceActor`] runs one task; the
+//! [`crate::actor::SourceManager`] starts, stops and restarts them as the routes change, and keeps
+//! the [`SourceBoard`] (how each source is doing) that status and the controller read.
+
+pub mod ping;
+pub mod schedule;
+pub mod sink;
+pub mod state;
+
+pub use ping::PingTask;
+pub use schedule::PingSchedule;
+pub use sink::{Rejected, SinkCounters, SinkSender};
+pub use state::{FileStateStore, MemoryStateStore, StateError, StateStore};
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use crate::resources::ObjectKey;
+
+/// A source's kind and key, e.g. `("PingSource", team-a/every-minute)`.
+pub type SourceId = (&'static str, ObjectKey);
+
+/// A running source: a future that returns only when the source cannot go on (the error says
+/// why; the manager restarts it with backoff).
+pub trait SourceTask: Send + 'static {
+    fn run(self: Box<Self>, context: SourceContext) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// What a task is given.
+pub struct SourceContext {
+    pub sink: SinkSender,
+    pub state: Arc<dyn StateStore>,
+    pub health: HealthReporter,
+}
+
+/// How a source is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceHealth {
+    /// Its task is running.
+    pub running: bool,
+    /// The last problem, in a sentence (cleared when the source works again).
+    pub problem: Option<String>,
+    /// ApiServerSource: whether its ServiceAccount may get, list and watch what it watches
+    /// (`None` until checked).
+    pub permissions: Option<Result<(), String>>,
+    /// ApiServerSource: the namespaces it watches.
+    pub namespaces: Vec<String>,
+    /// Events the sink accepted, refused for good, and attempts repeated.
+    pub sent: u64,
+    pub rejected: u64,
+    pub retries: u64,
+}
+
+#[derive(Default)]
+struct BoardEntry {
+    health: SourceHealth,
+    counters: Option<Arc<SinkCounters>>,
+}
+
+/// Every source's health, shared by the manager, the tasks, and whoever reports status.
+#[derive(Default)]
+pub struct SourceBoard {
+    entries: Mutex<BTreeMap<SourceId, BoardEntry>>,
+}
+
+impl SourceBoard {
+    fn update(&self, id: &SourceId, change: impl FnOnce(&mut BoardEntry)) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        change(entries.entry(id.clone()).or_default());
+    }
+
+    pub(crate) fn set_running(&self, id: &SourceId, counters: Arc<SinkCounters>) {
+        self.update(id, |entry| {
+            entry.health.running = true;
+            entry.counters = Some(counters);
+        });
+    }
+
+    pub(crate) fn set_stopped(&self, id: &SourceId, problem: Option<String>) {
+        self.update(id, |entry| {
+            entry.health.running = false;
+            if problem.is_some() {
+                entry.health.problem = problem;
+            }
+        });
+    }
+
+    pub(crate) fn remove(&self, id: &SourceId) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(id);
+    }
+
+    /// The health of one source.
+    pub fn get(&self, id: &SourceId) -> Option<SourceHealth> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(id).map(snapshot)
+    }
+
+    /// The health of every source the manager knows.
+    pub fn all(&self) -> Vec<(SourceId, SourceHealth)> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .map(|(id, entry)| (id.clone(), snapshot(entry)))
+            .collect()
+    }
+}
+
+fn snapshot(entry: &BoardEntry) -> SourceHealth {
+    let mut health = entry.health.clone();
+    if let Some(counters) = &entry.counters {
+        health.sent = counters.sent.load(Ordering::Relaxed);
+        health.rejected = counters.rejected.load(Ordering::Relaxed);
+        health.retries = counters.retries.load(Ordering::Relaxed);
+    }
+    health
+}
+
+/// A task's handle on its own entry of the board.
+#[derive(Clone)]
+pub struct HealthReporter {
+    id: SourceId,
+    board: Arc<SourceBoard>,
+}
+
+impl HealthReporter {
+    pub fn new(id: SourceId, board: Arc<SourceBoard>) -> Self {
+        Self { id, board }
+    }
+
+    pub fn set_problem(&self, problem: impl Into<String>) {
+        let problem = problem.into();
+        self.board
+            .update(&self.id, |entry| entry.health.problem = Some(problem));
+    }
+
+    pub fn clear_problem(&self) {
+        self.board
+            .update(&self.id, |entry| entry.health.problem = None);
+    }
+
+    pub fn set_permissions(&self, permissions: Result<(), String>) {
+        self.board.update(&self.id, |entry| {
+            entry.health.permissions = Some(permissions)
+        });
+    }
+
+    pub fn set_namespaces(&self, namespaces: Vec<String>) {
+        self.board
+            .update(&self.id, |entry| entry.health.namespaces = namespaces);
+    }
+}
