@@ -7,7 +7,7 @@
 # Writes DIR/kubeconfig (server https://127.0.0.1:PORT, the CA inline, a bearer token in
 # system:masters), DIR/pids ("etcd PID" and "kube-apiserver PID" lines), DIR/ports (ETCD_PORT=,
 # ETCD_PEER_PORT=, APISERVER_PORT= lines), DIR/token, DIR/pki/ (ca.crt...), DIR/etcd/ (data) and the logs
-# DIR/etcd.log, DIR/kube-apiserver.log; prints the kubeconfig path once /readyz answers (60 s at most).
+# DIR/etcd.log, DIR/kube-apiserver.log; prints the kubeconfig path once /readyz answers (about 3 minutes at most).
 # Stop it with scripts/kube-down.sh DIR; kube-up.sh on the same DIR starts it again with the same data,
 # certificates and token (and the same ports when they are free). Already running: does nothing.
 set -euo pipefail
@@ -91,16 +91,25 @@ fail() {
 }
 
 : >"$dir/pids"
-start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
-for ((i = 0; i < 100; i++)); do
+# etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile.
+for attempt in 1 2 3; do
+    start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
+    for ((i = 0; i < 600; i++)); do  # 60 s (a loaded machine starts several at once)
+        port_open "$ETCD_PORT" && break
+        alive "$(pid_of etcd)" etcd || break
+        sleep 0.1
+    done
     port_open "$ETCD_PORT" && break
-    alive "$(pid_of etcd)" etcd || break
-    sleep 0.1
+    stop "$(pid_of etcd)" etcd
+    : >"$dir/pids"
+    read -r -d '' ETCD_PORT ETCD_PEER_PORT APISERVER_PORT < <(free_ports 3) || true
+    printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\n' "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" >"$dir/ports"
+    sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
 done
-port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT"
+port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
 
 start kube-apiserver "$apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
@@ -110,11 +119,11 @@ start kube-apiserver "$apiserver" \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/24 --disable-admission-plugins=ServiceAccount --profiling=false
-for ((i = 0; i < 120; i++)); do  # 60 s
+for ((i = 0; i < 240; i++)); do  # 120 s
     "$kubectl" "${kc[@]}" get --raw /readyz >/dev/null 2>&1 && break
     alive "$(pid_of kube-apiserver)" kube-apiserver || fail kube-apiserver "kube-apiserver exited"
     sleep 0.5
 done
-((i < 120)) || fail kube-apiserver "kube-apiserver not ready after 60 s"
+((i < 240)) || fail kube-apiserver "kube-apiserver not ready after 120 s"
 "$kubectl" "${kc[@]}" get namespace default >/dev/null || fail kube-apiserver "kubectl get namespace default failed"
 echo "$dir/kubeconfig"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Test"; .ci/run runs exactly this). It installs what the tests run
-# against (Debian packages for librdkafka's build, tansu as the Kafka-protocol broker), checks
+# against (Debian packages for librdkafka's build, tansu as the Kafka-protocol broker, etcd and
+# kube-apiserver for the Kubernetes tests, helm and kubectl for the chart), checks
 # formatting and lints, runs every test of the workspace on the embedded memory channel, then runs
 # the end-to-end scenario suite again with every broker on Kafka.
 #
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== tools"
-tools_env=$(scripts/install-tools.sh --only debs,tansu | tail -n 1 | sed 's/^source //')
+tools_env=$(scripts/install-tools.sh --only debs,tansu,kube,helm | tail -n 1 | sed 's/^source //')
 # shellcheck disable=SC1090
 source "$tools_env"
 
@@ -25,4 +26,5 @@ cargo test --workspace --locked
 
 echo "== end-to-end scenarios on Kafka (tansu)"
 KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
-    --test ingress --test filters --test delivery --test supervision --test reload
+    --test ingress --test filters --test delivery --test supervision --test reload \
+    --test sources --test kube_sources

@@ -15,6 +15,7 @@ use knactor_actors::actor::{IngressTable, Node, Publish, PublishError};
 use knactor_actors::channel::AppendError;
 use knactor_actors::metrics::Metrics;
 use knactor_actors::resources::ObjectKey;
+use knactor_actors::source::SourceBoard;
 use tracing::error;
 
 use crate::binding::decode_message;
@@ -26,6 +27,8 @@ pub struct GatewayState {
     pub ingress: Arc<IngressTable>,
     pub node: Addr<Node>,
     pub metrics: Arc<Metrics>,
+    /// How the node's sources are doing.
+    pub sources: Arc<SourceBoard>,
     /// Requests with a larger body get 413.
     pub max_body_bytes: usize,
 }

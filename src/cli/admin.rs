@@ -96,6 +96,25 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("  trigger {}", trigger.as_str().unwrap_or_default());
         }
     }
+    for source in status["sources"].as_array().into_iter().flatten() {
+        let state = match (source["ready"].as_bool(), source["running"].as_bool()) {
+            (Some(true), _) => "ready",
+            (_, Some(true)) => "starting",
+            _ => "stopped",
+        };
+        println!(
+            "source {} {}/{}: {state}, {} sent, {} refused by the sink{}",
+            source["kind"].as_str().unwrap_or_default(),
+            source["namespace"].as_str().unwrap_or_default(),
+            source["name"].as_str().unwrap_or_default(),
+            source["sent"],
+            source["rejected"],
+            source["problem"]
+                .as_str()
+                .map(|problem| format!(": {problem}"))
+                .unwrap_or_default()
+        );
+    }
     for issue in status["notRunning"].as_array().into_iter().flatten() {
         println!(
             "not running: {} {}/{}: {}: {}",

@@ -10,11 +10,14 @@ use actix::prelude::*;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
-use knactor_actors::actor::{ApplyRoutes, Node, NodeOptions, Shared};
+use knactor_actors::actor::{
+    ApiServerSourceRuntime, ApplyRoutes, ApplySources, Node, NodeOptions, Shared, SourceManager,
+};
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
+use knactor_actors::source::FileStateStore;
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, GatewayState};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
@@ -126,6 +129,15 @@ pub struct RunArgs {
     /// security.protocol=sasl_ssl.
     #[arg(long = "kafka-config", env = "KNACTOR_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
     kafka_config: Vec<(String, String)>,
+    /// Where sources keep their positions across restarts (a PingSource's last tick, an
+    /// ApiServerSource's resourceVersions). Default: $XDG_STATE_HOME/knactor, else
+    /// ~/.local/state/knactor.
+    #[arg(long, env = "KNACTOR_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// kubeconfig of the cluster ApiServerSources watch (with --config), or whose Knative resources
+    /// the node runs (without --config). Falls back to KUBECONFIG.
+    #[arg(long, env = "KNACTOR_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, or a RUST_LOG directive).
     #[arg(long, env = "KNACTOR_LOG", default_value = "info")]
     log: String,
@@ -178,7 +190,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             info!(bootstrap = %kafka.bootstrap, "Kafka channel available");
         }
         let channels = Arc::new(Channels::new(log, kafka));
-        let shared = Shared::new(channels, transport, options);
+        let shared = Shared::new(channels, transport.clone(), options);
+        let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+        let state = FileStateStore::open(&state_dir).with_context(|| {
+            format!(
+                "cannot use {} as the state directory (--state-dir)",
+                state_dir.display()
+            )
+        })?;
+        let api_server: Option<Arc<dyn ApiServerSourceRuntime>> = match kubeconfig_path(&args) {
+            Some(path) => {
+                let config = knactor_kube::client_config(Some(&path))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                info!(cluster = %config.cluster_url, "ApiServerSources watch this cluster");
+                Some(Arc::new(knactor_kube::apiserver::KubeSourceRuntime::new(
+                    config,
+                )))
+            }
+            None => None,
+        };
+        let sources = SourceManager::new(transport, Arc::new(state), api_server);
+        let source_board = sources.board();
+        let sources = sources.start();
         let node = Node::new(shared.clone());
         let ingress = node.ingress();
         let node = node.start();
@@ -191,7 +225,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             kafka_replication_factor: None,
         };
         let knative_default = knative_default_delivery();
-        apply_config(&mut source, &node, &advertise, &channels, &knative_default)?;
+        apply_config(
+            &mut source,
+            &node,
+            &sources,
+            &advertise,
+            &channels,
+            &knative_default,
+        )?;
         let reload_node = node.clone();
         let reload_every = args.reload_interval;
         actix_rt::spawn(async move {
@@ -202,6 +243,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 if let Err(failure) = apply_config(
                     &mut source,
                     &reload_node,
+                    &sources,
                     &advertise,
                     &channels,
                     &knative_default,
@@ -215,6 +257,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ingress,
             node,
             metrics: shared.metrics.clone(),
+            sources: source_board,
             max_body_bytes: args.max_body_bytes,
         };
         let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
@@ -226,6 +269,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         server.await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--kubeconfig`, else `KUBECONFIG` (its first file).
+fn kubeconfig_path(args: &RunArgs) -> Option<PathBuf> {
+    args.kubeconfig.clone().or_else(|| {
+        let paths = std::env::var_os("KUBECONFIG")?;
+        std::env::split_paths(&paths).find(|path| !path.as_os_str().is_empty())
+    })
+}
+
+/// `$XDG_STATE_HOME/knactor`, else `~/.local/state/knactor`, else `.knactor-state`.
+fn default_state_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(state).join("knactor");
+    }
+    match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/knactor"),
+        None => PathBuf::from(".knactor-state"),
+    }
 }
 
 /// The node's Kafka cluster, from the flags (or `KAFKA_BOOTSTRAP_SERVERS`).
@@ -272,6 +334,7 @@ fn knative_default_delivery() -> Delivery {
 fn apply_config(
     source: &mut ConfigSource,
     node: &Addr<Node>,
+    sources: &Addr<SourceManager>,
     advertise: &Url,
     channels: &ChannelDefaults,
     knative_default: &Delivery,
@@ -299,19 +362,14 @@ fn apply_config(
         .clone()
         .unwrap_or_else(|| knative_default.clone());
     let routes = Routes::build(&catalog, &resolver, channels, &default_delivery);
-    for source in catalog
-        .api_server_sources
-        .keys()
-        .chain(catalog.ping_sources.keys())
-    {
-        warn!("source {source} is valid but this node does not run sources yet");
-    }
     info!(
         brokers = catalog.brokers.len(),
         triggers = catalog.triggers.len(),
+        sources = routes.sources().len(),
         not_running = routes.issues().len(),
         "configuration loaded"
     );
+    sources.do_send(ApplySources(routes.sources().to_vec()));
     node.do_send(ApplyRoutes(Arc::new(routes)));
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct SourceContext {
 pub struct SourceHealth {
     /// Its task is running.
     pub running: bool,
+    /// It is past its start-up (position loaded, watches open): what happens from now on is sent.
+    pub ready: bool,
     /// The last problem, in a sentence (cleared when the source works again).
     pub problem: Option<String>,
     /// ApiServerSource: whether its ServiceAccount may get, list and watch what it watches
@@ -80,6 +82,7 @@ impl SourceBoard {
     pub(crate) fn set_running(&self, id: &SourceId, counters: Arc<SinkCounters>) {
         self.update(id, |entry| {
             entry.health.running = true;
+            entry.health.ready = false;
             entry.counters = Some(counters);
         });
     }
@@ -87,6 +90,7 @@ impl SourceBoard {
     pub(crate) fn set_stopped(&self, id: &SourceId, problem: Option<String>) {
         self.update(id, |entry| {
             entry.health.running = false;
+            entry.health.ready = false;
             if problem.is_some() {
                 entry.health.problem = problem;
             }
@@ -140,6 +144,12 @@ impl HealthReporter {
         let problem = problem.into();
         self.board
             .update(&self.id, |entry| entry.health.problem = Some(problem));
+    }
+
+    /// The source is past its start-up: changes from now on will be sent.
+    pub fn set_ready(&self) {
+        self.board
+            .update(&self.id, |entry| entry.health.ready = true);
     }
 
     pub fn clear_problem(&self) {

@@ -75,6 +75,7 @@ async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), Stri
         }
         _ => Utc::now(),
     };
+    context.health.set_ready();
     loop {
         let now = Utc::now();
         let (resumed, skipped) = skip_stale(source.as_ref(), cursor, now);

@@ -58,12 +58,14 @@ impl PingSchedule {
             timezone.map(str::trim).filter(|t| !t.is_empty()),
             prefix_zone,
         ) {
-            (Some(field), Some(prefix)) if field != prefix => return Err(ScheduleError {
-                field: "spec.timezone",
-                message: format!(
+            (Some(field), Some(prefix)) if field != prefix => {
+                return Err(ScheduleError {
+                    field: "spec.timezone",
+                    message: format!(
                     "{field:?} contradicts the schedule's own CRON_TZ={prefix}: keep one of them"
                 ),
-            }),
+                })
+            }
             (Some(zone), _) | (None, Some(zone)) => Some(zone),
             (None, None) => None,
         };

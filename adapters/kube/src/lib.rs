@@ -1,4 +1,28 @@
 //! knactor-kube: knactor on Kubernetes. [`crd`] holds the Knative resources as custom resources
 //! (generated from the API shapes of `knactor-actors`).
 
+pub mod apiserver;
 pub mod crd;
+
+use std::path::Path;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Config;
+
+/// The cluster's client configuration: from a kubeconfig file, or (no path) inferred the way
+/// kubectl does (`KUBECONFIG`, `~/.kube/config`, then the in-cluster ServiceAccount).
+pub async fn client_config(kubeconfig: Option<&Path>) -> Result<Config, String> {
+    match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(|error| {
+                format!("cannot read the kubeconfig {}: {error}", path.display())
+            })?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|error| format!("kubeconfig {}: {error}", path.display()))
+        }
+        None => Config::infer()
+            .await
+            .map_err(|error| format!("no Kubernetes configuration found: {error}")),
+    }
+}

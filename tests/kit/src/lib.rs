@@ -1,17 +1,19 @@
 //! knactor-testkit: what every knactor test suite needs from the outside world, real and on
 //! loopback: the `knactor` binary as a process ([`NodeProcess`]), a Kafka-protocol broker
-//! ([`Tansu`]), a recording subscriber ([`Recorder`]), and waiting helpers.
+//! ([`Tansu`]), a Kubernetes API server ([`KubeApiServer`]), a recording subscriber ([`Recorder`]), and waiting helpers.
 //!
 //! External tools are found through the variables `scripts/install-tools.sh` writes
 //! (`KNACTOR_TANSU`, `KNACTOR_TOOLS_BIN`), or in `target/knactor-tools/bin`. A missing tool fails
 //! the test with the command that installs it; nothing is skipped.
 
 mod http;
+mod kube;
 mod node;
 mod recorder;
 mod tansu;
 
 pub use http::{http, send, send_with};
+pub use kube::KubeApiServer;
 pub use node::{Channel, NodeProcess};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tansu::Tansu;

@@ -65,6 +65,9 @@ impl NodeProcess {
         .collect();
         args.push("--config".into());
         args.push(config_dir.path().display().to_string());
+        // Sources keep their positions beside the configuration (kept across restarts).
+        args.push("--state-dir".into());
+        args.push(config_dir.path().join(".state").display().to_string());
         let tansu = match channel {
             Channel::Memory => None,
             Channel::Kafka => {

@@ -1,0 +1,111 @@
+//! A real Kubernetes API server (etcd + kube-apiserver v1.20, from `scripts/kube-up.sh`) with its
+//! state in a temporary directory; stopped when dropped. `kubectl` runs against it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::repo_path;
+
+pub struct KubeApiServer {
+    dir: tempfile::TempDir,
+    /// The kubeconfig (an admin token in system:masters).
+    pub kubeconfig: PathBuf,
+}
+
+impl KubeApiServer {
+    /// Starts one (about 10 s); panics with the scripts' output when it cannot.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(repo_path("scripts/kube-up.sh"))
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/kube-up.sh runs");
+        assert!(
+            output.status.success(),
+            "scripts/kube-up.sh failed (install the tools with `scripts/install-tools.sh --only kube`):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let kubeconfig = dir.path().join("kubeconfig");
+        Self { dir, kubeconfig }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The API server's URL (`https://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        let config = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        config
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("server: "))
+            .expect("the kubeconfig names its server")
+            .to_string()
+    }
+
+    /// Runs kubectl with `args` (and `input` on stdin).
+    pub fn kubectl_with(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut child = Command::new(crate::tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kubectl-cache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and returns its stdout; panics with its stderr when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let output = self.kubectl_with(args, None);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> String {
+        let output = self.kubectl_with(&["apply", "-f", "-"], Some(yaml));
+        assert!(
+            output.status.success(),
+            "kubectl apply failed: {}\n{yaml}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The API server's log (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kube-apiserver.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for KubeApiServer {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_path("scripts/kube-down.sh"))
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
