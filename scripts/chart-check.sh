@@ -210,6 +210,40 @@ for set in "${sets[@]}"; do
     fi
 done
 
+echo "== values documented field by field"
+documented() {
+    "$py" - "$CHART" <<'EOF'
+import json, re, sys, yaml
+chart = sys.argv[1]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+schema = json.load(open(f"{chart}/values.schema.json"))
+readme = open(f"{chart}/README.md").read()
+# Maps whose keys are the user's (resources, annotations, securityContext...): documented as a whole.
+whole = {"resources", "podSecurityContext", "securityContext", "livenessProbe", "readinessProbe",
+         "annotations", "labels", "podAnnotations", "podLabels", "nodeSelector", "affinity", "defaultDelivery"}
+missing = []
+def walk(value, node, path):
+    name = re.sub(r"^roles\.(all|ingress|dispatch)\.", "roles.<role>.", ".".join(path))
+    if node is None:
+        missing.append(f"{name}: not in values.schema.json")
+        return
+    if not node.get("description"):
+        missing.append(f"{name}: no description in values.schema.json")
+    if isinstance(value, dict) and value and path[-1] not in whole:
+        for key, child in value.items():
+            walk(child, node.get("properties", {}).get(key), path + [key])
+        return
+    if f"`{name}`" not in readme:
+        missing.append(f"{name}: not in README.md's Values table")
+for key, child in values.items():
+    walk(child, schema["properties"].get(key), [key])
+for line in sorted(set(missing)):
+    print(line)
+sys.exit(1 if missing else 0)
+EOF
+}
+check "every value is in values.schema.json (with a description) and in README.md" documented
+
 echo "== what the Deployment runs (the knactor run contract)"
 contract() {
     local f=$work/default-new.yaml arg
