@@ -83,7 +83,7 @@ EOF
 work=$(mktemp -d "${TMPDIR:-/tmp}/knactor-chart-check.XXXXXX")
 kube_dir=$work/kube
 cleanup() {
-    [[ -d $kube_dir ]] && scripts/kube-down.sh "$kube_dir" || true
+    if [[ -d $kube_dir ]]; then scripts/kube-down.sh "$kube_dir" || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -179,7 +179,8 @@ declare -A kinds=(
     [split-roles]="$common Deployment=2 Service=2 PodDisruptionBudget=2 HorizontalPodAutoscaler=2 Role=1 ServiceMonitor=1 ScaledObject=0"
     [keda]="$common Deployment=2 Service=1 PodDisruptionBudget=2 HorizontalPodAutoscaler=1 ScaledObject=1 TriggerAuthentication=1"
 )
-[[ $(ls $CHART/examples/*.yaml | wc -l) == $((${#sets[@]} - 1)) ]] || die "a file in $CHART/examples/ has no entry in sets= here"
+examples=("$CHART"/examples/*.yaml)
+((${#examples[@]} == ${#sets[@]} - 1)) || die "a file in $CHART/examples/ has no entry in sets= here"
 
 echo "== the checkers can fail"
 printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: x}' 'spec: {ports: [{port: 80}], portz: 1}' >"$work/broken.yaml"
@@ -247,6 +248,7 @@ check "every value is in values.schema.json (with a description) and in README.m
 echo "== what the Deployment runs (the knactor run contract)"
 contract() {
     local f=$work/default-new.yaml arg
+    # shellcheck disable=SC2016 # $(POD_NAME) is literal: the kubelet expands it
     for arg in run --kubernetes --lease-namespace=$NAMESPACE --lease-name=knactor-controller --listen=0.0.0.0:8080 \
         --advertise=http://knactor-gateway.$NAMESPACE.svc.cluster.local --role=all '--node-id=$(POD_NAME)' \
         --default-broker-selector=knative-eventing-injection=enabled --log=info --state-dir=/var/lib/knactor \
