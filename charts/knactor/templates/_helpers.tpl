@@ -1,0 +1,176 @@
+{{/*
+Names, labels and the small decisions every template shares. Start here: "knactor.roles" says which
+Deployments exist, "knactor.validate" refuses value combinations that would deploy something broken.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "knactor.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The release's base name: fullnameOverride, else the release name when it already contains the chart
+name (release "knactor" gives "knactor", not "knactor-knactor"), else "<release>-<chart>". Every
+resource name starts with it; suffixes are kept short enough that the whole stays within 63 characters.
+*/}}
+{{- define "knactor.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The broker ingress Service: every Broker's status.address.url points at it. */}}
+{{- define "knactor.gatewayName" -}}
+{{- printf "%s-gateway" (include "knactor.fullname" .) }}
+{{- end }}
+
+{{/*
+The gateway base URL knactor advertises (--advertise): a Broker's status.address.url is
+"<this>/<namespace>/<broker>". The Service's cluster DNS name; the port only when it is not 80. No
+trailing slash: knactor appends "/<namespace>/<broker>".
+*/}}
+{{- define "knactor.advertiseURL" -}}
+{{- $host := printf "%s.%s.svc.%s" (include "knactor.gatewayName" .) .Release.Namespace .Values.clusterDomain }}
+{{- if eq (int .Values.gateway.service.port) 80 }}
+{{- printf "http://%s" $host }}
+{{- else }}
+{{- printf "http://%s:%d" $host (int .Values.gateway.service.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "knactor.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "knactor.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Lease the replicas compete for; the one holding it runs the controller and the sources. */}}
+{{- define "knactor.leaseName" -}}
+{{- default (printf "%s-controller" (include "knactor.fullname" .)) .Values.leaseName }}
+{{- end }}
+
+{{- define "knactor.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "knactor.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "knactor.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "knactor.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "knactor.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: knactor
+{{- end }}
+
+{{/*
+The roles deployed, one Deployment each: "all" (gateway and actors in every pod), or "ingress" and
+"dispatch" when roles.split is on. Returns a JSON list: fromJsonArray (include "knactor.roles" .)
+*/}}
+{{- define "knactor.roles" -}}
+{{- if .Values.roles.split }}["ingress","dispatch"]{{ else }}["all"]{{ end }}
+{{- end }}
+
+{{/*
+Per-role names and labels. Called with (dict "root" $ "role" "all"|"ingress"|"dispatch").
+The "all" role's Deployment is the release's base name; the others get the role as a suffix.
+app.kubernetes.io/component is "node" for "all" (the node runs everything), else the role.
+*/}}
+{{- define "knactor.roleName" -}}
+{{- if eq .role "all" }}
+{{- include "knactor.fullname" .root }}
+{{- else }}
+{{- printf "%s-%s" (include "knactor.fullname" .root) .role }}
+{{- end }}
+{{- end }}
+
+{{- define "knactor.component" -}}
+{{- if eq .role "all" }}node{{ else }}{{ .role }}{{ end }}
+{{- end }}
+
+{{- define "knactor.roleSelectorLabels" -}}
+{{ include "knactor.selectorLabels" .root }}
+app.kubernetes.io/component: {{ include "knactor.component" . }}
+{{- end }}
+
+{{- define "knactor.roleLabels" -}}
+{{ include "knactor.labels" .root }}
+app.kubernetes.io/component: {{ include "knactor.component" . }}
+{{- end }}
+
+{{/* The role KEDA scales on consumer lag: the one that reads the channels. */}}
+{{- define "knactor.kedaRole" -}}
+{{- if .Values.roles.split }}dispatch{{ else }}all{{ end }}
+{{- end }}
+
+{{/*
+Who sets a role's replica count: "keda", "hpa" or "" (the Deployment's replicas value). A
+ScaledObject makes its own HPA, so with KEDA on, the role it scales has no HPA from the chart (two
+autoscalers on one Deployment fight).
+*/}}
+{{- define "knactor.scaler" -}}
+{{- $values := index .root.Values.roles .role }}
+{{- if and .root.Values.keda.enabled (eq .role (include "knactor.kedaRole" .root)) }}keda
+{{- else if $values.autoscaling.enabled }}hpa
+{{- end }}
+{{- end }}
+
+{{/*
+Newest API version of a kind the cluster serves. `helm install`, `helm upgrade` and
+`helm template --validate` ask the cluster which versions it serves. Plain `helm template` assumes
+every version exists, so the Kubernetes version (--kube-version) decides there too: autoscaling/v2
+is served from 1.23, policy/v1 from 1.21, and no real cluster older than that serves them.
+*/}}
+{{- define "knactor.hpaApiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "autoscaling/v2") (semverCompare ">=1.23.0-0" .Capabilities.KubeVersion.Version) }}autoscaling/v2{{ else }}autoscaling/v2beta2{{ end }}
+{{- end }}
+
+{{- define "knactor.pdbApiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21.0-0" .Capabilities.KubeVersion.Version) }}policy/v1{{ else }}policy/v1beta1{{ end }}
+{{- end }}
+
+{{/*
+Value combinations the schema cannot express. Included by every Deployment, so rendering fails with
+one of these messages before anything is installed.
+*/}}
+{{- define "knactor.validate" -}}
+{{- if and (eq .Values.channel "kafka") (not .Values.kafka.bootstrapServers) }}
+{{- fail "kafka.bootstrapServers: channel kafka needs the Kafka bootstrap servers (host:port[,host:port...])" }}
+{{- end }}
+{{- if and .Values.roles.split (ne .Values.channel "kafka") }}
+{{- fail "roles.split: separate ingress and dispatch Deployments need channel: kafka (the memory channel lives inside one process, so dispatch pods would never see what ingress pods accepted)" }}
+{{- end }}
+{{- if and .Values.keda.enabled (ne .Values.channel "kafka") }}
+{{- fail "keda.enabled: KEDA scales on Kafka consumer lag and needs channel: kafka (without Kafka use roles.<role>.autoscaling, on CPU)" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not .Values.keda.brokers) }}
+{{- fail "keda.brokers: list the brokers whose consumer lag KEDA scales on ({namespace, name} each)" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not .Values.roles.split) (lt (int .Values.keda.minReplicas) 1) }}
+{{- fail "keda.minReplicas: 0 would stop the gateway too; scale to zero only with roles.split (the dispatch role)" }}
+{{- end }}
+{{- if and .Values.keda.enabled (ne .Values.keda.sasl "none") (not .Values.kafka.auth.secretName) }}
+{{- fail "keda.sasl: KEDA reads the SASL user and password from kafka.auth.secretName; set it" }}
+{{- end }}
+{{- range $role := fromJsonArray (include "knactor.roles" .) }}
+{{- $a := (index $.Values.roles $role).autoscaling }}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- fail (printf "roles.%s.autoscaling: minReplicas (%d) is greater than maxReplicas (%d)" $role (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
+{{- fail (printf "keda: minReplicas (%d) is greater than maxReplicas (%d)" (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# Checks the Helm chart charts/knactor for real, and exits non-zero when anything fails:
+#   - helm lint --strict and helm template, for the default values and each charts/knactor/examples/*.yaml,
+#     rendered for Kubernetes 1.20 (autoscaling/v2beta2, policy/v1beta1) and for a current one (v2, v1);
+#   - values.schema.json and the templates refuse bad values, each with the message expected;
+#   - current renders against Kubernetes' JSON schemas (PyPI kubernetes-validate --strict), KEDA and
+#     Prometheus Operator objects against schemas generated from their CRDs (npm @kubernetes-models/*);
+#   - 1.20 renders and the example resources with `kubectl apply --dry-run=server` against a real
+#     kube-apiserver v1.20.2 (scripts/kube-up.sh), the chart's CRDs applied first;
+#   - helm install, upgrade and uninstall into that API server, and what knactor's ServiceAccount may
+#     and may not do there (kubectl auth can-i);
+#   - each checker first shows it can fail (a broken object must be refused).
+# Whether crds/ matches the Rust types is a cargo test (adapters/kube), not repeated here.
+#
+#   scripts/chart-check.sh        (installs its tools: scripts/install-tools.sh --only helm,kube, a Python
+#                                  venv and npm packages under the tools dir; honours KNACTOR_TOOLS_DIR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/tools-lib.sh
+
+CHART=charts/knactor
+RELEASE=knactor
+NAMESPACE=knactor-system
+OLD_KUBE=1.20.2      # the API server scripts/kube-up.sh runs
+NEW_KUBE=1.32.0      # helm's and kubectl's own version line; kubernetes-validate has its schemas
+KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
+NPM_MODELS='{"@kubernetes-models/keda": "2.0.0", "@kubernetes-models/prometheus-operator": "6.0.0"}'
+
+log() { echo "chart-check: $*" >&2; }
+
+# ---- tools ----------------------------------------------------------------------------------------
+log "tools (scripts/install-tools.sh --only helm,kube)"
+tools_env=$(scripts/install-tools.sh --only helm,kube | tail -n 1 | sed 's/^source //')
+# shellcheck disable=SC1090
+source "$tools_env"
+helm=$KNACTOR_HELM
+kubectl=$KNACTOR_KUBECTL
+
+# A venv with kubernetes-validate (and PyYAML, which it brings) under the tools dir.
+venv=$KNACTOR_TOOLS_DIR/chart-venv
+if [[ $(cat "$venv/.pins" 2>/dev/null) != "$KUBERNETES_VALIDATE" ]]; then
+    log "python venv $venv ($KUBERNETES_VALIDATE)"
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        apt-get -qq update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check "$KUBERNETES_VALIDATE" >&2
+    echo "$KUBERNETES_VALIDATE" >"$venv/.pins"
+fi
+py=$venv/bin/python
+
+# The KEDA and Prometheus Operator models: JSON-schema validators generated from their CRDs.
+npm_dir=$KNACTOR_TOOLS_DIR/chart-npm
+if [[ $(cat "$npm_dir/.pins" 2>/dev/null) != "$NPM_MODELS" ]]; then
+    log "npm packages in $npm_dir ($NPM_MODELS)"
+    command -v npm >/dev/null || { apt-get -qq update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >&2; }
+    rm -rf "$npm_dir"
+    mkdir -p "$npm_dir"
+    printf '{"name": "knactor-chart-check", "private": true, "type": "module", "dependencies": %s}\n' "$NPM_MODELS" >"$npm_dir/package.json"
+    (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error >npm.log 2>&1) || { cat "$npm_dir/npm.log" >&2; die "npm install failed"; }
+    echo "$NPM_MODELS" >"$npm_dir/.pins"
+fi
+# validate.mjs FILE.json: each object (a JSON list) against the schema of its apiVersion and kind.
+cat >"$npm_dir/validate.mjs" <<'EOF'
+import { readFileSync } from "node:fs";
+const packages = { "keda.sh": "@kubernetes-models/keda", "monitoring.coreos.com": "@kubernetes-models/prometheus-operator" };
+let failed = 0;
+for (const object of JSON.parse(readFileSync(process.argv[2], "utf8"))) {
+  const what = `${object.kind}/${object.metadata?.name} (${object.apiVersion})`;
+  const pkg = packages[object.apiVersion.split("/")[0]];
+  if (!pkg) { console.log(`no schema for ${what}`); failed++; continue; }
+  try {
+    const module = await import(`${pkg}/${object.apiVersion}/${object.kind}`);
+    new module[object.kind](object).validate();
+    console.log(`valid ${what}`);
+  } catch (error) { console.log(`invalid ${what}: ${error.message}`); failed++; }
+}
+process.exit(failed ? 1 : 0);
+EOF
+
+# ---- the checks -----------------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/knactor-chart-check.XXXXXX")
+kube_dir=$work/kube
+cleanup() {
+    if [[ -d $kube_dir ]]; then scripts/kube-down.sh "$kube_dir" || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+failures=()
+# check NAME CMD...: run CMD (with `set -e`), its output kept; one line per check, the output on failure.
+check() {
+    local name=$1 out=$work/check.log
+    shift
+    ("$@") >"$out" 2>&1 &
+    if wait $!; then
+        passed=$((passed + 1))
+        echo "ok      $name"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "FAILED  $name"
+        sed 's/^/        | /' "$out" | tail -n 40
+    fi
+}
+
+# fails MESSAGE CMD...: CMD must fail, and say MESSAGE.
+fails() {
+    local expected=$1 output
+    shift
+    if output=$("$@" 2>&1); then
+        echo "succeeded, but should have failed with: $expected"
+        return 1
+    fi
+    grep -qF -- "$expected" <<<"$output" || { echo "failed without saying \"$expected\":"; echo "$output"; return 1; }
+}
+
+# split FILE DIR: the rendered documents of FILE as DIR/builtin.yaml (Kubernetes' own kinds) and
+# DIR/third-party.json (KEDA, Prometheus Operator), and DIR/kinds ("apiVersion kind name" lines).
+split() {
+    mkdir -p "$2"
+    "$py" - "$1" "$2" <<'EOF'
+import json, sys, yaml
+source, out = sys.argv[1], sys.argv[2]
+builtin, third = [], []
+with open(f"{out}/kinds", "w") as kinds:
+    for doc in yaml.safe_load_all(open(source)):
+        if not doc:
+            continue
+        kinds.write(f"{doc['apiVersion']} {doc['kind']} {doc['metadata']['name']}\n")
+        group = doc["apiVersion"].rpartition("/")[0]
+        (third if group.endswith((".sh", "coreos.com")) else builtin).append(doc)
+yaml.safe_dump_all(builtin, open(f"{out}/builtin.yaml", "w"), sort_keys=False)
+json.dump(third, open(f"{out}/third-party.json", "w"))
+EOF
+}
+
+# expect_kinds DIR "Kind=N ..." HPA_VERSION PDB_VERSION: DIR/kinds has N objects of each Kind listed,
+# and every HorizontalPodAutoscaler and PodDisruptionBudget has the version given.
+expect_kinds() {
+    local dir=$1 counts=$2 hpa=$3 pdb=$4 pair kind n got bad=0
+    for pair in $counts; do
+        kind=${pair%=*} n=${pair#*=}
+        got=$(awk -v k="$kind" '$2 == k' "$dir/kinds" | wc -l)
+        [[ $got == "$n" ]] || { echo "$kind: $got, expected $n"; bad=1; }
+    done
+    if awk '$2 == "HorizontalPodAutoscaler" && $1 != "'"$hpa"'"' "$dir/kinds" | grep .; then
+        echo "HorizontalPodAutoscaler: expected $hpa"
+        bad=1
+    fi
+    if awk '$2 == "PodDisruptionBudget" && $1 != "'"$pdb"'"' "$dir/kinds" | grep .; then
+        echo "PodDisruptionBudget: expected $pdb"
+        bad=1
+    fi
+    return $bad
+}
+
+render() {  # render OUT KUBE_VERSION [helm args...]
+    local out=$1 version=$2
+    shift 2
+    "$helm" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$version" "$@" >"$out"
+}
+
+# Values sets: name, helm arguments, and the objects each must render.
+sets=(default kafka-sasl split-roles keda)
+declare -A args=(
+    [default]=""
+    [kafka-sasl]="-f $CHART/examples/kafka-sasl.yaml"
+    [split-roles]="-f $CHART/examples/split-roles.yaml"
+    [keda]="-f $CHART/examples/keda.yaml"
+)
+common="ServiceAccount=1 ClusterRole=1 ClusterRoleBinding=1"
+declare -A kinds=(
+    [default]="$common Deployment=1 Service=1 PodDisruptionBudget=1 HorizontalPodAutoscaler=0 Role=1 RoleBinding=1 ScaledObject=0 ServiceMonitor=0"
+    [kafka-sasl]="$common Deployment=1 Service=1 PodDisruptionBudget=1 HorizontalPodAutoscaler=1 Role=2 RoleBinding=2 ScaledObject=0"
+    [split-roles]="$common Deployment=2 Service=2 PodDisruptionBudget=2 HorizontalPodAutoscaler=2 Role=1 ServiceMonitor=1 ScaledObject=0"
+    [keda]="$common Deployment=2 Service=1 PodDisruptionBudget=2 HorizontalPodAutoscaler=1 ScaledObject=1 TriggerAuthentication=1"
+)
+examples=("$CHART"/examples/*.yaml)
+((${#examples[@]} == ${#sets[@]} - 1)) || die "a file in $CHART/examples/ has no entry in sets= here"
+
+echo "== the checkers can fail"
+printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: x}' 'spec: {ports: [{port: 80}], portz: 1}' >"$work/broken.yaml"
+check "kubernetes-validate --strict refuses an unknown field" \
+    fails "'portz' was unexpected" "$venv/bin/kubernetes-validate" -k "$NEW_KUBE" --strict --quiet "$work/broken.yaml"
+echo '[{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"}, "spec": {"scaleTargetRef": {"name": "x"}, "minReplicaCount": "one", "triggers": []}}]' >"$work/broken.json"
+check "the KEDA schema refuses a string replica count" fails "minReplicaCount must be integer" node "$npm_dir/validate.mjs" "$work/broken.json"
+
+echo "== lint and render ($CHART)"
+for set in "${sets[@]}"; do
+    # shellcheck disable=SC2086
+    check "$set: helm lint --strict" "$helm" lint --strict "$CHART" --namespace "$NAMESPACE" ${args[$set]}
+    # shellcheck disable=SC2086
+    check "$set: helm template, Kubernetes $OLD_KUBE" render "$work/$set-old.yaml" "$OLD_KUBE" ${args[$set]}
+    # shellcheck disable=SC2086
+    check "$set: helm template, Kubernetes $NEW_KUBE" render "$work/$set-new.yaml" "$NEW_KUBE" ${args[$set]}
+    split "$work/$set-old.yaml" "$work/$set-old"
+    split "$work/$set-new.yaml" "$work/$set-new"
+    check "$set: $OLD_KUBE objects (autoscaling/v2beta2, policy/v1beta1)" \
+        expect_kinds "$work/$set-old" "${kinds[$set]}" autoscaling/v2beta2 policy/v1beta1
+    check "$set: $NEW_KUBE objects (autoscaling/v2, policy/v1)" \
+        expect_kinds "$work/$set-new" "${kinds[$set]}" autoscaling/v2 policy/v1
+    check "$set: kubernetes-validate --strict -k $NEW_KUBE" \
+        "$venv/bin/kubernetes-validate" -k "$NEW_KUBE" --strict --quiet "$work/$set-new/builtin.yaml"
+    if [[ $(cat "$work/$set-new/third-party.json") != "[]" ]]; then
+        check "$set: KEDA / Prometheus Operator objects against their schemas" \
+            node "$npm_dir/validate.mjs" "$work/$set-new/third-party.json"
+    fi
+done
+
+echo "== values documented field by field"
+documented() {
+    "$py" - "$CHART" <<'EOF'
+import json, re, sys, yaml
+chart = sys.argv[1]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+schema = json.load(open(f"{chart}/values.schema.json"))
+readme = open(f"{chart}/README.md").read()
+# Maps whose keys are the user's (resources, annotations, securityContext...): documented as a whole.
+whole = {"resources", "podSecurityContext", "securityContext", "livenessProbe", "readinessProbe",
+         "annotations", "labels", "podAnnotations", "podLabels", "nodeSelector", "affinity", "defaultDelivery"}
+missing = []
+def walk(value, node, path):
+    name = re.sub(r"^roles\.(all|ingress|dispatch)\.", "roles.<role>.", ".".join(path))
+    if node is None:
+        missing.append(f"{name}: not in values.schema.json")
+        return
+    if not node.get("description"):
+        missing.append(f"{name}: no description in values.schema.json")
+    if isinstance(value, dict) and value and path[-1] not in whole:
+        for key, child in value.items():
+            walk(child, node.get("properties", {}).get(key), path + [key])
+        return
+    if f"`{name}`" not in readme:
+        missing.append(f"{name}: not in README.md's Values table")
+for key, child in values.items():
+    walk(child, schema["properties"].get(key), [key])
+for line in sorted(set(missing)):
+    print(line)
+sys.exit(1 if missing else 0)
+EOF
+}
+check "every value is in values.schema.json (with a description) and in README.md" documented
+
+echo "== what the Deployment runs (the knactor run contract)"
+contract() {
+    local f=$work/default-new.yaml arg
+    # shellcheck disable=SC2016 # $(POD_NAME) is literal: the kubelet expands it
+    for arg in run --kubernetes --lease-namespace=$NAMESPACE --lease-name=knactor-controller --listen=0.0.0.0:8080 \
+        --advertise=http://knactor-gateway.$NAMESPACE.svc.cluster.local --role=all '--node-id=$(POD_NAME)' \
+        --default-broker-selector=knative-eventing-injection=enabled --log=info --state-dir=/var/lib/knactor \
+        '--default-delivery={"backoffDelay":"PT0.2S","backoffPolicy":"exponential","retry":10}'; do
+        "$py" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"]
+args = docs[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+sys.exit(0 if sys.argv[2] in args else f"{sys.argv[2]} not in {args}")' "$f" "$arg"
+    done
+    grep -q 'name: knactor-gateway$' "$f"
+    f=$work/kafka-sasl-new.yaml
+    for arg in --channel=kafka --kafka-partitions=12 --kafka-replication-factor=3 --kafka-auth-dir=/etc/knactor/kafka-auth \
+        --otlp-endpoint=http://jaeger-collector.observability.svc.cluster.local:4317 --otlp-protocol=grpc; do
+        grep -qF -- "- \"$arg\"" "$f" || grep -qF -- "- $arg" "$f" || { echo "$arg missing"; return 1; }
+    done
+    grep -qF 'secretName: kafka-auth' "$f"
+    grep -qF 'value: "parentbased_traceidratio"' "$f"
+    grep -qF -- '--role=dispatch' "$work/split-roles-new.yaml"
+    grep -qF -- '--role=ingress' "$work/split-roles-new.yaml"
+}
+check "default and kafka-sasl: flags, env, gateway Service name" contract
+
+echo "== bad values are refused"
+bad() { check "refused: $1" fails "$2" "$helm" template "$RELEASE" "$CHART" "${@:3}"; }
+bad "negative replicas" "roles.all.replicas: Must be greater than or equal to 0" --set roles.all.replicas=-1
+bad "unknown channel" "channel must be one of the following" --set channel=nats
+bad "a misspelt field" "Additional property partitons is not allowed" --set kafka.partitons=3
+bad "a delivery delay not in ISO-8601" "defaultDelivery.backoffDelay: Does not match pattern" --set defaultDelivery.backoffDelay=200ms
+bad "an unknown backoff policy" "backoffPolicy must be one of the following" --set defaultDelivery.backoffPolicy=fibonacci
+bad "an empty default-broker selector" "defaultBrokerSelector: String length must be greater than or equal to 1" --set defaultBrokerSelector=
+bad "an unknown OTLP protocol" "tracing.protocol must be one of the following" --set tracing.protocol=udp
+bad "a sample ratio above 1" "tracing.sampleRatio: Must be less than or equal to 1" --set tracing.sampleRatio=2
+bad "replication factor 0" "kafka.replicationFactor" --set kafka.replicationFactor=0
+bad "bootstrap servers without ports" "kafka.bootstrapServers: Does not match pattern" --set kafka.bootstrapServers=kafka
+bad "Kafka without bootstrap servers" "kafka.bootstrapServers: channel kafka needs the Kafka bootstrap servers" --set channel=kafka
+bad "split roles on the memory channel" "roles.split: separate ingress and dispatch Deployments need channel: kafka" --set roles.split=true
+bad "KEDA on the memory channel" "keda.enabled: KEDA scales on Kafka consumer lag" --set keda.enabled=true
+bad "KEDA without brokers" "keda.brokers: list the brokers" --set keda.enabled=true,channel=kafka,kafka.bootstrapServers=k:9092
+bad "KEDA scaling the gateway to zero" "keda.minReplicas: 0 would stop the gateway too" \
+    --set keda.enabled=true,channel=kafka,kafka.bootstrapServers=k:9092,keda.brokers[0].namespace=a,keda.brokers[0].name=b,keda.minReplicas=0
+bad "KEDA SASL without the auth Secret" "keda.sasl: KEDA reads the SASL user and password" \
+    --set keda.enabled=true,channel=kafka,kafka.bootstrapServers=k:9092,keda.brokers[0].namespace=a,keda.brokers[0].name=b,keda.sasl=plaintext
+bad "autoscaling minReplicas above maxReplicas" "roles.all.autoscaling: minReplicas (5) is greater than maxReplicas (2)" \
+    --set roles.all.autoscaling.enabled=true,roles.all.autoscaling.minReplicas=5,roles.all.autoscaling.maxReplicas=2
+
+echo "== against kube-apiserver v$OLD_KUBE (scripts/kube-up.sh)"
+kubeconfig=$(scripts/kube-up.sh "$kube_dir")
+k() { "$kubectl" --kubeconfig "$kubeconfig" --cache-dir "$kube_dir/kubectl-cache" --request-timeout 30s "$@"; }
+h() { "$helm" --kubeconfig "$kubeconfig" "$@"; }
+crds() {
+    k apply -f $CHART/crds/
+    k wait --for condition=established --timeout=60s -f $CHART/crds/
+}
+check "the chart's CRDs apply and are established" crds
+for ns in "$NAMESPACE" knative-eventing demo; do k create namespace "$ns" >/dev/null; done
+check "kubectl apply --dry-run=server refuses an unknown field" \
+    fails 'unknown field "portz"' k apply --dry-run=server --validate=strict -n "$NAMESPACE" -f "$work/broken.yaml"
+for set in "${sets[@]}"; do
+    check "$set: kubectl apply --dry-run=server (Kubernetes $OLD_KUBE render)" \
+        k apply --dry-run=server --validate=strict -f "$work/$set-old/builtin.yaml"
+done
+check "example resources: kubectl apply --dry-run=server (custom resources against the chart's CRDs)" \
+    k apply --dry-run=server --validate=strict -f $CHART/examples/resources/
+echo '{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "metadata": {"name": "x", "namespace": "demo"}, "spec": {"brokerClass": "x"}}' >"$work/broken-broker.json"
+check "a Broker with an unknown spec field is refused" \
+    fails 'unknown field "brokerClass"' k apply --dry-run=server --validate=strict -f "$work/broken-broker.json"
+
+echo "== helm install, upgrade, uninstall (the README's commands)"
+install() {
+    h install $RELEASE $CHART --namespace $NAMESPACE --set roles.all.autoscaling.enabled=true
+    h get manifest $RELEASE --namespace $NAMESPACE >"$work/installed.yaml"
+    grep -qx 'apiVersion: autoscaling/v2beta2' "$work/installed.yaml"
+    grep -qx 'apiVersion: policy/v1beta1' "$work/installed.yaml"
+    k get -n $NAMESPACE deployment/knactor service/knactor-gateway hpa/knactor pdb/knactor serviceaccount/knactor role/knactor
+    k get clusterrole/knactor clusterrolebinding/knactor
+}
+check "helm install (HPA on): the API server's own versions picked (v2beta2, v1beta1)" install
+
+# rbac yes|no VERB RESOURCE [kubectl auth can-i args]: the API server's answer for knactor's account.
+sa=system:serviceaccount:$NAMESPACE:knactor
+rbac() {
+    local answer want=$1
+    shift
+    answer=$(k auth can-i --as "$sa" "$@" 2>/dev/null) || true
+    [[ $answer == "$want" ]] || { echo "can-i $*: $answer, expected $want"; return 1; }
+}
+# rbac_group yes|no VERB GROUP RESOURCE: the same for a group the API server does not serve (kubectl
+# auth can-i cannot name those), as a SubjectAccessReview over every namespace.
+rbac_group() {
+    local answer
+    answer=$(k create -o jsonpath='{.status.allowed}' -f - <<<"{\"apiVersion\": \"authorization.k8s.io/v1\",
+        \"kind\": \"SubjectAccessReview\", \"spec\": {\"user\": \"$sa\", \"groups\": [\"system:serviceaccounts\"],
+        \"resourceAttributes\": {\"verb\": \"$2\", \"group\": \"$3\", \"resource\": \"$4\"}}}")
+    [[ $answer == true && $1 == yes || $answer != true && $1 == no ]] || { echo "$2 $4.$3: allowed=$answer, expected $1"; return 1; }
+}
+rbac_all() {
+    local bad=0
+    # What knactor needs (the knactor run contract).
+    rbac yes list brokers.eventing.knative.dev -A || bad=1
+    rbac yes watch triggers.eventing.knative.dev -A || bad=1
+    rbac yes create brokers.eventing.knative.dev -n demo || bad=1
+    rbac yes patch brokers.eventing.knative.dev --subresource=status -n demo || bad=1
+    rbac yes update triggers.eventing.knative.dev --subresource=finalizers -n demo || bad=1
+    rbac yes watch apiserversources.sources.knative.dev -A || bad=1
+    rbac yes patch pingsources.sources.knative.dev --subresource=status -n demo || bad=1
+    rbac yes update apiserversources.sources.knative.dev --subresource=finalizers -n demo || bad=1
+    rbac yes create leases.coordination.k8s.io -n "$NAMESPACE" || bad=1
+    rbac yes update leases.coordination.k8s.io/knactor-controller -n "$NAMESPACE" || bad=1
+    rbac yes create configmaps -n "$NAMESPACE" || bad=1
+    rbac yes watch configmaps -n "$NAMESPACE" || bad=1
+    rbac yes watch services -A || bad=1
+    rbac_group yes watch serving.knative.dev services || bad=1
+    rbac_group no create serving.knative.dev services || bad=1
+    rbac yes list namespaces || bad=1
+    rbac yes watch events -A || bad=1
+    rbac yes create events -n demo || bad=1
+    rbac yes patch events.events.k8s.io -n demo || bad=1
+    rbac yes impersonate serviceaccounts -n demo || bad=1
+    rbac yes create selfsubjectaccessreviews.authorization.k8s.io || bad=1
+    # What it must not do.
+    rbac no delete brokers.eventing.knative.dev -n demo || bad=1
+    rbac no create apiserversources.sources.knative.dev -n demo || bad=1
+    rbac no get secrets -n demo || bad=1
+    rbac no get secrets -n "$NAMESPACE" || bad=1
+    rbac no get configmaps -n demo || bad=1
+    rbac no create leases.coordination.k8s.io -n demo || bad=1
+    rbac no create configmaps -n demo || bad=1
+    rbac no impersonate users || bad=1
+    rbac no impersonate groups || bad=1
+    rbac no create deployments.apps -n "$NAMESPACE" || bad=1
+    rbac no create pods -n demo || bad=1
+    rbac no delete events -n demo || bad=1
+    return $bad
+}
+check "knactor's account: what it may do, and no more (kubectl auth can-i)" rbac_all
+
+upgrade() {
+    h upgrade $RELEASE $CHART --namespace $NAMESPACE -f $CHART/examples/split-roles.yaml \
+        --set metrics.serviceMonitor.enabled=false --set logLevel=debug --set 'rbac.brokerConfigNamespaces={knative-eventing}'
+    k get -n $NAMESPACE deployment/knactor-ingress deployment/knactor-dispatch hpa/knactor-ingress hpa/knactor-dispatch
+    ! k get -n $NAMESPACE deployment/knactor 2>/dev/null || { echo "deployment/knactor is still there"; return 1; }
+    k get -n $NAMESPACE deployment/knactor-dispatch -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -F -- '--log=debug'
+    k get -n $NAMESPACE service/knactor-gateway -o jsonpath='{.spec.selector}' | grep -F '"ingress"'
+    # rbac.brokerConfigNamespaces: Kafka broker configs readable in knative-eventing, still not elsewhere.
+    rbac yes get secrets -n knative-eventing
+    rbac yes watch configmaps -n knative-eventing
+    rbac no get secrets -n demo
+}
+check "helm upgrade to split roles: Deployments replaced, flags changed, broker-config access" upgrade
+
+uninstall() {
+    h uninstall $RELEASE --namespace $NAMESPACE
+    ! k get -n $NAMESPACE deployment/knactor-ingress 2>/dev/null || { echo "deployment/knactor-ingress is still there"; return 1; }
+    ! k get clusterrole/knactor 2>/dev/null || { echo "clusterrole/knactor is still there"; return 1; }
+    k get crd brokers.eventing.knative.dev triggers.eventing.knative.dev apiserversources.sources.knative.dev pingsources.sources.knative.dev
+}
+check "helm uninstall: the release's objects go, the CRDs stay" uninstall
+
+echo "== the image"
+image() {
+    local repo app cargo
+    repo=$("$py" -c 'import yaml; print(yaml.safe_load(open("charts/knactor/values.yaml"))["image"]["repository"])')
+    app=$("$py" -c 'import yaml; print(yaml.safe_load(open("charts/knactor/Chart.yaml"))["appVersion"])')
+    cargo=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+    [[ $app == "$cargo" ]] || { echo "Chart.yaml appVersion $app is not the workspace version $cargo"; return 1; }
+    grep -qF "docker build -t $repo:$app ." Dockerfile || { echo "Dockerfile does not document the chart's image $repo:$app"; return 1; }
+    grep -q '^USER 65532:65532' Dockerfile
+    grep -qx 'target/' .dockerignore
+}
+check "the chart's image is the Dockerfile's (name, version), non-root" image
+
+echo
+if ((failed)); then
+    printf 'chart-check: failed: %s\n' "${failures[@]}" >&2
+fi
+echo "chart-check: $passed passed, $failed failed"
+((failed == 0))
