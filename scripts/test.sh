@@ -28,3 +28,6 @@ echo "== end-to-end scenarios on Kafka (tansu)"
 KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
     --test ingress --test filters --test delivery --test supervision --test reload \
     --test sources --test kube_sources
+
+echo "== Helm chart (lint, render, schemas, dry-run, install/upgrade/uninstall against kube-apiserver 1.20)"
+scripts/chart-check.sh
