@@ -17,7 +17,7 @@ use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
-use knactor_actors::source::FileStateStore;
+use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, GatewayState};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
@@ -29,8 +29,42 @@ use crate::config::{parse_duration_flag, ConfigSource};
 #[derive(Args)]
 pub struct RunArgs {
     /// Resource YAML: a file, or a directory read recursively (*.yaml, *.yml). Re-read on change.
+    /// Without it, the node takes its resources from a cluster (--kubernetes or --kubeconfig).
     #[arg(long, env = "KNACTOR_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Take the resources from the cluster this pod runs in (its ServiceAccount).
+    #[arg(long, env = "KNACTOR_KUBERNETES")]
+    kubernetes: bool,
+    /// Namespace of the controller's Lease and of the sources' saved positions (default:
+    /// POD_NAMESPACE, else default).
+    #[arg(long, env = "KNACTOR_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease that elects the one replica running the controller and the sources.
+    #[arg(long, env = "KNACTOR_LEASE_NAME", default_value = "knactor-controller")]
+    lease_name: String,
+    /// Namespaces matching this label selector get a Broker named default (in a cluster);
+    /// empty: none.
+    #[arg(
+        long,
+        env = "KNACTOR_DEFAULT_BROKER_SELECTOR",
+        default_value = "knative-eventing-injection=enabled"
+    )]
+    default_broker_selector: String,
+    /// Delivery of brokers and triggers that give none, as a Knative DeliverySpec in JSON (default:
+    /// Knative's: retry 10, exponential, PT0.2S).
+    #[arg(long, env = "KNACTOR_DEFAULT_DELIVERY")]
+    default_delivery: Option<String>,
+    /// What this node does: all (ingress and dispatch; the only role implemented so far).
+    #[arg(long, env = "KNACTOR_ROLE", default_value = "all", value_parser = ["all"])]
+    role: String,
+    /// The channel of brokers without a class annotation: memory or kafka (sets
+    /// --default-broker-class).
+    #[arg(long, env = "KNACTOR_CHANNEL", value_parser = ["memory", "kafka"])]
+    channel: Option<String>,
+    /// A directory holding Knative's Kafka Secret keys as files (protocol, sasl.mechanism, user,
+    /// password, ca.crt, user.crt, user.key): the node's Kafka credentials.
+    #[arg(long, env = "KNACTOR_KAFKA_AUTH_DIR")]
+    kafka_auth_dir: Option<PathBuf>,
     /// Address of the broker ingress (and /healthz, /readyz, /metrics).
     #[arg(long, env = "KNACTOR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -85,7 +119,11 @@ pub struct RunArgs {
     dispatch_workers: usize,
     /// Kafka bootstrap servers (host:port,...) of the node's cluster; brokers of class Kafka whose
     /// ConfigMap names no bootstrap.servers use it. Falls back to KAFKA_BOOTSTRAP_SERVERS.
-    #[arg(long, env = "KNACTOR_KAFKA_BOOTSTRAP")]
+    #[arg(
+        long,
+        env = "KNACTOR_KAFKA_BOOTSTRAP",
+        visible_alias = "kafka-bootstrap-servers"
+    )]
     kafka_bootstrap: Option<String>,
     /// Class of brokers without the eventing.knative.dev/broker.class annotation: MTChannelBasedBroker
     /// (memory channel) or Kafka.
@@ -146,14 +184,34 @@ pub struct RunArgs {
     fault_injection: bool,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     super::init_logging(&args.log);
+    match args.channel.as_deref() {
+        Some("kafka") => args.default_broker_class = "Kafka".into(),
+        Some(_) => args.default_broker_class = "MTChannelBasedBroker".into(),
+        None => {}
+    }
+    if let Some(dir) = &args.kafka_auth_dir {
+        let auth = kafka_auth(dir)?;
+        args.kafka_config.extend(auth);
+    }
+    let knative_default = match &args.default_delivery {
+        Some(json) => parse_default_delivery(json)?,
+        None => knative_default_delivery(),
+    };
+    let cluster_mode = args.config.is_none();
+    if cluster_mode && !args.kubernetes && kubeconfig_path(&args).is_none() {
+        anyhow::bail!("give --config FILE_OR_DIR (resources from YAML), or --kubernetes / --kubeconfig PATH (resources from a cluster)");
+    }
     let strictness = if args.strict {
         Strictness::Strict
     } else {
         Strictness::Lenient
     };
-    let mut source = ConfigSource::new(&args.config, strictness)?;
+    let mut source = match &args.config {
+        Some(config) => Some(ConfigSource::new(config, strictness)?),
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let bound = listener.local_addr()?;
@@ -191,26 +249,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let channels = Arc::new(Channels::new(log, kafka));
         let shared = Shared::new(channels, transport.clone(), options);
-        let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-        let state = FileStateStore::open(&state_dir).with_context(|| {
-            format!(
-                "cannot use {} as the state directory (--state-dir)",
-                state_dir.display()
-            )
-        })?;
-        let api_server: Option<Arc<dyn ApiServerSourceRuntime>> = match kubeconfig_path(&args) {
-            Some(path) => {
-                let config = knactor_kube::client_config(Some(&path))
+        let kube_config = match kubeconfig_path(&args) {
+            Some(path) => Some(
+                knactor_kube::client_config(Some(&path))
                     .await
-                    .map_err(anyhow::Error::msg)?;
-                info!(cluster = %config.cluster_url, "ApiServerSources watch this cluster");
-                Some(Arc::new(knactor_kube::apiserver::KubeSourceRuntime::new(
-                    config,
-                )))
-            }
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None if args.kubernetes => Some(
+                knactor_kube::client_config(None)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            ),
             None => None,
         };
-        let sources = SourceManager::new(transport, Arc::new(state), api_server);
+        let lease_namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let (api_server, state): (Option<Arc<dyn ApiServerSourceRuntime>>, Arc<dyn StateStore>) =
+            match &kube_config {
+                Some(config) => {
+                    info!(cluster = %config.cluster_url, "ApiServerSources watch this cluster");
+                    let runtime = knactor_kube::apiserver::KubeSourceRuntime::new(config.clone());
+                    let state: Arc<dyn StateStore> = if cluster_mode {
+                        let client = knactor_kube::kube::Client::try_from(config.clone())
+                            .context("cannot build the Kubernetes client")?;
+                        Arc::new(knactor_kube::state::ConfigMapStateStore::new(
+                            client,
+                            &lease_namespace,
+                        ))
+                    } else {
+                        Arc::new(open_state_dir(&args)?)
+                    };
+                    (Some(Arc::new(runtime)), state)
+                }
+                None => (None, Arc::new(open_state_dir(&args)?)),
+            };
+        let sources = SourceManager::new(transport, state, api_server);
+        let sources = if cluster_mode { sources.inactive() } else { sources };
         let source_board = sources.board();
         let sources = sources.start();
         let node = Node::new(shared.clone());
@@ -224,18 +302,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             kafka_partitions: args.kafka_partitions.max(1),
             kafka_replication_factor: None,
         };
-        let knative_default = knative_default_delivery();
-        apply_config(
-            &mut source,
-            &node,
-            &sources,
-            &advertise,
-            &channels,
-            &knative_default,
-        )?;
+        if let Some(source) = source.as_mut() {
+            apply_config(source, &node, &sources, &advertise, &channels, &knative_default)?;
+        }
         let reload_node = node.clone();
         let reload_every = args.reload_interval;
+        if let (None, Some(config)) = (&source, &kube_config) {
+            let client = knactor_kube::kube::Client::try_from(config.clone())
+                .context("cannot build the Kubernetes client")?;
+            let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let identity = args.node_id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| {
+                format!("{}-{}", hostname(), std::process::id())
+            });
+            actix_rt::spawn(knactor_kube::lease::hold(
+                client.clone(),
+                lease_namespace.clone(),
+                args.lease_name.clone(),
+                identity,
+                leader.clone(),
+            ));
+            let options = knactor_kube::cluster::ClusterOptions {
+                advertise: advertise.clone(),
+                api_server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
+                default_broker_selector: Some(args.default_broker_selector.clone())
+                    .filter(|selector| !selector.trim().is_empty()),
+                channels: channels.clone(),
+                default_delivery: knative_default.clone(),
+            };
+            let handles = knactor_kube::cluster::ClusterHandles {
+                node: node.clone(),
+                sources: sources.clone(),
+                board: source_board.clone(),
+                leader,
+            };
+            info!(cluster = %config.cluster_url, lease = %format!("{lease_namespace}/{}", args.lease_name), "resources come from the cluster");
+            actix_rt::spawn(knactor_kube::cluster::run(client, options, handles));
+        }
+        let reload_sources = sources.clone();
         actix_rt::spawn(async move {
+            let Some(mut source) = source else {
+                return;
+            };
             let mut ticks = tokio::time::interval(reload_every);
             ticks.tick().await;
             loop {
@@ -243,7 +350,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 if let Err(failure) = apply_config(
                     &mut source,
                     &reload_node,
-                    &sources,
+                    &reload_sources,
                     &advertise,
                     &channels,
                     &knative_default,
@@ -277,6 +384,65 @@ fn kubeconfig_path(args: &RunArgs) -> Option<PathBuf> {
         let paths = std::env::var_os("KUBECONFIG")?;
         std::env::split_paths(&paths).find(|path| !path.as_os_str().is_empty())
     })
+}
+
+fn open_state_dir(args: &RunArgs) -> anyhow::Result<FileStateStore> {
+    let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    FileStateStore::open(&dir).with_context(|| {
+        format!(
+            "cannot use {} as the state directory (--state-dir)",
+            dir.display()
+        )
+    })
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "knactor".into())
+}
+
+/// `--kafka-auth-dir`: Knative's Kafka Secret keys as files -> librdkafka settings.
+fn kafka_auth(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut secret = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("--kafka-auth-dir {}: cannot read it", dir.display()))?
+    {
+        let path = entry?.path();
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        // Mounted Secrets also hold ..data and ..2024_... links.
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let value = std::fs::read_to_string(&path)
+            .with_context(|| format!("--kafka-auth-dir: cannot read {}", path.display()))?;
+        secret.insert(name, value);
+    }
+    knactor_actors::routes::kafka_client_config(&secret)
+        .map(|config| config.into_iter().collect())
+        .map_err(|problem| anyhow::anyhow!("--kafka-auth-dir {}: {problem}", dir.display()))
+}
+
+/// `--default-delivery`: a Knative DeliverySpec as JSON.
+fn parse_default_delivery(json: &str) -> anyhow::Result<Delivery> {
+    let spec: DeliverySpec = serde_json::from_str(json)
+        .map_err(|error| anyhow::anyhow!("--default-delivery: {error}"))?;
+    let mut checker = Checker::new(Strictness::Strict);
+    let delivery = spec.check(&mut checker, "", "default");
+    match checker.finish(delivery) {
+        Ok(checked) => checked
+            .value
+            .ok_or_else(|| anyhow::anyhow!("--default-delivery: not a delivery spec")),
+        Err(errors) => {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::bail!("--default-delivery: {}", errors.join("; "))
+        }
+    }
 }
 
 /// `$XDG_STATE_HOME/knactor`, else `~/.local/state/knactor`, else `.knactor-state`.

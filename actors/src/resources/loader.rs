@@ -177,6 +177,18 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, String> {
     }
 }
 
+/// Reads one resource already parsed (an object from the Kubernetes API); `source` names it in
+/// messages.
+pub fn load_value(value: Value, source: &str, strictness: Strictness) -> LoadReport {
+    let mut report = LoadReport::default();
+    let origin = Origin {
+        source: source.to_string(),
+        document: 1,
+    };
+    load_document(value, origin, strictness, &mut report);
+    report
+}
+
 /// Reads every document of one file's text. `source` names the file in messages.
 pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport {
     let mut report = LoadReport::default();

@@ -20,7 +20,7 @@ pub use delivery::DeliverySpec;
 pub use destination::{DestinationSpec, KReference};
 pub use field::{Checked, Checker, FieldError, Strictness};
 pub use filter::{FilterSpec, LegacyFilterSpec};
-pub use loader::{load_str, LoadReport, Notice, Origin, Refusal, Resource};
+pub use loader::{load_str, load_value, LoadReport, Notice, Origin, Refusal, Resource};
 pub use meta::{Object, ObjectKey, ObjectMeta};
 pub use node_config::{NodeConfigSpec, NodeSettings};
 pub use sources::{ApiServerSourceSpec, PingSourceSpec};

@@ -198,7 +198,7 @@ impl fmt::Display for RouteIssue {
 }
 
 /// The immutable snapshot of what a node runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routes {
     brokers: BTreeMap<ObjectKey, Arc<BrokerRoute>>,
     sources: Vec<Arc<SourceRoute>>,

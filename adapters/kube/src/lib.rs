@@ -2,7 +2,10 @@
 //! (generated from the API shapes of `knactor-actors`).
 
 pub mod apiserver;
+pub mod cluster;
 pub mod crd;
+pub mod lease;
+pub mod state;
 
 use std::path::Path;
 
@@ -26,3 +29,6 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<Config, String> 
             .map_err(|error| format!("no Kubernetes configuration found: {error}")),
     }
 }
+
+/// The kube client crate, for callers that hold a [`Config`].
+pub use kube;

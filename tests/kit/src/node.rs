@@ -49,6 +49,31 @@ impl NodeProcess {
         Self::spawn_on(bin, config, extra, Channel::from_env())
     }
 
+    /// `bin run` on resources from a cluster (`--kubeconfig`), memory channel; `extra` appended.
+    pub fn spawn_cluster(bin: &Path, kubeconfig: &Path, extra: &[&str]) -> Self {
+        let config_dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = ["run", "--listen", "127.0.0.1:0", "--kubeconfig"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        args.push(kubeconfig.display().to_string());
+        args.extend(extra.iter().map(ToString::to_string));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (child, url) = launch(bin, &args, &stderr);
+        let node = Self {
+            bin: bin.to_path_buf(),
+            args,
+            child,
+            url,
+            channel: Channel::Memory,
+            config_dir,
+            tansu: None,
+            stderr,
+        };
+        node.wait_ready();
+        node
+    }
+
     /// Like [`NodeProcess::spawn`], on a given channel.
     pub fn spawn_on(bin: &Path, config: &str, extra: &[&str], channel: Channel) -> Self {
         let config_dir = tempfile::tempdir().unwrap();

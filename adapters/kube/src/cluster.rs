@@ -1,0 +1,786 @@
+//! A node that takes its resources from the cluster (`knactor run --kubeconfig`/`--kubernetes`).
+//!
+//! One kube-runtime [`Controller`] per kind (Broker, Trigger, ApiServerSource, PingSource) watches
+//! the Knative custom resources. Every node converts them with the same loader the file mode uses
+//! (so a resource means the same thing in a file and in the cluster), builds the [`Routes`] and runs
+//! them. The replica that holds the Lease (see [`crate::lease`]) also runs the sources, creates the
+//! default Brokers of labelled namespaces and writes each resource's `status`: `observedGeneration`,
+//! `address`, the Knative conditions (`Ready` and its parts) with a reason a user can act on, and a
+//! finalizer (so a Broker's topics are not deleted behind the node's back).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Addr;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use knactor_actors::actor::{ApplyRoutes, ApplySources, Node, SetSourcesActive, SourceManager};
+use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
+use knactor_actors::routes::{
+    ApiServerMode, Catalog, ChannelDefaults, Delivery, Reference, Resolver, Routes,
+    SourceDefinition, PING_EVENT_TYPE,
+};
+use knactor_actors::source::SourceBoard;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, Resource as _, ResourceExt as _};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::crd;
+
+/// The finalizer knactor puts on the resources it runs.
+pub const FINALIZER: &str = "knactor.dev/controller";
+/// The field manager of knactor's writes.
+pub const FIELD_MANAGER: &str = "knactor";
+
+pub struct ClusterOptions {
+    /// The gateway's URL; a Broker's address is `<advertise>/<namespace>/<name>`.
+    pub advertise: Url,
+    /// The URL sources name as the API server (`source` of ApiServerSource events).
+    pub api_server: String,
+    /// Namespaces matching it get a Broker named `default` (e.g. `knative-eventing-injection=enabled`).
+    pub default_broker_selector: Option<String>,
+    pub channels: ChannelDefaults,
+    pub default_delivery: Delivery,
+}
+
+/// What the node runs with.
+pub struct ClusterHandles {
+    pub node: Addr<Node>,
+    pub sources: Addr<SourceManager>,
+    pub board: Arc<SourceBoard>,
+    /// Whether this replica holds the Lease.
+    pub leader: Arc<AtomicBool>,
+}
+
+/// The four kinds, as the API server serves them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Broker,
+    Trigger,
+    ApiServerSource,
+    PingSource,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::Broker,
+        Kind::Trigger,
+        Kind::ApiServerSource,
+        Kind::PingSource,
+    ];
+
+    fn resource(self) -> ApiResource {
+        match self {
+            Kind::Broker => ApiResource::erase::<crd::Broker>(&()),
+            Kind::Trigger => ApiResource::erase::<crd::Trigger>(&()),
+            Kind::ApiServerSource => ApiResource::erase::<crd::ApiServerSource>(&()),
+            Kind::PingSource => ApiResource::erase::<crd::PingSource>(&()),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Broker => "Broker",
+            Kind::Trigger => "Trigger",
+            Kind::ApiServerSource => "ApiServerSource",
+            Kind::PingSource => "PingSource",
+        }
+    }
+}
+
+/// The statuses the leader should write, by kind and key.
+type Statuses = BTreeMap<(Kind, ObjectKey), Value>;
+
+struct Shared {
+    client: Client,
+    options: ClusterOptions,
+    handles: ClusterHandles,
+    stores: Mutex<BTreeMap<Kind, Store<DynamicObject>>>,
+    statuses: Mutex<Arc<Statuses>>,
+    /// Ask for a rebuild (an object changed).
+    rebuild: tokio::sync::Notify,
+    /// Bumped when the statuses changed: every controller reconciles everything again.
+    published: watch::Sender<u64>,
+}
+
+/// Runs the cluster side of a node until the process ends.
+pub async fn run(client: Client, options: ClusterOptions, handles: ClusterHandles) {
+    let (published, _) = watch::channel(0u64);
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        options,
+        handles,
+        stores: Mutex::new(BTreeMap::new()),
+        statuses: Mutex::new(Arc::default()),
+        rebuild: tokio::sync::Notify::new(),
+        published,
+    });
+    for kind in Kind::ALL {
+        let resource = kind.resource();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let controller = Controller::new_with(api, watcher::Config::default(), resource);
+        shared
+            .stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind, controller.store());
+        let everything = on_publish(shared.published.subscribe());
+        let context = Arc::new(Reconciler {
+            shared: shared.clone(),
+            kind,
+        });
+        actix_rt::spawn(
+            controller
+                .reconcile_all_on(everything)
+                .run(reconcile, error_policy, context)
+                .for_each(|_| async {}),
+        );
+    }
+    actix_rt::spawn(rebuild_loop(shared.clone()));
+    if shared.options.default_broker_selector.is_some() {
+        actix_rt::spawn(default_brokers(shared.clone()));
+    }
+    futures::future::pending::<()>().await;
+}
+
+/// A stream that yields once per change of the published statuses.
+fn on_publish(receiver: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
+}
+
+/// Rebuilds the routes when asked (debounced) and every few seconds (sources' health changes
+/// without any object changing).
+async fn rebuild_loop(shared: Arc<Shared>) {
+    let mut last_routes: Option<Arc<Routes>> = None;
+    let mut was_leader = false;
+    let mut generation = 0u64;
+    loop {
+        let _ = tokio::time::timeout(Duration::from_secs(3), shared.rebuild.notified()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let objects = snapshot_objects(&shared);
+        let (routes, statuses) = build(&shared.options, &objects, &shared.handles.board);
+        let routes = Arc::new(routes);
+        if last_routes.as_deref() != Some(&*routes) {
+            info!(
+                brokers = routes.brokers().count(),
+                sources = routes.sources().len(),
+                not_running = routes.issues().len(),
+                "resources from the cluster applied"
+            );
+            shared
+                .handles
+                .sources
+                .do_send(ApplySources(routes.sources().to_vec()));
+            shared.handles.node.do_send(ApplyRoutes(routes.clone()));
+            last_routes = Some(routes);
+        }
+        let leader = shared.handles.leader.load(Ordering::Relaxed);
+        if leader != was_leader {
+            shared.handles.sources.do_send(SetSourcesActive(leader));
+            was_leader = leader;
+        }
+        let statuses = Arc::new(statuses);
+        let changed = {
+            let mut current = shared.statuses.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = **current != *statuses;
+            *current = statuses;
+            changed
+        };
+        if changed {
+            generation += 1;
+            shared.published.send_replace(generation);
+        }
+    }
+}
+
+fn snapshot_objects(shared: &Shared) -> BTreeMap<Kind, Vec<Arc<DynamicObject>>> {
+    let stores = shared.stores.lock().unwrap_or_else(|p| p.into_inner());
+    stores
+        .iter()
+        .map(|(kind, store)| (*kind, store.state()))
+        .collect()
+}
+
+/// An object as the loader reads it: without status and server-managed fields.
+fn loader_value(kind: Kind, object: &DynamicObject) -> Option<serde_yaml::Value> {
+    let mut value = serde_json::to_value(object).ok()?;
+    let map = value.as_object_mut()?;
+    map.remove("status");
+    map.insert(
+        "apiVersion".into(),
+        json!(object
+            .types
+            .as_ref()
+            .map(|t| t.api_version.clone())
+            .unwrap_or_else(|| kind.resource().api_version)),
+    );
+    map.insert("kind".into(), json!(kind.name()));
+    if let Some(metadata) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    serde_yaml::to_value(&value).ok()
+}
+
+/// Routes from the cluster's objects, and the status each object should have.
+fn build(
+    options: &ClusterOptions,
+    objects: &BTreeMap<Kind, Vec<Arc<DynamicObject>>>,
+    board: &SourceBoard,
+) -> (Routes, Statuses) {
+    let mut report = LoadReport::default();
+    let mut statuses = Statuses::new();
+    let mut generations = BTreeMap::new();
+    for (kind, list) in objects {
+        for object in list {
+            let key = ObjectKey {
+                namespace: object.namespace().unwrap_or_default(),
+                name: object.name_any(),
+            };
+            generations.insert((*kind, key.clone()), object.metadata.generation);
+            if object.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let Some(value) = loader_value(*kind, object) else {
+                continue;
+            };
+            let loaded = load_value(
+                value,
+                &format!("{} {key}", kind.name()),
+                Strictness::Lenient,
+            );
+            if let Some(refusal) = loaded.refused.first() {
+                let message = refusal
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                statuses.insert(
+                    (*kind, key),
+                    status_value(
+                        object.metadata.generation,
+                        vec![condition("Ready", false, "InvalidSpec", &message)],
+                        Value::Null,
+                    ),
+                );
+                continue;
+            }
+            report.merge(loaded);
+        }
+    }
+    let (catalog, _) = Catalog::from_report(&report);
+    let resolver = ClusterResolver {
+        ingress: options.advertise.clone(),
+        brokers: catalog.brokers.keys().cloned().collect(),
+    };
+    let default_delivery = catalog
+        .settings
+        .default_delivery
+        .clone()
+        .unwrap_or_else(|| options.default_delivery.clone());
+    let routes = Routes::build(&catalog, &resolver, &options.channels, &default_delivery);
+    let issue = |kind: Kind, key: &ObjectKey| {
+        routes
+            .issues()
+            .iter()
+            .find(|issue| issue.kind == kind.name() && &issue.key == key)
+    };
+    let generation =
+        |kind: Kind, key: &ObjectKey| generations.get(&(kind, key.clone())).copied().flatten();
+
+    for key in catalog.brokers.keys() {
+        let address = options
+            .advertise
+            .join(&format!("{}/{}", key.namespace, key.name))
+            .map(|url| url.to_string())
+            .unwrap_or_default();
+        let parts = [
+            "Addressable",
+            "IngressReady",
+            "FilterReady",
+            "TriggerChannelReady",
+        ];
+        let mut conditions: Vec<Value> = parts
+            .iter()
+            .map(|part| condition(part, true, "", ""))
+            .collect();
+        match issue(Kind::Broker, key) {
+            Some(issue) => {
+                let part = if issue.reason.starts_with("DeadLetter") {
+                    "DeadLetterSinkResolved"
+                } else {
+                    "TriggerChannelReady"
+                };
+                conditions.retain(|c| c["type"] != part);
+                conditions.push(condition(part, false, issue.reason, &issue.message));
+                conditions.push(condition("Ready", false, issue.reason, &issue.message));
+            }
+            None => {
+                conditions.push(condition("DeadLetterSinkResolved", true, "", ""));
+                conditions.push(condition("Ready", true, "", ""));
+            }
+        }
+        statuses.insert(
+            (Kind::Broker, key.clone()),
+            status_value(
+                generation(Kind::Broker, key),
+                conditions,
+                json!({"address": {"name": "http", "url": address}}),
+            ),
+        );
+    }
+    for (key, trigger) in &catalog.triggers {
+        let route = routes
+            .brokers()
+            .find_map(|broker| broker.trigger(key).cloned());
+        let mut conditions = Vec::new();
+        match issue(Kind::Trigger, key) {
+            Some(issue) => {
+                let part = match issue.reason {
+                    reason if reason.starts_with("Broker") => "BrokerReady",
+                    reason if reason.starts_with("Subscriber") => "SubscriberResolved",
+                    reason if reason.starts_with("DeadLetter") => "DeadLetterSinkResolved",
+                    _ => "SubscriptionReady",
+                };
+                for other in [
+                    "BrokerReady",
+                    "DependencyReady",
+                    "SubscriberResolved",
+                    "SubscriptionReady",
+                    "DeadLetterSinkResolved",
+                ] {
+                    if other == part {
+                        conditions.push(condition(other, false, issue.reason, &issue.message));
+                    } else if other == "DependencyReady"
+                        || (other == "BrokerReady" && part != "BrokerReady")
+                    {
+                        conditions.push(condition(other, true, "", ""));
+                    }
+                }
+                conditions.push(condition("Ready", false, issue.reason, &issue.message));
+            }
+            None => {
+                for part in [
+                    "BrokerReady",
+                    "DependencyReady",
+                    "SubscriberResolved",
+                    "SubscriptionReady",
+                    "DeadLetterSinkResolved",
+                ] {
+                    conditions.push(condition(part, true, "", ""));
+                }
+                conditions.push(condition("Ready", true, "", ""));
+            }
+        }
+        let _ = trigger;
+        let extra = match &route {
+            Some(route) => json!({"subscriberUri": route.subscriber.to_string()}),
+            None => Value::Null,
+        };
+        statuses.insert(
+            (Kind::Trigger, key.clone()),
+            status_value(generation(Kind::Trigger, key), conditions, extra),
+        );
+    }
+    let sources = catalog
+        .api_server_sources
+        .keys()
+        .map(|key| (Kind::ApiServerSource, key))
+        .chain(
+            catalog
+                .ping_sources
+                .keys()
+                .map(|key| (Kind::PingSource, key)),
+        );
+    for (kind, key) in sources {
+        let route = routes
+            .sources()
+            .iter()
+            .find(|route| route.source.kind() == kind.name() && route.source.key() == key);
+        let health = board.get(&(kind.name(), key.clone())).unwrap_or_default();
+        let mut conditions = Vec::new();
+        let mut ready: Result<(), (&str, String)> = Ok(());
+        match issue(kind, key) {
+            Some(issue) => {
+                conditions.push(condition(
+                    "SinkProvided",
+                    false,
+                    issue.reason,
+                    &issue.message,
+                ));
+                ready = Err((issue.reason, issue.message.clone()));
+            }
+            None => conditions.push(condition("SinkProvided", true, "", "")),
+        }
+        if kind == Kind::ApiServerSource {
+            match &health.permissions {
+                Some(Ok(())) => conditions.push(condition("SufficientPermissions", true, "", "")),
+                Some(Err(problem)) => {
+                    conditions.push(condition(
+                        "SufficientPermissions",
+                        false,
+                        "InsufficientPermissions",
+                        problem,
+                    ));
+                    if ready.is_ok() {
+                        ready = Err(("InsufficientPermissions", problem.clone()));
+                    }
+                }
+                None => conditions.push(condition(
+                    "SufficientPermissions",
+                    "Unknown",
+                    "NotChecked",
+                    "the source has not started yet",
+                )),
+            }
+        }
+        if health.ready {
+            conditions.push(condition("Deployed", true, "", ""));
+        } else {
+            let message = health
+                .problem
+                .clone()
+                .unwrap_or_else(|| "the source is starting".into());
+            conditions.push(condition("Deployed", false, "NotRunning", &message));
+            if ready.is_ok() {
+                ready = Err(("NotRunning", message));
+            }
+        }
+        match ready {
+            Ok(()) => conditions.push(condition("Ready", true, "", "")),
+            Err((reason, message)) => conditions.push(condition("Ready", false, reason, &message)),
+        }
+        let attributes: Vec<Value> = match route.map(|route| &route.source) {
+            Some(SourceDefinition::Ping(ping)) => {
+                vec![json!({"type": PING_EVENT_TYPE, "source": ping.event_source()})]
+            }
+            Some(SourceDefinition::ApiServer(source)) => {
+                let mode = match source.mode {
+                    ApiServerMode::Resource => "resource",
+                    ApiServerMode::Reference => "ref",
+                };
+                ["add", "update", "delete"]
+                    .iter()
+                    .map(|change| {
+                        json!({"type": format!("dev.knative.apiserver.{mode}.{change}"), "source": options.api_server})
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut extra = json!({"ceAttributes": attributes});
+        if let Some(route) = route {
+            extra["sinkUri"] = json!(route.sink.to_string());
+        }
+        if kind == Kind::ApiServerSource && !health.namespaces.is_empty() {
+            extra["namespaces"] = json!(health.namespaces);
+        }
+        statuses.insert(
+            (kind, key.clone()),
+            status_value(generation(kind, key), conditions, extra),
+        );
+    }
+    (routes, statuses)
+}
+
+/// A Knative condition (`status` `True`/`False`, or a given word such as `Unknown`).
+fn condition(type_: &str, status: impl ConditionStatus, reason: &str, message: &str) -> Value {
+    let mut condition = json!({"type": type_, "status": status.word()});
+    if !reason.is_empty() {
+        condition["reason"] = json!(reason);
+    }
+    if !message.is_empty() {
+        condition["message"] = json!(message);
+    }
+    condition
+}
+
+trait ConditionStatus {
+    fn word(&self) -> &'static str;
+}
+
+impl ConditionStatus for bool {
+    fn word(&self) -> &'static str {
+        if *self {
+            "True"
+        } else {
+            "False"
+        }
+    }
+}
+
+impl ConditionStatus for &'static str {
+    fn word(&self) -> &'static str {
+        self
+    }
+}
+
+fn status_value(generation: Option<i64>, mut conditions: Vec<Value>, extra: Value) -> Value {
+    conditions.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
+    let mut status = json!({"conditions": conditions});
+    if let Some(generation) = generation {
+        status["observedGeneration"] = json!(generation);
+    }
+    if let Value::Object(extra) = extra {
+        for (name, value) in extra {
+            status[name] = value;
+        }
+    }
+    status
+}
+
+/// Resolves destinations in a cluster: Brokers to the gateway, Services (core and Knative) to
+/// their cluster DNS name.
+struct ClusterResolver {
+    ingress: Url,
+    brokers: Vec<ObjectKey>,
+}
+
+impl Resolver for ClusterResolver {
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
+        let key = ObjectKey {
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+        };
+        match (target.group(), target.kind.as_str()) {
+            ("eventing.knative.dev", "Broker") => {
+                if !self.brokers.contains(&key) {
+                    return Err(format!("Broker {key} does not exist"));
+                }
+                self.ingress
+                    .join(&format!("{}/{}", key.namespace, key.name))
+                    .map_err(|error| error.to_string())
+            }
+            ("" | "serving.knative.dev", "Service") => Url::parse(&format!(
+                "http://{}.{}.svc.cluster.local/",
+                key.name, key.namespace
+            ))
+            .map_err(|error| error.to_string()),
+            (group, kind) => Err(format!(
+                "cannot resolve a {kind} ({group}): knactor resolves Broker, Service and serving.knative.dev Service references; use a uri"
+            )),
+        }
+    }
+}
+
+struct Reconciler {
+    shared: Arc<Shared>,
+    kind: Kind,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ReconcileError(String);
+
+async fn reconcile(
+    object: Arc<DynamicObject>,
+    context: Arc<Reconciler>,
+) -> Result<Action, ReconcileError> {
+    let shared = &context.shared;
+    shared.rebuild.notify_one();
+    if !shared.handles.leader.load(Ordering::Relaxed) {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let resource = context.kind.resource();
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(shared.client.clone(), &namespace, &resource);
+    let finalizers = object.finalizers().to_vec();
+    if object.meta().deletion_timestamp.is_some() {
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+            let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": object.resource_version()}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        let mut all = finalizers.clone();
+        all.push(FINALIZER.into());
+        let patch =
+            json!({"metadata": {"finalizers": all, "resourceVersion": object.resource_version()}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
+    }
+    let key = ObjectKey {
+        namespace: namespace.clone(),
+        name: name.clone(),
+    };
+    let desired = {
+        let statuses = shared.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        statuses.get(&(context.kind, key)).cloned()
+    };
+    let Some(desired) = desired else {
+        // Not in the latest build yet: the rebuild we asked for publishes it.
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let current = object.data.get("status").cloned().unwrap_or(Value::Null);
+    if !same_status(&current, &desired) {
+        let mut status = desired.clone();
+        stamp_transitions(&current, &mut status);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await
+        .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Whether `current` already says what `desired` says (transition times aside).
+fn same_status(current: &Value, desired: &Value) -> bool {
+    let Some(desired_map) = desired.as_object() else {
+        return true;
+    };
+    desired_map.iter().all(|(name, value)| {
+        if name == "conditions" {
+            let strip = |conditions: &Value| -> Vec<Value> {
+                conditions
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        if let Some(map) = c.as_object_mut() {
+                            map.remove("lastTransitionTime");
+                        }
+                        c
+                    })
+                    .collect()
+            };
+            strip(&current["conditions"]) == strip(value)
+        } else {
+            &current[name] == value
+        }
+    })
+}
+
+/// Keeps a condition's `lastTransitionTime` while its status stays, stamps now when it changes.
+fn stamp_transitions(current: &Value, desired: &mut Value) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let previous: BTreeMap<String, (Value, Value)> = current["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["type"].as_str()?.to_string(),
+                (c["status"].clone(), c["lastTransitionTime"].clone()),
+            ))
+        })
+        .collect();
+    if let Some(conditions) = desired["conditions"].as_array_mut() {
+        for condition in conditions {
+            let type_ = condition["type"].as_str().unwrap_or_default().to_string();
+            let time = match previous.get(&type_) {
+                Some((status, time)) if *status == condition["status"] && time.is_string() => {
+                    time.clone()
+                }
+                _ => json!(now),
+            };
+            condition["lastTransitionTime"] = time;
+        }
+    }
+}
+
+fn error_policy(
+    object: Arc<DynamicObject>,
+    error: &ReconcileError,
+    context: Arc<Reconciler>,
+) -> Action {
+    warn!(
+        kind = context.kind.name(),
+        object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
+        "reconcile failed, trying again in 5 s: {error}"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Creates a Broker named `default` in every namespace the selector matches (leader only).
+async fn default_brokers(shared: Arc<Shared>) {
+    let selector = shared
+        .options
+        .default_broker_selector
+        .clone()
+        .unwrap_or_default();
+    let namespaces: Api<Namespace> = Api::all(shared.client.clone());
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !shared.handles.leader.load(Ordering::Relaxed) {
+            continue;
+        }
+        let list = match namespaces
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => list,
+            Err(error) => {
+                warn!(
+                    "cannot list the namespaces labelled {selector}: {}",
+                    crate::apiserver::describe(&error)
+                );
+                continue;
+            }
+        };
+        for namespace in list.items {
+            let Some(name) = namespace.metadata.name else {
+                continue;
+            };
+            if namespace.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let brokers: Api<DynamicObject> =
+                Api::namespaced_with(shared.client.clone(), &name, &Kind::Broker.resource());
+            match brokers.get_opt("default").await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(error) => {
+                    warn!(
+                        "cannot read Broker {name}/default: {}",
+                        crate::apiserver::describe(&error)
+                    );
+                    continue;
+                }
+            }
+            let broker: DynamicObject = match serde_json::from_value(json!({
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Broker",
+                "metadata": {
+                    "name": "default",
+                    "namespace": name,
+                    "labels": {"eventing.knative.dev/namespaceInjected": "true"},
+                },
+                "spec": {},
+            })) {
+                Ok(broker) => broker,
+                Err(_) => continue,
+            };
+            match brokers.create(&PostParams::default(), &broker).await {
+                Ok(_) => {
+                    info!(namespace = %name, "created the namespace's default Broker ({selector})")
+                }
+                Err(error) => warn!(
+                    "cannot create Broker {name}/default: {}",
+                    crate::apiserver::describe(&error)
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `knactor run --kubeconfig` against a real kube-apiserver with the chart's CRDs: the resources come
+//! from the cluster, the leader writes their status (Ready and its reasons, addresses, finalizers),
+//! creates default Brokers for labelled namespaces, keeps source positions in ConfigMaps, and the
+//! seed story works end to end with `kubectl apply`.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cloudevents::AttributesReader as _;
+use knactor_testkit::KubeApiServer;
+use support::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn jsonpath(kube: &KubeApiServer, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let template = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &template]);
+    let output = kube.kubectl_with(&args, None);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn condition(kube: &KubeApiServer, what: &[&str], type_: &str) -> (String, String) {
+    let status = jsonpath(
+        kube,
+        what,
+        &format!("{{.status.conditions[?(@.type==\"{type_}\")].status}}"),
+    );
+    let reason = jsonpath(
+        kube,
+        what,
+        &format!("{{.status.conditions[?(@.type==\"{type_}\")].reason}}"),
+    );
+    (status, reason)
+}
+
+#[test]
+fn a_cluster_node_runs_the_seed_story_and_writes_status() {
+    let kube = KubeApiServer::start();
+    kube.kubectl(&[
+        "apply",
+        "-f",
+        repo_path("charts/knactor/crds/knative-eventing.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    kube.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout",
+        "60s",
+        "crd",
+        "--all",
+    ]);
+    let recorder = Recorder::start();
+    let seed = repo_path("tests/fixtures/seed");
+    let mut files: Vec<_> = std::fs::read_dir(&seed)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let yaml = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("http://127.0.0.1:8081/", &recorder.at("/display"));
+        kube.apply(&yaml);
+    }
+    // Two triggers a user can fix: a broker that does not exist, a subscriber of unknown kind.
+    kube.apply(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: orphan, namespace: default}\n\
+         spec: {broker: nowhere, subscriber: {uri: 'http://127.0.0.1:9/'}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: odd-subscriber, namespace: default}\n\
+         spec: {broker: default, subscriber: {ref: {apiVersion: example.com/v1, kind: Thing, name: x}}}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {name: team-x, labels: {knative-eventing-injection: enabled}}\n",
+    );
+    let node = NodeProcess::spawn_cluster(
+        Path::new(BIN),
+        &kube.kubeconfig,
+        &["--lease-namespace", "default", "--node-id", "node-a"],
+    );
+
+    wait_until("the broker is Ready with its address", MINUTE, || {
+        condition(&kube, &["broker", "default"], "Ready").0 == "True"
+    });
+    assert_eq!(
+        jsonpath(&kube, &["broker", "default"], "{.status.address.url}"),
+        format!("{}/default/default", node.url)
+    );
+    assert_eq!(
+        jsonpath(&kube, &["broker", "default"], "{.metadata.finalizers[0]}"),
+        "knactor.dev/controller"
+    );
+    wait_until("the source is Ready", MINUTE, || {
+        condition(&kube, &["apiserversource", "k8s-events"], "Ready").0 == "True"
+    });
+    assert_eq!(
+        condition(
+            &kube,
+            &["apiserversource", "k8s-events"],
+            "SufficientPermissions"
+        )
+        .0,
+        "True"
+    );
+    assert_eq!(
+        jsonpath(
+            &kube,
+            &["apiserversource", "k8s-events"],
+            "{.status.sinkUri}"
+        ),
+        format!("{}/default/default", node.url)
+    );
+    assert_eq!(
+        condition(&kube, &["trigger", "orphan"], "Ready"),
+        ("False".to_string(), "BrokerDoesNotExist".to_string())
+    );
+    assert_eq!(
+        condition(&kube, &["trigger", "odd-subscriber"], "Ready"),
+        ("False".to_string(), "SubscriberResolveFailed".to_string())
+    );
+    assert_eq!(
+        condition(&kube, &["trigger", "k8s-events-to-display"], "Ready").0,
+        "True"
+    );
+    let table = kube.kubectl(&["get", "brokers,triggers,apiserversources,pingsources"]);
+    assert!(table.contains("READY") && table.contains("URL"), "{table}");
+
+    // The seed story through the cluster's resources.
+    kube.apply(
+        &std::fs::read_to_string(repo_path("tests/fixtures/kubelet-started-event.yaml")).unwrap(),
+    );
+    wait_until("the kubelet's Event reaches the subscriber", MINUTE, || {
+        recorder.count("/display") >= 1
+    });
+    let received = recorder.received("/display");
+    let event = received[0].event.as_ref().unwrap();
+    assert_eq!(event.ty(), "dev.knative.apiserver.resource.add");
+    assert_eq!(event.source().to_string(), kube.url());
+
+    // Default broker for the labelled namespace; positions and the lease in the cluster.
+    wait_until("team-x gets its default Broker", MINUTE, || {
+        !jsonpath(
+            &kube,
+            &["broker", "default", "-n", "team-x"],
+            "{.metadata.name}",
+        )
+        .is_empty()
+    });
+    assert_eq!(
+        jsonpath(
+            &kube,
+            &["lease", "knactor-controller"],
+            "{.spec.holderIdentity}"
+        ),
+        "node-a"
+    );
+    let maps = kube.kubectl(&["get", "configmaps", "-o", "name"]);
+    assert!(
+        maps.contains("configmap/knactor-state-apiserversource-"),
+        "{maps}"
+    );
+    drop(node);
+}
