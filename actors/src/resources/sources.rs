@@ -122,9 +122,11 @@ impl LabelSelector {
                     format!("must be empty with operator {}", requirement.operator),
                 ),
                 "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-                other => checker.error(
+                // Knative's webhook lets it through (its own rendered samples have one); the API
+                // server would refuse the selector, so knactor reads it as matching nothing.
+                other => checker.tolerate(
                     join(&at, "operator"),
-                    format!("{other:?} is not an operator: use In, NotIn, Exists or DoesNotExist"),
+                    format!("{other:?} is not an operator: use In, NotIn, Exists or DoesNotExist (until then the selector matches nothing)"),
                 ),
             }
         }
@@ -166,7 +168,9 @@ impl LabelSelector {
                 "In" => format!("{key} in ({values})"),
                 "NotIn" => format!("{key} notin ({values})"),
                 "DoesNotExist" => format!("!{key}"),
-                _ => key.clone(),
+                "Exists" => key.clone(),
+                // Not an operator (tolerated when loading): a selector nothing matches.
+                _ => format!("{key},!{key}"),
             });
         }
         parts.join(",")
