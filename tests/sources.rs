@@ -27,7 +27,9 @@ fn a_ping_source_ticks_through_a_broker_once_per_point_across_a_restart() {
             None
         ),
     );
-    let mut node = NodeProcess::start(&config, &[]);
+    // On Kafka, one node reads every partition: tansu never evicts a killed group member (see
+    // tests/no_loss.rs).
+    let mut node = NodeProcess::start(&config, &["--kafka-partition-assignment", "all"]);
     wait_until("three ticks", Duration::from_secs(30), || {
         recorder.count("/ping") >= 3
     });
