@@ -32,6 +32,8 @@ enum Command {
     Status(cli::admin::StatusArgs),
     /// List or re-drive a broker's parked events on a running node.
     Parked(cli::admin::ParkedArgs),
+    /// Where did my event go: the hops and outcomes a running node recorded for one event.
+    Trace(cli::trace::TraceArgs),
     /// Write the custom resource definitions (generated from the Rust types), or check a copy.
     Crdgen(cli::crdgen::CrdgenArgs),
 }
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::admin::status(args),
         Command::Parked(args) => cli::admin::parked(args),
         Command::Crdgen(args) => cli::crdgen::run(args),
+        Command::Trace(args) => cli::trace::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,12 @@
 //! Counters and latency histograms of the mesh, rendered in the Prometheus text format at
 //! `/metrics`. Counting is a relaxed atomic add on a handle each actor fetched once, so the hot
 //! path takes no lock.
+//!
+//! Two families follow Knative's names, so that dashboards written for Knative's broker read ours:
+//! `event_count` (events by response code: the broker ingress's rows have no `trigger_name`, the
+//! trigger filter's rows have one) and `kn_eventing_dispatch_duration_seconds` (Knative's
+//! `kn.eventing.dispatch.duration`: one HTTP dispatch to a subscriber). The `knactor_*` families
+//! say the rest.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::journal::Journal;
 use crate::resources::ObjectKey;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -55,9 +62,51 @@ impl Histogram {
     }
 }
 
+/// Counts by HTTP status (100 to 599), without a lock: one slot per status.
+#[derive(Debug)]
+pub struct StatusCounts {
+    slots: Box<[AtomicU64]>,
+}
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        Self {
+            slots: (100..600).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl StatusCounts {
+    pub fn count(&self, status: u16) {
+        if let Some(slot) = status
+            .checked_sub(100)
+            .and_then(|index| self.slots.get(usize::from(index)))
+        {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, status: u16) -> u64 {
+        status
+            .checked_sub(100)
+            .and_then(|index| self.slots.get(usize::from(index)))
+            .map_or(0, |slot| slot.load(Ordering::Relaxed))
+    }
+
+    /// The statuses seen, with their counts.
+    fn seen(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let count = slot.load(Ordering::Relaxed);
+            (count > 0).then_some((index as u16 + 100, count))
+        })
+    }
+}
+
 /// Per broker.
 #[derive(Debug, Default)]
 pub struct BrokerMetrics {
+    /// Events that reached the broker (from producers, sources and replies), stored or not.
+    pub received: AtomicU64,
     /// Events stored by the broker (from producers and replies).
     pub accepted: AtomicU64,
     /// Events refused at admission (TTL spent, channel full or down).
@@ -68,13 +117,19 @@ pub struct BrokerMetrics {
     pub unmatched: AtomicU64,
     /// Bytes the dispatcher received from the channel's servers (Kafka), as last reported.
     pub channel_bytes_read: AtomicU64,
+    /// From admission to the channel's acknowledgement.
+    pub append_duration: Histogram,
+    /// Events by the status their producer got (202, 400, 413, 503): Knative's ingress `event_count`.
+    pub responses: StatusCounts,
 }
 
 /// Per trigger.
 #[derive(Debug, Default)]
 pub struct TriggerMetrics {
-    /// Events the filter passed.
+    /// Events the filter passed (handed to the trigger).
     pub matched: AtomicU64,
+    /// Events the dispatcher matched against the trigger's filter and the filter refused.
+    pub filtered: AtomicU64,
     /// HTTP attempts made (first tries and retries).
     pub attempts: AtomicU64,
     pub retries: AtomicU64,
@@ -87,19 +142,35 @@ pub struct TriggerMetrics {
     pub parked: AtomicU64,
     /// From dispatch to the final outcome.
     pub dispatch_duration: Histogram,
+    /// One HTTP attempt (Knative's `kn.eventing.dispatch.duration`).
+    pub attempt_duration: Histogram,
+    /// Attempts by the status the subscriber answered (500 when it did not): Knative's filter
+    /// `event_count`.
+    pub responses: StatusCounts,
 }
 
 /// A counter's name, help text, and where to find it.
 type Described<M> = (&'static str, &'static str, fn(&M) -> &AtomicU64);
+/// A histogram's name, help text, and where to find it.
+type DescribedHistogram<M> = (&'static str, &'static str, fn(&M) -> &Histogram);
 
-/// The registry.
-#[derive(Debug, Default)]
+/// The registry, and the journal of the last events' hops.
+#[derive(Default)]
 pub struct Metrics {
     brokers: Mutex<BTreeMap<ObjectKey, Arc<BrokerMetrics>>>,
     triggers: Mutex<BTreeMap<(ObjectKey, ObjectKey), Arc<TriggerMetrics>>>,
+    pub journal: Journal,
 }
 
 impl Metrics {
+    /// A registry whose journal keeps about `journal_events` events (0: no journal).
+    pub fn with_journal(journal_events: usize) -> Self {
+        Self {
+            journal: Journal::new(journal_events),
+            ..Self::default()
+        }
+    }
+
     pub fn broker(&self, broker: &ObjectKey) -> Arc<BrokerMetrics> {
         let mut brokers = self.brokers.lock().unwrap_or_else(|p| p.into_inner());
         brokers.entry(broker.clone()).or_default().clone()
@@ -131,7 +202,12 @@ impl Metrics {
             .map(|(key, metrics)| (key.clone(), metrics.clone()))
             .collect();
 
-        let broker_counters: [Described<BrokerMetrics>; 5] = [
+        let broker_counters: [Described<BrokerMetrics>; 6] = [
+            (
+                "knactor_broker_events_received_total",
+                "Events that reached a broker (from producers, sources and replies), stored or not.",
+                |m| &m.received,
+            ),
             (
                 "knactor_broker_events_accepted_total",
                 "Events stored by a broker.",
@@ -171,11 +247,16 @@ impl Metrics {
             }
         }
 
-        let trigger_counters: [Described<TriggerMetrics>; 8] = [
+        let trigger_counters: [Described<TriggerMetrics>; 9] = [
             (
                 "knactor_trigger_events_matched_total",
-                "Events a trigger's filter passed.",
+                "Events a trigger's filter passed (dispatched to the trigger).",
                 |m| &m.matched,
+            ),
+            (
+                "knactor_trigger_events_filtered_total",
+                "Events a trigger's filter refused.",
+                |m| &m.filtered,
             ),
             (
                 "knactor_trigger_attempts_total",
@@ -225,17 +306,76 @@ impl Metrics {
             }
         }
 
-        let name = "knactor_trigger_dispatch_duration_seconds";
+        let name = "knactor_trigger_events_failed_total";
         let _ = writeln!(
             out,
-            "# HELP {name} Time from dispatch to the final outcome of a delivery.\n# TYPE {name} histogram"
+            "# HELP {name} Events whose delivery to the subscriber failed for good (dead-lettered or parked).\n# TYPE {name} counter"
         );
         for ((broker, trigger), metrics) in &triggers {
-            let labels = format!(
-                "namespace=\"{}\",broker=\"{}\",trigger=\"{}\"",
+            let failed = metrics.dead_lettered.load(Ordering::Relaxed)
+                + metrics.parked.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",broker=\"{}\",trigger=\"{}\"}} {failed}",
                 trigger.namespace, broker.name, trigger.name
             );
-            metrics.dispatch_duration.render(&mut out, name, &labels);
+        }
+
+        let name = "knactor_broker_append_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from admission to the channel's acknowledgement (what a 202 waits for).\n# TYPE {name} histogram"
+        );
+        for (key, metrics) in &brokers {
+            let labels = format!("namespace=\"{}\",broker=\"{}\"", key.namespace, key.name);
+            metrics.append_duration.render(&mut out, name, &labels);
+        }
+
+        let histograms: [DescribedHistogram<TriggerMetrics>; 2] = [
+            (
+                "knactor_trigger_dispatch_duration_seconds",
+                "Time from dispatch to the final outcome of a delivery.",
+                |m| &m.dispatch_duration,
+            ),
+            (
+                "kn_eventing_dispatch_duration_seconds",
+                "Time of one HTTP dispatch to a subscriber (Knative's kn.eventing.dispatch.duration).",
+                |m| &m.attempt_duration,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for ((broker, trigger), metrics) in &triggers {
+                let labels = format!(
+                    "namespace=\"{}\",broker=\"{}\",trigger=\"{}\"",
+                    trigger.namespace, broker.name, trigger.name
+                );
+                histogram(metrics).render(&mut out, name, &labels);
+            }
+        }
+
+        let name = "event_count";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Events by response code, as Knative counts them: at the broker ingress (no trigger_name) and per trigger dispatch.\n# TYPE {name} counter"
+        );
+        for (key, metrics) in &brokers {
+            for (code, count) in metrics.responses.seen() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{namespace_name=\"{}\",broker_name=\"{}\",response_code=\"{code}\",response_code_class=\"{}xx\"}} {count}",
+                    key.namespace, key.name, code / 100
+                );
+            }
+        }
+        for ((broker, trigger), metrics) in &triggers {
+            for (code, count) in metrics.responses.seen() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{namespace_name=\"{}\",broker_name=\"{}\",trigger_name=\"{}\",response_code=\"{code}\",response_code_class=\"{}xx\"}} {count}",
+                    trigger.namespace, broker.name, trigger.name, code / 100
+                );
+            }
         }
         out
     }
@@ -268,5 +408,25 @@ mod tests {
         assert!(text.contains("knactor_trigger_events_delivered_total{namespace=\"team-a\",broker=\"default\",trigger=\"t\"} 1"));
         assert!(text.contains("knactor_trigger_dispatch_duration_seconds_bucket{namespace=\"team-a\",broker=\"default\",trigger=\"t\",le=\"0.005\"} 1"));
         assert!(text.contains("knactor_trigger_dispatch_duration_seconds_bucket{namespace=\"team-a\",broker=\"default\",trigger=\"t\",le=\"0.002\"} 0"));
+    }
+
+    #[test]
+    fn responses_render_as_knative_event_count_rows() {
+        let metrics = Metrics::default();
+        let broker = ObjectKey::new("team-a", "default");
+        let trigger = ObjectKey::new("team-a", "t");
+        metrics.broker(&broker).responses.count(202);
+        metrics.broker(&broker).responses.count(202);
+        let handle = metrics.trigger(&broker, &trigger);
+        handle.responses.count(503);
+        handle.responses.count(1000);
+        inc(&handle.parked);
+        inc(&handle.dead_lettered);
+        let text = metrics.render();
+        assert!(text.contains("event_count{namespace_name=\"team-a\",broker_name=\"default\",response_code=\"202\",response_code_class=\"2xx\"} 2"), "{text}");
+        assert!(text.contains("event_count{namespace_name=\"team-a\",broker_name=\"default\",trigger_name=\"t\",response_code=\"503\",response_code_class=\"5xx\"} 1"));
+        assert!(!text.contains("response_code=\"1000\""));
+        assert!(text.contains("knactor_trigger_events_failed_total{namespace=\"team-a\",broker=\"default\",trigger=\"t\"} 2"));
+        assert_eq!(handle.responses.get(503), 1);
     }
 }

@@ -490,3 +490,99 @@ async fn a_trigger_added_while_running_gets_new_events_and_the_others_lose_nothi
         .iter()
         .all(|id| id.starts_with('y')));
 }
+
+#[actix_rt::test]
+async fn each_trigger_counts_what_its_filter_refused_and_the_journal_keeps_every_hop() {
+    let yaml = format!(
+        "{BROKER}{}{}",
+        trigger("a", "filter: {attributes: {type: a}}", "http://a/", ""),
+        trigger("b", "filter: {attributes: {type: b}}", "http://b/", ""),
+    );
+    let node = start(&yaml, fast_options()).await;
+    let mut events: Vec<_> = (0..3).map(|i| event(&format!("a{i}"), "a")).collect();
+    events.extend((0..2).map(|i| event(&format!("b{i}"), "b")));
+    events.push(event("c0", "c"));
+    node.publish("ns/default", events).await.unwrap();
+
+    let metrics = &node.shared.metrics;
+    let broker = key("ns/default");
+    let (a, b) = (
+        metrics.trigger(&broker, &key("ns/a")),
+        metrics.trigger(&broker, &key("ns/b")),
+    );
+    let count =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until("filtered counts settle", Duration::from_secs(5), || {
+        count(&a.filtered) == 3 && count(&b.filtered) == 4
+    })
+    .await;
+    assert_eq!((count(&a.matched), count(&b.matched)), (3, 2));
+    assert_eq!(count(&metrics.broker(&broker).received), 6);
+    assert_eq!(count(&metrics.broker(&broker).unmatched), 1);
+    wait_until("delivered", Duration::from_secs(5), || {
+        count(&a.delivered) == 3
+    })
+    .await;
+    assert_eq!(a.responses.get(202), 3);
+
+    let stages = |id: &str| -> Vec<&'static str> {
+        metrics
+            .journal
+            .trail(id)
+            .map(|trail| trail.hops.iter().map(|hop| hop.stage.as_str()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(stages("a1"), ["stored", "dispatched", "delivered"]);
+    assert_eq!(stages("c0"), ["stored", "unmatched"]);
+    let trail = metrics.journal.trail("a1").unwrap();
+    assert_eq!(trail.hops[2].trigger.as_deref(), Some("ns/a"));
+    assert_eq!(trail.hops[2].status, Some(202));
+    assert_eq!(trail.hops[1].partition, Some(0));
+}
+
+#[actix_rt::test]
+async fn a_trigger_that_falls_behind_is_not_counted_twice_as_filtered() {
+    let yaml = format!(
+        "{BROKER}{}{}",
+        trigger(
+            "slow",
+            "filter: {attributes: {type: a}}",
+            "http://slow/",
+            ""
+        ),
+        trigger("fast", "filter: {}", "http://fast/", ""),
+    );
+    let options = NodeOptions {
+        trigger_queue: 2,
+        trigger_concurrency: 1,
+        ..fast_options()
+    };
+    let node = start(&yaml, options).await;
+    node.transport.on("http://slow/", |_, _| Answer {
+        delay: Duration::from_millis(30),
+        ..accepted()
+    });
+    let events: Vec<_> = (0..30)
+        .map(|i| event(&format!("e{i}"), if i % 3 == 0 { "b" } else { "a" }))
+        .collect();
+    node.publish("ns/default", events).await.unwrap();
+    let metrics = &node.shared.metrics;
+    let broker = key("ns/default");
+    let (slow, fast) = (
+        metrics.trigger(&broker, &key("ns/slow")),
+        metrics.trigger(&broker, &key("ns/fast")),
+    );
+    let count =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until(
+        "the slow trigger delivered all of its 20",
+        Duration::from_secs(10),
+        || count(&slow.delivered) == 20,
+    )
+    .await;
+    // Settled at the next commit tick.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(count(&slow.filtered), 10);
+    assert_eq!(count(&fast.filtered), 0);
+    assert_eq!(count(&fast.matched), 30);
+}

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!   GET  /-/status
+//!   GET  /-/events/{id}                          the hops of one event (the node's journal)
 //!   GET  /-/brokers/{namespace}/{broker}/parked?max=100
 //!   POST /-/brokers/{namespace}/{broker}/parked/redrive[?trigger=<namespace>/<name>]
 //!   POST /-/faults/{broker|dispatcher}/{namespace}/{broker}
@@ -12,6 +13,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use knactor_actors::actor::{FaultTarget, GetStatus, InjectFault, NodeError, ParkedOf, RedriveOf};
+use knactor_actors::journal::Detail;
 use knactor_actors::resources::ObjectKey;
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +24,7 @@ use crate::ingress::GatewayState;
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/-/status", web::get().to(status))
+        .route("/-/events/{id:.*}", web::get().to(event_trail))
         .route(
             "/-/brokers/{namespace}/{broker}/parked",
             web::get().to(parked),
@@ -48,6 +51,8 @@ pub enum AdminError {
     NodeUnavailable,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl ResponseError for AdminError {
@@ -62,6 +67,7 @@ impl ResponseError for AdminError {
             AdminError::Node(NodeError::FaultInjectionOff) => StatusCode::FORBIDDEN,
             AdminError::Node(NodeError::Channel(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -108,6 +114,42 @@ async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminErr
             "reason": issue.reason,
             "message": issue.message,
         })).collect::<Vec<_>>(),
+    })))
+}
+
+/// "Where did my event go": what this node recorded about one event id, oldest hop first.
+async fn event_trail(
+    path: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, AdminError> {
+    let id = path.into_inner();
+    let journal = &state.metrics.journal;
+    if !journal.is_on() {
+        return Err(AdminError::NotFound(
+            "this node keeps no journal (--trace-journal-events 0)".into(),
+        ));
+    }
+    let Some(trail) = journal.trail(&id) else {
+        return Err(AdminError::NotFound(format!(
+            "this node has no record of event {id:?}: it never reached this node, or it is older than the last events the node remembers (--trace-journal-events)"
+        )));
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "id": id,
+        "traceId": trail.trace_id.map(|id| format!("{id:032x}")),
+        "hops": trail.hops.iter().map(|hop| json!({
+            "at": chrono::DateTime::<chrono::Utc>::from(hop.at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "stage": hop.stage.as_str(),
+            "broker": &*hop.broker,
+            "trigger": hop.trigger.as_deref(),
+            "attempt": hop.attempt,
+            "status": hop.status,
+            "partition": hop.partition,
+            "offset": hop.offset,
+            "detail": (hop.detail != Detail::None).then(|| hop.detail.to_string()),
+        })).collect::<Vec<_>>(),
+        "droppedHops": trail.dropped,
     })))
 }
 

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use cloudevents::event::ExtensionValue;
 use futures::StreamExt;
+use knactor_actors::envelope::{TRACEPARENT_EXTENSION, TRACESTATE_EXTENSION};
 use knactor_actors::routes::ContentMode;
+use knactor_actors::trace::TraceParent;
 use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
 
 use crate::binding::{decode_reply, to_binary, to_structured};
@@ -46,6 +49,24 @@ impl Transport for HttpTransport {
             .timeout(outbound.timeout)
             .header("prefer", "reply")
             .header("kn-namespace", &outbound.namespace);
+        // W3C trace context as a header too: the extension is read by CloudEvents-aware
+        // subscribers, the header by every HTTP server's tracing.
+        // Only a well-formed context goes out as a header (an extension from a structured-mode
+        // producer may hold anything); it goes as the text it is.
+        if let Some(ExtensionValue::String(traceparent)) =
+            outbound.event.extension(TRACEPARENT_EXTENSION)
+        {
+            if TraceParent::parse(traceparent, None).is_some() {
+                request = request.header("traceparent", traceparent.trim());
+                if let Some(ExtensionValue::String(state)) =
+                    outbound.event.extension(TRACESTATE_EXTENSION)
+                {
+                    if state.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                        request = request.header("tracestate", state.as_str());
+                    }
+                }
+            }
+        }
         request = match outbound.mode {
             ContentMode::Binary => {
                 let (headers, body) = to_binary(&outbound.event);

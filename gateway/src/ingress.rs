@@ -10,12 +10,15 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
+use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
 use knactor_actors::actor::{IngressTable, Node, Publish, PublishError};
 use knactor_actors::channel::AppendError;
+use knactor_actors::event_span;
 use knactor_actors::metrics::Metrics;
 use knactor_actors::resources::ObjectKey;
 use knactor_actors::source::SourceBoard;
+use knactor_actors::trace::{self, TraceParent};
 use tracing::error;
 
 use crate::binding::decode_message;
@@ -68,11 +71,33 @@ async fn metrics(state: web::Data<GatewayState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// The broker ingress (and everything no other route took).
+/// The broker ingress (and everything no other route took), in the span of the request: a child
+/// of the producer's `traceparent` header, or else of the event's own extension.
 async fn ingress(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, IngressError> {
+    let mut span = tracing::Span::none();
+    let result = receive(request, payload, state, &mut span).await;
+    if !span.is_disabled() {
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(error) => actix_web::ResponseError::status_code(error),
+        };
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() || status.is_client_error() {
+            span.record("otel.status_code", "error");
+        }
+    }
+    result
+}
+
+async fn receive(
     request: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<GatewayState>,
+    span: &mut tracing::Span,
 ) -> Result<HttpResponse, IngressError> {
     match *request.method() {
         Method::OPTIONS => return Ok(webhook_handshake()),
@@ -115,10 +140,11 @@ async fn ingress(
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect::<Vec<_>>();
-    let events = decode_message(&headers, &body)?;
+    let mut events = decode_message(&headers, &body)?;
     if events.is_empty() {
         return Ok(HttpResponse::Accepted().finish());
     }
+    *span = propagate(&request, &mut events);
     let broker_name = key.to_string();
     match broker.send(Publish { events }).await {
         Ok(Ok(())) => Ok(HttpResponse::Accepted().finish()),
@@ -151,6 +177,63 @@ async fn ingress(
             })
         }
     }
+}
+
+/// Carries the producer's trace context into the events and returns the request's span: it
+/// follows the `traceparent` header (else the first event's extension) and every event is stamped
+/// with its context. Untraced, an event without the extension takes the header's context as it is.
+fn propagate(request: &HttpRequest, events: &mut [Event]) -> tracing::Span {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let from_header = header("traceparent")
+        .and_then(|traceparent| TraceParent::parse(traceparent, header("tracestate")));
+    let parent = if trace::exporting() {
+        from_header
+            .clone()
+            .or_else(|| events.first().and_then(TraceParent::of_event))
+    } else {
+        None
+    };
+    if !trace::traced(
+        parent.as_ref().map(|parent| parent.sampled),
+        trace::At::Entry,
+    ) {
+        if let Some(parent) = &from_header {
+            for event in events.iter_mut() {
+                if TraceParent::of_event(event).is_none() {
+                    parent.write_to(event);
+                }
+            }
+        }
+        return tracing::Span::none();
+    }
+    let span = event_span!(
+        "knactor.ingress",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = request.method().as_str(),
+        url.path = request.path(),
+        http.response.status_code = tracing::field::Empty,
+        messaging.batch.message_count = tracing::field::Empty,
+        cloudevents.event_id = tracing::field::Empty,
+        cloudevents.event_type = tracing::field::Empty,
+        cloudevents.event_source = tracing::field::Empty,
+    );
+    trace::follow_context(&span, parent.as_ref());
+    span.record("messaging.batch.message_count", events.len());
+    if let Some(first) = events.first() {
+        span.record("cloudevents.event_id", first.id());
+        span.record("cloudevents.event_type", first.ty());
+        span.record("cloudevents.event_source", first.source().as_str());
+    }
+    for event in events.iter_mut() {
+        trace::stamp(&span, event);
+    }
+    span
 }
 
 /// `/<namespace>/<broker>`, exactly.

@@ -47,14 +47,14 @@ enum ParkedAction {
     },
 }
 
-fn client() -> anyhow::Result<reqwest::blocking::Client> {
+pub(super) fn client() -> anyhow::Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
         .no_proxy()
         .build()
         .context("cannot build the HTTP client")
 }
 
-fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
+pub(super) fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result<Value> {
     let response = request.send().context("the node did not answer")?;
     let status = response.status();
     let body: Value = response.json().unwrap_or(Value::Null);

@@ -179,13 +179,15 @@ pub struct RunArgs {
     /// Log filter (error, warn, info, debug, or a RUST_LOG directive).
     #[arg(long, env = "KNACTOR_LOG", default_value = "info")]
     log: String,
+    #[command(flatten)]
+    telemetry: super::telemetry::TelemetryArgs,
     /// Allow POST /-/faults/... to crash actors (supervision tests only).
     #[arg(long, env = "KNACTOR_FAULT_INJECTION", hide = true)]
     fault_injection: bool,
 }
 
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
-    super::init_logging(&args.log);
+    let _telemetry = args.telemetry.init(&args.log)?;
     match args.channel.as_deref() {
         Some("kafka") => args.default_broker_class = "Kafka".into(),
         Some(_) => args.default_broker_class = "MTChannelBasedBroker".into(),
@@ -242,6 +244,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             ingress: Some(advertise.clone()),
             fault_injection: args.fault_injection,
             delete_topics: args.kafka_delete_topics,
+            journal_events: args.telemetry.trace_journal_events,
         };
         let kafka = kafka_settings(&args);
         if let Some(kafka) = &kafka {

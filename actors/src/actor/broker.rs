@@ -7,11 +7,14 @@
 //! stored), [`ListParked`], [`Redrive`], [`Shutdown`], [`Crash`].
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
-use cloudevents::Event;
+use cloudevents::{AttributesReader, Event};
+use opentelemetry::trace::TraceId;
 
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{AppendError, ChannelError, EventLog, Offset, Partition};
@@ -20,9 +23,12 @@ use crate::envelope::{
     PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
     REDRIVE_TARGET_EXTENSION,
 };
+use crate::event_span;
+use crate::journal::{Hop, Stage};
 use crate::metrics::{inc, BrokerMetrics};
 use crate::resources::ObjectKey;
 use crate::routes::BrokerRoute;
+use crate::trace;
 
 /// The group whose committed offsets mark which parked events were re-driven.
 pub const PARKING_GROUP: &str = "knactor-parking";
@@ -33,12 +39,16 @@ pub struct BrokerActor {
     /// The broker's channel.
     log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
+    /// `<namespace>/<name>`, for spans and the journal.
+    label: Arc<str>,
 }
 
 impl BrokerActor {
     pub fn new(route: Arc<BrokerRoute>, shared: Arc<Shared>, log: Arc<dyn EventLog>) -> Self {
         let metrics = shared.metrics.broker(route.key());
+        let label = Arc::from(route.key().to_string());
         Self {
+            label,
             route,
             shared,
             log,
@@ -72,33 +82,133 @@ impl Handler<Publish> for BrokerActor {
 
     /// Admits every event (all or none), then appends them; resolves when they are stored.
     fn handle(&mut self, publish: Publish, _: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
         let now = Utc::now();
         let max_ttl = self.shared.options.max_ttl;
+        let count = publish.events.len() as u64;
+        self.metrics.received.fetch_add(count, Ordering::Relaxed);
+        let topic = self.route.channel.topic.clone();
+        let span = append_span(&self.label, &topic, &publish.events);
+        let traced = !span.is_disabled();
         let admitted: Result<Vec<Envelope>, AdmitError> = publish
             .events
             .into_iter()
-            .map(|event| Envelope::admit(event, max_ttl, now))
+            .map(|mut event| {
+                if traced {
+                    trace::stamp(&span, &mut event);
+                }
+                Envelope::admit(event, max_ttl, now)
+            })
             .collect();
         let metrics = self.metrics.clone();
+        let shared = self.shared.clone();
+        let label = self.label.clone();
         let log = self.log.clone();
-        let topic = self.route.channel.topic.clone();
         Box::pin(async move {
-            let envelopes = admitted.inspect_err(|_| inc(&metrics.refused))?;
-            let count = envelopes.len() as u64;
+            let journal = &shared.metrics.journal;
+            let envelopes = match admitted {
+                Ok(envelopes) => envelopes,
+                Err(refused) => {
+                    inc(&metrics.refused);
+                    metrics.responses.count(400);
+                    span.record("otel.status_code", "error");
+                    span.record("error.type", "ttl_exhausted");
+                    let AdmitError::TtlExhausted { id } = &refused;
+                    journal.record(
+                        id,
+                        || None,
+                        Hop::new(Stage::Refused, &label)
+                            .status(400)
+                            .detail(refused.to_string()),
+                    );
+                    return Err(refused.into());
+                }
+            };
+            let stored: Vec<(String, Option<TraceId>)> = if journal.is_on() {
+                envelopes
+                    .iter()
+                    .map(|envelope| (envelope.id().to_string(), trace_id_of(envelope)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             match log.append(&topic, envelopes).await {
                 Ok(()) => {
-                    metrics
-                        .accepted
-                        .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                    metrics.accepted.fetch_add(count, Ordering::Relaxed);
+                    for _ in 0..count {
+                        metrics.responses.count(202);
+                    }
+                    metrics.append_duration.observe(started.elapsed());
+                    for (id, trace_id) in stored {
+                        // Stamped with the admission time: the dispatcher may read the event
+                        // before this future resumes, and a trail reads in time order.
+                        let mut hop = Hop::new(Stage::Stored, &label);
+                        hop.at = now.into();
+                        journal.record(&id, || trace_id, hop);
+                    }
                     Ok(())
                 }
                 Err(error) => {
                     inc(&metrics.refused);
+                    let status = match error {
+                        AppendError::TooLarge { .. } => 413,
+                        _ => 503,
+                    };
+                    metrics.responses.count(status);
+                    span.record("otel.status_code", "error");
+                    span.record("otel.status_description", error.to_string());
+                    for (id, trace_id) in stored {
+                        journal.record(
+                            &id,
+                            || trace_id,
+                            Hop::new(Stage::Refused, &label)
+                                .status(status)
+                                .detail(error.to_string()),
+                        );
+                    }
                     Err(error.into())
                 }
             }
         })
     }
+}
+
+/// The span of one append: a child of the context the first event carries (the ingress, a
+/// source, or the delivery whose reply this is); every event of the batch is stamped with it.
+fn append_span(broker: &str, topic: &str, events: &[Event]) -> tracing::Span {
+    if !trace::exporting() {
+        return tracing::Span::none();
+    }
+    let first = events.first();
+    if !trace::traced(first.and_then(trace::sampled_flag), trace::At::Inner) {
+        return tracing::Span::none();
+    }
+    let parent = first.and_then(trace::TraceParent::of_event);
+    let span = event_span!(
+        "knactor.append",
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        messaging.system = "knactor",
+        messaging.operation.type = "send",
+        messaging.destination.name = topic,
+        messaging.batch.message_count = events.len(),
+        knactor.broker = broker,
+        cloudevents.event_id = first.map(|e| e.id()),
+        cloudevents.event_type = first.map(|e| e.ty()),
+        cloudevents.event_source = first.map(|e| e.source().as_str()),
+    );
+    trace::follow_context(&span, parent.as_ref());
+    span
+}
+
+/// The W3C trace id of a sampled event, for the journal (to look the trace up in Jaeger).
+pub(super) fn trace_id_of(envelope: &Envelope) -> Option<TraceId> {
+    if trace::sampled_flag(envelope.event()) != Some(true) {
+        return None;
+    }
+    trace::TraceParent::of_event(envelope.event()).map(|parent| parent.trace_id)
 }
 
 /// A parked event, as listed.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
+use cloudevents::AttributesReader;
 use rand::Rng;
 use tracing::{debug, warn};
 use url::Url;
@@ -32,9 +33,12 @@ use crate::channel::EventLog;
 use crate::envelope::{
     Envelope, FailureReport, PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
 };
+use crate::event_span;
+use crate::journal::{Detail, Hop, Stage};
 use crate::metrics::{inc, TriggerMetrics};
 use crate::retry::{is_retryable, is_success};
 use crate::routes::TriggerRoute;
+use crate::trace;
 use crate::transport::{Outbound, ReplyBody, Response, TransportError};
 
 /// How a delivery ended.
@@ -54,6 +58,11 @@ pub(super) struct DeliveryJob {
     pub broker: actix::Addr<BrokerActor>,
     pub park_topic: String,
     pub metrics: Arc<TriggerMetrics>,
+    /// `<namespace>/<name>` of the broker and of the trigger, for spans and the journal.
+    pub broker_label: Arc<str>,
+    pub label: Arc<str>,
+    /// The subscriber's URL, for the journal.
+    pub subscriber: Arc<str>,
 }
 
 /// Why an attempt failed, when it did.
@@ -69,16 +78,71 @@ enum Attempt {
 
 impl DeliveryJob {
     /// Runs the delivery to its final outcome; `dispatched_at` is when the dispatcher handed it
-    /// over, so the recorded duration includes the time spent waiting for a slot.
-    pub async fn run(&self, envelope: Arc<Envelope>, dispatched_at: Instant) -> Outcome {
-        let outcome = self.deliver(&envelope).await;
+    /// over, so the recorded duration includes the time spent waiting for a slot. `parent` is the
+    /// dispatch span's context, when the event is traced.
+    pub async fn run(
+        &self,
+        envelope: Arc<Envelope>,
+        dispatched_at: Instant,
+        parent: Option<opentelemetry::Context>,
+    ) -> Outcome {
+        let span = self.deliver_span(&envelope, parent);
+        let outcome = self.deliver(&envelope, &span).await;
+        span.record(
+            "knactor.outcome",
+            match &outcome {
+                Outcome::Delivered { replied: false } => "delivered",
+                Outcome::Delivered { replied: true } => "replied",
+                Outcome::DeadLettered => "dead-lettered",
+                Outcome::Parked => "parked",
+            },
+        );
+        if !matches!(outcome, Outcome::Delivered { .. }) {
+            span.record("otel.status_code", "error");
+        }
         self.metrics
             .dispatch_duration
             .observe(dispatched_at.elapsed());
         outcome
     }
 
-    async fn deliver(&self, envelope: &Arc<Envelope>) -> Outcome {
+    /// The span of one event's delivery to this trigger, from the first attempt to the outcome.
+    fn deliver_span(
+        &self,
+        envelope: &Envelope,
+        parent: Option<opentelemetry::Context>,
+    ) -> tracing::Span {
+        // Only under a traced dispatch: an untraced one made no context to hang under.
+        let Some(parent) = parent else {
+            return tracing::Span::none();
+        };
+        let event = envelope.event();
+        let span = event_span!(
+            "knactor.deliver",
+            otel.status_code = tracing::field::Empty,
+            knactor.broker = &*self.broker_label,
+            knactor.trigger = &*self.label,
+            knactor.subscriber = self.route.subscriber.as_str(),
+            knactor.outcome = tracing::field::Empty,
+            cloudevents.event_id = event.id(),
+            cloudevents.event_type = event.ty(),
+            cloudevents.event_source = event.source().as_str(),
+        );
+        if !span.is_disabled() {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            let _ = span.set_parent(parent);
+        }
+        span
+    }
+
+    fn journal(&self, envelope: &Envelope, hop: Hop) {
+        let journal = &self.shared.metrics.journal;
+        if journal.is_on() {
+            journal.record(envelope.id(), || None, hop.trigger(&self.label));
+        }
+    }
+
+    async fn deliver(&self, envelope: &Arc<Envelope>, span: &tracing::Span) -> Outcome {
         let policy = &self.route.delivery.retry;
         let limits = &self.shared.options.retry_limits;
         let mut retry = 0;
@@ -88,7 +152,13 @@ impl DeliveryJob {
                 inc(&self.metrics.retries);
             }
             let attempt = self
-                .attempt(&self.route.subscriber, envelope.for_subscriber())
+                .attempt(
+                    &self.route.subscriber,
+                    envelope.for_subscriber(),
+                    envelope,
+                    span,
+                    retry + 1,
+                )
                 .await;
             let (retryable, report, retry_after) = match attempt {
                 Attempt::Delivered => {
@@ -97,9 +167,9 @@ impl DeliveryJob {
                 }
                 Attempt::Reply(reply) => {
                     inc(&self.metrics.delivered);
-                    return match self.put_reply(envelope, *reply).await {
+                    return match self.put_reply(envelope, *reply, span).await {
                         Ok(()) => Outcome::Delivered { replied: true },
-                        Err(report) => self.dead_letter(envelope, report).await,
+                        Err(report) => self.dead_letter(envelope, report, span).await,
                     };
                 }
                 Attempt::Failed {
@@ -118,16 +188,37 @@ impl DeliveryJob {
             debug!(trigger = %self.route.key, id = envelope.id(), retry, ?wait, code = report.code, "delivery failed, retrying");
             tokio::time::sleep(wait).await;
         };
-        self.dead_letter(envelope, report).await
+        self.dead_letter(envelope, report, span).await
     }
 
-    /// One POST to `url`, classified.
-    async fn attempt(&self, url: &Url, event: cloudevents::Event) -> Attempt {
+    /// One POST to `url`, classified; `number` is 1 for the first attempt. The event goes out
+    /// with the attempt span's context (extension, and the gateway adds the header).
+    async fn attempt(
+        &self,
+        url: &Url,
+        mut event: cloudevents::Event,
+        envelope: &Envelope,
+        parent: &tracing::Span,
+        number: u32,
+    ) -> Attempt {
         let timeout = self
             .route
             .delivery
             .retry
             .attempt_timeout(&self.shared.options.retry_limits);
+        let span = event_span!(
+            parent: parent,
+            "knactor.attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            http.request.method = "POST",
+            url.full = url.as_str(),
+            http.response.status_code = tracing::field::Empty,
+            knactor.trigger = &*self.label,
+            knactor.attempt = number,
+        );
+        trace::stamp(&span, &mut event);
         let outbound = Outbound {
             url: url.clone(),
             event,
@@ -135,7 +226,39 @@ impl DeliveryJob {
             namespace: self.route.key.namespace.clone(),
             timeout,
         };
-        classify(url, self.shared.subscribers.send(outbound).await)
+        let started = Instant::now();
+        let result = self.shared.subscribers.send(outbound).await;
+        self.metrics.attempt_duration.observe(started.elapsed());
+        let (status, error) = match &result {
+            Ok(response) => (response.status, None),
+            Err(error) => (500, Some(error.to_string())),
+        };
+        self.metrics.responses.count(status);
+        span.record("http.response.status_code", status);
+        if let Some(error) = &error {
+            span.record("error.type", error.as_str());
+        }
+        if !is_success(status) {
+            span.record("otel.status_code", "error");
+        }
+        let to_sink = *url != self.route.subscriber;
+        let attempt = classify(url, result);
+        // The attempt the subscriber took is the delivery: one hop, not two.
+        let stage = match attempt {
+            Attempt::Delivered | Attempt::Reply(_) if !to_sink => Stage::Delivered,
+            _ => Stage::Attempt,
+        };
+        let mut hop = Hop::new(stage, &self.broker_label)
+            .attempt(number)
+            .status(status);
+        hop = match error {
+            Some(error) if to_sink => hop.detail(format!("dead-letter sink {url}: {error}")),
+            Some(error) => hop.detail(format!("{url}: {error}")),
+            None if to_sink => hop.with(Detail::DeadLetterSink(Arc::from(url.as_str()))),
+            None => hop.with(Detail::Url(self.subscriber.clone())),
+        };
+        self.journal(envelope, hop);
+        attempt
     }
 
     /// Puts a subscriber's reply back into the broker, with the original's TTL so the broker
@@ -145,9 +268,30 @@ impl DeliveryJob {
         &self,
         envelope: &Envelope,
         reply: cloudevents::Event,
+        parent: &tracing::Span,
     ) -> Result<(), FailureReport> {
         let policy = &self.route.delivery.retry;
-        let reply = envelope.reply_with_ttl(reply);
+        let mut reply = envelope.reply_with_ttl(reply);
+        let span = event_span!(
+            parent: parent,
+            "knactor.reply",
+            otel.status_code = tracing::field::Empty,
+            knactor.trigger = &*self.label,
+            cloudevents.event_id = reply.id(),
+            cloudevents.event_type = reply.ty(),
+            cloudevents.event_source = reply.source().as_str(),
+        );
+        // The reply is a new event of the same trace: the broker's append becomes its child.
+        // Untraced, it continues the context it came with, or else the original's.
+        if span.is_disabled() {
+            if trace::TraceParent::of_event(&reply).is_none() {
+                if let Some(original) = trace::TraceParent::of_event(envelope.event()) {
+                    original.write_to(&mut reply);
+                }
+            }
+        } else {
+            trace::stamp(&span, &mut reply);
+        }
         let destination = self.reply_destination();
         let mut retry = 0;
         loop {
@@ -160,9 +304,18 @@ impl DeliveryJob {
             let failure = match result {
                 Ok(Ok(())) => {
                     inc(&self.metrics.replies);
+                    self.journal(
+                        envelope,
+                        Hop::new(Stage::Replied, &self.broker_label).detail(format!(
+                            "reply {} of type {}",
+                            reply.id(),
+                            reply.ty()
+                        )),
+                    );
                     return Ok(());
                 }
                 Ok(Err(PublishError::Admit(refused))) => {
+                    span.record("otel.status_code", "error");
                     warn!(trigger = %self.route.key, id = envelope.id(), "reply refused: {refused}");
                     return Err(FailureReport::new(
                         destination,
@@ -174,6 +327,7 @@ impl DeliveryJob {
                 Err(mailbox) => format!("broker unavailable: {mailbox}"),
             };
             if retry >= policy.retries {
+                span.record("otel.status_code", "error");
                 return Err(FailureReport::new(destination, 503, failure.as_bytes()));
             }
             retry += 1;
@@ -194,18 +348,44 @@ impl DeliveryJob {
     }
 
     /// The dead-letter sink, with the same retry policy; parks when there is none or it fails.
-    async fn dead_letter(&self, envelope: &Envelope, report: FailureReport) -> Outcome {
+    async fn dead_letter(
+        &self,
+        envelope: &Envelope,
+        report: FailureReport,
+        parent: &tracing::Span,
+    ) -> Outcome {
         let Some(sink) = &self.route.delivery.dead_letter else {
-            return self.park(envelope, &report, "no dead-letter sink").await;
+            return self
+                .park(envelope, &report, "no dead-letter sink", parent)
+                .await;
         };
+        let span = event_span!(
+            parent: parent,
+            "knactor.dead_letter",
+            otel.status_code = tracing::field::Empty,
+            knactor.trigger = &*self.label,
+            url.full = sink.as_str(),
+            knactor.error_code = report.code,
+            knactor.error_destination = report.destination.as_str(),
+        );
         let policy = &self.route.delivery.retry;
         let limits = &self.shared.options.retry_limits;
         let event = envelope.dead_letter(&report);
         let mut retry = 0;
         loop {
-            match self.attempt(sink, event.clone()).await {
+            match self
+                .attempt(sink, event.clone(), envelope, &span, retry + 1)
+                .await
+            {
                 Attempt::Delivered | Attempt::Reply(_) => {
                     inc(&self.metrics.dead_lettered);
+                    self.journal(
+                        envelope,
+                        Hop::new(Stage::DeadLettered, &self.broker_label).detail(format!(
+                            "to {sink} after {} from {}",
+                            report.code, report.destination
+                        )),
+                    );
                     return Outcome::DeadLettered;
                 }
                 Attempt::Failed {
@@ -219,7 +399,8 @@ impl DeliveryJob {
                             sink_report.code,
                             String::from_utf8_lossy(&sink_report.data)
                         );
-                        return self.park(envelope, &report, &reason).await;
+                        span.record("otel.status_code", "error");
+                        return self.park(envelope, &report, &reason, parent).await;
                     }
                     retry += 1;
                     let jitter = rand::rng().random::<f64>();
@@ -231,7 +412,21 @@ impl DeliveryJob {
     }
 
     /// Keeps the event in the broker's parked topic, with why, for listing and re-driving.
-    async fn park(&self, envelope: &Envelope, report: &FailureReport, why: &str) -> Outcome {
+    async fn park(
+        &self,
+        envelope: &Envelope,
+        report: &FailureReport,
+        why: &str,
+        parent: &tracing::Span,
+    ) -> Outcome {
+        let _span = event_span!(
+            parent: parent,
+            "knactor.park",
+            knactor.trigger = &*self.label,
+            knactor.reason = why,
+            knactor.error_code = report.code,
+            messaging.destination.name = self.park_topic.as_str(),
+        );
         let mut event = envelope.dead_letter(report);
         if let Some(ttl) = envelope.ttl() {
             event.set_extension(crate::envelope::TTL_EXTENSION, i64::from(ttl));
@@ -258,6 +453,13 @@ impl DeliveryJob {
             {
                 Ok(()) => {
                     inc(&self.metrics.parked);
+                    self.journal(
+                        envelope,
+                        Hop::new(Stage::Parked, &self.broker_label).detail(format!(
+                            "{why}; last attempt: {} from {}",
+                            report.code, report.destination
+                        )),
+                    );
                     warn!(trigger = %self.route.key, id = envelope.id(), "parked: {why}");
                     return Outcome::Parked;
                 }

@@ -27,16 +27,20 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
+use super::broker::trace_id_of;
 use super::trigger::{Deliver, TriggerActor};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{
     ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, Record, StartAt,
 };
+use crate::event_span;
 use crate::filter::{Filter, FilterIndex};
+use crate::journal::{Detail, Hop, Stage};
 use crate::metrics::{inc, BrokerMetrics, TriggerMetrics};
 use crate::offsets::OffsetTracker;
 use crate::resources::ObjectKey;
 use crate::routes::{BrokerRoute, StartPosition};
+use crate::trace;
 
 /// Records fetched per catch-up read.
 const CATCH_UP_BATCH: usize = 256;
@@ -55,6 +59,11 @@ pub struct DispatcherActor {
     /// Bytes the group member received from the channel (Kafka), for the metrics.
     bytes_read: Option<Arc<std::sync::atomic::AtomicU64>>,
     committed: BTreeMap<Partition, Offset>,
+    /// Records (not re-driven ones) the shared read took from each partition, for the triggers'
+    /// `filtered` counts.
+    seen: BTreeMap<Partition, u64>,
+    /// `<namespace>/<name>`, for spans and the journal.
+    label: Arc<str>,
     /// Reused per record.
     scratch: Vec<usize>,
     subscribed: bool,
@@ -72,6 +81,10 @@ struct TriggerSlot {
     /// A trigger added to a running broker takes no event the broker accepted before this time
     /// (its start position), even one the dispatcher had not read yet when the trigger came.
     not_before: Option<DateTime<Utc>>,
+    /// For the `filtered` count: the dispatcher's `seen` per partition at the last settlement,
+    marks: BTreeMap<Partition, u64>,
+    /// and the shared records since then that matched the trigger's filter.
+    passed: u64,
 }
 
 struct Lag {
@@ -95,6 +108,8 @@ impl DispatcherActor {
             committer: None,
             bytes_read: None,
             committed: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            label: Arc::from(route.key().to_string()),
             scratch: Vec::new(),
             subscribed: false,
         }
@@ -130,6 +145,12 @@ impl DispatcherActor {
             let Some(tracker) = self.trackers.get_mut(&record.partition) else {
                 continue;
             };
+            let redriven = record.envelope.redrive_target().is_some();
+            if !redriven {
+                *self.seen.entry(record.partition).or_default() += 1;
+            }
+            let span = dispatch_span(&self.label, &self.topic, &record);
+            let parent = context_of(&span);
             let mut owed = 0;
             let targets: Vec<ObjectKey> = match record.envelope.redrive_target() {
                 Some(target) => match target.parse::<ObjectKey>() {
@@ -150,6 +171,22 @@ impl DispatcherActor {
                         .collect()
                 }
             };
+            span.record("knactor.matched", targets.len());
+            let journal = &self.shared.metrics.journal;
+            if journal.is_on() {
+                let stage = if targets.is_empty() {
+                    Stage::Unmatched
+                } else {
+                    Stage::Dispatched
+                };
+                journal.record(
+                    record.envelope.id(),
+                    || trace_id_of(&record.envelope),
+                    Hop::new(stage, &self.label)
+                        .position(record.partition, record.offset)
+                        .with(Detail::Matched(targets.len())),
+                );
+            }
             if targets.is_empty() {
                 inc(&self.metrics.unmatched);
             }
@@ -157,12 +194,19 @@ impl DispatcherActor {
                 let Some(slot) = self.triggers.get_mut(&key) else {
                     continue;
                 };
-                if slot.lagging.contains_key(&record.partition) || slot.too_early(&record) {
+                if slot.lagging.contains_key(&record.partition) {
+                    continue;
+                }
+                if !redriven {
+                    slot.passed += 1;
+                }
+                if slot.too_early(&record) {
                     continue;
                 }
                 if slot.outstanding.len() >= capacity {
                     info!(broker = %self.broker, trigger = %key, partition = record.partition, offset = record.offset,
                         "trigger is full; it falls behind and will catch up on its own");
+                    slot.settle(&self.seen);
                     slot.lagging.insert(
                         record.partition,
                         Lag {
@@ -173,7 +217,7 @@ impl DispatcherActor {
                     continue;
                 }
                 owed += 1;
-                slot.send(&record, now);
+                slot.send(&record, now, parent.clone());
             }
             tracker.register(record.offset, owed);
         }
@@ -269,11 +313,16 @@ impl DispatcherActor {
             cursor = record.offset + 1;
             if slot.wants(&trigger, record) {
                 tracker.reopen(record.offset);
-                slot.send(record, now);
+                let span = dispatch_span(&self.label, &self.topic, record);
+                span.record("knactor.matched", 1);
+                slot.send(record, now, context_of(&span));
             }
         }
         if caught_up || cursor >= shared_position {
             slot.lagging.remove(&partition);
+            // From here on the shared read considers this partition for the trigger again.
+            slot.marks
+                .insert(partition, self.seen.get(&partition).copied().unwrap_or(0));
             info!(broker = %self.broker, %trigger, partition, "trigger caught up");
         } else if let Some(lag) = slot.lagging.get_mut(&partition) {
             lag.cursor = cursor;
@@ -305,6 +354,9 @@ impl DispatcherActor {
     }
 
     fn commit(&mut self) {
+        for slot in self.triggers.values_mut() {
+            slot.settle(&self.seen);
+        }
         if let Some(bytes) = &self.bytes_read {
             let read = bytes.load(std::sync::atomic::Ordering::Relaxed);
             self.metrics
@@ -355,6 +407,8 @@ impl DispatcherActor {
                         outstanding: HashSet::new(),
                         lagging: BTreeMap::new(),
                         not_before,
+                        marks: self.seen.clone(),
+                        passed: 0,
                     };
                     if self.subscribed && trigger.start != StartPosition::Latest {
                         for &partition in self.trackers.keys() {
@@ -402,7 +456,7 @@ impl DispatcherActor {
 }
 
 impl TriggerSlot {
-    fn send(&mut self, record: &Record, now: Instant) {
+    fn send(&mut self, record: &Record, now: Instant, parent: Option<opentelemetry::Context>) {
         self.outstanding.insert((record.partition, record.offset));
         inc(&self.metrics.matched);
         self.addr.do_send(Deliver {
@@ -410,6 +464,7 @@ impl TriggerSlot {
             partition: record.partition,
             offset: record.offset,
             dispatched_at: now,
+            parent,
         });
     }
 
@@ -418,7 +473,35 @@ impl TriggerSlot {
         if let Some(target) = record.envelope.redrive_target() {
             return target == key.to_string();
         }
-        !self.too_early(record) && self.filter.matches(record.envelope.event())
+        if self.too_early(record) {
+            return false;
+        }
+        let matches = self.filter.matches(record.envelope.event());
+        if !matches {
+            inc(&self.metrics.filtered);
+        }
+        matches
+    }
+
+    /// Adds to the trigger's `filtered` count the shared records its filter refused since the
+    /// last settlement. The shared read only evaluates the filters that match (the index), so
+    /// this counts instead: records read on each partition the trigger does not lag on, less
+    /// those it was handed or skipped (`passed`).
+    fn settle(&mut self, seen: &BTreeMap<Partition, u64>) {
+        let mut considered = 0;
+        for (&partition, &count) in seen {
+            let mark = self.marks.insert(partition, count).unwrap_or(0);
+            if !self.lagging.contains_key(&partition) {
+                considered += count.saturating_sub(mark);
+            }
+        }
+        let filtered = considered.saturating_sub(self.passed);
+        self.passed = 0;
+        if filtered > 0 {
+            self.metrics
+                .filtered
+                .fetch_add(filtered, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Whether the broker accepted `record` before this trigger's start.
@@ -461,13 +544,18 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
                 }
             }
             Ok(ChannelEvent::Revoked(partitions)) => {
+                for slot in self.triggers.values_mut() {
+                    slot.settle(&self.seen);
+                }
                 for partition in partitions {
                     info!(broker = %self.broker, partition, "partition revoked");
                     self.trackers.remove(&partition);
                     self.committed.remove(&partition);
+                    self.seen.remove(&partition);
                     for slot in self.triggers.values_mut() {
                         slot.outstanding.retain(|(p, _)| *p != partition);
                         slot.lagging.remove(&partition);
+                        slot.marks.remove(&partition);
                     }
                 }
             }
@@ -534,4 +622,40 @@ impl Handler<Crash> for DispatcherActor {
             self.broker
         );
     }
+}
+
+/// The span of one record read from the channel and matched against the triggers: a child of the
+/// append that stored it (the context the record carries).
+fn dispatch_span(broker: &str, topic: &str, record: &Record) -> tracing::Span {
+    use cloudevents::AttributesReader as _;
+    if !trace::exporting() {
+        return tracing::Span::none();
+    }
+    let event = record.envelope.event();
+    if !trace::traced(trace::sampled_flag(event), trace::At::Inner) {
+        return tracing::Span::none();
+    }
+    let parent = trace::TraceParent::of_event(event);
+    let span = event_span!(
+        "knactor.dispatch",
+        otel.kind = "consumer",
+        messaging.system = "knactor",
+        messaging.operation.type = "process",
+        messaging.destination.name = topic,
+        messaging.destination.partition.id = record.partition,
+        messaging.kafka.offset = record.offset,
+        knactor.broker = broker,
+        knactor.matched = tracing::field::Empty,
+        cloudevents.event_id = event.id(),
+        cloudevents.event_type = event.ty(),
+        cloudevents.event_source = event.source().as_str(),
+    );
+    trace::follow_context(&span, parent.as_ref());
+    span
+}
+
+/// What deliveries hang under: the span's OpenTelemetry context, when it is traced.
+fn context_of(span: &tracing::Span) -> Option<opentelemetry::Context> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    (!span.is_disabled()).then(|| span.context())
 }

@@ -75,6 +75,8 @@ pub struct NodeOptions {
     pub fault_injection: bool,
     /// Delete a broker's topics when the broker is deleted (never an external topic).
     pub delete_topics: bool,
+    /// Events whose hops the node remembers for `knactor trace` (0: none).
+    pub journal_events: usize,
 }
 
 impl Default for NodeOptions {
@@ -90,6 +92,7 @@ impl Default for NodeOptions {
             ingress: None,
             fault_injection: false,
             delete_topics: false,
+            journal_events: crate::journal::DEFAULT_CAPACITY,
         }
     }
 }
@@ -114,7 +117,7 @@ impl Shared {
             subscribers: SubscriberPool::new(transport.clone(), &options),
             channels,
             transport,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::with_journal(options.journal_events)),
             options,
         })
     }

@@ -36,6 +36,10 @@ pub struct TriggerActor {
     in_flight: usize,
     /// Ordered triggers: partitions with a delivery in flight.
     busy_partitions: HashSet<Partition>,
+    /// `<namespace>/<name>` of the broker and of the trigger, for spans and the journal.
+    broker_label: Arc<str>,
+    label: Arc<str>,
+    subscriber: Arc<str>,
 }
 
 impl TriggerActor {
@@ -49,6 +53,9 @@ impl TriggerActor {
     ) -> Self {
         let metrics = shared.metrics.trigger(&route.broker, &route.key);
         Self {
+            broker_label: Arc::from(route.broker.to_string()),
+            label: Arc::from(route.key.to_string()),
+            subscriber: Arc::from(route.subscriber.as_str()),
             route,
             shared,
             log,
@@ -102,14 +109,18 @@ impl TriggerActor {
             broker: self.broker.clone(),
             park_topic: self.park_topic.clone(),
             metrics: self.metrics.clone(),
+            broker_label: self.broker_label.clone(),
+            label: self.label.clone(),
+            subscriber: self.subscriber.clone(),
         };
         let Deliver {
             envelope,
             partition,
             offset,
             dispatched_at,
+            parent,
         } = deliver;
-        let work = async move { job.run(envelope, dispatched_at).await };
+        let work = async move { job.run(envelope, dispatched_at, parent).await };
         ctx.spawn(work.into_actor(self).map(move |outcome, actor, ctx| {
             actor.finished(partition, offset, outcome, ctx);
         }));
@@ -146,6 +157,8 @@ pub struct Deliver {
     pub partition: Partition,
     pub offset: Offset,
     pub dispatched_at: Instant,
+    /// The dispatch span's context, when the event is traced.
+    pub parent: Option<opentelemetry::Context>,
 }
 
 impl Handler<Deliver> for TriggerActor {
@@ -169,6 +182,7 @@ impl Handler<UpdateRoute> for TriggerActor {
     /// Swaps the route.
     fn handle(&mut self, update: UpdateRoute, ctx: &mut Context<Self>) {
         self.route = update.0;
+        self.subscriber = Arc::from(self.route.subscriber.as_str());
         self.pump(ctx);
     }
 }

@@ -17,8 +17,10 @@ use rand::Rng as _;
 use tracing::{debug, warn};
 use url::Url;
 
+use crate::event_span;
 use crate::retry::{is_retryable, is_success};
 use crate::routes::ContentMode;
+use crate::trace;
 use crate::transport::{Outbound, Transport};
 
 /// Waits between attempts: 100 ms doubling up to 5 s, ±20 % jitter.
@@ -80,8 +82,46 @@ impl SinkSender {
     }
 
     /// Returns once the sink accepted `event` (or refused it for good). Cancel by dropping the
-    /// future.
-    pub async fn deliver(&self, event: Event) -> Result<(), Rejected> {
+    /// future. A traced event is sent in the span of the emit, where its trace starts.
+    pub async fn deliver(&self, mut event: Event) -> Result<(), Rejected> {
+        let span = self.emit_span(&event);
+        trace::stamp(&span, &mut event);
+        let (result, attempts) = self.send_until_taken(&event).await;
+        if !span.is_disabled() {
+            span.record("knactor.attempts", attempts);
+            if let Err(rejected) = &result {
+                span.record("http.response.status_code", rejected.status);
+                span.record("otel.status_code", "error");
+            }
+        }
+        result
+    }
+
+    /// The span of one event a source emits: the root of the event's trace (or a child of the
+    /// context the source put in it).
+    fn emit_span(&self, event: &Event) -> tracing::Span {
+        use cloudevents::AttributesReader as _;
+        if !trace::traced(trace::sampled_flag(event), trace::At::Entry) {
+            return tracing::Span::none();
+        }
+        let span = event_span!(
+            "knactor.source.emit",
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            url.full = self.url.as_str(),
+            http.response.status_code = tracing::field::Empty,
+            knactor.namespace = self.namespace.as_str(),
+            knactor.attempts = tracing::field::Empty,
+            cloudevents.event_id = event.id(),
+            cloudevents.event_type = event.ty(),
+            cloudevents.event_source = event.source().as_str(),
+        );
+        trace::follow(&span, event);
+        span
+    }
+
+    /// Sends until the sink takes `event` or refuses it for good; also says how many attempts.
+    async fn send_until_taken(&self, event: &Event) -> (Result<(), Rejected>, u32) {
         let mut failures: u32 = 0;
         loop {
             let outbound = Outbound {
@@ -94,18 +134,19 @@ impl SinkSender {
             let (problem, retry_after) = match self.transport.send(outbound).await {
                 Ok(response) if is_success(response.status) => {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    return (Ok(()), failures + 1);
                 }
                 Ok(response) if !is_retryable(response.status) => {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    return Err(Rejected {
+                    let rejected = Rejected {
                         sink: self.url.clone(),
                         status: response.status,
                         body: String::from_utf8_lossy(
                             &response.body[..response.body.len().min(512)],
                         )
                         .into_owned(),
-                    });
+                    };
+                    return (Err(rejected), failures + 1);
                 }
                 Ok(response) => (
                     format!("answered {}", response.status),

@@ -1,17 +1,20 @@
 //! knactor-testkit: what every knactor test suite needs from the outside world, real and on
 //! loopback: the `knactor` binary as a process ([`NodeProcess`]), a Kafka-protocol broker
-//! ([`Tansu`]), a Kubernetes API server ([`KubeApiServer`]), a recording subscriber ([`Recorder`]), and waiting helpers.
+//! ([`Tansu`]), a Kubernetes API server ([`KubeApiServer`]), an OTLP collector with Jaeger's query
+//! API ([`Collector`]), a recording subscriber ([`Recorder`]), and waiting helpers.
 //!
 //! External tools are found through the variables `scripts/install-tools.sh` writes
 //! (`KNACTOR_TANSU`, `KNACTOR_TOOLS_BIN`), or in `target/knactor-tools/bin`. A missing tool fails
 //! the test with the command that installs it; nothing is skipped.
 
+mod collector;
 mod http;
 mod kube;
 mod node;
 mod recorder;
 mod tansu;
 
+pub use collector::Collector;
 pub use http::{http, send, send_with};
 pub use kube::KubeApiServer;
 pub use node::{Channel, NodeProcess};
@@ -31,6 +34,20 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
             "timed out after {timeout:?} waiting until {what}"
         );
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `check` every 20 ms until it holds (true) or `timeout` passes (false).
+pub fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 

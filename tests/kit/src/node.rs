@@ -34,6 +34,7 @@ impl Channel {
 pub struct NodeProcess {
     bin: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Child,
     pub url: String,
     pub channel: Channel,
@@ -59,10 +60,11 @@ impl NodeProcess {
         args.push(kubeconfig.display().to_string());
         args.extend(extra.iter().map(ToString::to_string));
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (child, url) = launch(bin, &args, &stderr);
+        let (child, url) = launch(bin, &args, &[], &stderr);
         let node = Self {
             bin: bin.to_path_buf(),
             args,
+            env: Vec::new(),
             child,
             url,
             channel: Channel::Memory,
@@ -76,6 +78,17 @@ impl NodeProcess {
 
     /// Like [`NodeProcess::spawn`], on a given channel.
     pub fn spawn_on(bin: &Path, config: &str, extra: &[&str], channel: Channel) -> Self {
+        Self::spawn_with_env(bin, config, extra, channel, &[])
+    }
+
+    /// Like [`NodeProcess::spawn_on`], with extra environment variables for the process.
+    pub fn spawn_with_env(
+        bin: &Path,
+        config: &str,
+        extra: &[&str],
+        channel: Channel,
+        env: &[(&str, &str)],
+    ) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         std::fs::write(config_dir.path().join("config.yaml"), config).unwrap();
         let mut args: Vec<String> = [
@@ -111,11 +124,16 @@ impl NodeProcess {
             }
         };
         args.extend(extra.iter().map(ToString::to_string));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (child, url) = launch(bin, &args, &stderr);
+        let (child, url) = launch(bin, &args, &env, &stderr);
         let node = Self {
             bin: bin.to_path_buf(),
             args,
+            env,
             child,
             url,
             channel,
@@ -136,6 +154,20 @@ impl NodeProcess {
         });
     }
 
+    /// Stops the node with SIGTERM, as an orchestrator does, and waits for it to exit (it flushes
+    /// what it buffered, traces included).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// The process id (for measuring what the node costs).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the node with SIGKILL (no chance to flush or commit anything).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -150,7 +182,7 @@ impl NodeProcess {
         if let Some(listen) = args.iter().position(|a| a == "--listen") {
             args[listen + 1] = address;
         }
-        let (child, url) = launch(&self.bin, &args, &self.stderr);
+        let (child, url) = launch(&self.bin, &args, &self.env, &self.stderr);
         self.child = child;
         self.url = url;
         self.wait_ready();
@@ -215,9 +247,15 @@ impl Drop for NodeProcess {
 }
 
 /// Starts the process and waits for its "listening on" line.
-fn launch(bin: &Path, args: &[String], stderr: &Arc<Mutex<String>>) -> (Child, String) {
+fn launch(
+    bin: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    stderr: &Arc<Mutex<String>>,
+) -> (Child, String) {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .env("KNACTOR_FAULT_INJECTION", "true")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())

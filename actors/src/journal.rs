@@ -1,0 +1,346 @@
+//! "Where did my event go": the hops and outcomes of the last events this node handled, by event
+//! id, in memory and bounded, for a user without Jaeger (`knactor trace ID`, `GET /-/events/ID`).
+//!
+//! The journal keeps at most `capacity` events; the oldest event is forgotten first, and an event
+//! keeps at most [`MAX_HOPS_PER_EVENT`] hops (a retry storm cannot grow it without end). It is
+//! split into shards by event id so that the threads of a node rarely wait on one another. It is
+//! on every event's path, so a hop costs one short lock and a push: details are kept as values and
+//! only rendered when asked for, and once the journal is full the trail of the event it forgets is
+//! reused for the next one, so a busy node allocates nothing here.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use opentelemetry::trace::TraceId;
+use rustc_hash::FxHashMap;
+
+use crate::channel::{Offset, Partition};
+
+/// Hops kept per event; later ones are counted, not kept.
+pub const MAX_HOPS_PER_EVENT: usize = 64;
+const SHARDS: usize = 16;
+
+/// What happened to an event at one hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The broker stored it in its channel (the producer got 202).
+    Stored,
+    /// The broker refused it (TTL spent, channel full or unavailable).
+    Refused,
+    /// The dispatcher read it from the channel and matched it against the triggers.
+    Dispatched,
+    /// The dispatcher read it and no trigger's filter passed it.
+    Unmatched,
+    /// One HTTP attempt to a subscriber (or the dead-letter sink).
+    Attempt,
+    /// The subscriber acknowledged it (the attempt that succeeded).
+    Delivered,
+    /// The subscriber's reply was put back into the broker.
+    Replied,
+    /// The dead-letter sink took it.
+    DeadLettered,
+    /// Every attempt and the dead-letter sink failed: kept in the broker's parking lot.
+    Parked,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Stored => "stored",
+            Stage::Refused => "refused",
+            Stage::Dispatched => "dispatched",
+            Stage::Unmatched => "unmatched",
+            Stage::Attempt => "attempt",
+            Stage::Delivered => "delivered",
+            Stage::Replied => "replied",
+            Stage::DeadLettered => "dead-lettered",
+            Stage::Parked => "parked",
+        }
+    }
+}
+
+/// One hop of one event.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub at: SystemTime,
+    pub stage: Stage,
+    /// `<namespace>/<name>` of the broker.
+    pub broker: Arc<str>,
+    /// `<namespace>/<name>` of the trigger, for delivery hops.
+    pub trigger: Option<Arc<str>>,
+    /// 1 for the first attempt of a delivery, 2 for the first retry...
+    pub attempt: Option<u32>,
+    /// The HTTP status an attempt got (500 when there was no response).
+    pub status: Option<u16>,
+    pub partition: Option<Partition>,
+    pub offset: Option<Offset>,
+    /// What else a reader needs: the URL, the error, the reply's id, why it parked.
+    pub detail: Detail,
+}
+
+/// The detail of a hop, rendered only when someone asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Detail {
+    #[default]
+    None,
+    /// How many triggers' filters passed the event.
+    Matched(usize),
+    /// Where an attempt went.
+    Url(Arc<str>),
+    /// An attempt to the dead-letter sink.
+    DeadLetterSink(Arc<str>),
+    Text(String),
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::None => Ok(()),
+            Detail::Matched(count) => write!(f, "{count} trigger(s) matched"),
+            Detail::Url(url) => f.write_str(url),
+            Detail::DeadLetterSink(url) => write!(f, "dead-letter sink {url}"),
+            Detail::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Hop {
+    pub fn new(stage: Stage, broker: &Arc<str>) -> Self {
+        Self {
+            at: SystemTime::now(),
+            stage,
+            broker: broker.clone(),
+            trigger: None,
+            attempt: None,
+            status: None,
+            partition: None,
+            offset: None,
+            detail: Detail::None,
+        }
+    }
+
+    pub fn trigger(mut self, trigger: &Arc<str>) -> Self {
+        self.trigger = Some(trigger.clone());
+        self
+    }
+
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt);
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn position(mut self, partition: Partition, offset: Offset) -> Self {
+        self.partition = Some(partition);
+        self.offset = Some(offset);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Detail::Text(detail.into());
+        self
+    }
+
+    pub fn with(mut self, detail: Detail) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// Everything the journal holds about one event id.
+#[derive(Debug, Clone, Default)]
+pub struct Trail {
+    pub id: String,
+    /// The W3C trace id the event carried when first seen here, to look it up in Jaeger.
+    pub trace_id: Option<TraceId>,
+    pub hops: Vec<Hop>,
+    /// Hops not kept once the event had [`MAX_HOPS_PER_EVENT`].
+    pub dropped: u64,
+}
+
+impl Trail {
+    /// Makes this trail event `id`'s, keeping its allocations.
+    fn reset(&mut self, id: &str) {
+        self.id.clear();
+        self.id.push_str(id);
+        self.trace_id = None;
+        self.hops.clear();
+        self.dropped = 0;
+    }
+}
+
+/// Trails by the hash of their id (the trail holds the id, to tell a collision).
+#[derive(Default)]
+struct Shard {
+    trails: FxHashMap<u64, Trail>,
+    /// Hashes in the order their events were first seen: the front is forgotten first.
+    order: VecDeque<u64>,
+}
+
+/// The bounded journal of a node.
+pub struct Journal {
+    shards: Vec<Mutex<Shard>>,
+    per_shard: usize,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+/// Events a node remembers by default.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+impl Journal {
+    /// A journal of about `capacity` events (0: off, nothing is recorded).
+    pub fn new(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS);
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard,
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.per_shard > 0
+    }
+
+    fn locate(&self, id: &str) -> (u64, &Mutex<Shard>) {
+        let mut hasher = rustc_hash::FxHasher::default();
+        id.hash(&mut hasher);
+        let hash = hasher.finish();
+        (hash, &self.shards[hash as usize % SHARDS])
+    }
+
+    /// Records a hop of event `id`. `trace_id` is asked only while the trail has no trace id yet.
+    pub fn record(&self, id: &str, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let (hash, shard) = self.locate(id);
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = &mut *shard;
+        if let Some(trail) = shard.trails.get_mut(&hash) {
+            if trail.id != id {
+                // Another id with the same hash: the newer event takes the place.
+                trail.reset(id);
+            }
+            trail.push(trace_id, hop);
+            return;
+        }
+        let mut trail = if shard.order.len() >= self.per_shard {
+            let oldest = shard.order.pop_front();
+            oldest
+                .and_then(|oldest| shard.trails.remove(&oldest))
+                .unwrap_or_default()
+        } else {
+            Trail::default()
+        };
+        trail.reset(id);
+        trail.push(trace_id, hop);
+        shard.order.push_back(hash);
+        shard.trails.insert(hash, trail);
+    }
+
+    /// What the journal holds about event `id`, hops in the order they were recorded.
+    pub fn trail(&self, id: &str) -> Option<Trail> {
+        let (hash, shard) = self.locate(id);
+        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut trail = shard.trails.get(&hash).filter(|t| t.id == id).cloned()?;
+        trail.hops.sort_by_key(|hop| hop.at);
+        Some(trail)
+    }
+}
+
+impl Trail {
+    fn push(&mut self, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
+        if self.trace_id.is_none() {
+            self.trace_id = trace_id();
+        }
+        if self.hops.len() < MAX_HOPS_PER_EVENT {
+            self.hops.push(hop);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> Arc<str> {
+        Arc::from("team-a/default")
+    }
+
+    #[test]
+    fn hops_of_an_event_come_back_in_order_with_its_trace_id() {
+        let journal = Journal::new(100);
+        let broker = broker();
+        let trigger: Arc<str> = Arc::from("team-a/t");
+        journal.record("e1", || None, Hop::new(Stage::Stored, &broker));
+        journal.record(
+            "e1",
+            || Some(TraceId::from(7)),
+            Hop::new(Stage::Attempt, &broker)
+                .trigger(&trigger)
+                .attempt(1)
+                .status(503),
+        );
+        journal.record(
+            "e1",
+            || unreachable!("the trail has its trace id"),
+            Hop::new(Stage::Parked, &broker).with(Detail::Matched(2)),
+        );
+        let trail = journal.trail("e1").unwrap();
+        assert_eq!(trail.trace_id, Some(TraceId::from(7)));
+        assert_eq!(trail.hops[2].detail.to_string(), "2 trigger(s) matched");
+        let stages: Vec<_> = trail.hops.iter().map(|hop| hop.stage).collect();
+        assert_eq!(stages, [Stage::Stored, Stage::Attempt, Stage::Parked]);
+        assert_eq!(trail.hops[1].status, Some(503));
+        assert!(journal.trail("e2").is_none());
+    }
+
+    #[test]
+    fn the_oldest_events_are_forgotten_first() {
+        let journal = Journal::new(SHARDS * 2);
+        let broker = broker();
+        for i in 0..1000 {
+            journal.record(&format!("e{i}"), || None, Hop::new(Stage::Stored, &broker));
+        }
+        let kept = (0..1000)
+            .filter(|i| journal.trail(&format!("e{i}")).is_some())
+            .count();
+        assert!(kept <= SHARDS * 2, "{kept}");
+        assert!(journal.trail("e999").is_some());
+        assert!(journal.trail("e0").is_none());
+    }
+
+    #[test]
+    fn an_event_keeps_a_bounded_number_of_hops() {
+        let journal = Journal::new(10);
+        let broker = broker();
+        for _ in 0..(MAX_HOPS_PER_EVENT + 5) {
+            journal.record("e", || None, Hop::new(Stage::Attempt, &broker));
+        }
+        let trail = journal.trail("e").unwrap();
+        assert_eq!(trail.hops.len(), MAX_HOPS_PER_EVENT);
+        assert_eq!(trail.dropped, 5);
+    }
+
+    #[test]
+    fn a_journal_of_size_zero_records_nothing() {
+        let journal = Journal::new(0);
+        journal.record("e", || None, Hop::new(Stage::Stored, &broker()));
+        assert!(journal.trail("e").is_none());
+        assert!(!journal.is_on());
+    }
+}

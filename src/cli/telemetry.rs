@@ -1,0 +1,55 @@
+//! The flags of `knactor run` that say where traces go (with the standard OpenTelemetry variables
+//! as fallbacks), and how many events the node's journal remembers.
+
+use clap::Args;
+use knactor_telemetry::{Telemetry, TracingConfig};
+
+#[derive(Args)]
+pub struct TelemetryArgs {
+    /// Export traces over OTLP to this collector, e.g. http://localhost:4317 (Jaeger, gRPC) or
+    /// http://localhost:4318 with --otlp-protocol http/protobuf. Without it nothing is exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// OTLP transport: grpc or http/protobuf.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "grpc")]
+    otlp_protocol: String,
+    /// The service name spans are reported under.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "knactor")]
+    otel_service_name: String,
+    /// Which traces are kept: always_on, always_off, traceidratio, parentbased_always_on,
+    /// parentbased_always_off, parentbased_traceidratio.
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_always_on"
+    )]
+    trace_sampler: String,
+    /// The ratio of the *traceidratio samplers, between 0 and 1 (e.g. 0.01).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", allow_hyphen_values = true)]
+    trace_sampler_arg: Option<String>,
+    /// OTEL_SDK_DISABLED=true turns export off whatever else is set.
+    #[arg(long, env = "OTEL_SDK_DISABLED", hide = true)]
+    otel_sdk_disabled: Option<String>,
+    /// Events whose hops the node remembers for `knactor trace EVENT_ID` (0: none).
+    #[arg(long, env = "KNACTOR_TRACE_JOURNAL_EVENTS", default_value_t = knactor_actors::journal::DEFAULT_CAPACITY)]
+    pub trace_journal_events: usize,
+}
+
+impl TelemetryArgs {
+    /// Installs logging at `log` and, with an endpoint, the OTLP export; keep the result alive
+    /// until the node stops (dropping it flushes the last spans).
+    pub fn init(&self, log: &str) -> anyhow::Result<Telemetry> {
+        let config = TracingConfig {
+            endpoint: self.otlp_endpoint.clone(),
+            protocol: Some(self.otlp_protocol.clone()),
+            service_name: Some(self.otel_service_name.clone()),
+            sampler: Some(self.trace_sampler.clone()),
+            sampler_arg: self.trace_sampler_arg.clone(),
+            disabled: self
+                .otel_sdk_disabled
+                .as_deref()
+                .is_some_and(|value| value.trim().eq_ignore_ascii_case("true")),
+        };
+        Ok(knactor_telemetry::init(log, &config)?)
+    }
+}

@@ -1,0 +1,70 @@
+//! `knactor trace EVENT_ID`: where did my event go? The hops and outcomes a running node recorded
+//! for one event (its journal), oldest first, and the trace id to open in Jaeger.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::Value;
+use url::Url;
+
+use super::admin::{call, client};
+
+#[derive(Args)]
+pub struct TraceArgs {
+    /// The event's id (the CloudEvents `id` attribute).
+    event_id: String,
+    /// The node's ingress URL.
+    #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
+    node: Url,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
+    let mut url = args.node.clone();
+    url.path_segments_mut()
+        .ok()
+        .context("the node URL cannot take a path")?
+        .clear()
+        .extend(["-", "events", args.event_id.as_str()]);
+    let trail = call(client()?.get(url))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&trail)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = |value: &Value| match value {
+        Value::Null => "-".to_string(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    match trail["traceId"].as_str() {
+        Some(trace_id) => println!("event {}  trace {trace_id}", args.event_id),
+        None => println!("event {}  (no trace context)", args.event_id),
+    }
+    println!(
+        "{:<28} {:<14} {:<22} {:<22} {:>7} {:>6}  DETAIL",
+        "TIME", "STAGE", "BROKER", "TRIGGER", "ATTEMPT", "STATUS"
+    );
+    for hop in trail["hops"].as_array().into_iter().flatten() {
+        let position = match (hop["partition"].as_i64(), hop["offset"].as_i64()) {
+            (Some(partition), Some(offset)) => format!("partition {partition} offset {offset}; "),
+            _ => String::new(),
+        };
+        println!(
+            "{:<28} {:<14} {:<22} {:<22} {:>7} {:>6}  {position}{}",
+            text(&hop["at"]),
+            text(&hop["stage"]),
+            text(&hop["broker"]),
+            text(&hop["trigger"]),
+            text(&hop["attempt"]),
+            text(&hop["status"]),
+            text(&hop["detail"]),
+        );
+    }
+    if let Some(dropped) = trail["droppedHops"].as_u64().filter(|&n| n > 0) {
+        println!("... and {dropped} later hops not kept");
+    }
+    Ok(ExitCode::SUCCESS)
+}
