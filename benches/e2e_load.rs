@@ -12,8 +12,9 @@
 //! Then the cost of tracing, in the same run: the node again with spans exported over OTLP (gRPC,
 //! to an otlp-embedded collector in this process) at 1 % and at 100 % sampling, and with no
 //! journal, each as a ratio to the node with tracing off (the default). The configurations take
-//! turns for `--rounds` rounds and the best round of each counts, so that a burst of other work on
-//! the machine does not land on one configuration only. Beside the rates (which, on a 2-core
+//! turns for `--rounds` rounds, each round starting one configuration later, and the best round of
+//! each counts, so that a burst of other work on the machine, or a slot in the order, does not
+//! favour one configuration. Beside the rates (which, on a 2-core
 //! machine shared by the generator, the node and the sink, move by ±10 % from run to run) it reports
 //! the node's own CPU time per event (user + system, from /proc), the steadier measure of cost.
 //!
@@ -93,7 +94,10 @@ fn main() {
     ];
     let mut best: Vec<Option<Measure>> = vec![None; configurations.len()];
     for round in 0..rounds {
-        for (index, (label, extra)) in configurations.iter().enumerate() {
+        // Each round starts one configuration later, so that none always runs in the same slot.
+        for turn in 0..configurations.len() {
+            let index = (round + turn) % configurations.len();
+            let (label, extra) = &configurations[index];
             let measure = run_node(&runtime, events, concurrency, start, extra);
             println!(
                 "round {}: {label:<28} accepted {:>8.0}/s delivered {:>8.0}/s  node CPU {:>5.1} µs/event",

@@ -213,11 +213,14 @@ impl Journal {
         self.per_shard > 0
     }
 
+    /// The id's hash and its shard. Ids are often alike (`order-1`, `order-2`...): SipHash spreads
+    /// them over all 64 bits; the shard takes the top bits, so that the keys of one shard still
+    /// differ in the low bits the map's buckets are chosen by.
     fn locate(&self, id: &str) -> (u64, &Mutex<Shard>) {
-        let mut hasher = rustc_hash::FxHasher::default();
+        let mut hasher = std::hash::DefaultHasher::new();
         id.hash(&mut hasher);
         let hash = hasher.finish();
-        (hash, &self.shards[hash as usize % SHARDS])
+        (hash, &self.shards[(hash >> 60) as usize % SHARDS])
     }
 
     /// Records a hop of event `id`. `trace_id` is asked only while the trail has no trace id yet.
