@@ -34,10 +34,12 @@ if [[ -f $dir/ports ]]; then
     source "$dir/ports"
     port_free "$ETCD_PORT" && port_free "$ETCD_PEER_PORT" && port_free "$APISERVER_PORT" || rm "$dir/ports"
 fi
-if [[ ! -f $dir/ports ]]; then
+# new_ports: pick three free ports and record them in DIR/ports.
+new_ports() {
     read -r -d '' ETCD_PORT ETCD_PEER_PORT APISERVER_PORT < <(free_ports 3) || true
     printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\n' "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" >"$dir/ports"
-fi
+}
+[[ -f $dir/ports ]] || new_ports
 
 # Certificates and credentials, made once per DIR.
 pki=$dir/pki
@@ -92,7 +94,7 @@ fail() {
 
 : >"$dir/pids"
 # etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile.
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
     start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -105,8 +107,7 @@ for attempt in 1 2 3; do
     port_open "$ETCD_PORT" && break
     stop "$(pid_of etcd)" etcd
     : >"$dir/pids"
-    read -r -d '' ETCD_PORT ETCD_PEER_PORT APISERVER_PORT < <(free_ports 3) || true
-    printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\n' "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" >"$dir/ports"
+    new_ports
     sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
 done
 port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"

@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -21,24 +19,8 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn display_prints_what_knatives_event_display_prints() {
-    let mut display = Command::new(BIN)
-        .args(["display", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = display.stderr.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("knactor display listening on ") {
-                let _ = sender.send(url.to_string());
-            }
-        }
-    });
-    let url = receiver
-        .recv_timeout(Duration::from_secs(20))
-        .expect("display starts");
+    let display = Display::start();
+    let url = display.url.clone();
     let sent = knactor(&[
         "send",
         &url,
@@ -58,16 +40,13 @@ fn display_prints_what_knatives_event_display_prints() {
     assert!(sent.status.success(), "{}", text(&sent.stderr));
     assert_eq!(text(&sent.stdout).trim(), "202 Accepted");
 
+    wait_until(
+        "display prints the event's data",
+        Duration::from_secs(10),
+        || display.output().contains("Data,"),
+    );
     thread::sleep(Duration::from_millis(300));
-    display.kill().unwrap();
-    display.wait().unwrap();
-    let mut output = String::new();
-    display
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut output)
-        .unwrap();
+    let output = display.output();
     let expected_start = "☁️  cloudevents.Event\nValidation: valid\nContext Attributes,\n  specversion: 1.0\n  type: dev.knactor.test\n  source: /cli\n  subject: greeting\n  id: evt-1\n  time: ";
     assert!(output.starts_with(expected_start), "{output}");
     assert!(output.contains("  datacontenttype: application/json\nExtensions,\n  team: a\nData,\n  {\n    \"hello\": \"world\",\n    \"n\": 1\n  }\n"), "{output}");

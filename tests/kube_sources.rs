@@ -7,9 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -32,58 +30,6 @@ fn seed_config(display: &str) -> String {
         .collect::<Vec<_>>()
         .join("---\n")
         .replace("http://127.0.0.1:8081/", display)
-}
-
-/// `knactor display` on a free port, its stdout collected.
-struct Display {
-    child: Child,
-    url: String,
-    output: Arc<Mutex<String>>,
-}
-
-impl Display {
-    fn start() -> Self {
-        let mut child = Command::new(BIN)
-            .args(["display", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("knactor display listening on ") {
-                    let _ = sender.send(url.to_string());
-                }
-            }
-        });
-        let output = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().unwrap();
-        let collected = output.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut output = collected.lock().unwrap();
-                output.push_str(&line);
-                output.push('\n');
-            }
-        });
-        let url = receiver
-            .recv_timeout(Duration::from_secs(20))
-            .expect("display starts");
-        Self { child, url, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Display {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Waits until the node's source `namespace/name` watches (its start-up is over).
@@ -116,15 +62,6 @@ fn extension(event: &cloudevents::Event, name: &str) -> String {
         .extension(name)
         .map(ToString::to_string)
         .unwrap_or_default()
-}
-
-fn data_json(event: &cloudevents::Event) -> serde_json::Value {
-    match event.data() {
-        Some(cloudevents::Data::Json(value)) => value.clone(),
-        Some(cloudevents::Data::Binary(bytes)) => serde_json::from_slice(bytes).unwrap(),
-        Some(cloudevents::Data::String(text)) => serde_json::from_str(text).unwrap(),
-        None => serde_json::Value::Null,
-    }
 }
 
 #[test]

@@ -62,13 +62,7 @@ fn a_ping_source_ticks_through_a_broker_once_per_point_across_a_restart() {
                 .as_deref(),
             Some("cron")
         );
-        let data = match event.data() {
-            Some(cloudevents::Data::Json(value)) => value.clone(),
-            Some(cloudevents::Data::Binary(bytes)) => serde_json::from_slice(bytes).unwrap(),
-            Some(cloudevents::Data::String(text)) => serde_json::from_str(text).unwrap(),
-            None => serde_json::Value::Null,
-        };
-        assert_eq!(data["message"], "tick");
+        assert_eq!(data_json(event)["message"], "tick");
         per_point
             .entry(*event.time().unwrap())
             .or_default()

@@ -271,25 +271,26 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .filter(|ns| !ns.is_empty())
             .unwrap_or_else(|| "default".into());
-        let (api_server, state): (Option<Arc<dyn ApiServerSourceRuntime>>, Arc<dyn StateStore>) =
-            match &kube_config {
-                Some(config) => {
-                    info!(cluster = %config.cluster_url, "ApiServerSources watch this cluster");
-                    let runtime = knactor_kube::apiserver::KubeSourceRuntime::new(config.clone());
-                    let state: Arc<dyn StateStore> = if cluster_mode {
-                        let client = knactor_kube::kube::Client::try_from(config.clone())
-                            .context("cannot build the Kubernetes client")?;
-                        Arc::new(knactor_kube::state::ConfigMapStateStore::new(
-                            client,
-                            &lease_namespace,
-                        ))
-                    } else {
-                        Arc::new(open_state_dir(&args)?)
-                    };
-                    (Some(Arc::new(runtime)), state)
-                }
-                None => (None, Arc::new(open_state_dir(&args)?)),
-            };
+        // In cluster mode (no --config), the client the controller, the lease and the sources'
+        // positions share.
+        let cluster_client = match (&kube_config, cluster_mode) {
+            (Some(config), true) => Some(
+                knactor_kube::kube::Client::try_from(config.clone())
+                    .context("cannot build the Kubernetes client")?,
+            ),
+            _ => None,
+        };
+        let api_server: Option<Arc<dyn ApiServerSourceRuntime>> = kube_config.as_ref().map(|config| {
+            info!(cluster = %config.cluster_url, "ApiServerSources watch this cluster");
+            Arc::new(knactor_kube::apiserver::KubeSourceRuntime::new(config.clone())) as _
+        });
+        let state: Arc<dyn StateStore> = match &cluster_client {
+            Some(client) => Arc::new(knactor_kube::state::ConfigMapStateStore::new(
+                client.clone(),
+                &lease_namespace,
+            )),
+            None => Arc::new(open_state_dir(&args)?),
+        };
         let sources = SourceManager::new(transport, state, api_server);
         let sources = if cluster_mode { sources.inactive() } else { sources };
         let source_board = sources.board();
@@ -310,9 +311,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let reload_node = node.clone();
         let reload_every = args.reload_interval;
-        if let (None, Some(config)) = (&source, &kube_config) {
-            let client = knactor_kube::kube::Client::try_from(config.clone())
-                .context("cannot build the Kubernetes client")?;
+        if let (Some(client), Some(config)) = (cluster_client, &kube_config) {
             let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let identity = args.node_id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| {
                 format!("{}-{}", hostname(), std::process::id())

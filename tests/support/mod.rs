@@ -9,6 +9,12 @@ pub use knactor_testkit::{
     http, repo_path, send, send_with, wait_until, Channel, NodeProcess, Recorded, Recorder, Reply,
 };
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_knactor");
 
 /// `NodeProcess::start(config, extra)`: the binary of this suite on the suite's channel.
@@ -42,4 +48,67 @@ pub fn trigger_yaml(name: &str, filter: &str, subscriber: &str, delivery: Option
     format!(
         "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: {name}, namespace: e2e}}\nspec:\n  broker: default\n  {filter}\n  subscriber: {{uri: '{subscriber}'}}\n{delivery}"
     )
+}
+
+/// `knactor display` on a free port, its stdout collected.
+pub struct Display {
+    pub url: String,
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Display {
+    pub fn start() -> Self {
+        let mut child = Command::new(BIN)
+            .args(["display", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("knactor display listening on ") {
+                    let _ = sender.send(url.to_string());
+                }
+            }
+        });
+        let output = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let collected = output.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut output = collected.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
+        let url = receiver
+            .recv_timeout(Duration::from_secs(20))
+            .expect("display starts");
+        Self { child, url, output }
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An event's data as JSON, whichever way the binding decoded it.
+pub fn data_json(event: &cloudevents::Event) -> serde_json::Value {
+    match event.data() {
+        Some(cloudevents::Data::Json(value)) => value.clone(),
+        Some(cloudevents::Data::Binary(bytes)) => serde_json::from_slice(bytes).unwrap(),
+        Some(cloudevents::Data::String(text)) => serde_json::from_str(text).unwrap(),
+        None => serde_json::Value::Null,
+    }
 }

@@ -340,50 +340,35 @@ fn build(
             ),
         );
     }
-    for (key, trigger) in &catalog.triggers {
+    for key in catalog.triggers.keys() {
         let route = routes
             .brokers()
             .find_map(|broker| broker.trigger(key).cloned());
-        let mut conditions = Vec::new();
-        match issue(Kind::Trigger, key) {
+        let conditions = match issue(Kind::Trigger, key) {
             Some(issue) => {
-                let part = match issue.reason {
+                let failed = match issue.reason {
                     reason if reason.starts_with("Broker") => "BrokerReady",
                     reason if reason.starts_with("Subscriber") => "SubscriberResolved",
                     reason if reason.starts_with("DeadLetter") => "DeadLetterSinkResolved",
                     _ => "SubscriptionReady",
                 };
-                for other in [
-                    "BrokerReady",
-                    "DependencyReady",
-                    "SubscriberResolved",
-                    "SubscriptionReady",
-                    "DeadLetterSinkResolved",
-                ] {
-                    if other == part {
-                        conditions.push(condition(other, false, issue.reason, &issue.message));
-                    } else if other == "DependencyReady"
-                        || (other == "BrokerReady" && part != "BrokerReady")
-                    {
-                        conditions.push(condition(other, true, "", ""));
-                    }
+                // The part that failed, and what is known to hold despite it; the rest is left out.
+                let mut conditions = vec![
+                    condition(failed, false, issue.reason, &issue.message),
+                    condition("DependencyReady", true, "", ""),
+                    condition("Ready", false, issue.reason, &issue.message),
+                ];
+                if failed != "BrokerReady" {
+                    conditions.push(condition("BrokerReady", true, "", ""));
                 }
-                conditions.push(condition("Ready", false, issue.reason, &issue.message));
+                conditions
             }
-            None => {
-                for part in [
-                    "BrokerReady",
-                    "DependencyReady",
-                    "SubscriberResolved",
-                    "SubscriptionReady",
-                    "DeadLetterSinkResolved",
-                ] {
-                    conditions.push(condition(part, true, "", ""));
-                }
-                conditions.push(condition("Ready", true, "", ""));
-            }
-        }
-        let _ = trigger;
+            None => TRIGGER_PARTS
+                .iter()
+                .chain(["Ready"].iter())
+                .map(|part| condition(part, true, "", ""))
+                .collect(),
+        };
         let extra = match &route {
             Some(route) => json!({"subscriberUri": route.subscriber.to_string()}),
             None => Value::Null,
@@ -493,6 +478,15 @@ fn build(
     }
     (routes, statuses)
 }
+
+/// A Trigger's sub-conditions of `Ready`.
+const TRIGGER_PARTS: [&str; 5] = [
+    "BrokerReady",
+    "DependencyReady",
+    "SubscriberResolved",
+    "SubscriptionReady",
+    "DeadLetterSinkResolved",
+];
 
 /// A Knative condition (`status` `True`/`False`, or a given word such as `Unknown`).
 fn condition(type_: &str, status: impl ConditionStatus, reason: &str, message: &str) -> Value {
