@@ -21,7 +21,14 @@ fn a_node_killed_mid_stream_loses_no_accepted_event() {
     let config = format!(
         "{}{}",
         broker_yaml("{}"),
-        trigger_yaml("sink", "filter: {}", &recorder.at("/sink"), None)
+        // Retries as a user who wants every event delivered configures them: without any, one
+        // transient connection failure parks an event, which is not what this test is about.
+        trigger_yaml(
+            "sink",
+            "filter: {}",
+            &recorder.at("/sink"),
+            Some("{retry: 3, backoffPolicy: linear, backoffDelay: PT0.2S}")
+        )
     );
     // One node reading every partition: tansu 0.6 never evicts a consumer-group member that was
     // killed, so a restarted group member would wait for its partitions forever (Kafka evicts it

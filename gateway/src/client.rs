@@ -20,6 +20,9 @@ use crate::binding::{decode_reply, to_binary, to_structured};
 /// Response bodies larger than this are cut (a reply event bigger than this is refused anyway).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long an unused connection to a subscriber stays in the pool.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
+
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
@@ -32,7 +35,10 @@ impl HttpTransport {
             // reroute in-cluster or loopback traffic.
             .no_proxy()
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the 5 s keep-alive of Node.js, actix-web and most Python servers: a pooled
+            // connection the subscriber is closing at the moment it is reused fails the attempt
+            // with nothing received, which without retries parks the event.
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .pool_max_idle_per_host(256)
             .user_agent(concat!("knactor/", env!("CARGO_PKG_VERSION")))
             .build()?;

@@ -460,7 +460,14 @@ impl DeliveryJob {
                             report.code, report.destination
                         )),
                     );
-                    warn!(trigger = %self.route.key, id = envelope.id(), "parked: {why}");
+                    warn!(
+                        trigger = %self.route.key,
+                        id = envelope.id(),
+                        "parked: {why}; last attempt: {} from {}: {}",
+                        report.code,
+                        report.destination,
+                        String::from_utf8_lossy(&report.data[..report.data.len().min(200)])
+                    );
                     return Outcome::Parked;
                 }
                 Err(error) => {
