@@ -7,6 +7,8 @@
 #     Prometheus Operator objects against schemas generated from their CRDs (npm @kubernetes-models/*);
 #   - 1.20 renders and the example resources with `kubectl apply --dry-run=server` against a real
 #     kube-apiserver v1.20.2 (scripts/kube-up.sh), the chart's CRDs applied first;
+#   - every rendered Deployment's args are accepted by the knactor binary (`knactor run --dry-run`),
+#     with the role that Deployment is for;
 #   - helm install, upgrade and uninstall into that API server, and what knactor's ServiceAccount may
 #     and may not do there (kubectl auth can-i);
 #   - each checker first shows it can fail (a broken object must be refused).
@@ -270,6 +272,40 @@ sys.exit(0 if sys.argv[2] in args else f"{sys.argv[2]} not in {args}")' "$f" "$a
     grep -qF -- '--role=ingress' "$work/split-roles-new.yaml"
 }
 check "default and kafka-sasl: flags, env, gateway Service name" contract
+
+# runs BIN SET: `knactor run` accepts what each Deployment of SET's render passes it (--dry-run
+# parses and checks every flag, then exits), with the role that Deployment is for.
+runs() {
+    "$py" - "$1" "$work/$2-new.yaml" <<'EOF'
+import subprocess, sys, yaml
+binary, path = sys.argv[1], sys.argv[2]
+deployments = [d for d in yaml.safe_load_all(open(path)) if d and d["kind"] == "Deployment"]
+assert deployments, f"no Deployment in {path}"
+bad = 0
+for deployment in deployments:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    # The kubelet expands $(VAR) from the container's env; the pod name is all the args use.
+    args = [a.replace("$(POD_NAME)", "knactor-0") for a in container["args"]]
+    role = next((a.split("=", 1)[1] for a in args if a.startswith("--role=")), "all")
+    run = subprocess.run([binary, *args, "--dry-run"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    name = deployment["metadata"]["name"]
+    if run.returncode != 0 or f"role: {role}\n" not in run.stdout:
+        print(f"{name}: knactor {' '.join(args)} --dry-run exited {run.returncode}:\n{run.stdout}{run.stderr}")
+        bad = 1
+    else:
+        print(f"{name}: accepted, role {role}")
+sys.exit(bad)
+EOF
+}
+echo "== knactor run accepts every rendered Deployment's flags"
+log "cargo build --bin knactor (the binary the Dockerfile ships)"
+cargo build --locked --quiet --bin knactor >&2
+knactor_bin=${CARGO_TARGET_DIR:-target}/debug/knactor
+check "knactor run refuses a flag it does not know (the check can fail)" \
+    fails "unexpected argument '--no-such-flag'" "$knactor_bin" run --kubernetes --no-such-flag --dry-run
+for set in "${sets[@]}"; do
+    check "$set: every Deployment's args pass knactor run --dry-run" runs "$knactor_bin" "$set"
+done
 
 echo "== bad values are refused"
 bad() { check "refused: $1" fails "$2" "$helm" template "$RELEASE" "$CHART" "${@:3}"; }

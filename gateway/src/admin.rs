@@ -65,6 +65,7 @@ impl ResponseError for AdminError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AdminError::Node(NodeError::FaultInjectionOff) => StatusCode::FORBIDDEN,
+            AdminError::Node(NodeError::NotDispatching) => StatusCode::CONFLICT,
             AdminError::Node(NodeError::Channel(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -83,6 +84,7 @@ async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminErr
         .await
         .map_err(|_| AdminError::NodeUnavailable)?;
     Ok(HttpResponse::Ok().json(json!({
+        "role": status.role.name(),
         "ready": status.ready,
         "brokers": status.brokers.iter().map(|broker| json!({
             "namespace": broker.key.namespace,

@@ -36,6 +36,11 @@ pub enum IngressError {
     },
     #[error("broker {broker} cannot store events right now; retry later")]
     Unavailable { broker: String },
+    #[error(
+        "this node only dispatches (--role dispatch) and takes no events: send them to the \
+         broker's address (the nodes with --role ingress or all)"
+    )]
+    NotAnIngress,
 }
 
 impl IngressError {
@@ -63,6 +68,7 @@ impl ResponseError for IngressError {
             IngressError::Busy { .. } | IngressError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            IngressError::NotAnIngress => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 

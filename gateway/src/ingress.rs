@@ -12,7 +12,7 @@ use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
-use knactor_actors::actor::{IngressTable, Node, Publish, PublishError};
+use knactor_actors::actor::{IngressTable, Node, Publish, PublishError, Role};
 use knactor_actors::channel::AppendError;
 use knactor_actors::event_span;
 use knactor_actors::metrics::Metrics;
@@ -34,6 +34,8 @@ pub struct GatewayState {
     pub sources: Arc<SourceBoard>,
     /// Requests with a larger body get 413.
     pub max_body_bytes: usize,
+    /// A dispatch-only node answers 421 to events.
+    pub role: Role,
 }
 
 /// Registers every route of the gateway.
@@ -105,6 +107,9 @@ async fn receive(
         ref other => return Err(IngressError::MethodNotAllowed(other.to_string())),
     }
     let key = broker_of(request.path())?;
+    if !state.role.takes_events() {
+        return Err(IngressError::NotAnIngress);
+    }
     let Some(broker) = state.ingress.broker(&key) else {
         return Err(match state.ingress.not_running(&key) {
             Some(reason) => {

@@ -81,6 +81,7 @@ fn broker_path(broker: &str) -> anyhow::Result<&str> {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = call(client()?.get(args.node.join("/-/status")?))?;
+    println!("role: {}", status["role"].as_str().unwrap_or("all"));
     println!("ready: {}", status["ready"]);
     for broker in status["brokers"].as_array().into_iter().flatten() {
         println!(

@@ -11,12 +11,13 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use knactor_actors::actor::{
-    ApiServerSourceRuntime, ApplyRoutes, ApplySources, Node, NodeOptions, Shared, SourceManager,
+    ApiServerSourceRuntime, ApplyRoutes, ApplySources, Node, NodeOptions, Role, Shared,
+    SourceManager,
 };
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
-use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
+use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes, KAFKA_BROKER_CLASSES};
 use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, GatewayState};
@@ -54,9 +55,11 @@ pub struct RunArgs {
     /// Knative's: retry 10, exponential, PT0.2S).
     #[arg(long, env = "KNACTOR_DEFAULT_DELIVERY")]
     default_delivery: Option<String>,
-    /// What this node does: all (ingress and dispatch; the only role implemented so far).
-    #[arg(long, env = "KNACTOR_ROLE", default_value = "all", value_parser = ["all"])]
-    role: String,
+    /// What this node does: all (takes events in and delivers them), ingress (takes events in and
+    /// appends them to the brokers' Kafka topics) or dispatch (reads the topics and delivers;
+    /// answers 421 to events). ingress and dispatch need Kafka brokers.
+    #[arg(long, env = "KNACTOR_ROLE", default_value = "all", value_parser = parse_role)]
+    role: Role,
     /// The channel of brokers without a class annotation: memory or kafka (sets
     /// --default-broker-class).
     #[arg(long, env = "KNACTOR_CHANNEL", value_parser = ["memory", "kafka"])]
@@ -181,21 +184,19 @@ pub struct RunArgs {
     log: String,
     #[command(flatten)]
     telemetry: super::telemetry::TelemetryArgs,
+    /// Check the flags, print what the node would run, and exit without starting it.
+    #[arg(long)]
+    dry_run: bool,
     /// Allow POST /-/faults/... to crash actors (supervision tests only).
     #[arg(long, env = "KNACTOR_FAULT_INJECTION", hide = true)]
     fault_injection: bool,
 }
 
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _telemetry = args.telemetry.init(&args.log)?;
     match args.channel.as_deref() {
         Some("kafka") => args.default_broker_class = "Kafka".into(),
         Some(_) => args.default_broker_class = "MTChannelBasedBroker".into(),
         None => {}
-    }
-    if let Some(dir) = &args.kafka_auth_dir {
-        let auth = kafka_auth(dir)?;
-        args.kafka_config.extend(auth);
     }
     let knative_default = match &args.default_delivery {
         Some(json) => parse_default_delivery(json)?,
@@ -204,6 +205,23 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let cluster_mode = args.config.is_none();
     if cluster_mode && !args.kubernetes && kubeconfig_path(&args).is_none() {
         anyhow::bail!("give --config FILE_OR_DIR (resources from YAML), or --kubernetes / --kubeconfig PATH (resources from a cluster)");
+    }
+    if args.role != Role::All && !KAFKA_BROKER_CLASSES.contains(&args.default_broker_class.as_str())
+    {
+        anyhow::bail!(
+            "--role {}: ingress and dispatch run on separate nodes only for Kafka brokers (a memory \
+             channel lives inside one process); add --channel kafka",
+            args.role
+        );
+    }
+    if args.dry_run {
+        print!("{}", dry_run_summary(&args));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _telemetry = args.telemetry.init(&args.log)?;
+    if let Some(dir) = &args.kafka_auth_dir {
+        let auth = kafka_auth(dir)?;
+        args.kafka_config.extend(auth);
     }
     let strictness = if args.strict {
         Strictness::Strict
@@ -230,6 +248,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             ..MemoryLimits::default()
         }));
         let options = NodeOptions {
+            role: args.role,
             max_ttl: args.max_ttl,
             retry_limits: RetryLimits {
                 max_backoff: args.retry_backoff_max,
@@ -368,6 +387,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             metrics: shared.metrics.clone(),
             sources: source_board,
             max_body_bytes: args.max_body_bytes,
+            role: args.role,
         };
         let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
             .workers(args.http_workers.max(1))
@@ -378,6 +398,30 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         server.await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+}
+
+/// What `--dry-run` prints: the settings that decide what the node runs.
+fn dry_run_summary(args: &RunArgs) -> String {
+    let resources = match (&args.config, kubeconfig_path(args)) {
+        (Some(config), _) => format!("--config {}", config.display()),
+        (None, Some(path)) => format!("the cluster of {}", path.display()),
+        (None, None) => "the cluster this pod runs in".into(),
+    };
+    let kafka = kafka_settings(args)
+        .map_or_else(|| "none".to_string(), |kafka| kafka.bootstrap.to_string());
+    format!(
+        "knactor run: the flags are valid; nothing was started\n\
+         role: {}\n\
+         resources: {resources}\n\
+         default broker class: {}\n\
+         Kafka bootstrap servers: {kafka}\n\
+         listen: {}\n",
+        args.role, args.default_broker_class, args.listen
+    )
 }
 
 /// `--kubeconfig`, else `KUBECONFIG` (its first file).

@@ -18,6 +18,10 @@
 //! A broker's `BrokerActor`, `DispatcherActor` and `TriggerActor`s form a cell that the `Node`
 //! supervises as a unit: when any of them dies, the cell is started again and reads on from the
 //! channel's committed offsets, so what was accepted is delivered (at least once).
+//!
+//! A node's [`Role`] says which half of a cell it runs: with `ingress`, only the `BrokerActor`
+//! (the gateway appends, nothing reads); with `dispatch`, the whole cell, but the gateway takes no
+//! events (replies and re-drives still go through the `BrokerActor`).
 
 mod broker;
 mod delivery;
@@ -53,9 +57,68 @@ use crate::metrics::Metrics;
 use crate::retry::RetryLimits;
 use crate::transport::Transport;
 
+/// What a node does with its brokers (`knactor run --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Takes events in and delivers them.
+    #[default]
+    All,
+    /// Takes events in over HTTP and appends them to the channels; delivers nothing.
+    Ingress,
+    /// Reads the channels and delivers (retries, dead letters, replies, parking); takes no events
+    /// over HTTP.
+    Dispatch,
+}
+
+impl Role {
+    pub const NAMES: [&'static str; 3] = ["all", "ingress", "dispatch"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Ingress => "ingress",
+            Role::Dispatch => "dispatch",
+        }
+    }
+
+    /// Whether the gateway accepts events for brokers.
+    pub fn takes_events(self) -> bool {
+        self != Role::Dispatch
+    }
+
+    /// Whether the node reads the channels and delivers.
+    pub fn dispatches(self) -> bool {
+        self != Role::Ingress
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "all" => Ok(Role::All),
+            "ingress" => Ok(Role::Ingress),
+            "dispatch" => Ok(Role::Dispatch),
+            other => Err(format!(
+                "unknown role {other:?}: expected one of {}",
+                Role::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Node-wide settings of the actors (flags of `knactor run`).
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
+    /// Which half of each broker this node runs.
+    pub role: Role,
     /// Hop budget of a new event (`knativebrokerttl`).
     pub max_ttl: i32,
     pub retry_limits: RetryLimits,
@@ -82,6 +145,7 @@ pub struct NodeOptions {
 impl Default for NodeOptions {
     fn default() -> Self {
         Self {
+            role: Role::All,
             max_ttl: DEFAULT_MAX_TTL,
             retry_limits: RetryLimits::default(),
             trigger_queue: 1_000,

@@ -6,6 +6,8 @@
 //! (a panic, or an actor that stopped itself) is started again, with backoff when it keeps dying,
 //! and reads on from the channel's committed offsets, so nothing accepted is lost.
 //!
+//! On an ingress-only node (see [`Role`]) a cell is its `BrokerActor` alone.
+//!
 //! Answers: [`ApplyRoutes`], [`GetStatus`], [`ParkedOf`], [`RedriveOf`], [`InjectFault`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +22,7 @@ use tracing::{error, info, warn};
 use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport};
 use super::dispatcher::{ApplyTriggers, DispatcherActor};
 use super::trigger::{TriggerActor, UpdateRoute};
-use super::{Crash, Shared, Shutdown};
+use super::{Crash, Role, Shared, Shutdown};
 use crate::channel::{ChannelError, EventLog, TopicSpec};
 use crate::resources::ObjectKey;
 use crate::routes::{BrokerRoute, RouteIssue, Routes};
@@ -58,7 +60,8 @@ struct Cell {
     route: Arc<BrokerRoute>,
     log: Arc<dyn EventLog>,
     broker: Addr<BrokerActor>,
-    dispatcher: Addr<DispatcherActor>,
+    /// None on a node that does not dispatch (and then there are no trigger actors either).
+    dispatcher: Option<Addr<DispatcherActor>>,
     triggers: HashMap<ObjectKey, Addr<TriggerActor>>,
     arbiter: ArbiterHandle,
     restarts: u32,
@@ -68,13 +71,15 @@ struct Cell {
 impl Cell {
     fn alive(&self) -> bool {
         self.broker.connected()
-            && self.dispatcher.connected()
+            && self.dispatcher.as_ref().is_none_or(Addr::connected)
             && self.triggers.values().all(Addr::connected)
     }
 
     fn stop(&self) {
         // Dispatcher first, so that nothing new is handed to the triggers.
-        self.dispatcher.do_send(Shutdown);
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.do_send(Shutdown);
+        }
         for trigger in self.triggers.values() {
             trigger.do_send(Shutdown);
         }
@@ -191,6 +196,18 @@ impl Node {
         if self.starting.contains_key(&key) {
             return;
         }
+        if self.shared.options.role != Role::All && route.channel.kafka().is_none() {
+            // Not retried: only a new route (another class) or another role changes this.
+            let reason = format!(
+                "a broker on the memory channel runs only on a node with --role all (the channel \
+                 lives inside one process, so this --role {} node cannot share it); give the \
+                 broker the Kafka class",
+                self.shared.options.role
+            );
+            error!(broker = %key, "cannot run the broker: {reason}");
+            self.failures.insert(key, reason);
+            return;
+        }
         let channel = route.channel.clone();
         let log = match self.shared.channels.log_for(&route.channel) {
             Ok(log) => log,
@@ -261,33 +278,43 @@ impl Node {
             let (route, shared, log) = (route.clone(), shared.clone(), log.clone());
             BrokerActor::start_in_arbiter(&arbiter, move |_| BrokerActor::new(route, shared, log))
         };
-        let dispatcher = {
-            let (route, shared, log) = (route.clone(), shared.clone(), log.clone());
-            DispatcherActor::start_in_arbiter(&arbiter, move |_| {
-                DispatcherActor::new(&route, shared, log)
-            })
-        };
-        let triggers: HashMap<ObjectKey, Addr<TriggerActor>> = route
-            .triggers
-            .iter()
-            .map(|trigger| {
-                let addr = start_trigger(
-                    &arbiter,
-                    trigger.clone(),
-                    &route,
-                    &shared,
-                    &log,
-                    &broker,
-                    &dispatcher,
-                );
-                (trigger.key.clone(), addr)
-            })
-            .collect();
-        dispatcher.do_send(ApplyTriggers {
-            route: route.clone(),
-            triggers: triggers.clone(),
+        let mut triggers = HashMap::new();
+        let dispatcher = shared.options.role.dispatches().then(|| {
+            let dispatcher = {
+                let (route, shared, log) = (route.clone(), shared.clone(), log.clone());
+                DispatcherActor::start_in_arbiter(&arbiter, move |_| {
+                    DispatcherActor::new(&route, shared, log)
+                })
+            };
+            triggers = route
+                .triggers
+                .iter()
+                .map(|trigger| {
+                    let addr = start_trigger(
+                        &arbiter,
+                        trigger.clone(),
+                        &route,
+                        &shared,
+                        &log,
+                        &broker,
+                        &dispatcher,
+                    );
+                    (trigger.key.clone(), addr)
+                })
+                .collect();
+            dispatcher.do_send(ApplyTriggers {
+                route: route.clone(),
+                triggers: triggers.clone(),
+            });
+            dispatcher
         });
-        info!(broker = %route.key(), triggers = route.triggers.len(), restarts, "broker running");
+        info!(
+            broker = %route.key(),
+            triggers = route.triggers.len(),
+            restarts,
+            role = %shared.options.role,
+            "broker running"
+        );
         Cell {
             route,
             log,
@@ -400,12 +427,14 @@ fn delete_topics(cell: &Cell) {
         // Delete only once the broker's reader is gone: a consumer still fetching a deleted
         // topic gets metadata some brokers answer badly (tansu: a topic without a name, which
         // librdkafka does not survive).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while dispatcher.connected() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(dispatcher) = dispatcher {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while dispatcher.connected() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The consumer thread notices its subscription is gone within one poll.
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        // The consumer thread notices its subscription is gone within one poll.
-        tokio::time::sleep(Duration::from_millis(500)).await;
         for topic in topics {
             match log.delete_topic(&topic).await {
                 Ok(()) => info!(%topic, "topic deleted"),
@@ -418,6 +447,10 @@ fn delete_topics(cell: &Cell) {
 /// Applies a new route of the same broker to its running cell: new triggers start, changed ones
 /// take their new route, removed ones stop after the dispatcher forgot them.
 fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared>) {
+    let Some(dispatcher) = cell.dispatcher.clone() else {
+        cell.route = route;
+        return;
+    };
     let mut triggers = HashMap::with_capacity(route.triggers.len());
     for trigger in &route.triggers {
         let addr = match cell.triggers.remove(&trigger.key) {
@@ -434,12 +467,12 @@ fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared
                 shared,
                 &cell.log,
                 &cell.broker,
-                &cell.dispatcher,
+                &dispatcher,
             ),
         };
         triggers.insert(trigger.key.clone(), addr);
     }
-    cell.dispatcher.do_send(ApplyTriggers {
+    dispatcher.do_send(ApplyTriggers {
         route: route.clone(),
         triggers: triggers.clone(),
     });
@@ -494,6 +527,7 @@ pub struct GetStatus;
 
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
+    pub role: Role,
     pub ready: bool,
     pub brokers: Vec<BrokerStatus>,
     pub issues: Vec<RouteIssue>,
@@ -538,6 +572,7 @@ impl Handler<GetStatus> for Node {
             message: reason.clone(),
         }));
         MessageResult(NodeStatus {
+            role: self.shared.options.role,
             ready: self.ingress.is_ready(),
             brokers,
             issues,
@@ -558,6 +593,8 @@ pub enum NodeError {
     Channel(#[from] ChannelError),
     #[error("fault injection is off (start the node with --fault-injection)")]
     FaultInjectionOff,
+    #[error("this node does not dispatch (--role ingress)")]
+    NotDispatching,
 }
 
 /// List a broker's parked events.
@@ -664,7 +701,11 @@ impl Handler<InjectFault> for Node {
         };
         match fault.0 {
             FaultTarget::Broker(key) => cell_of(&key)?.broker.do_send(Crash),
-            FaultTarget::Dispatcher(key) => cell_of(&key)?.dispatcher.do_send(Crash),
+            FaultTarget::Dispatcher(key) => cell_of(&key)?
+                .dispatcher
+                .as_ref()
+                .ok_or(NodeError::NotDispatching)?
+                .do_send(Crash),
             FaultTarget::Trigger { broker, trigger } => cell_of(&broker)?
                 .triggers
                 .get(&trigger)

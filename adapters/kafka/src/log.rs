@@ -280,27 +280,36 @@ impl EventLog for KafkaLog {
             for &partition in &partitions {
                 list.add_partition(&topic, partition);
             }
+            // Watermarks before committed offsets: a node appends to a new broker only after it
+            // committed the group's start, so "no commit yet" read after the watermarks means the
+            // watermarks still are that start (two nodes starting one broker commit the same).
+            let watermarks = partitions
+                .iter()
+                .map(|&partition| {
+                    consumer
+                        .fetch_watermarks(&topic, partition, QUERY_TIMEOUT)
+                        .map_err(|error| unavailable("reading watermarks", &error))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let committed = consumer
                 .committed_offsets(list, QUERY_TIMEOUT)
                 .map_err(|error| unavailable("reading committed offsets", &error))?;
-            partitions
+            Ok(partitions
                 .into_iter()
-                .map(|partition| {
-                    let (low, high) = consumer
-                        .fetch_watermarks(&topic, partition, QUERY_TIMEOUT)
-                        .map_err(|error| unavailable("reading watermarks", &error))?;
+                .zip(watermarks)
+                .map(|(partition, (low, high))| {
                     let committed = committed
                         .find_partition(&topic, partition)
                         .and_then(|element| element.offset().to_raw())
                         .filter(|offset| *offset >= 0);
-                    Ok(PartitionOffsets {
+                    PartitionOffsets {
                         partition,
                         low,
                         high,
                         committed,
-                    })
+                    }
                 })
-                .collect()
+                .collect())
         })
         .await
     }
