@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cloudevents::AttributesReader as _;
-use knactor_testkit::KubeApiServer;
+use knactor_testkit::{KubeApiServer, Tansu};
 use support::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -37,8 +37,8 @@ fn condition(kube: &KubeApiServer, what: &[&str], type_: &str) -> (String, Strin
     (status, reason)
 }
 
-#[test]
-fn a_cluster_node_runs_the_seed_story_and_writes_status() {
+/// A fresh API server with the chart's CRDs established.
+fn api_server_with_crds() -> KubeApiServer {
     let kube = KubeApiServer::start();
     kube.kubectl(&[
         "apply",
@@ -56,6 +56,20 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
         "crd",
         "--all",
     ]);
+    kube
+}
+
+fn ready_message(kube: &KubeApiServer, what: &[&str]) -> String {
+    jsonpath(
+        kube,
+        what,
+        "{.status.conditions[?(@.type==\"Ready\")].message}",
+    )
+}
+
+#[test]
+fn a_cluster_node_runs_the_seed_story_and_writes_status() {
+    let kube = api_server_with_crds();
     let recorder = Recorder::start();
     let seed = repo_path("tests/fixtures/seed");
     let mut files: Vec<_> = std::fs::read_dir(&seed)
@@ -163,5 +177,81 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
         maps.contains("configmap/knactor-state-apiserversource-"),
         "{maps}"
     );
+    drop(node);
+}
+
+/// Knative's Kafka broker configuration as users have it: a Broker of class Kafka whose
+/// `spec.config` names `knative-eventing/kafka-broker-config`, which names an auth Secret. The node
+/// has no Kafka flags: the ConfigMap says where the cluster is.
+fn kafka_broker_config(bootstrap: &str, protocol: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kafka-broker-config, namespace: knative-eventing}}\n\
+         data:\n  bootstrap.servers: '{bootstrap}'\n  default.topic.partitions: '3'\n  default.topic.replication.factor: '1'\n  auth.secret.ref.name: kafka-auth\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: kafka-auth, namespace: knative-eventing}}\nstringData: {{protocol: {protocol}}}\n"
+    )
+}
+
+fn kafka_broker(name: &str, config_map: &str) -> String {
+    format!(
+        "---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {name}\n  namespace: default\n  annotations: {{eventing.knative.dev/broker.class: Kafka}}\n\
+         spec:\n  config: {{apiVersion: v1, kind: ConfigMap, name: {config_map}, namespace: knative-eventing}}\n"
+    )
+}
+
+#[test]
+fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
+    let kube = api_server_with_crds();
+    let tansu = Tansu::start();
+    let recorder = Recorder::start();
+    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-eventing}\n");
+    kube.apply(&format!(
+        "{}{}{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: all-orders, namespace: default}}\n\
+         spec: {{broker: orders, subscriber: {{uri: '{}'}}}}\n",
+        kafka_broker_config(&tansu.bootstrap, "PLAINTEXT"),
+        kafka_broker("orders", "kafka-broker-config"),
+        kafka_broker("unconfigured", "no-such-config"),
+        recorder.at("/orders"),
+    ));
+    let node = NodeProcess::spawn_cluster(
+        Path::new(BIN),
+        &kube.kubeconfig,
+        &["--lease-namespace", "default", "--node-id", "node-k"],
+    );
+
+    let ready = knactor_testkit::poll(MINUTE, || {
+        condition(&kube, &["broker", "orders"], "Ready").0 == "True"
+    });
+    assert!(
+        ready,
+        "the Kafka broker is not Ready: {}\nnode log:\n{}",
+        ready_message(&kube, &["broker", "orders"]),
+        node.log()
+    );
+    assert_eq!(send(&node.broker("default", "orders"), "o1", "order"), 202);
+    wait_until("delivery through the topic", MINUTE, || {
+        recorder.count("/orders") == 1
+    });
+    let topics = tansu.topics();
+    assert!(
+        topics.contains(&("knative-broker-default-orders".to_string(), 3)),
+        "the ConfigMap's partitions: {topics:?}"
+    );
+    assert_eq!(
+        condition(&kube, &["broker", "unconfigured"], "Ready"),
+        ("False".to_string(), "ChannelConfigInvalid".to_string())
+    );
+    let message = ready_message(&kube, &["broker", "unconfigured"]);
+    assert!(
+        message.contains("ConfigMap knative-eventing/no-such-config"),
+        "{message}"
+    );
+
+    // A change of the Secret reaches the broker: a protocol Kafka does not have makes it not
+    // ready, naming the Secret.
+    kube.apply(&kafka_broker_config(&tansu.bootstrap, "CARRIER_PIGEON"));
+    wait_until("the broker reports its Secret", MINUTE, || {
+        ready_message(&kube, &["broker", "orders"]).contains("Secret knative-eventing/kafka-auth")
+    });
+    assert_eq!(condition(&kube, &["broker", "orders"], "Ready").0, "False");
     drop(node);
 }

@@ -148,14 +148,15 @@ impl ChannelDefaults {
                 kind: ChannelKind::Memory,
             });
         }
-        let data = match &broker.config {
-            None => BTreeMap::new(),
+        let (data, config_namespace) = match &broker.config {
+            None => (BTreeMap::new(), broker.key.namespace.clone()),
             Some(reference) if reference.kind == "ConfigMap" => {
                 let key = ObjectKey::new(&reference.namespace, &reference.name);
-                config_maps
+                let data = config_maps
                     .get(&key)
                     .cloned()
-                    .ok_or_else(|| format!("ConfigMap {key} (spec.config) does not exist"))?
+                    .ok_or_else(|| format!("ConfigMap {key} (spec.config) does not exist"))?;
+                (data, key.namespace)
             }
             Some(reference) => {
                 return Err(format!(
@@ -201,11 +202,12 @@ impl ChannelDefaults {
         let client_config = match data.get("auth.secret.ref.name").filter(|n| !n.is_empty()) {
             None => BTreeMap::new(),
             Some(name) => {
+                // As Knative's Kafka broker: the Secret is beside the ConfigMap unless it says.
                 let namespace = data
                     .get("auth.secret.ref.namespace")
                     .filter(|n| !n.is_empty())
                     .cloned()
-                    .unwrap_or_else(|| broker.key.namespace.clone());
+                    .unwrap_or(config_namespace);
                 let key = ObjectKey::new(namespace, name);
                 let secret = secrets
                     .get(&key)
@@ -390,6 +392,42 @@ mod tests {
             )
             .unwrap_err();
         assert!(error.contains("\"many\" is not a number"));
+    }
+
+    #[test]
+    fn the_auth_secret_is_beside_the_config_map_unless_it_says_where() {
+        let config_maps = BTreeMap::from([(
+            ObjectKey::new("knative-eventing", "c"),
+            map(&[("auth.secret.ref.name", "kafka-auth")]),
+        )]);
+        let secret = map(&[
+            ("protocol", "SASL_PLAINTEXT"),
+            ("user", "u"),
+            ("password", "p"),
+        ]);
+        let beside = BTreeMap::from([(
+            ObjectKey::new("knative-eventing", "kafka-auth"),
+            secret.clone(),
+        )]);
+        let spec = ChannelDefaults::default()
+            .resolve(&broker(Some("Kafka"), Some("c")), &config_maps, &beside)
+            .unwrap();
+        let client = &spec.kafka().unwrap().client_config;
+        assert_eq!(client["sasl.username"], "u");
+        // Not in the broker's namespace.
+        let in_broker_namespace =
+            BTreeMap::from([(ObjectKey::new("team-a", "kafka-auth"), secret)]);
+        let error = ChannelDefaults::default()
+            .resolve(
+                &broker(Some("Kafka"), Some("c")),
+                &config_maps,
+                &in_broker_namespace,
+            )
+            .unwrap_err();
+        assert!(
+            error.contains("Secret knative-eventing/kafka-auth"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -28,6 +28,32 @@ use crate::resources::ObjectKey;
 /// A source's kind and key, e.g. `("PingSource", team-a/every-minute)`.
 pub type SourceId = (&'static str, ObjectKey);
 
+/// Who a source is across restarts: its uid in a cluster (a source deleted and created again under
+/// the same name is another source), else `namespace/name` (a file).
+pub fn source_identity(uid: Option<&str>, key: &ObjectKey) -> String {
+    match uid {
+        Some(uid) => uid.to_string(),
+        None => format!("{}/{}", key.namespace, key.name),
+    }
+}
+
+/// Where a source keeps its position: `<kind>/<identity>`, e.g. `pingsource/<uid>`.
+pub fn state_key(kind: &str, identity: &str) -> String {
+    format!("{kind}/{identity}")
+}
+
+/// The id of an event a source makes from what it saw (`parts`): uuid v5 of the source's identity
+/// and the parts, so the same thing sent again after a restart carries the same id and a
+/// subscriber can drop the repeat.
+pub fn stable_event_id(identity: &str, parts: &[&str]) -> String {
+    let mut name = identity.to_string();
+    for part in parts {
+        name.push('/');
+        name.push_str(part);
+    }
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
 /// A running source: a future that returns only when the source cannot go on (the error says
 /// why; the manager restarts it with backoff).
 pub trait SourceTask: Send + 'static {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::{info, warn};
 
-use super::{SourceContext, SourceTask};
+use super::{source_identity, stable_event_id, state_key, SourceContext, SourceTask};
 use crate::routes::{PingSource, PING_EVENT_TYPE};
 
 /// Most missed points sent after a restart or an outage of the sink; older ones are skipped.
@@ -49,16 +49,11 @@ impl SourceTask for PingTask {
     }
 }
 
-/// The state key of a source: by uid in a cluster, else by namespace and name.
-fn state_key(source: &PingSource) -> String {
-    match &source.uid {
-        Some(uid) => format!("pingsource/{uid}"),
-        None => format!("pingsource/{}/{}", source.key.namespace, source.key.name),
-    }
-}
-
 async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), String> {
-    let key = state_key(&source);
+    let key = state_key(
+        "pingsource",
+        &source_identity(source.uid.as_deref(), &source.key),
+    );
     let schedule = &source.schedule;
     let saved: Option<Position> = context
         .state
@@ -152,18 +147,15 @@ fn skip_stale(
 
 /// The event of one schedule point.
 pub fn ping_event(source: &PingSource, point: DateTime<Utc>) -> Event {
-    let identity = source
-        .uid
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}", source.key.namespace, source.key.name));
-    let name = format!(
-        "{identity}/{}/{}",
-        source.schedule.text(),
-        point.to_rfc3339_opts(SecondsFormat::Millis, true)
+    let id = stable_event_id(
+        &source_identity(source.uid.as_deref(), &source.key),
+        &[
+            source.schedule.text(),
+            &point.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ],
     );
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes());
     let mut event = EventBuilderV10::new()
-        .id(id.to_string())
+        .id(id)
         .ty(PING_EVENT_TYPE)
         .source(source.event_source())
         .time(point)

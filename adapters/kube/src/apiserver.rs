@@ -26,7 +26,9 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::Namespace;
 use knactor_actors::actor::ApiServerSourceRuntime;
 use knactor_actors::routes::{ApiServerMode, ApiServerSource, NamespaceScope, WatchedKind};
-use knactor_actors::source::{SourceContext, SourceTask};
+use knactor_actors::source::{
+    source_identity, stable_event_id, state_key, SourceContext, SourceTask,
+};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, Scope};
@@ -132,16 +134,6 @@ struct Position {
     streams: BTreeMap<String, String>,
 }
 
-fn state_key(source: &ApiServerSource) -> String {
-    match &source.uid {
-        Some(uid) => format!("apiserversource/{uid}"),
-        None => format!(
-            "apiserversource/{}/{}",
-            source.key.namespace, source.key.name
-        ),
-    }
-}
-
 /// A change read from a watch, or (no object) only a newer position (a bookmark).
 struct Change {
     stream: usize,
@@ -186,7 +178,10 @@ async fn run(
     context.health.set_permissions(permissions.clone());
     permissions?;
 
-    let key = state_key(&source);
+    let key = state_key(
+        "apiserversource",
+        &source_identity(source.uid.as_deref(), &source.key),
+    );
     let mut position: Position = context
         .state
         .load(&key)
@@ -578,22 +573,20 @@ fn change_event(
         ),
     };
     let event_type = format!("dev.knative.apiserver.{mode}.{}", kind.word());
-    let identity = source
-        .uid
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}", source.key.namespace, source.key.name));
-    let id_name = format!(
-        "{identity}/{}/{}/{event_type}",
-        object.metadata.uid.as_deref().unwrap_or(&subject),
-        object
-            .metadata
-            .resource_version
-            .as_deref()
-            .unwrap_or_default()
+    let id = stable_event_id(
+        &source_identity(source.uid.as_deref(), &source.key),
+        &[
+            object.metadata.uid.as_deref().unwrap_or(&subject),
+            object
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default(),
+            &event_type,
+        ],
     );
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, id_name.as_bytes());
     let mut event = EventBuilderV10::new()
-        .id(id.to_string())
+        .id(id)
         .ty(event_type)
         .source(api_server)
         .subject(subject)

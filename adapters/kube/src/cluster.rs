@@ -6,7 +6,8 @@
 //! them. The replica that holds the Lease (see [`crate::lease`]) also runs the sources, creates the
 //! default Brokers of labelled namespaces and writes each resource's `status`: `observedGeneration`,
 //! `address`, the Knative conditions (`Ready` and its parts) with a reason a user can act on, and a
-//! finalizer (so a Broker's topics are not deleted behind the node's back).
+//! finalizer (so a Broker's topics are not deleted behind the node's back). The ConfigMaps and
+//! Secrets Kafka Brokers name are read on demand ([`crate::broker_config`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use url::Url;
 
+use crate::broker_config::{config_map_of, BrokerConfigs};
 use crate::crd;
 
 /// The finalizer knactor puts on the resources it runs.
@@ -165,11 +167,20 @@ async fn rebuild_loop(shared: Arc<Shared>) {
     let mut last_routes: Option<Arc<Routes>> = None;
     let mut was_leader = false;
     let mut generation = 0u64;
+    let mut configs = BrokerConfigs::new(shared.client.clone());
     loop {
         let _ = tokio::time::timeout(Duration::from_secs(3), shared.rebuild.notified()).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let objects = snapshot_objects(&shared);
-        let (routes, statuses) = build(&shared.options, &objects, &shared.handles.board);
+        let wanted = objects
+            .get(&Kind::Broker)
+            .into_iter()
+            .flatten()
+            .filter(|broker| broker.metadata.deletion_timestamp.is_none())
+            .filter_map(|broker| config_map_of(broker, &shared.options.channels.default_class))
+            .collect();
+        configs.refresh(&wanted).await;
+        let (routes, statuses) = build(&shared.options, &objects, &shared.handles.board, &configs);
         let routes = Arc::new(routes);
         if last_routes.as_deref() != Some(&*routes) {
             info!(
@@ -237,6 +248,7 @@ fn build(
     options: &ClusterOptions,
     objects: &BTreeMap<Kind, Vec<Arc<DynamicObject>>>,
     board: &SourceBoard,
+    configs: &BrokerConfigs,
 ) -> (Routes, Statuses) {
     let mut report = LoadReport::default();
     let mut statuses = Statuses::new();
@@ -279,7 +291,8 @@ fn build(
             report.merge(loaded);
         }
     }
-    let (catalog, _) = Catalog::from_report(&report);
+    let (mut catalog, _) = Catalog::from_report(&report);
+    configs.fill(&mut catalog);
     let resolver = ClusterResolver {
         ingress: options.advertise.clone(),
         brokers: catalog.brokers.keys().cloned().collect(),
@@ -322,9 +335,12 @@ fn build(
                 } else {
                     "TriggerChannelReady"
                 };
+                let message = configs
+                    .explain(&issue.message)
+                    .unwrap_or_else(|| issue.message.clone());
                 conditions.retain(|c| c["type"] != part);
-                conditions.push(condition(part, false, issue.reason, &issue.message));
-                conditions.push(condition("Ready", false, issue.reason, &issue.message));
+                conditions.push(condition(part, false, issue.reason, &message));
+                conditions.push(condition("Ready", false, issue.reason, &message));
             }
             None => {
                 conditions.push(condition("DeadLetterSinkResolved", true, "", ""));

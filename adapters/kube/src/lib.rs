@@ -2,6 +2,7 @@
 //! (generated from the API shapes of `knactor-actors`).
 
 pub mod apiserver;
+pub mod broker_config;
 pub mod cluster;
 pub mod crd;
 pub mod lease;
