@@ -43,6 +43,10 @@ const SAVE_EVERY: Duration = Duration::from_millis(500);
 const WATCH_TIMEOUT_SECS: u32 = 290;
 /// How often a `namespaceSelector` is evaluated again.
 const NAMESPACE_RECHECK: Duration = Duration::from_secs(30);
+/// Changes read ahead of the sink. While the sink is down or slow, the watches go on reading up to
+/// this many (the API server closes a watch whose reader falls behind its cache); the saved position
+/// stays at the last delivered change, so a crash loses none of them.
+const READ_AHEAD: usize = 4096;
 
 /// Makes ApiServerSource tasks with the node's cluster credentials.
 pub struct KubeSourceRuntime {
@@ -204,7 +208,7 @@ async fn run(
     }
     save(&context, &key, &position).await?;
 
-    let (changes, mut received) = mpsc::channel::<Result<Change, String>>(16);
+    let (changes, mut received) = mpsc::channel::<Result<Change, String>>(READ_AHEAD);
     let mut watches = Vec::new();
     for (index, stream) in streams.iter().enumerate() {
         let start = position.streams[&stream_keys[index]].clone();
