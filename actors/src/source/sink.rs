@@ -3,9 +3,10 @@
 //! A source hands one event at a time to [`SinkSender::deliver`], which returns only once the sink
 //! accepted it (a 2xx), trying again for as long as the answer is one worth retrying (a transport
 //! error, 404, 408, 409, 429 or 5xx: the broker is not there yet, or cannot take more) with a
-//! capped exponential backoff that honours `Retry-After`. While it waits, the source reads nothing
-//! more: its buffer is what the API server (or the clock) still holds, and its saved position stays
-//! at the last event the sink accepted. An answer no retry can change (another 4xx: the event is
+//! capped exponential backoff that honours `Retry-After`. While it waits, the source hands over
+//! nothing more (an ApiServerSource's watches read a bounded number of changes ahead; beyond that
+//! its buffer is what the API server, or for a PingSource the clock, still holds), and its saved
+//! position stays at the last event the sink accepted. An answer no retry can change (another 4xx: the event is
 //! invalid for that sink) is returned as [`Rejected`] for the source to report and skip.
 
 use std::sync::atomic::{AtomicU64, Ordering};
