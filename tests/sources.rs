@@ -1,5 +1,6 @@
 //! PingSource end to end: ticks go through a broker to a trigger's subscriber, one per schedule
-//! point, none lost across a SIGKILL (missed points are sent after the restart).
+//! point, none lost across a SIGKILL (missed points are sent after the restart); a source whose
+//! sink is a broker of its node publishes to it without the gateway.
 
 mod support;
 
@@ -83,4 +84,26 @@ fn a_ping_source_ticks_through_a_broker_once_per_point_across_a_restart() {
     for ids in per_point.values() {
         assert!(ids.iter().all(|id| id == &ids[0]));
     }
+}
+
+#[test]
+fn a_source_reaches_its_nodes_broker_while_the_gateway_address_is_unreachable() {
+    let recorder = Recorder::start();
+    let config = format!(
+        "{}{}---\n\
+         apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {{name: every-second, namespace: e2e}}\n\
+         spec:\n  schedule: '* * * * * *'\n\
+         \x20 sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}\n",
+        broker_yaml("{}"),
+        trigger_yaml("pings", "filter: {}", &recorder.at("/ping"), None),
+    );
+    // The Broker resolves to the advertised gateway address, which nothing answers here (a Service
+    // without ready endpoints, say): the source still hands its events to the broker's actor.
+    let node = NodeProcess::start(&config, &["--advertise", "http://127.0.0.1:9/"]);
+    wait_until("ticks through the broker", Duration::from_secs(30), || {
+        recorder.count("/ping") >= 2
+    });
+    let status = node.status();
+    let source = &status["sources"][0];
+    assert_eq!(source["retries"], 0, "{source}");
 }

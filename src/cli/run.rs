@@ -11,8 +11,8 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use knactor_actors::actor::{
-    ApiServerSourceRuntime, ApplyRoutes, ApplySources, Node, NodeOptions, Role, Shared,
-    SourceManager,
+    ApiServerSourceRuntime, ApplyRoutes, ApplySources, LocalIngress, Node, NodeOptions, Role,
+    Shared, SourceManager,
 };
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
@@ -310,13 +310,19 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             )),
             None => Arc::new(open_state_dir(&args)?),
         };
-        let sources = SourceManager::new(transport, state, api_server);
-        let sources = if cluster_mode { sources.inactive() } else { sources };
-        let source_board = sources.board();
-        let sources = sources.start();
         let node = Node::new(shared.clone());
         let ingress = node.ingress();
         let node = node.start();
+        // Sources whose sink is one of this node's broker addresses publish to the broker's actor.
+        let sink_transport = Arc::new(LocalIngress::new(
+            advertise.clone(),
+            ingress.clone(),
+            transport,
+        ));
+        let sources = SourceManager::new(sink_transport, state, api_server);
+        let sources = if cluster_mode { sources.inactive() } else { sources };
+        let source_board = sources.board();
+        let sources = sources.start();
 
         let channels = ChannelDefaults {
             topic_template: args.kafka_topic_template.clone(),

@@ -26,6 +26,7 @@
 mod broker;
 mod delivery;
 mod dispatcher;
+mod local;
 mod node;
 mod source;
 mod subscriber;
@@ -36,6 +37,7 @@ pub use broker::{
 };
 pub use delivery::Outcome;
 pub use dispatcher::DispatcherActor;
+pub use local::LocalIngress;
 pub use node::{
     ApplyRoutes, BrokerStatus, FaultTarget, GetStatus, IngressTable, InjectFault, Node, NodeError,
     NodeStatus, ParkedOf, RedriveOf,

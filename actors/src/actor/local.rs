@@ -1,0 +1,154 @@
+//! `LocalIngress`: sources hand events to this node's brokers without the HTTP round trip.
+//!
+//! A source's sink is often a Broker of the mesh, resolved to the gateway address
+//! (`<advertise>/<namespace>/<broker>`). Every node runs the `BrokerActor` of each broker it
+//! knows, whatever its role, so an event for that address is published to the actor directly: it
+//! is in the broker's channel (in Kafka, acknowledged) when the source moves its position on, and
+//! it gets there while the gateway is unreachable (a Service without ready endpoints, ingress pods
+//! restarting). Any other URL goes out over HTTP. The answers are the gateway's status codes, so
+//! the source's retry rules do not change.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use url::Url;
+
+use super::{IngressTable, Publish, PublishError};
+use crate::channel::AppendError;
+use crate::resources::ObjectKey;
+use crate::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
+
+pub struct LocalIngress {
+    /// This node's broker address prefix (`--advertise`).
+    advertise: Url,
+    brokers: Arc<IngressTable>,
+    /// For every other URL.
+    http: Arc<dyn Transport>,
+}
+
+impl LocalIngress {
+    pub fn new(advertise: Url, brokers: Arc<IngressTable>, http: Arc<dyn Transport>) -> Self {
+        Self {
+            advertise,
+            brokers,
+            http,
+        }
+    }
+
+    /// The broker `url` addresses on this node, if it is one of this node's broker addresses.
+    fn broker_at(&self, url: &Url) -> Option<ObjectKey> {
+        if url.origin() != self.advertise.origin() || url.query().is_some() {
+            return None;
+        }
+        let base = self.advertise.path().trim_end_matches('/');
+        let rest = url.path().strip_prefix(base)?.strip_prefix('/')?;
+        match rest.split('/').collect::<Vec<_>>()[..] {
+            [namespace, name] if !namespace.is_empty() && !name.is_empty() => {
+                Some(ObjectKey::new(namespace, name))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn answer(status: u16, body: String, retry_after: Option<std::time::Duration>) -> Response {
+    Response {
+        status,
+        retry_after,
+        body: Bytes::from(body),
+        reply: ReplyBody::Empty,
+    }
+}
+
+#[async_trait]
+impl Transport for LocalIngress {
+    async fn send(&self, outbound: Outbound) -> Result<Response, TransportError> {
+        let Some(key) = self.broker_at(&outbound.url) else {
+            return self.http.send(outbound).await;
+        };
+        let Some(broker) = self.brokers.broker(&key) else {
+            return Ok(match self.brokers.not_running(&key) {
+                Some(reason) => answer(503, format!("broker {key} is not running: {reason}"), None),
+                // Not a broker this node knows (yet): the gateway decides, as for any URL.
+                None => return self.http.send(outbound).await,
+            });
+        };
+        let response = match broker
+            .send(Publish {
+                events: vec![outbound.event],
+            })
+            .await
+        {
+            Ok(Ok(())) => answer(202, String::new(), None),
+            Ok(Err(PublishError::Admit(refused))) => answer(400, refused.to_string(), None),
+            Ok(Err(PublishError::Append(AppendError::Full { retry_after }))) => answer(
+                503,
+                format!("broker {key} cannot take more events now"),
+                Some(retry_after),
+            ),
+            Ok(Err(PublishError::Append(too_large @ AppendError::TooLarge { .. }))) => {
+                answer(413, too_large.to_string(), None)
+            }
+            Ok(Err(PublishError::Append(failure))) => answer(503, failure.to_string(), None),
+            // The broker's actors are being restarted by the node.
+            Err(mailbox) => answer(503, format!("broker {key} unavailable: {mailbox}"), None),
+        };
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Unused;
+
+    #[async_trait]
+    impl Transport for Unused {
+        async fn send(&self, _: Outbound) -> Result<Response, TransportError> {
+            unreachable!("not sent in these tests")
+        }
+    }
+
+    fn local(advertise: &str) -> LocalIngress {
+        LocalIngress::new(
+            Url::parse(advertise).unwrap(),
+            Arc::default(),
+            Arc::new(Unused),
+        )
+    }
+
+    fn at(local: &LocalIngress, url: &str) -> Option<ObjectKey> {
+        local.broker_at(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn only_this_nodes_broker_addresses_are_local() {
+        let node = local("http://knactor-gateway.knactor-system.svc.cluster.local/");
+        assert_eq!(
+            at(
+                &node,
+                "http://knactor-gateway.knactor-system.svc.cluster.local/demo/default"
+            ),
+            Some(ObjectKey::new("demo", "default"))
+        );
+        for other in [
+            "http://elsewhere.svc.cluster.local/demo/default",
+            "https://knactor-gateway.knactor-system.svc.cluster.local/demo/default",
+            "http://knactor-gateway.knactor-system.svc.cluster.local:8080/demo/default",
+            "http://knactor-gateway.knactor-system.svc.cluster.local/demo",
+            "http://knactor-gateway.knactor-system.svc.cluster.local/demo/default/extra",
+            "http://knactor-gateway.knactor-system.svc.cluster.local/demo/default?x=1",
+        ] {
+            assert_eq!(at(&node, other), None, "{other}");
+        }
+        // An advertised address with a path prefix (behind an ingress controller).
+        let prefixed = local("http://node.example/mesh/");
+        assert_eq!(
+            at(&prefixed, "http://node.example/mesh/demo/default"),
+            Some(ObjectKey::new("demo", "default"))
+        );
+        assert_eq!(at(&prefixed, "http://node.example/demo/default"), None);
+    }
+}
