@@ -89,6 +89,8 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
          spec: {broker: nowhere, subscriber: {uri: 'http://127.0.0.1:9/'}}\n---\n\
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: odd-subscriber, namespace: default}\n\
          spec: {broker: default, subscriber: {ref: {apiVersion: example.com/v1, kind: Thing, name: x}}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: to-a-service, namespace: default}\n\
+         spec: {broker: default, subscriber: {ref: {apiVersion: v1, kind: Service, name: event-display}}}\n---\n\
          apiVersion: v1\nkind: Namespace\nmetadata: {name: team-x, labels: {knative-eventing-injection: enabled}}\n",
     );
     let node = NodeProcess::spawn_cluster(
@@ -139,6 +141,31 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
     assert_eq!(
         condition(&kube, &["trigger", "k8s-events-to-display"], "Ready").0,
         "True"
+    );
+    // A subscriber Service that does not exist yet, then does.
+    assert_eq!(
+        condition(&kube, &["trigger", "to-a-service"], "Ready"),
+        ("False".to_string(), "SubscriberResolveFailed".to_string())
+    );
+    let message = ready_message(&kube, &["trigger", "to-a-service"]);
+    assert!(
+        message.contains("Service default/event-display does not exist"),
+        "{message}"
+    );
+    kube.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: event-display, namespace: default}\n\
+         spec: {ports: [{port: 80}]}\n",
+    );
+    wait_until("the trigger resolves the new Service", MINUTE, || {
+        condition(&kube, &["trigger", "to-a-service"], "Ready").0 == "True"
+    });
+    assert_eq!(
+        jsonpath(
+            &kube,
+            &["trigger", "to-a-service"],
+            "{.status.subscriberUri}"
+        ),
+        "http://event-display.default.svc.cluster.local/"
     );
     let table = kube.kubectl(&["get", "brokers,triggers,apiserversources,pingsources"]);
     assert!(table.contains("READY") && table.contains("URL"), "{table}");

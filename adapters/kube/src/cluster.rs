@@ -9,14 +9,14 @@
 //! finalizer (so a Broker's topics are not deleted behind the node's back). The ConfigMaps and
 //! Secrets Kafka Brokers name are read on demand ([`crate::broker_config`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Addr;
-use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Namespace;
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use knactor_actors::actor::{ApplyRoutes, ApplySources, Node, SetSourcesActive, SourceManager};
 use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
 use knactor_actors::routes::{
@@ -25,9 +25,10 @@ use knactor_actors::routes::{
 };
 use knactor_actors::source::SourceBoard;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -106,6 +107,8 @@ struct Shared {
     options: ClusterOptions,
     handles: ClusterHandles,
     stores: Mutex<BTreeMap<Kind, Store<DynamicObject>>>,
+    /// The cluster's Services (names only): a `ref` to one that does not exist does not resolve.
+    services: Store<PartialObjectMeta<Service>>,
     statuses: Mutex<Arc<Statuses>>,
     /// Ask for a rebuild (an object changed).
     rebuild: tokio::sync::Notify,
@@ -116,11 +119,13 @@ struct Shared {
 /// Runs the cluster side of a node until the process ends.
 pub async fn run(client: Client, options: ClusterOptions, handles: ClusterHandles) {
     let (published, _) = watch::channel(0u64);
+    let (services, services_writer) = reflector::store();
     let shared = Arc::new(Shared {
         client: client.clone(),
         options,
         handles,
         stores: Mutex::new(BTreeMap::new()),
+        services,
         statuses: Mutex::new(Arc::default()),
         rebuild: tokio::sync::Notify::new(),
         published,
@@ -146,6 +151,23 @@ pub async fn run(client: Client, options: ClusterOptions, handles: ClusterHandle
                 .for_each(|_| async {}),
         );
     }
+    // Names only: a metadata watch (`PartialObjectMeta`), not the Services' specs.
+    let services = reflector::reflector(
+        services_writer,
+        watcher::watcher(
+            Api::<PartialObjectMeta<Service>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
+    let notify = shared.clone();
+    actix_rt::spawn(services.for_each(move |event| {
+        match event {
+            Ok(_) => notify.rebuild.notify_one(),
+            Err(error) => warn!("watching Services (to resolve refs to them): {error}"),
+        }
+        futures::future::ready(())
+    }));
     actix_rt::spawn(rebuild_loop(shared.clone()));
     if shared.options.default_broker_selector.is_some() {
         actix_rt::spawn(default_brokers(shared.clone()));
@@ -180,7 +202,14 @@ async fn rebuild_loop(shared: Arc<Shared>) {
             .filter_map(|broker| config_map_of(broker, &shared.options.channels.default_class))
             .collect();
         configs.refresh(&wanted).await;
-        let (routes, statuses) = build(&shared.options, &objects, &shared.handles.board, &configs);
+        let services = snapshot_services(&shared);
+        let (routes, statuses) = build(
+            &shared.options,
+            &objects,
+            services.as_ref(),
+            &shared.handles.board,
+            &configs,
+        );
         let routes = Arc::new(routes);
         if last_routes.as_deref() != Some(&*routes) {
             info!(
@@ -215,6 +244,21 @@ async fn rebuild_loop(shared: Arc<Shared>) {
     }
 }
 
+/// The Services that exist; `None` until the first list arrived (refs then resolve by name).
+fn snapshot_services(shared: &Shared) -> Option<BTreeSet<ObjectKey>> {
+    shared.services.wait_until_ready().now_or_never()?.ok()?;
+    Some(
+        shared
+            .services
+            .state()
+            .iter()
+            .map(|service| {
+                ObjectKey::new(service.namespace().unwrap_or_default(), service.name_any())
+            })
+            .collect(),
+    )
+}
+
 fn snapshot_objects(shared: &Shared) -> BTreeMap<Kind, Vec<Arc<DynamicObject>>> {
     let stores = shared.stores.lock().unwrap_or_else(|p| p.into_inner());
     stores
@@ -247,6 +291,7 @@ fn loader_value(kind: Kind, object: &DynamicObject) -> Option<serde_yaml::Value>
 fn build(
     options: &ClusterOptions,
     objects: &BTreeMap<Kind, Vec<Arc<DynamicObject>>>,
+    services: Option<&BTreeSet<ObjectKey>>,
     board: &SourceBoard,
     configs: &BrokerConfigs,
 ) -> (Routes, Statuses) {
@@ -296,6 +341,7 @@ fn build(
     let resolver = ClusterResolver {
         ingress: options.advertise.clone(),
         brokers: catalog.brokers.keys().cloned().collect(),
+        services,
     };
     let default_delivery = catalog
         .settings
@@ -551,13 +597,15 @@ fn status_value(generation: Option<i64>, mut conditions: Vec<Value>, extra: Valu
 }
 
 /// Resolves destinations in a cluster: Brokers to the gateway, Services (core and Knative) to
-/// their cluster DNS name.
-struct ClusterResolver {
+/// their cluster DNS name; a Broker or core Service that does not exist does not resolve.
+struct ClusterResolver<'a> {
     ingress: Url,
     brokers: Vec<ObjectKey>,
+    /// `None`: not known yet.
+    services: Option<&'a BTreeSet<ObjectKey>>,
 }
 
-impl Resolver for ClusterResolver {
+impl Resolver for ClusterResolver<'_> {
     fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
         let key = ObjectKey {
             namespace: target.namespace.clone(),
@@ -571,6 +619,9 @@ impl Resolver for ClusterResolver {
                 self.ingress
                     .join(&format!("{}/{}", key.namespace, key.name))
                     .map_err(|error| error.to_string())
+            }
+            ("", "Service") if self.services.is_some_and(|services| !services.contains(&key)) => {
+                Err(format!("Service {key} does not exist"))
             }
             ("" | "serving.knative.dev", "Service") => Url::parse(&format!(
                 "http://{}.{}.svc.cluster.local/",
