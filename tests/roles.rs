@@ -24,8 +24,8 @@ fn an_ingress_node_takes_events_in_and_a_dispatch_node_delivers_them() {
     recorder.on("/orders", |_, _| {
         Reply::event("confirmation-1", "order.confirmed")
     });
-    let config = format!(
-        "{}{}{}{}",
+    let kafka_only = format!(
+        "{}{}{}",
         broker_yaml("{}"),
         trigger_yaml(
             "orders",
@@ -39,8 +39,8 @@ fn an_ingress_node_takes_events_in_and_a_dispatch_node_delivers_them() {
             &recorder.at("/confirmations"),
             None
         ),
-        memory_broker("local"),
     );
+    let config = format!("{kafka_only}{}", memory_broker("local"));
     // One dispatch node reading every partition: tansu never evicts a stopped group member, so a
     // restarted member would wait for its partitions (see tests/no_loss.rs).
     let kafka = |role: &'static str| {
@@ -124,6 +124,19 @@ fn an_ingress_node_takes_events_in_and_a_dispatch_node_delivers_them() {
     assert!(
         issue["message"].as_str().unwrap().contains("--role all"),
         "{issue}"
+    );
+    // Once the broker is deleted, so is the reason it did not run.
+    ingress.write_config(&kafka_only);
+    wait_until(
+        "the deleted broker is no longer reported",
+        Duration::from_secs(30),
+        || {
+            !ingress.status()["notRunning"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|issue| issue["name"] == "local")
+        },
     );
 }
 

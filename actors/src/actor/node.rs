@@ -159,8 +159,9 @@ impl Node {
             .filter(|key| routes.broker(key).is_none())
             .cloned()
             .collect();
+        // A broker that never started has no cell: forget why it did not.
+        self.failures.retain(|key, _| routes.broker(key).is_some());
         for key in gone {
-            self.failures.remove(&key);
             if let Some(cell) = self.cells.remove(&key) {
                 info!(broker = %key, "broker removed");
                 cell.stop();
