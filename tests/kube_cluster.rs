@@ -67,9 +67,27 @@ fn ready_message(kube: &KubeApiServer, what: &[&str]) -> String {
     )
 }
 
+/// Knative Serving's Service, as far as knactor looks at it (a name in a namespace).
+const KNATIVE_SERVICE_CRD: &str =
+    "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+metadata: {name: services.serving.knative.dev}\n\
+spec:\n  group: serving.knative.dev\n  scope: Namespaced\n\
+\x20 names: {kind: Service, plural: services, singular: service, shortNames: [ksvc]}\n\
+\x20 versions:\n  - name: v1\n    served: true\n    storage: true\n\
+\x20   schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
+
 #[test]
 fn a_cluster_node_runs_the_seed_story_and_writes_status() {
     let kube = api_server_with_crds();
+    kube.apply(KNATIVE_SERVICE_CRD);
+    kube.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout",
+        "60s",
+        "crd/services.serving.knative.dev",
+    ]);
     let recorder = Recorder::start();
     let seed = repo_path("tests/fixtures/seed");
     let mut files: Vec<_> = std::fs::read_dir(&seed)
@@ -91,6 +109,8 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
          spec: {broker: default, subscriber: {ref: {apiVersion: example.com/v1, kind: Thing, name: x}}}\n---\n\
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: to-a-service, namespace: default}\n\
          spec: {broker: default, subscriber: {ref: {apiVersion: v1, kind: Service, name: event-display}}}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: to-a-knative-service, namespace: default}\n\
+         spec: {broker: default, subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: hello}}}\n---\n\
          apiVersion: v1\nkind: Namespace\nmetadata: {name: team-x, labels: {knative-eventing-injection: enabled}}\n",
     );
     let node = NodeProcess::spawn_cluster(
@@ -143,9 +163,14 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
         "True"
     );
     // A subscriber Service that does not exist yet, then does.
-    assert_eq!(
-        condition(&kube, &["trigger", "to-a-service"], "Ready"),
-        ("False".to_string(), "SubscriberResolveFailed".to_string())
+    // (Services' names are watched: allow for the first list.)
+    wait_until(
+        "the trigger says its Service does not exist",
+        MINUTE,
+        || {
+            condition(&kube, &["trigger", "to-a-service"], "Ready")
+                == ("False".to_string(), "SubscriberResolveFailed".to_string())
+        },
     );
     let message = ready_message(&kube, &["trigger", "to-a-service"]);
     assert!(
@@ -166,6 +191,27 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
             "{.status.subscriberUri}"
         ),
         "http://event-display.default.svc.cluster.local/"
+    );
+    // The same for a Knative Service.
+    // (Services' names are watched: allow for the first list.)
+    wait_until(
+        "the trigger says its Knative Service does not exist",
+        MINUTE,
+        || {
+            condition(&kube, &["trigger", "to-a-knative-service"], "Ready")
+                == ("False".to_string(), "SubscriberResolveFailed".to_string())
+        },
+    );
+    let message = ready_message(&kube, &["trigger", "to-a-knative-service"]);
+    assert!(
+        message.contains("Knative Service default/hello does not exist"),
+        "{message}"
+    );
+    kube.apply("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: hello, namespace: default}\n");
+    wait_until(
+        "the trigger resolves the new Knative Service",
+        MINUTE,
+        || condition(&kube, &["trigger", "to-a-knative-service"], "Ready").0 == "True",
     );
     let table = kube.kubectl(&["get", "brokers,triggers,apiserversources,pingsources"]);
     assert!(table.contains("READY") && table.contains("URL"), "{table}");
@@ -239,6 +285,12 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
         kafka_broker("unconfigured", "no-such-config"),
         recorder.at("/orders"),
     ));
+    // A Kafka cluster nothing answers at.
+    kube.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kafka-nowhere, namespace: knative-eventing}}\n\
+         data: {{bootstrap.servers: '127.0.0.1:9'}}\n{}",
+        kafka_broker("unreachable", "kafka-nowhere")
+    ));
     let node = NodeProcess::spawn_cluster(
         Path::new(BIN),
         &kube.kubeconfig,
@@ -271,6 +323,14 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
     assert!(
         message.contains("ConfigMap knative-eventing/no-such-config"),
         "{message}"
+    );
+    // Ready only once the node takes its events: not while its Kafka cannot be reached.
+    wait_until("the unreachable broker says why", MINUTE, || {
+        condition(&kube, &["broker", "unreachable"], "IngressReady").0 == "False"
+    });
+    assert_eq!(
+        condition(&kube, &["broker", "unreachable"], "Ready").0,
+        "False"
     );
 
     // A change of the Secret reaches the broker: a protocol Kafka does not have makes it not

@@ -29,6 +29,8 @@ use crate::routes::{BrokerRoute, RouteIssue, Routes};
 
 /// How often the node looks for dead actors.
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a broker's first start may keep the node not ready.
+const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 
 /// Broker addresses, read by the gateway on every request without asking the node.
 #[derive(Default)]
@@ -49,7 +51,8 @@ impl IngressTable {
         self.not_running.load().get(key).cloned()
     }
 
-    /// True once the first routes are applied and every broker of them is running.
+    /// True once the first routes are applied and every broker of them has started, or failed to
+    /// (and is being retried).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -93,6 +96,8 @@ pub struct Node {
     cells: BTreeMap<ObjectKey, Cell>,
     /// Brokers whose topics are being created.
     starting: BTreeMap<ObjectKey, u32>,
+    /// When each broker's first start began (until it first runs or fails).
+    first_start: BTreeMap<ObjectKey, Instant>,
     /// Brokers that could not start, and why (retried).
     failures: BTreeMap<ObjectKey, String>,
     ingress: Arc<IngressTable>,
@@ -109,6 +114,7 @@ impl Node {
             routes: Arc::new(Routes::default()),
             cells: BTreeMap::new(),
             starting: BTreeMap::new(),
+            first_start: BTreeMap::new(),
             failures: BTreeMap::new(),
             ingress: Arc::new(IngressTable::default()),
             arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
@@ -147,7 +153,14 @@ impl Node {
             })
             .collect();
         self.ingress.not_running.store(Arc::new(not_running));
-        let ready = self.applied_once && self.starting.is_empty();
+        // Ready once every broker had its first start: one that cannot start (its Kafka is
+        // unreachable: creating its topics waits a minute before failing) or is being restarted
+        // must not take the node, and every other broker with it, out of its Service.
+        let ready = self.applied_once
+            && self
+                .first_start
+                .values()
+                .all(|since| since.elapsed() >= FIRST_START_GRACE);
         self.ingress.ready.store(ready, Ordering::Release);
     }
 
@@ -226,6 +239,11 @@ impl Node {
             }
         };
         self.starting.insert(key.clone(), restarts);
+        if restarts == 0 && !self.failures.contains_key(&key) {
+            self.first_start
+                .entry(key.clone())
+                .or_insert_with(Instant::now);
+        }
         let topics = {
             let log = log.clone();
             let specs = TopicSpec::for_channel(&route.channel);
@@ -239,6 +257,7 @@ impl Node {
         };
         ctx.spawn(topics.into_actor(self).map(move |result, node, ctx| {
             let restarts = node.starting.remove(&key).unwrap_or(0);
+            node.first_start.remove(&key);
             match result {
                 Ok(()) => {
                     node.failures.remove(&key);

@@ -17,7 +17,9 @@ use std::time::Duration;
 use actix::Addr;
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use knactor_actors::actor::{ApplyRoutes, ApplySources, Node, SetSourcesActive, SourceManager};
+use knactor_actors::actor::{
+    ApplyRoutes, ApplySources, GetStatus, Node, NodeStatus, SetSourcesActive, SourceManager,
+};
 use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
 use knactor_actors::routes::{
     ApiServerMode, Catalog, ChannelDefaults, Delivery, Reference, Resolver, Routes,
@@ -107,8 +109,10 @@ struct Shared {
     options: ClusterOptions,
     handles: ClusterHandles,
     stores: Mutex<BTreeMap<Kind, Store<DynamicObject>>>,
-    /// The cluster's Services (names only): a `ref` to one that does not exist does not resolve.
+    /// The cluster's Services and Knative Services (names only): a `ref` to one that does not
+    /// exist does not resolve.
     services: Store<PartialObjectMeta<Service>>,
+    knative_services: Store<PartialObjectMeta<DynamicObject>>,
     statuses: Mutex<Arc<Statuses>>,
     /// Ask for a rebuild (an object changed).
     rebuild: tokio::sync::Notify,
@@ -120,12 +124,15 @@ struct Shared {
 pub async fn run(client: Client, options: ClusterOptions, handles: ClusterHandles) {
     let (published, _) = watch::channel(0u64);
     let (services, services_writer) = reflector::store();
+    let knative_services_writer = reflector::store::Writer::new(knative_service_resource());
+    let knative_services = knative_services_writer.as_reader();
     let shared = Arc::new(Shared {
         client: client.clone(),
         options,
         handles,
         stores: Mutex::new(BTreeMap::new()),
         services,
+        knative_services,
         statuses: Mutex::new(Arc::default()),
         rebuild: tokio::sync::Notify::new(),
         published,
@@ -151,23 +158,16 @@ pub async fn run(client: Client, options: ClusterOptions, handles: ClusterHandle
                 .for_each(|_| async {}),
         );
     }
-    // Names only: a metadata watch (`PartialObjectMeta`), not the Services' specs.
-    let services = reflector::reflector(
+    actix_rt::spawn(watch_services(
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
         services_writer,
-        watcher::watcher(
-            Api::<PartialObjectMeta<Service>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff();
-    let notify = shared.clone();
-    actix_rt::spawn(services.for_each(move |event| {
-        match event {
-            Ok(_) => notify.rebuild.notify_one(),
-            Err(error) => warn!("watching Services (to resolve refs to them): {error}"),
-        }
-        futures::future::ready(())
-    }));
+        shared.clone(),
+    ));
+    actix_rt::spawn(watch_knative_services(
+        client.clone(),
+        knative_services_writer,
+        shared.clone(),
+    ));
     actix_rt::spawn(rebuild_loop(shared.clone()));
     if shared.options.default_broker_selector.is_some() {
         actix_rt::spawn(default_brokers(shared.clone()));
@@ -202,13 +202,23 @@ async fn rebuild_loop(shared: Arc<Shared>) {
             .filter_map(|broker| config_map_of(broker, &shared.options.channels.default_class))
             .collect();
         configs.refresh(&wanted).await;
-        let services = snapshot_services(&shared);
+        let services = Services {
+            core: names(&shared.services),
+            knative: names(&shared.knative_services),
+        };
+        // Which brokers this node runs: a Broker is Ready once it takes events, not before.
+        let node =
+            tokio::time::timeout(Duration::from_secs(2), shared.handles.node.send(GetStatus))
+                .await
+                .ok()
+                .and_then(Result::ok);
         let (routes, statuses) = build(
             &shared.options,
             &objects,
-            services.as_ref(),
+            &services,
             &shared.handles.board,
             &configs,
+            node.as_ref(),
         );
         let routes = Arc::new(routes);
         if last_routes.as_deref() != Some(&*routes) {
@@ -244,17 +254,82 @@ async fn rebuild_loop(shared: Arc<Shared>) {
     }
 }
 
-/// The Services that exist; `None` until the first list arrived (refs then resolve by name).
-fn snapshot_services(shared: &Shared) -> Option<BTreeSet<ObjectKey>> {
-    shared.services.wait_until_ready().now_or_never()?.ok()?;
+/// Keeps `writer` up to date with the Services' names (a metadata-only watch, not their specs),
+/// and asks for a rebuild on every change.
+async fn watch_services(
+    api: Api<PartialObjectMeta<Service>>,
+    mut writer: reflector::store::Writer<PartialObjectMeta<Service>>,
+    shared: Arc<Shared>,
+) {
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    apply_names(stream, &mut writer, &shared, "Services").await;
+}
+
+/// `serving.knative.dev/v1` Service.
+fn knative_service_resource() -> ApiResource {
+    ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "serving.knative.dev",
+        "v1",
+        "Service",
+    ))
+}
+
+/// Watches Knative Services' names once Knative Serving is installed (looked for every minute
+/// until then; meanwhile their refs resolve by name).
+async fn watch_knative_services(
+    client: Client,
+    mut writer: reflector::store::Writer<PartialObjectMeta<DynamicObject>>,
+    shared: Arc<Shared>,
+) {
+    let resource = knative_service_resource();
+    let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &resource);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => warn!("looking for Knative Serving's Services: {error}"),
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    info!("Knative Serving is installed: refs to Knative Services are checked");
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    apply_names(stream, &mut writer, &shared, "Knative Services").await;
+}
+
+/// Applies a watch to a store, asking for a rebuild on every change.
+async fn apply_names<K>(
+    stream: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>>,
+    writer: &mut reflector::store::Writer<K>,
+    shared: &Shared,
+    what: &str,
+) where
+    K: reflector::Lookup + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                writer.apply_watcher_event(&event);
+                shared.rebuild.notify_one();
+            }
+            Err(error) => warn!("watching {what} (to resolve refs to them): {error}"),
+        }
+    }
+}
+
+/// The names in a store; `None` until its first list arrived (refs then resolve by name).
+fn names<K>(store: &Store<K>) -> Option<BTreeSet<ObjectKey>>
+where
+    K: kube::Resource + reflector::Lookup + Clone + 'static,
+    <K as reflector::Lookup>::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.wait_until_ready().now_or_never()?.ok()?;
     Some(
-        shared
-            .services
+        store
             .state()
             .iter()
-            .map(|service| {
-                ObjectKey::new(service.namespace().unwrap_or_default(), service.name_any())
-            })
+            .map(|object| ObjectKey::new(object.namespace().unwrap_or_default(), object.name_any()))
             .collect(),
     )
 }
@@ -291,9 +366,10 @@ fn loader_value(kind: Kind, object: &DynamicObject) -> Option<serde_yaml::Value>
 fn build(
     options: &ClusterOptions,
     objects: &BTreeMap<Kind, Vec<Arc<DynamicObject>>>,
-    services: Option<&BTreeSet<ObjectKey>>,
+    services: &Services,
     board: &SourceBoard,
     configs: &BrokerConfigs,
+    node: Option<&NodeStatus>,
 ) -> (Routes, Statuses) {
     let mut report = LoadReport::default();
     let mut statuses = Statuses::new();
@@ -390,7 +466,14 @@ fn build(
             }
             None => {
                 conditions.push(condition("DeadLetterSinkResolved", true, "", ""));
-                conditions.push(condition("Ready", true, "", ""));
+                match node.and_then(|node| not_running(node, key)) {
+                    Some((reason, message)) => {
+                        conditions.retain(|c| c["type"] != "IngressReady");
+                        conditions.push(condition("IngressReady", false, &reason, &message));
+                        conditions.push(condition("Ready", false, &reason, &message));
+                    }
+                    None => conditions.push(condition("Ready", true, "", "")),
+                }
             }
         }
         statuses.insert(
@@ -596,13 +679,42 @@ fn status_value(generation: Option<i64>, mut conditions: Vec<Value>, extra: Valu
     status
 }
 
+/// The Services that exist, of each kind (`None`: not known yet, or Knative Serving is not
+/// installed).
+struct Services {
+    core: Option<BTreeSet<ObjectKey>>,
+    knative: Option<BTreeSet<ObjectKey>>,
+}
+
+/// Why this node does not run a broker its routes have: the node's reason, or that it is starting.
+fn not_running(node: &NodeStatus, key: &ObjectKey) -> Option<(String, String)> {
+    if node
+        .brokers
+        .iter()
+        .any(|broker| &broker.key == key && broker.running)
+    {
+        return None;
+    }
+    Some(
+        node.issues
+            .iter()
+            .find(|issue| issue.kind == "Broker" && &issue.key == key)
+            .map(|issue| (issue.reason.to_string(), issue.message.clone()))
+            .unwrap_or_else(|| {
+                (
+                    "BrokerStarting".into(),
+                    "the broker's channel is being set up on the node".into(),
+                )
+            }),
+    )
+}
+
 /// Resolves destinations in a cluster: Brokers to the gateway, Services (core and Knative) to
-/// their cluster DNS name; a Broker or core Service that does not exist does not resolve.
+/// their cluster DNS name; one that does not exist does not resolve.
 struct ClusterResolver<'a> {
     ingress: Url,
     brokers: Vec<ObjectKey>,
-    /// `None`: not known yet.
-    services: Option<&'a BTreeSet<ObjectKey>>,
+    services: &'a Services,
 }
 
 impl Resolver for ClusterResolver<'_> {
@@ -620,8 +732,23 @@ impl Resolver for ClusterResolver<'_> {
                     .join(&format!("{}/{}", key.namespace, key.name))
                     .map_err(|error| error.to_string())
             }
-            ("", "Service") if self.services.is_some_and(|services| !services.contains(&key)) => {
+            ("", "Service")
+                if self
+                    .services
+                    .core
+                    .as_ref()
+                    .is_some_and(|services| !services.contains(&key)) =>
+            {
                 Err(format!("Service {key} does not exist"))
+            }
+            ("serving.knative.dev", "Service")
+                if self
+                    .services
+                    .knative
+                    .as_ref()
+                    .is_some_and(|services| !services.contains(&key)) =>
+            {
+                Err(format!("Knative Service {key} does not exist"))
             }
             ("" | "serving.knative.dev", "Service") => Url::parse(&format!(
                 "http://{}.{}.svc.cluster.local/",
