@@ -288,8 +288,11 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
     // A Kafka cluster nothing answers at.
     kube.apply(&format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kafka-nowhere, namespace: knative-eventing}}\n\
-         data: {{bootstrap.servers: '127.0.0.1:9'}}\n{}",
-        kafka_broker("unreachable", "kafka-nowhere")
+         data: {{bootstrap.servers: '127.0.0.1:9'}}\n{}---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: on-unreachable, namespace: default}}\n\
+         spec: {{broker: unreachable, subscriber: {{uri: '{}'}}}}\n",
+        kafka_broker("unreachable", "kafka-nowhere"),
+        recorder.at("/unreachable"),
     ));
     let node = NodeProcess::spawn_cluster(
         Path::new(BIN),
@@ -332,6 +335,10 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
         condition(&kube, &["broker", "unreachable"], "Ready").0,
         "False"
     );
+    wait_until("its trigger follows the broker", MINUTE, || {
+        condition(&kube, &["trigger", "on-unreachable"], "Ready")
+            == ("False".to_string(), "BrokerNotReady".to_string())
+    });
 
     // A change of the Secret reaches the broker: a protocol Kafka does not have makes it not
     // ready, naming the Secret.

@@ -486,9 +486,15 @@ fn build(
         );
     }
     for key in catalog.triggers.keys() {
-        let route = routes
+        let broker = routes
             .brokers()
-            .find_map(|broker| broker.trigger(key).cloned());
+            .find(|broker| broker.trigger(key).is_some());
+        let route = broker.and_then(|broker| broker.trigger(key).cloned());
+        // A trigger is ready when its broker is: not while the node cannot run the broker.
+        let broker_down = broker.and_then(|broker| {
+            let (_, message) = not_running(node?, broker.key())?;
+            Some(format!("Broker {} is not ready: {message}", broker.key()))
+        });
         let conditions = match issue(Kind::Trigger, key) {
             Some(issue) => {
                 let failed = match issue.reason {
@@ -508,11 +514,21 @@ fn build(
                 }
                 conditions
             }
-            None => TRIGGER_PARTS
-                .iter()
-                .chain(["Ready"].iter())
-                .map(|part| condition(part, true, "", ""))
-                .collect(),
+            None => match &broker_down {
+                Some(message) => TRIGGER_PARTS
+                    .iter()
+                    .map(|&part| match part {
+                        "BrokerReady" => condition(part, false, "BrokerNotReady", message),
+                        _ => condition(part, true, "", ""),
+                    })
+                    .chain([condition("Ready", false, "BrokerNotReady", message)])
+                    .collect(),
+                None => TRIGGER_PARTS
+                    .iter()
+                    .chain(["Ready"].iter())
+                    .map(|part| condition(part, true, "", ""))
+                    .collect(),
+            },
         };
         let extra = match &route {
             Some(route) => json!({"subscriberUri": route.subscriber.to_string()}),
