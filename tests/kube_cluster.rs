@@ -37,8 +37,8 @@ fn condition(kube: &KubeApiServer, what: &[&str], type_: &str) -> (String, Strin
     (status, reason)
 }
 
-/// A fresh API server with the chart's CRDs established.
-fn api_server_with_crds() -> KubeApiServer {
+/// A fresh API server with the chart's CRDs and `extra` ones established.
+fn api_server_with_crds(extra: &[&str]) -> KubeApiServer {
     let kube = KubeApiServer::start();
     kube.kubectl(&[
         "apply",
@@ -47,6 +47,9 @@ fn api_server_with_crds() -> KubeApiServer {
             .to_str()
             .unwrap(),
     ]);
+    for crd in extra {
+        kube.apply(crd);
+    }
     kube.kubectl(&[
         "wait",
         "--for",
@@ -76,18 +79,30 @@ spec:\n  group: serving.knative.dev\n  scope: Namespaced\n\
 \x20 versions:\n  - name: v1\n    served: true\n    storage: true\n\
 \x20   schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
 
+/// A trigger whose subscriber Service does not exist says so, and is Ready once `service` is
+/// applied. (Services' names are watched: the first list may take a moment.)
+fn waits_for_its_service(kube: &KubeApiServer, trigger: &str, missing: &str, service: &str) {
+    wait_until(
+        &format!("trigger {trigger} says its subscriber does not exist"),
+        MINUTE,
+        || {
+            condition(kube, &["trigger", trigger], "Ready")
+                == ("False".to_string(), "SubscriberResolveFailed".to_string())
+        },
+    );
+    let message = ready_message(kube, &["trigger", trigger]);
+    assert!(message.contains(missing), "{message}");
+    kube.apply(service);
+    wait_until(
+        &format!("trigger {trigger} resolves the new Service"),
+        MINUTE,
+        || condition(kube, &["trigger", trigger], "Ready").0 == "True",
+    );
+}
+
 #[test]
 fn a_cluster_node_runs_the_seed_story_and_writes_status() {
-    let kube = api_server_with_crds();
-    kube.apply(KNATIVE_SERVICE_CRD);
-    kube.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout",
-        "60s",
-        "crd/services.serving.knative.dev",
-    ]);
+    let kube = api_server_with_crds(&[KNATIVE_SERVICE_CRD]);
     let recorder = Recorder::start();
     let seed = repo_path("tests/fixtures/seed");
     let mut files: Vec<_> = std::fs::read_dir(&seed)
@@ -162,28 +177,14 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
         condition(&kube, &["trigger", "k8s-events-to-display"], "Ready").0,
         "True"
     );
-    // A subscriber Service that does not exist yet, then does.
-    // (Services' names are watched: allow for the first list.)
-    wait_until(
-        "the trigger says its Service does not exist",
-        MINUTE,
-        || {
-            condition(&kube, &["trigger", "to-a-service"], "Ready")
-                == ("False".to_string(), "SubscriberResolveFailed".to_string())
-        },
-    );
-    let message = ready_message(&kube, &["trigger", "to-a-service"]);
-    assert!(
-        message.contains("Service default/event-display does not exist"),
-        "{message}"
-    );
-    kube.apply(
+    // A subscriber Service (core, then Knative) that does not exist yet, then does.
+    waits_for_its_service(
+        &kube,
+        "to-a-service",
+        "Service default/event-display does not exist",
         "apiVersion: v1\nkind: Service\nmetadata: {name: event-display, namespace: default}\n\
          spec: {ports: [{port: 80}]}\n",
     );
-    wait_until("the trigger resolves the new Service", MINUTE, || {
-        condition(&kube, &["trigger", "to-a-service"], "Ready").0 == "True"
-    });
     assert_eq!(
         jsonpath(
             &kube,
@@ -192,26 +193,11 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
         ),
         "http://event-display.default.svc.cluster.local/"
     );
-    // The same for a Knative Service.
-    // (Services' names are watched: allow for the first list.)
-    wait_until(
-        "the trigger says its Knative Service does not exist",
-        MINUTE,
-        || {
-            condition(&kube, &["trigger", "to-a-knative-service"], "Ready")
-                == ("False".to_string(), "SubscriberResolveFailed".to_string())
-        },
-    );
-    let message = ready_message(&kube, &["trigger", "to-a-knative-service"]);
-    assert!(
-        message.contains("Knative Service default/hello does not exist"),
-        "{message}"
-    );
-    kube.apply("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: hello, namespace: default}\n");
-    wait_until(
-        "the trigger resolves the new Knative Service",
-        MINUTE,
-        || condition(&kube, &["trigger", "to-a-knative-service"], "Ready").0 == "True",
+    waits_for_its_service(
+        &kube,
+        "to-a-knative-service",
+        "Knative Service default/hello does not exist",
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: hello, namespace: default}\n",
     );
     let table = kube.kubectl(&["get", "brokers,triggers,apiserversources,pingsources"]);
     assert!(table.contains("READY") && table.contains("URL"), "{table}");
@@ -273,7 +259,7 @@ fn kafka_broker(name: &str, config_map: &str) -> String {
 
 #[test]
 fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
-    let kube = api_server_with_crds();
+    let kube = api_server_with_crds(&[]);
     let tansu = Tansu::start();
     let recorder = Recorder::start();
     kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-eventing}\n");

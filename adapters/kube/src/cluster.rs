@@ -748,29 +748,20 @@ impl Resolver for ClusterResolver<'_> {
                     .join(&format!("{}/{}", key.namespace, key.name))
                     .map_err(|error| error.to_string())
             }
-            ("", "Service")
-                if self
-                    .services
-                    .core
-                    .as_ref()
-                    .is_some_and(|services| !services.contains(&key)) =>
-            {
-                Err(format!("Service {key} does not exist"))
+            (group @ ("" | "serving.knative.dev"), "Service") => {
+                let (known, label) = match group {
+                    "" => (&self.services.core, "Service"),
+                    _ => (&self.services.knative, "Knative Service"),
+                };
+                if known.as_ref().is_some_and(|names| !names.contains(&key)) {
+                    return Err(format!("{label} {key} does not exist"));
+                }
+                Url::parse(&format!(
+                    "http://{}.{}.svc.cluster.local/",
+                    key.name, key.namespace
+                ))
+                .map_err(|error| error.to_string())
             }
-            ("serving.knative.dev", "Service")
-                if self
-                    .services
-                    .knative
-                    .as_ref()
-                    .is_some_and(|services| !services.contains(&key)) =>
-            {
-                Err(format!("Knative Service {key} does not exist"))
-            }
-            ("" | "serving.knative.dev", "Service") => Url::parse(&format!(
-                "http://{}.{}.svc.cluster.local/",
-                key.name, key.namespace
-            ))
-            .map_err(|error| error.to_string()),
             (group, kind) => Err(format!(
                 "cannot resolve a {kind} ({group}): knactor resolves Broker, Service and serving.knative.dev Service references; use a uri"
             )),
