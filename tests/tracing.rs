@@ -119,6 +119,18 @@ fn find<'a>(spans: &'a [SpanView], name: &str, tags: &[(&str, &str)]) -> &'a Spa
     found[0]
 }
 
+/// The one span named `name` with `tags`, checked to be a child of `parent`.
+fn find_child<'a>(
+    spans: &'a [SpanView],
+    name: &str,
+    tags: &[(&str, &str)],
+    parent: &SpanView,
+) -> &'a SpanView {
+    let child = find(spans, name, tags);
+    assert_child(child, parent);
+    child
+}
+
 fn assert_child(child: &SpanView, parent: &SpanView) {
     assert_eq!(
         child.parent.as_deref(),
@@ -183,36 +195,35 @@ fn check_scenario_trace(collector: &Collector, producer: &Producer, recorder: &R
 
     let produce = find(&spans, "produce", &[]);
     assert_eq!(produce.id, producer.span_hex());
-    let ingress = find(&spans, "knactor.ingress", &[]);
-    assert_child(ingress, produce);
+    let ingress = find_child(&spans, "knactor.ingress", &[], produce);
     assert_eq!(ingress.text("http.response.status_code"), "202");
     assert_eq!(ingress.text("cloudevents.event_id"), "order-1");
 
-    let append = find(
+    let append = find_child(
         &spans,
         "knactor.append",
         &[("cloudevents.event_id", "order-1")],
+        ingress,
     );
-    assert_child(append, ingress);
     assert_eq!(append.text("knactor.broker"), "e2e/default");
-    let dispatch = find(
+    let dispatch = find_child(
         &spans,
         "knactor.dispatch",
         &[("cloudevents.event_id", "order-1")],
+        append,
     );
-    assert_child(dispatch, append);
     assert!(dispatch
         .tags
         .contains_key("messaging.destination.partition.id"));
     assert!(dispatch.tags.contains_key("messaging.kafka.offset"));
     assert_eq!(dispatch.text("knactor.matched"), "1");
 
-    let deliver = find(
+    let deliver = find_child(
         &spans,
         "knactor.deliver",
         &[("knactor.trigger", "e2e/main")],
+        dispatch,
     );
-    assert_child(deliver, dispatch);
     assert_eq!(deliver.text("knactor.outcome"), "replied");
     let first = find(
         &spans,
@@ -243,30 +254,29 @@ fn check_scenario_trace(collector: &Collector, producer: &Producer, recorder: &R
         );
     }
 
-    let reply = find(&spans, "knactor.reply", &[]);
-    assert_child(reply, deliver);
+    let reply = find_child(&spans, "knactor.reply", &[], deliver);
     assert_eq!(reply.text("cloudevents.event_id"), "reply-1");
-    let reply_append = find(
+    let reply_append = find_child(
         &spans,
         "knactor.append",
         &[("cloudevents.event_id", "reply-1")],
+        reply,
     );
-    assert_child(reply_append, reply);
-    let reply_dispatch = find(
+    let reply_dispatch = find_child(
         &spans,
         "knactor.dispatch",
         &[("cloudevents.event_id", "reply-1")],
+        reply_append,
     );
-    assert_child(reply_dispatch, reply_append);
-    let handler = find(
+    let handler = find_child(
         &spans,
         "knactor.deliver",
         &[("knactor.trigger", "e2e/handler")],
+        reply_dispatch,
     );
-    assert_child(handler, reply_dispatch);
     assert_eq!(handler.text("knactor.outcome"), "dead-lettered");
     for number in ["1", "2"] {
-        let attempt = find(
+        let attempt = find_child(
             &spans,
             "knactor.attempt",
             &[
@@ -274,18 +284,41 @@ fn check_scenario_trace(collector: &Collector, producer: &Producer, recorder: &R
                 ("knactor.attempt", number),
                 ("http.response.status_code", "500"),
             ],
+            handler,
         );
-        assert_child(attempt, handler);
     }
-    let dead_letter = find(&spans, "knactor.dead_letter", &[]);
-    assert_child(dead_letter, handler);
-    let to_sink = find(
+    let dead_letter = find_child(&spans, "knactor.dead_letter", &[], handler);
+    let to_sink = find_child(
         &spans,
         "knactor.attempt",
         &[("url.full", &recorder.at("/dls"))],
+        dead_letter,
     );
-    assert_child(to_sink, dead_letter);
     assert_eq!(to_sink.text("http.response.status_code"), "202");
+}
+
+/// One broker and one trigger to the recorder's `/sub`, which answers 202.
+fn one_trigger(recorder: &Recorder) -> String {
+    recorder.on("/sub", |_, _| Reply::accepted());
+    format!(
+        "{}{}",
+        broker_yaml("{}"),
+        trigger_yaml("t", "filter: {}", &recorder.at("/sub"), None)
+    )
+}
+
+/// A node on `config` exporting to `collector` over gRPC in batches every 100 ms, with `extra`
+/// flags, on the suite's channel.
+fn traced_node(config: &str, collector: &Collector, extra: &[&str]) -> NodeProcess {
+    let mut args = vec!["--otlp-endpoint", collector.grpc.as_str()];
+    args.extend_from_slice(extra);
+    NodeProcess::spawn_with_env(
+        std::path::Path::new(BIN),
+        config,
+        &args,
+        Channel::from_env(),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
 }
 
 fn run_scenario(
@@ -493,12 +526,7 @@ fn over_otlp_http_the_last_spans_are_flushed_at_shutdown() {
 #[test]
 fn without_an_endpoint_the_producers_context_passes_through_untouched() {
     let recorder = Recorder::start();
-    recorder.on("/sub", |_, _| Reply::accepted());
-    let config = format!(
-        "{}{}",
-        broker_yaml("{}"),
-        trigger_yaml("t", "filter: {}", &recorder.at("/sub"), None)
-    );
+    let config = one_trigger(&recorder);
     let node = NodeProcess::start(&config, &[]);
     let producer = Producer::new();
     let traceparent = producer.traceparent();
@@ -539,19 +567,8 @@ fn without_an_endpoint_the_producers_context_passes_through_untouched() {
 fn an_event_the_producer_did_not_sample_makes_no_spans_and_keeps_its_context() {
     let collector = Collector::start();
     let recorder = Recorder::start();
-    recorder.on("/sub", |_, _| Reply::accepted());
-    let config = format!(
-        "{}{}",
-        broker_yaml("{}"),
-        trigger_yaml("t", "filter: {}", &recorder.at("/sub"), None)
-    );
-    let node = NodeProcess::spawn_with_env(
-        std::path::Path::new(BIN),
-        &config,
-        &["--otlp-endpoint", &collector.grpc],
-        Channel::from_env(),
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    );
+    let config = one_trigger(&recorder);
+    let node = traced_node(&config, &collector, &[]);
     let unsampled = Producer::new();
     let unsampled_parent = unsampled.traceparent().replace("-01", "-00");
     let sampled = Producer::new();
@@ -585,25 +602,16 @@ fn an_event_the_producer_did_not_sample_makes_no_spans_and_keeps_its_context() {
 fn traces_that_start_at_knactor_follow_the_ratio_and_no_later_hop_starts_one() {
     let collector = Collector::start();
     let recorder = Recorder::start();
-    recorder.on("/sub", |_, _| Reply::accepted());
-    let config = format!(
-        "{}{}",
-        broker_yaml("{}"),
-        trigger_yaml("t", "filter: {}", &recorder.at("/sub"), None)
-    );
-    let node = NodeProcess::spawn_with_env(
-        std::path::Path::new(BIN),
+    let config = one_trigger(&recorder);
+    let node = traced_node(
         &config,
+        &collector,
         &[
-            "--otlp-endpoint",
-            &collector.grpc,
             "--trace-sampler",
             "parentbased_traceidratio",
             "--trace-sampler-arg",
             "0",
         ],
-        Channel::from_env(),
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
     );
     for i in 0..20 {
         assert_eq!(
@@ -642,13 +650,8 @@ fn traces_that_start_at_knactor_follow_the_ratio_and_no_later_hop_starts_one() {
 fn a_malformed_trace_context_is_ignored_not_sent_on_as_a_header() {
     let collector = Collector::start();
     let recorder = Recorder::start();
-    recorder.on("/sub", |_, _| Reply::accepted());
-    let config = format!(
-        "{}{}",
-        broker_yaml("{}"),
-        trigger_yaml("t", "filter: {}", &recorder.at("/sub"), None)
-    );
-    let node = NodeProcess::start(&config, &["--otlp-endpoint", &collector.grpc]);
+    let config = one_trigger(&recorder);
+    let node = traced_node(&config, &collector, &[]);
     let body = serde_json::json!({
         "specversion": "1.0", "id": "odd", "source": "/e2e", "type": "x",
         "traceparent": "00-not-a-trace-context-01", "tracestate": "a=b"
@@ -689,13 +692,7 @@ fn a_source_emit_starts_the_trace_of_its_event() {
         broker_yaml("{}"),
         trigger_yaml("pings", "filter: {}", &recorder.at("/ping"), None),
     );
-    let _node = NodeProcess::spawn_with_env(
-        std::path::Path::new(BIN),
-        &config,
-        &["--otlp-endpoint", &collector.grpc],
-        Channel::from_env(),
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    );
+    let _node = traced_node(&config, &collector, &[]);
     wait_until("a tick", Duration::from_secs(30), || {
         recorder.count("/ping") >= 1
     });
@@ -716,14 +713,10 @@ fn a_source_emit_starts_the_trace_of_its_event() {
         "dev.knative.sources.ping"
     );
     assert_eq!(emit.text("knactor.attempts"), "1");
-    let append = find(&spans, "knactor.append", &[]);
-    assert_child(append, emit);
-    let dispatch = find(&spans, "knactor.dispatch", &[]);
-    assert_child(dispatch, append);
-    let deliver = find(&spans, "knactor.deliver", &[]);
-    assert_child(deliver, dispatch);
-    let attempt = find(&spans, "knactor.attempt", &[]);
-    assert_child(attempt, deliver);
+    let append = find_child(&spans, "knactor.append", &[], emit);
+    let dispatch = find_child(&spans, "knactor.dispatch", &[], append);
+    let deliver = find_child(&spans, "knactor.deliver", &[], dispatch);
+    let attempt = find_child(&spans, "knactor.attempt", &[], deliver);
     assert_eq!(span_id_in(&tick.headers["traceparent"]), attempt.id);
     assert!(
         spans.iter().all(|span| span.name != "knactor.ingress"),
