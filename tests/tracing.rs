@@ -276,7 +276,7 @@ fn check_scenario_trace(collector: &Collector, producer: &Producer, recorder: &R
     );
     assert_eq!(handler.text("knactor.outcome"), "dead-lettered");
     for number in ["1", "2"] {
-        let attempt = find_child(
+        find_child(
             &spans,
             "knactor.attempt",
             &[
