@@ -185,17 +185,21 @@ fn main() {
     // The node of the main measurement runs one broker, like the reference's one reader.
     let config = broker_with_triggers("one", 1, &sink);
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_knactor"));
-    let mut node = NodeProcess::spawn_on(
-        bin,
-        &config,
-        &[
-            "--kafka-bootstrap",
-            &tansu.bootstrap,
-            "--kafka-partition-assignment",
-            "all",
-        ],
-        Channel::Memory,
-    );
+    // Every node of the bench: Kafka on the same tansu, one node reading every partition.
+    let kafka_node = |config: &str| {
+        NodeProcess::spawn_on(
+            bin,
+            config,
+            &[
+                "--kafka-bootstrap",
+                &tansu.bootstrap,
+                "--kafka-partition-assignment",
+                "all",
+            ],
+            Channel::Memory,
+        )
+    };
+    let mut node = kafka_node(&config);
     let one = node.broker("bench", "one");
     load(&runtime, &one, "warm", 1_000, concurrency, start);
     let knactor = load(&runtime, &one, "run", events, concurrency, start);
@@ -208,17 +212,7 @@ fn main() {
         broker_with_triggers("one", 1, &sink),
         broker_with_triggers("hundred", 100, &sink)
     );
-    let mut node = NodeProcess::spawn_on(
-        bin,
-        &config,
-        &[
-            "--kafka-bootstrap",
-            &tansu.bootstrap,
-            "--kafka-partition-assignment",
-            "all",
-        ],
-        Channel::Memory,
-    );
+    let mut node = kafka_node(&config);
     let one = node.broker("bench", "one");
     let hundred = node.broker("bench", "hundred");
     std::thread::sleep(Duration::from_millis(1500));
