@@ -58,6 +58,22 @@ impl IngressTable {
     }
 }
 
+/// A broker on its way to running.
+struct Starting {
+    /// How often its cell was restarted in a row (0: a first start, or a retry after a failure).
+    restarts: u32,
+    since: Instant,
+}
+
+impl Starting {
+    fn new(restarts: u32) -> Self {
+        Self {
+            restarts,
+            since: Instant::now(),
+        }
+    }
+}
+
 /// One broker's actors.
 struct Cell {
     route: Arc<BrokerRoute>,
@@ -94,10 +110,8 @@ pub struct Node {
     shared: Arc<Shared>,
     routes: Arc<Routes>,
     cells: BTreeMap<ObjectKey, Cell>,
-    /// Brokers whose topics are being created.
-    starting: BTreeMap<ObjectKey, u32>,
-    /// When each broker's first start began (until it first runs or fails).
-    first_start: BTreeMap<ObjectKey, Instant>,
+    /// Brokers whose topics are being created, or whose cell waits to be started again.
+    starting: BTreeMap<ObjectKey, Starting>,
     /// Brokers that could not start, and why (retried).
     failures: BTreeMap<ObjectKey, String>,
     ingress: Arc<IngressTable>,
@@ -114,7 +128,6 @@ impl Node {
             routes: Arc::new(Routes::default()),
             cells: BTreeMap::new(),
             starting: BTreeMap::new(),
-            first_start: BTreeMap::new(),
             failures: BTreeMap::new(),
             ingress: Arc::new(IngressTable::default()),
             arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
@@ -157,10 +170,11 @@ impl Node {
         // unreachable: creating its topics waits a minute before failing) or is being restarted
         // must not take the node, and every other broker with it, out of its Service.
         let ready = self.applied_once
-            && self
-                .first_start
-                .values()
-                .all(|since| since.elapsed() >= FIRST_START_GRACE);
+            && self.starting.iter().all(|(key, starting)| {
+                starting.restarts > 0
+                    || self.failures.contains_key(key)
+                    || starting.since.elapsed() >= FIRST_START_GRACE
+            });
         self.ingress.ready.store(ready, Ordering::Release);
     }
 
@@ -238,12 +252,7 @@ impl Node {
                 return;
             }
         };
-        self.starting.insert(key.clone(), restarts);
-        if restarts == 0 && !self.failures.contains_key(&key) {
-            self.first_start
-                .entry(key.clone())
-                .or_insert_with(Instant::now);
-        }
+        self.starting.insert(key.clone(), Starting::new(restarts));
         let topics = {
             let log = log.clone();
             let specs = TopicSpec::for_channel(&route.channel);
@@ -256,8 +265,10 @@ impl Node {
             }
         };
         ctx.spawn(topics.into_actor(self).map(move |result, node, ctx| {
-            let restarts = node.starting.remove(&key).unwrap_or(0);
-            node.first_start.remove(&key);
+            let restarts = node
+                .starting
+                .remove(&key)
+                .map_or(0, |starting| starting.restarts);
             match result {
                 Ok(()) => {
                     node.failures.remove(&key);
@@ -369,7 +380,7 @@ impl Node {
             let delay =
                 Duration::from_millis(100 * 2u64.pow(restarts.min(7))).min(Duration::from_secs(10));
             warn!(broker = %key, restarts, ?delay, "an actor of the broker died; restarting the broker's actors");
-            self.starting.insert(key.clone(), restarts);
+            self.starting.insert(key.clone(), Starting::new(restarts));
             ctx.run_later(delay, move |node, ctx| {
                 node.starting.remove(&key);
                 if let Some(route) = node.routes.broker(&key).cloned() {
