@@ -17,6 +17,7 @@ use knactor_actors::channel::AppendError;
 use knactor_actors::event_span;
 use knactor_actors::metrics::Metrics;
 use knactor_actors::resources::ObjectKey;
+use knactor_actors::routes::broker_of_path;
 use knactor_actors::source::SourceBoard;
 use knactor_actors::trace::{self, TraceParent};
 use tracing::error;
@@ -246,13 +247,8 @@ fn broker_of(path: &str) -> Result<ObjectKey, IngressError> {
     if path == "/" || path.is_empty() {
         return Err(IngressError::RootPath);
     }
-    let mut segments = path.trim_start_matches('/').split('/');
-    match (segments.next(), segments.next(), segments.next()) {
-        (Some(namespace), Some(name), None) if !namespace.is_empty() && !name.is_empty() => {
-            Ok(ObjectKey::new(namespace, name))
-        }
-        _ => Err(IngressError::BadPath(path.to_string())),
-    }
+    broker_of_path(path.trim_start_matches('/'))
+        .ok_or_else(|| IngressError::BadPath(path.to_string()))
 }
 
 /// The CloudEvents webhook validation handshake (what Knative's ingress answers to OPTIONS).

@@ -339,8 +339,7 @@ impl DeliveryJob {
     fn reply_destination(&self) -> String {
         let broker = &self.route.broker;
         match &self.shared.options.ingress {
-            Some(ingress) => ingress
-                .join(&format!("{}/{}", broker.namespace, broker.name))
+            Some(ingress) => crate::routes::broker_address(ingress, broker)
                 .map(|url| url.to_string())
                 .unwrap_or_else(|_| format!("broker:{broker}")),
             None => format!("broker:{broker}"),

@@ -17,6 +17,7 @@ use url::Url;
 use super::{IngressTable, Publish, PublishError};
 use crate::channel::AppendError;
 use crate::resources::ObjectKey;
+use crate::routes::broker_of_path;
 use crate::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
 
 pub struct LocalIngress {
@@ -42,13 +43,7 @@ impl LocalIngress {
             return None;
         }
         let base = self.advertise.path().trim_end_matches('/');
-        let rest = url.path().strip_prefix(base)?.strip_prefix('/')?;
-        match rest.split('/').collect::<Vec<_>>()[..] {
-            [namespace, name] if !namespace.is_empty() && !name.is_empty() => {
-                Some(ObjectKey::new(namespace, name))
-            }
-            _ => None,
-        }
+        broker_of_path(url.path().strip_prefix(base)?.strip_prefix('/')?)
     }
 }
 

@@ -12,6 +12,21 @@ pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
 /// Knative's default class, and knactor's: the node's default channel.
 pub const DEFAULT_BROKER_CLASS: &str = "MTChannelBasedBroker";
 
+/// A broker's address at a node's ingress: `<ingress>/<namespace>/<name>`, Knative's path shape.
+pub fn broker_address(ingress: &url::Url, broker: &ObjectKey) -> Result<url::Url, url::ParseError> {
+    ingress.join(&format!("{}/{}", broker.namespace, broker.name))
+}
+
+/// The broker a path relative to an ingress names (`<namespace>/<name>`, nothing more), if any.
+pub fn broker_of_path(path: &str) -> Option<ObjectKey> {
+    match path.split('/').collect::<Vec<_>>()[..] {
+        [namespace, name] if !namespace.is_empty() && !name.is_empty() => {
+            Some(ObjectKey::new(namespace, name))
+        }
+        _ => None,
+    }
+}
+
 /// A validated Broker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Broker {

@@ -5,6 +5,8 @@ use std::fmt;
 
 use url::Url;
 
+use crate::resources::ObjectKey;
+
 /// A validated `Destination`: a URL, or a reference to resolve (plus an optional path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -166,9 +168,11 @@ impl Resolver for AddressablesTable {
             let ingress = self.ingress.as_ref().ok_or_else(|| {
                 "this node has no ingress address to resolve a Broker".to_string()
             })?;
-            return ingress
-                .join(&format!("{}/{}", target.namespace, target.name))
-                .map_err(|error| error.to_string());
+            return super::broker_address(
+                ingress,
+                &ObjectKey::new(&target.namespace, &target.name),
+            )
+            .map_err(|error| error.to_string());
         }
         let matches = |entry: &&AddressableEntry| {
             entry.kind.eq_ignore_ascii_case(&target.kind)

@@ -13,7 +13,9 @@ mod destination;
 mod source;
 mod trigger;
 
-pub use broker::{Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS};
+pub use broker::{
+    broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
+};
 pub use channel::{
     kafka_client_config, ChannelDefaults, ChannelKind, ChannelSpec, KafkaChannel,
     EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,

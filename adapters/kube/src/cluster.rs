@@ -22,7 +22,7 @@ use knactor_actors::actor::{
 };
 use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
 use knactor_actors::routes::{
-    ApiServerMode, Catalog, ChannelDefaults, Delivery, Reference, Resolver, Routes,
+    broker_address, ApiServerMode, Catalog, ChannelDefaults, Delivery, Reference, Resolver, Routes,
     SourceDefinition, PING_EVENT_TYPE,
 };
 use knactor_actors::source::SourceBoard;
@@ -435,9 +435,7 @@ fn build(
         |kind: Kind, key: &ObjectKey| generations.get(&(kind, key.clone())).copied().flatten();
 
     for key in catalog.brokers.keys() {
-        let address = options
-            .advertise
-            .join(&format!("{}/{}", key.namespace, key.name))
+        let address = broker_address(&options.advertise, key)
             .map(|url| url.to_string())
             .unwrap_or_default();
         let parts = [
@@ -744,9 +742,7 @@ impl Resolver for ClusterResolver<'_> {
                 if !self.brokers.contains(&key) {
                     return Err(format!("Broker {key} does not exist"));
                 }
-                self.ingress
-                    .join(&format!("{}/{}", key.namespace, key.name))
-                    .map_err(|error| error.to_string())
+                broker_address(&self.ingress, &key).map_err(|error| error.to_string())
             }
             (group @ ("" | "serving.knative.dev"), "Service") => {
                 let (known, label) = match group {
