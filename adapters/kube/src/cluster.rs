@@ -434,6 +434,16 @@ fn build(
     let generation =
         |kind: Kind, key: &ObjectKey| generations.get(&(kind, key.clone())).copied().flatten();
 
+    // The brokers of the routes this node does not run (yet), and why: for the brokers' status and
+    // their triggers'.
+    let not_running_here: BTreeMap<ObjectKey, (String, String)> = node
+        .map(|node| {
+            routes
+                .brokers()
+                .filter_map(|broker| Some((broker.key().clone(), not_running(node, broker.key())?)))
+                .collect()
+        })
+        .unwrap_or_default();
     for key in catalog.brokers.keys() {
         let address = broker_address(&options.advertise, key)
             .map(|url| url.to_string())
@@ -464,11 +474,11 @@ fn build(
             }
             None => {
                 conditions.push(condition("DeadLetterSinkResolved", true, "", ""));
-                match node.and_then(|node| not_running(node, key)) {
+                match not_running_here.get(key) {
                     Some((reason, message)) => {
                         conditions.retain(|c| c["type"] != "IngressReady");
-                        conditions.push(condition("IngressReady", false, &reason, &message));
-                        conditions.push(condition("Ready", false, &reason, &message));
+                        conditions.push(condition("IngressReady", false, reason, message));
+                        conditions.push(condition("Ready", false, reason, message));
                     }
                     None => conditions.push(condition("Ready", true, "", "")),
                 }
@@ -490,7 +500,7 @@ fn build(
         let route = broker.and_then(|broker| broker.trigger(key).cloned());
         // A trigger is ready when its broker is: not while the node cannot run the broker.
         let broker_down = broker.and_then(|broker| {
-            let (_, message) = not_running(node?, broker.key())?;
+            let (_, message) = not_running_here.get(broker.key())?;
             Some(format!("Broker {} is not ready: {message}", broker.key()))
         });
         let conditions = match issue(Kind::Trigger, key) {
