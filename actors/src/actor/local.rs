@@ -9,16 +9,24 @@
 //! the source's retry rules do not change.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use url::Url;
 
-use super::{IngressTable, Publish, PublishError};
+use actix::Addr;
+use tokio::time::Instant;
+
+use super::broker::BrokerActor;
+use super::{IngressTable, NotRunning, Publish, PublishError};
 use crate::channel::AppendError;
 use crate::resources::ObjectKey;
 use crate::routes::broker_of_path;
 use crate::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
+
+/// How long an event for a starting broker waits for it.
+const START_WAIT: Duration = Duration::from_secs(5);
 
 pub struct LocalIngress {
     /// This node's broker address prefix (`--advertise`).
@@ -45,6 +53,37 @@ impl LocalIngress {
         let base = self.advertise.path().trim_end_matches('/');
         broker_of_path(url.path().strip_prefix(base)?.strip_prefix('/')?)
     }
+
+    /// The broker's actor, once it runs: a broker that is starting (the node applies a config
+    /// that adds it with its sources, or is starting itself) is waited for, at most
+    /// [`START_WAIT`], rather than answering 503 and making the source retry. The error says why
+    /// it does not run, or is None for a broker this node does not know.
+    async fn running_broker(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Addr<BrokerActor>, Option<NotRunning>> {
+        let deadline = Instant::now() + START_WAIT;
+        let mut updates = self.brokers.updates();
+        loop {
+            if let Some(broker) = self.brokers.broker(key) {
+                return Ok(broker);
+            }
+            let not_running = self.brokers.not_running(key);
+            // Until the node has applied its routes once, any broker may be about to appear.
+            let may_start = match &not_running {
+                Some(NotRunning::Starting) => true,
+                Some(NotRunning::Failed(_)) => false,
+                None => !self.brokers.is_ready(),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !may_start
+                || left.is_zero()
+                || !self.brokers.changed_within(left, &mut updates).await
+            {
+                return Err(not_running);
+            }
+        }
+    }
 }
 
 fn answer(status: u16, body: String, retry_after: Option<std::time::Duration>) -> Response {
@@ -62,12 +101,17 @@ impl Transport for LocalIngress {
         let Some(key) = self.broker_at(&outbound.url) else {
             return self.http.send(outbound).await;
         };
-        let Some(broker) = self.brokers.broker(&key) else {
-            return Ok(match self.brokers.not_running(&key) {
-                Some(reason) => answer(503, format!("broker {key} is not running: {reason}"), None),
-                // Not a broker this node knows (yet): the gateway decides, as for any URL.
-                None => return self.http.send(outbound).await,
-            });
+        let broker = match self.running_broker(&key).await {
+            Ok(broker) => broker,
+            Err(Some(reason)) => {
+                return Ok(answer(
+                    503,
+                    format!("broker {key} is not running: {reason}"),
+                    None,
+                ));
+            }
+            // Not a broker this node knows: the gateway decides, as for any URL.
+            Err(None) => return self.http.send(outbound).await,
         };
         let response = match broker
             .send(Publish {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport};
@@ -33,12 +34,42 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
 const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 
 /// Broker addresses, read by the gateway on every request without asking the node.
-#[derive(Default)]
 pub struct IngressTable {
     brokers: ArcSwap<HashMap<ObjectKey, Addr<BrokerActor>>>,
     /// Brokers that exist but do not run (yet), and why.
-    not_running: ArcSwap<HashMap<ObjectKey, String>>,
+    not_running: ArcSwap<HashMap<ObjectKey, NotRunning>>,
     ready: AtomicBool,
+    /// Counts the node's updates of this table, for those who wait for a broker to start.
+    updates: watch::Sender<u64>,
+}
+
+impl Default for IngressTable {
+    fn default() -> Self {
+        Self {
+            brokers: ArcSwap::default(),
+            not_running: ArcSwap::default(),
+            ready: AtomicBool::new(false),
+            updates: watch::Sender::new(0),
+        }
+    }
+}
+
+/// Why a broker of the routes has no actors on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRunning {
+    /// On its way: its topics are being created, or its cell is being started again.
+    Starting,
+    /// Its last start failed (it is retried), or this node does not run it (its role).
+    Failed(String),
+}
+
+impl std::fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Starting => f.write_str("starting"),
+            Self::Failed(reason) => f.write_str(reason),
+        }
+    }
 }
 
 impl IngressTable {
@@ -47,8 +78,23 @@ impl IngressTable {
     }
 
     /// Why a broker that exists is not running, if it is one.
-    pub fn not_running(&self, key: &ObjectKey) -> Option<String> {
+    pub fn not_running(&self, key: &ObjectKey) -> Option<NotRunning> {
         self.not_running.load().get(key).cloned()
+    }
+
+    /// Waits, at most `limit`, for the node to update the table (a broker started or failed, the
+    /// routes changed). False when nothing changed in time.
+    pub async fn changed_within(&self, limit: Duration, seen: &mut watch::Receiver<u64>) -> bool {
+        matches!(
+            tokio::time::timeout(limit, seen.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// A receiver of the table's updates, to be passed to [`Self::changed_within`]: take it
+    /// before reading the table, so that an update in between is not missed.
+    pub fn updates(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
     }
 
     /// True once the first routes are applied and every broker of them has started, or failed to
@@ -157,11 +203,10 @@ impl Node {
             .brokers()
             .filter(|route| !self.cells.contains_key(route.key()))
             .map(|route| {
-                let reason = self
-                    .failures
-                    .get(route.key())
-                    .cloned()
-                    .unwrap_or_else(|| "starting".into());
+                let reason = match self.failures.get(route.key()) {
+                    Some(failure) => NotRunning::Failed(failure.clone()),
+                    None => NotRunning::Starting,
+                };
                 (route.key().clone(), reason)
             })
             .collect();
@@ -176,6 +221,7 @@ impl Node {
                     || starting.since.elapsed() >= FIRST_START_GRACE
             });
         self.ingress.ready.store(ready, Ordering::Release);
+        self.ingress.updates.send_modify(|count| *count += 1);
     }
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
