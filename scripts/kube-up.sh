@@ -7,7 +7,8 @@
 # Writes DIR/kubeconfig (server https://127.0.0.1:PORT, the CA inline, a bearer token in
 # system:masters), DIR/pids ("etcd PID" and "kube-apiserver PID" lines), DIR/ports (ETCD_PORT=,
 # ETCD_PEER_PORT=, APISERVER_PORT= lines), DIR/token, DIR/pki/ (ca.crt...), DIR/etcd/ (data) and the logs
-# DIR/etcd.log, DIR/kube-apiserver.log; prints the kubeconfig path once /readyz answers (about 3 minutes at most).
+# DIR/etcd.log, DIR/kube-apiserver.log; prints the kubeconfig path once /readyz answers and the
+# "default" namespace exists (about 4 minutes at most).
 # Stop it with scripts/kube-down.sh DIR; kube-up.sh on the same DIR starts it again with the same data,
 # certificates and token (and the same ports when they are free). Already running: does nothing.
 set -euo pipefail
@@ -126,5 +127,12 @@ for ((i = 0; i < 240; i++)); do  # 120 s
     sleep 0.5
 done
 ((i < 240)) || fail kube-apiserver "kube-apiserver not ready after 120 s"
-"$kubectl" "${kc[@]}" get namespace default >/dev/null || fail kube-apiserver "kubectl get namespace default failed"
+# /readyz can answer before the bootstrap controller has created the "default" namespace (it does so
+# in a goroutine of its own): wait for it too, since tests and the chart check create things there.
+for ((i = 0; i < 120; i++)); do  # 60 s
+    "$kubectl" "${kc[@]}" get namespace default >/dev/null 2>&1 && break
+    alive "$(pid_of kube-apiserver)" kube-apiserver || fail kube-apiserver "kube-apiserver exited"
+    sleep 0.5
+done
+((i < 120)) || fail kube-apiserver "namespace default not created within 60 s of /readyz"
 echo "$dir/kubeconfig"
