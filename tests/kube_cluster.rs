@@ -1,7 +1,9 @@
 //! `knactor run --kubeconfig` against a real kube-apiserver with the chart's CRDs: the resources come
 //! from the cluster, the leader writes their status (Ready and its reasons, addresses, finalizers),
 //! creates default Brokers for labelled namespaces, keeps source positions in ConfigMaps, and the
-//! seed story works end to end with `kubectl apply`.
+//! seed story works end to end with `kubectl apply`. The node runs as the chart's ServiceAccount,
+//! with a token the API server issued and the chart's own RBAC rendered by helm: what it needs and
+//! the chart does not grant fails here.
 
 mod support;
 
@@ -60,6 +62,34 @@ fn api_server_with_crds(extra: &[&str]) -> KubeApiServer {
         "--all",
     ]);
     kube
+}
+
+/// The release namespace the chart's account lives in, as `helm install -n knactor-system`.
+const RELEASE_NAMESPACE: &str = "knactor-system";
+
+/// Installs the chart's ServiceAccount and RBAC (rendered by helm, with `values`) and returns a
+/// kubeconfig of that account: a node started with it has the rights an installed knactor has.
+fn the_charts_account(kube: &KubeApiServer, values: &[&str]) -> std::path::PathBuf {
+    kube.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {RELEASE_NAMESPACE}}}\n"
+    ));
+    let mut helm = std::process::Command::new(knactor_testkit::tool("helm"));
+    helm.args(["template", "knactor"])
+        .arg(repo_path("charts/knactor"))
+        .args(["--namespace", RELEASE_NAMESPACE])
+        .args(["--show-only", "templates/serviceaccount.yaml"])
+        .args(["--show-only", "templates/rbac.yaml"]);
+    for value in values {
+        helm.args(["--set", value]);
+    }
+    let output = helm.output().expect("helm runs");
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    kube.apply(&String::from_utf8(output.stdout).unwrap());
+    kube.service_account_kubeconfig(RELEASE_NAMESPACE, "knactor")
 }
 
 fn ready_message(kube: &KubeApiServer, what: &[&str]) -> String {
@@ -128,10 +158,16 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
          spec: {broker: default, subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: hello}}}\n---\n\
          apiVersion: v1\nkind: Namespace\nmetadata: {name: team-x, labels: {knative-eventing-injection: enabled}}\n",
     );
+    let account = the_charts_account(&kube, &[]);
     let node = NodeProcess::spawn_cluster(
         Path::new(BIN),
-        &kube.kubeconfig,
-        &["--lease-namespace", "default", "--node-id", "node-a"],
+        &account,
+        &[
+            "--lease-namespace",
+            RELEASE_NAMESPACE,
+            "--node-id",
+            "node-a",
+        ],
     );
 
     wait_until("the broker is Ready with its address", MINUTE, || {
@@ -226,16 +262,58 @@ fn a_cluster_node_runs_the_seed_story_and_writes_status() {
     assert_eq!(
         jsonpath(
             &kube,
-            &["lease", "knactor-controller"],
+            &["lease", "knactor-controller", "-n", RELEASE_NAMESPACE],
             "{.spec.holderIdentity}"
         ),
         "node-a"
     );
-    let maps = kube.kubectl(&["get", "configmaps", "-o", "name"]);
+    let maps = kube.kubectl(&["get", "configmaps", "-n", RELEASE_NAMESPACE, "-o", "name"]);
     assert!(
         maps.contains("configmap/knactor-state-apiserversource-"),
         "{maps}"
     );
+
+    // A resource that becomes invalid says which field, and loses what it had while valid.
+    kube.apply(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: edited, namespace: default}\n",
+    );
+    wait_until("the edited broker is Ready", MINUTE, || {
+        condition(&kube, &["broker", "edited"], "Ready").0 == "True"
+    });
+    kube.apply(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: edited, namespace: default}\n\
+         spec: {delivery: {retry: 3, backoffDelay: soon}}\n---\n\
+         apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {name: bad-schedule, namespace: default}\n\
+         spec: {schedule: 'every day', sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}\n",
+    );
+    for what in [["broker", "edited"], ["pingsource", "bad-schedule"]] {
+        wait_until(&format!("{what:?} is InvalidSpec"), MINUTE, || {
+            condition(&kube, &what, "Ready") == ("False".to_string(), "InvalidSpec".to_string())
+        });
+    }
+    let message = ready_message(&kube, &["broker", "edited"]);
+    assert!(message.contains("backoffDelay"), "{message}");
+    let message = ready_message(&kube, &["pingsource", "bad-schedule"]);
+    assert!(message.contains("schedule"), "{message}");
+    assert_eq!(
+        jsonpath(&kube, &["broker", "edited"], "{.status.address.url}"),
+        "",
+        "an invalid broker has no address"
+    );
+    assert_eq!(
+        jsonpath(&kube, &["broker", "edited"], "{.status.observedGeneration}"),
+        jsonpath(&kube, &["broker", "edited"], "{.metadata.generation}"),
+    );
+
+    // Deleting: a Broker goes once the node stopped it (its finalizer), a Trigger at once.
+    kube.kubectl(&["delete", "trigger", "orphan", "--wait=false"]);
+    kube.kubectl(&["delete", "broker", "edited", "--wait=false"]);
+    for what in [["trigger", "orphan"], ["broker", "edited"]] {
+        wait_until(&format!("{what:?} is gone"), MINUTE, || {
+            let output = kube.kubectl_with(&["get", what[0], what[1]], None);
+            String::from_utf8_lossy(&output.stderr).contains("NotFound")
+        });
+    }
     drop(node);
 }
 
@@ -280,10 +358,16 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
         kafka_broker("unreachable", "kafka-nowhere"),
         recorder.at("/unreachable"),
     ));
+    let account = the_charts_account(&kube, &["rbac.brokerConfigNamespaces={knative-eventing}"]);
     let node = NodeProcess::spawn_cluster(
         Path::new(BIN),
-        &kube.kubeconfig,
-        &["--lease-namespace", "default", "--node-id", "node-k"],
+        &account,
+        &[
+            "--lease-namespace",
+            RELEASE_NAMESPACE,
+            "--node-id",
+            "node-k",
+        ],
     );
 
     let ready = knactor_testkit::poll(MINUTE, || {

@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// Without it, the node takes its resources from a cluster (--kubernetes or --kubeconfig).
     #[arg(long, env = "KNACTOR_CONFIG")]
     config: Option<PathBuf>,
-    /// Take the resources from the cluster this pod runs in (its ServiceAccount).
+    /// Take the resources from the cluster this pod runs in (its ServiceAccount). Implied inside a
+    /// pod (KUBERNETES_SERVICE_HOST set) when neither --config nor a kubeconfig is given.
     #[arg(long, env = "KNACTOR_KUBERNETES")]
     kubernetes: bool,
     /// Namespace of the controller's Lease and of the sources' saved positions (default:
@@ -203,6 +204,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         None => knative_default_delivery(),
     };
     let cluster_mode = args.config.is_none();
+    // Inside a pod with neither a config nor a kubeconfig: the pod's own cluster, as --kubernetes.
+    if cluster_mode
+        && kubeconfig_path(&args).is_none()
+        && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    {
+        args.kubernetes = true;
+    }
     if cluster_mode && !args.kubernetes && kubeconfig_path(&args).is_none() {
         anyhow::bail!("give --config FILE_OR_DIR (resources from YAML), or --kubernetes / --kubeconfig PATH (resources from a cluster)");
     }

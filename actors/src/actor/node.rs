@@ -10,9 +10,9 @@
 //!
 //! Answers: [`ApplyRoutes`], [`GetStatus`], [`ParkedOf`], [`RedriveOf`], [`InjectFault`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -160,6 +160,9 @@ pub struct Node {
     starting: BTreeMap<ObjectKey, Starting>,
     /// Brokers that could not start, and why (retried).
     failures: BTreeMap<ObjectKey, String>,
+    /// Brokers removed from the routes whose teardown is still under way (their reader leaving,
+    /// then their topics being deleted): a Broker's finalizer waits for it.
+    removing: Arc<Mutex<BTreeSet<ObjectKey>>>,
     ingress: Arc<IngressTable>,
     arbiters: Vec<Arbiter>,
     next_arbiter: usize,
@@ -175,6 +178,7 @@ impl Node {
             cells: BTreeMap::new(),
             starting: BTreeMap::new(),
             failures: BTreeMap::new(),
+            removing: Arc::default(),
             ingress: Arc::new(IngressTable::default()),
             arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
             next_arbiter: 0,
@@ -239,7 +243,7 @@ impl Node {
                 info!(broker = %key, "broker removed");
                 cell.stop();
                 if self.shared.options.delete_topics {
-                    delete_topics(&cell);
+                    delete_topics(&cell, key, self.removing.clone());
                 }
             }
         }
@@ -484,8 +488,9 @@ async fn start_group_at_end(
     log.commit_offsets(topic, group, &unset).await
 }
 
-/// Deletes a removed broker's topics, unless the channel is an external topic.
-fn delete_topics(cell: &Cell) {
+/// Deletes a removed broker's topics, unless the channel is an external topic; `removing` holds
+/// the broker until its topics are deleted (or deleting them failed).
+fn delete_topics(cell: &Cell, key: ObjectKey, removing: Arc<Mutex<BTreeSet<ObjectKey>>>) {
     if cell
         .route
         .channel
@@ -494,6 +499,7 @@ fn delete_topics(cell: &Cell) {
     {
         return;
     }
+    lock(&removing).insert(key.clone());
     let log = cell.log.clone();
     let topics = [
         cell.route.channel.topic.clone(),
@@ -518,7 +524,14 @@ fn delete_topics(cell: &Cell) {
                 Err(error) => warn!(%topic, "deleting the topic failed: {error}"),
             }
         }
+        lock(&removing).remove(&key);
     });
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Applies a new route of the same broker to its running cell: new triggers start, changed ones
@@ -607,6 +620,8 @@ pub struct NodeStatus {
     pub role: Role,
     pub ready: bool,
     pub brokers: Vec<BrokerStatus>,
+    /// Brokers no longer in the routes whose topics are still being deleted.
+    pub removing: Vec<ObjectKey>,
     pub issues: Vec<RouteIssue>,
 }
 
@@ -652,6 +667,7 @@ impl Handler<GetStatus> for Node {
             role: self.shared.options.role,
             ready: self.ingress.is_ready(),
             brokers,
+            removing: lock(&self.removing).iter().cloned().collect(),
             issues,
         })
     }

@@ -84,16 +84,14 @@ pub fn service_account_user(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
 }
 
-/// A client acting as the source's ServiceAccount.
+/// A client acting as the source's ServiceAccount. Only the user is impersonated: the API server
+/// adds a ServiceAccount's groups (`system:serviceaccounts[:NS]`, `system:authenticated`) itself,
+/// and naming them would need `impersonate` on groups, which knactor's ClusterRole does not grant.
 fn impersonating_client(config: &Config, source: &ApiServerSource) -> Result<Client, String> {
     let mut config = config.clone();
     let namespace = &source.key.namespace;
     config.auth_info.impersonate = Some(service_account_user(namespace, &source.service_account));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{namespace}"),
-        "system:authenticated".into(),
-    ]);
+    config.auth_info.impersonate_groups = None;
     Client::try_from(config).map_err(|error| format!("cannot build the Kubernetes client: {error}"))
 }
 

@@ -6,7 +6,7 @@
 //! them. The replica that holds the Lease (see [`crate::lease`]) also runs the sources, creates the
 //! default Brokers of labelled namespaces and writes each resource's `status`: `observedGeneration`,
 //! `address`, the Knative conditions (`Ready` and its parts) with a reason a user can act on, and a
-//! finalizer (so a Broker's topics are not deleted behind the node's back). The ConfigMaps and
+//! Broker's finalizer (a deleted Broker goes once its actors stopped and its topics are deleted). The ConfigMaps and
 //! Secrets Kafka Brokers name are read on demand ([`crate::broker_config`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +40,8 @@ use url::Url;
 use crate::broker_config::{config_map_of, BrokerConfigs};
 use crate::crd;
 
-/// The finalizer knactor puts on the resources it runs.
+/// The finalizer knactor puts on Brokers: a deleted Broker goes once the leader's node has stopped
+/// its actors and (with `--kafka-delete-topics`) deleted its topics.
 pub const FINALIZER: &str = "knactor.dev/controller";
 /// The field manager of knactor's writes.
 pub const FIELD_MANAGER: &str = "knactor";
@@ -798,30 +799,32 @@ async fn reconcile(
     let name = object.name_any();
     let api: Api<DynamicObject> =
         Api::namespaced_with(shared.client.clone(), &namespace, &resource);
-    let finalizers = object.finalizers().to_vec();
-    if object.meta().deletion_timestamp.is_some() {
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-            let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": object.resource_version()}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
-        }
-        return Ok(Action::await_change());
-    }
-    if !finalizers.iter().any(|f| f == FINALIZER) {
-        let mut all = finalizers.clone();
-        all.push(FINALIZER.into());
-        let patch =
-            json!({"metadata": {"finalizers": all, "resourceVersion": object.resource_version()}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
-    }
     let key = ObjectKey {
         namespace: namespace.clone(),
         name: name.clone(),
     };
+    // Only a Broker has something to finish when it is deleted (its actors, its topics); Triggers
+    // and sources stop as soon as they leave the watch, and carry no finalizer.
+    if context.kind == Kind::Broker {
+        let finalizers = object.finalizers();
+        let has_ours = finalizers.iter().any(|f| f == FINALIZER);
+        if object.meta().deletion_timestamp.is_some() {
+            if has_ours {
+                if still_running(shared, &key).await {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+                let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+                patch_finalizers(&api, &object, &kept).await?;
+            }
+            return Ok(Action::await_change());
+        }
+        if !has_ours {
+            let mut all: Vec<&String> = finalizers.iter().collect();
+            let ours = FINALIZER.to_string();
+            all.push(&ours);
+            patch_finalizers(&api, &object, &all).await?;
+        }
+    }
     let desired = {
         let statuses = shared.statuses.lock().unwrap_or_else(|p| p.into_inner());
         statuses.get(&(context.kind, key)).cloned()
@@ -831,6 +834,7 @@ async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
     let current = object.data.get("status").cloned().unwrap_or(Value::Null);
+    let desired = with_dropped_fields_cleared(&current, desired);
     if !same_status(&current, &desired) {
         let mut status = desired.clone();
         stamp_transitions(&current, &mut status);
@@ -843,6 +847,46 @@ async fn reconcile(
         .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Sets an object's finalizers (a merge patch that fails if the object changed since it was read).
+async fn patch_finalizers(
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    finalizers: &[&String],
+) -> Result<(), ReconcileError> {
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    api.patch(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
+    .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))
+}
+
+/// Whether this node still runs a deleted Broker, or is still deleting its topics
+/// (`--kafka-delete-topics`): its finalizer stays until neither is true.
+async fn still_running(shared: &Shared, key: &ObjectKey) -> bool {
+    match shared.handles.node.send(GetStatus).await {
+        Ok(status) => {
+            status.brokers.iter().any(|broker| &broker.key == key) || status.removing.contains(key)
+        }
+        Err(_) => true,
+    }
+}
+
+/// `desired` with a null for each field `current` has and `desired` no longer does (a Broker's
+/// `address` once its spec became invalid, say): the merge patch then removes it instead of
+/// leaving the last valid value in place.
+fn with_dropped_fields_cleared(current: &Value, mut desired: Value) -> Value {
+    if let (Some(current), Some(fields)) = (current.as_object(), desired.as_object_mut()) {
+        for name in current.keys() {
+            fields.entry(name.clone()).or_insert(Value::Null);
+        }
+    }
+    desired
 }
 
 /// Whether `current` already says what `desired` says (transition times aside).
@@ -983,5 +1027,33 @@ async fn default_brokers(shared: Arc<Shared>) {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_the_new_status_drops_is_cleared_not_kept() {
+        let current = json!({"address": {"url": "http://gw/ns/b"}, "observedGeneration": 1,
+                             "conditions": [{"type": "Ready", "status": "True"}]});
+        let desired = json!({"observedGeneration": 2,
+                             "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}]});
+        let patch = with_dropped_fields_cleared(&current, desired);
+        assert_eq!(patch["address"], Value::Null);
+        assert!(patch.as_object().unwrap().contains_key("address"));
+        assert_eq!(patch["observedGeneration"], 2);
+        assert!(!same_status(&current, &patch));
+    }
+
+    #[test]
+    fn a_status_already_without_the_field_needs_no_patch() {
+        let current = json!({"observedGeneration": 2,
+                             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t"}]});
+        let desired =
+            json!({"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True"}]});
+        let patch = with_dropped_fields_cleared(&current, desired);
+        assert!(same_status(&current, &patch));
     }
 }

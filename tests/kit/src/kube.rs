@@ -93,6 +93,39 @@ impl KubeApiServer {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// A kubeconfig that authenticates as the ServiceAccount `namespace/name` with a token the API
+    /// server issues for it (TokenRequest, one hour): what a pod running as that account has.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.kubectl(&[
+            "create",
+            "token",
+            name,
+            "--namespace",
+            namespace,
+            "--duration",
+            "1h",
+        ]);
+        let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let config: String = admin
+            .lines()
+            .map(|line| match line.trim_start().strip_prefix("token: ") {
+                Some(_) => format!("    token: {}", token.trim()),
+                None => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(
+            config, admin,
+            "the admin kubeconfig has a token line to replace"
+        );
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(&path, config + "\n").unwrap();
+        path
+    }
+
     /// The API server's log (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("kube-apiserver.log")).unwrap_or_default()
