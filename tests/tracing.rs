@@ -680,6 +680,69 @@ fn a_malformed_trace_context_is_ignored_not_sent_on_as_a_header() {
 }
 
 #[test]
+fn each_event_of_a_batch_from_several_producers_stays_in_its_own_trace() {
+    let collector = Collector::start();
+    let recorder = Recorder::start();
+    let config = one_trigger(&recorder);
+    let node = traced_node(&config, &collector, &[]);
+    let (first, second) = (Producer::new(), Producer::new());
+    // A batch gathered from two producers, each event with its own context, sent by a relay whose
+    // request header names a third trace (and a third event with no context of its own follows it).
+    let relay = Producer::new();
+    let event = |id: &str, producer: Option<&Producer>| {
+        let mut event =
+            serde_json::json!({"specversion": "1.0", "id": id, "source": "/e2e", "type": "x"});
+        if let Some(producer) = producer {
+            event["traceparent"] = producer.traceparent().into();
+        }
+        event
+    };
+    let batch = serde_json::json!([
+        event("from-first", Some(&first)),
+        event("from-second", Some(&second)),
+        event("from-relay", None)
+    ]);
+    let response = http()
+        .post(node.broker("e2e", "default"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .header("traceparent", relay.traceparent())
+        .body(batch.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    wait_until("all three delivered", Duration::from_secs(10), || {
+        recorder.count("/sub") == 3
+    });
+    for (id, producer) in [
+        ("from-first", &first),
+        ("from-second", &second),
+        ("from-relay", &relay),
+    ] {
+        // ingress, append, dispatch, deliver, attempt: the event's own, under its producer.
+        let trace = collector.wait_for_trace(&producer.trace_hex(), 5, Duration::from_secs(20));
+        let spans = spans_of(&trace);
+        let ingress = find(&spans, "knactor.ingress", &[("cloudevents.event_id", id)]);
+        assert_eq!(
+            ingress.parent.as_deref(),
+            Some(producer.span_hex().as_str())
+        );
+        assert_eq!(ingress.text("messaging.batch.message_count"), "1");
+        let append = find_child(&spans, "knactor.append", &[], ingress);
+        let dispatch = find_child(&spans, "knactor.dispatch", &[], append);
+        find_child(&spans, "knactor.deliver", &[], dispatch);
+        let request = recorder
+            .received("/sub")
+            .into_iter()
+            .find(|r| r.headers["ce-id"] == id)
+            .unwrap();
+        assert!(
+            request.headers["traceparent"].contains(&producer.trace_hex()),
+            "{id} reached its subscriber in another trace: {request:?}"
+        );
+    }
+}
+
+#[test]
 fn a_source_emit_starts_the_trace_of_its_event() {
     let collector = Collector::start();
     let recorder = Recorder::start();

@@ -254,6 +254,41 @@ pub fn stamp(span: &Span, event: &mut Event) {
     }
 }
 
+/// Events of a batch that share a parent context: one span covers them.
+#[derive(Debug)]
+pub struct ContextGroup {
+    pub parent: Option<TraceParent>,
+    /// Indexes into the batch, in order; never empty.
+    pub members: Vec<usize>,
+}
+
+/// Splits a batch by the parent context `parent_of` picks for each event (same trace and span
+/// id), in order of first appearance: a batch gathered from several producers makes one span per
+/// producer, so each event stays in its own trace. A single event, or a batch from one producer,
+/// is one group.
+pub fn group_by_parent(
+    events: &[Event],
+    parent_of: impl Fn(&Event) -> Option<TraceParent>,
+) -> Vec<ContextGroup> {
+    let mut groups: Vec<ContextGroup> = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        let parent = parent_of(event);
+        let same = |group: &&mut ContextGroup| match (&group.parent, &parent) {
+            (Some(a), Some(b)) => a.trace_id == b.trace_id && a.span_id == b.span_id,
+            (None, None) => true,
+            _ => false,
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.members.push(index),
+            None => groups.push(ContextGroup {
+                parent,
+                members: vec![index],
+            }),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +392,30 @@ mod tests {
             event.extension(TRACEPARENT_EXTENSION).unwrap().to_string(),
             SAMPLE
         );
+    }
+
+    #[test]
+    fn a_batch_splits_by_parent_context_in_order_of_appearance() {
+        let with = |id: &str, traceparent: Option<&str>| {
+            let mut builder = EventBuilderV10::new().id(id).source("/t").ty("t");
+            if let Some(traceparent) = traceparent {
+                builder = builder.extension(TRACEPARENT_EXTENSION, traceparent);
+            }
+            builder.build().unwrap()
+        };
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let events = [
+            with("a", Some(SAMPLE)),
+            with("b", None),
+            with("c", Some(other)),
+            with("d", Some(SAMPLE)),
+            with("e", None),
+        ];
+        let groups = group_by_parent(&events, TraceParent::of_event);
+        let members: Vec<Vec<usize>> = groups.iter().map(|g| g.members.clone()).collect();
+        assert_eq!(members, vec![vec![0, 3], vec![1, 4], vec![2]]);
+        assert_eq!(groups[0].parent, TraceParent::parse(SAMPLE, None));
+        assert_eq!(groups[1].parent, None);
+        assert_eq!(groups[2].parent, TraceParent::parse(other, None));
     }
 }

@@ -74,23 +74,25 @@ async fn metrics(state: web::Data<GatewayState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// The broker ingress (and everything no other route took), in the span of the request: a child
-/// of the producer's `traceparent` header, or else of the event's own extension.
+/// The broker ingress (and everything no other route took), in the spans of the request (see
+/// [`propagate`]): each records the request's status.
 async fn ingress(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, IngressError> {
-    let mut span = tracing::Span::none();
-    let result = receive(request, payload, state, &mut span).await;
-    if !span.is_disabled() {
+    let mut spans = Vec::new();
+    let result = receive(request, payload, state, &mut spans).await;
+    if !spans.is_empty() {
         let status = match &result {
             Ok(response) => response.status(),
             Err(error) => actix_web::ResponseError::status_code(error),
         };
-        span.record("http.response.status_code", status.as_u16());
-        if status.is_server_error() || status.is_client_error() {
-            span.record("otel.status_code", "error");
+        for span in &spans {
+            span.record("http.response.status_code", status.as_u16());
+            if status.is_server_error() || status.is_client_error() {
+                span.record("otel.status_code", "error");
+            }
         }
     }
     result
@@ -100,7 +102,7 @@ async fn receive(
     request: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<GatewayState>,
-    span: &mut tracing::Span,
+    spans: &mut Vec<tracing::Span>,
 ) -> Result<HttpResponse, IngressError> {
     match *request.method() {
         Method::OPTIONS => return Ok(webhook_handshake()),
@@ -150,7 +152,7 @@ async fn receive(
     if events.is_empty() {
         return Ok(HttpResponse::Accepted().finish());
     }
-    *span = propagate(&request, &mut events);
+    *spans = propagate(&request, &mut events);
     let broker_name = key.to_string();
     match broker.send(Publish { events }).await {
         Ok(Ok(())) => Ok(HttpResponse::Accepted().finish()),
@@ -185,10 +187,14 @@ async fn receive(
     }
 }
 
-/// Carries the producer's trace context into the events and returns the request's span: it
-/// follows the `traceparent` header (else the first event's extension) and every event is stamped
-/// with its context. Untraced, an event without the extension takes the header's context as it is.
-fn propagate(request: &HttpRequest, events: &mut [Event]) -> tracing::Span {
+/// Carries the producers' trace contexts into the events and returns the request's spans.
+///
+/// An event's parent is the `traceparent` header (the request's hop, a child of the producer's
+/// span) unless the event's own extension names another trace (a batch gathered from several
+/// producers): then its own. Events with the same parent share one `knactor.ingress` span, so a
+/// single event or a batch from one producer makes one span, and no event is moved into another's
+/// trace. Untraced, an event without the extension takes the header's context as it is.
+fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> {
     let header = |name: &str| {
         request
             .headers()
@@ -197,49 +203,54 @@ fn propagate(request: &HttpRequest, events: &mut [Event]) -> tracing::Span {
     };
     let from_header = header("traceparent")
         .and_then(|traceparent| TraceParent::parse(traceparent, header("tracestate")));
-    let parent = if trace::exporting() {
-        from_header
-            .clone()
-            .or_else(|| events.first().and_then(TraceParent::of_event))
-    } else {
-        None
-    };
-    if !trace::traced(
-        parent.as_ref().map(|parent| parent.sampled),
-        trace::At::Entry,
-    ) {
+    let pass_header_on = |event: &mut Event| {
         if let Some(parent) = &from_header {
-            for event in events.iter_mut() {
-                if TraceParent::of_event(event).is_none() {
-                    parent.write_to(event);
-                }
+            if TraceParent::of_event(event).is_none() {
+                parent.write_to(event);
             }
         }
-        return tracing::Span::none();
+    };
+    if !trace::exporting() {
+        events.iter_mut().for_each(pass_header_on);
+        return Vec::new();
     }
-    let span = event_span!(
-        "knactor.ingress",
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = request.method().as_str(),
-        url.path = request.path(),
-        http.response.status_code = tracing::field::Empty,
-        messaging.batch.message_count = tracing::field::Empty,
-        cloudevents.event_id = tracing::field::Empty,
-        cloudevents.event_type = tracing::field::Empty,
-        cloudevents.event_source = tracing::field::Empty,
-    );
-    trace::follow_context(&span, parent.as_ref());
-    span.record("messaging.batch.message_count", events.len());
-    if let Some(first) = events.first() {
-        span.record("cloudevents.event_id", first.id());
-        span.record("cloudevents.event_type", first.ty());
-        span.record("cloudevents.event_source", first.source().as_str());
+    let parent_of = |event: &Event| {
+        let own = TraceParent::of_event(event);
+        match (&from_header, own) {
+            (Some(header), Some(own)) if own.trace_id != header.trace_id => Some(own),
+            (Some(header), _) => Some(header.clone()),
+            (None, own) => own,
+        }
+    };
+    let mut spans = Vec::new();
+    for group in trace::group_by_parent(events, parent_of) {
+        let sampled = group.parent.as_ref().map(|parent| parent.sampled);
+        if !trace::traced(sampled, trace::At::Entry) {
+            for &index in &group.members {
+                pass_header_on(&mut events[index]);
+            }
+            continue;
+        }
+        let first = &events[group.members[0]];
+        let span = event_span!(
+            "knactor.ingress",
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = request.method().as_str(),
+            url.path = request.path(),
+            http.response.status_code = tracing::field::Empty,
+            messaging.batch.message_count = group.members.len(),
+            cloudevents.event_id = first.id(),
+            cloudevents.event_type = first.ty(),
+            cloudevents.event_source = first.source().as_str(),
+        );
+        trace::follow_context(&span, group.parent.as_ref());
+        for &index in &group.members {
+            trace::stamp(&span, &mut events[index]);
+        }
+        spans.push(span);
     }
-    for event in events.iter_mut() {
-        trace::stamp(&span, event);
-    }
-    span
+    spans
 }
 
 /// `/<namespace>/<broker>`, exactly.

@@ -88,17 +88,11 @@ impl Handler<Publish> for BrokerActor {
         let count = publish.events.len() as u64;
         self.metrics.received.fetch_add(count, Ordering::Relaxed);
         let topic = self.route.channel.topic.clone();
-        let span = append_span(&self.label, &topic, &publish.events);
-        let traced = !span.is_disabled();
-        let admitted: Result<Vec<Envelope>, AdmitError> = publish
-            .events
+        let mut events = publish.events;
+        let spans = append_spans(&self.label, &topic, &mut events);
+        let admitted: Result<Vec<Envelope>, AdmitError> = events
             .into_iter()
-            .map(|mut event| {
-                if traced {
-                    trace::stamp(&span, &mut event);
-                }
-                Envelope::admit(event, max_ttl, now)
-            })
+            .map(|event| Envelope::admit(event, max_ttl, now))
             .collect();
         let metrics = self.metrics.clone();
         let shared = self.shared.clone();
@@ -111,8 +105,10 @@ impl Handler<Publish> for BrokerActor {
                 Err(refused) => {
                     inc(&metrics.refused);
                     metrics.responses.count(400);
-                    span.record("otel.status_code", "error");
-                    span.record("error.type", "ttl_exhausted");
+                    for span in &spans {
+                        span.record("otel.status_code", "error");
+                        span.record("error.type", "ttl_exhausted");
+                    }
                     let AdmitError::TtlExhausted { id } = &refused;
                     journal.record(
                         id,
@@ -155,8 +151,10 @@ impl Handler<Publish> for BrokerActor {
                         _ => 503,
                     };
                     metrics.responses.count(status);
-                    span.record("otel.status_code", "error");
-                    span.record("otel.status_description", error.to_string());
+                    for span in &spans {
+                        span.record("otel.status_code", "error");
+                        span.record("otel.status_description", error.to_string());
+                    }
                     for (id, trace_id) in stored {
                         journal.record(
                             &id,
@@ -173,34 +171,42 @@ impl Handler<Publish> for BrokerActor {
     }
 }
 
-/// The span of one append: a child of the context the first event carries (the ingress, a
-/// source, or the delivery whose reply this is); every event of the batch is stamped with it.
-fn append_span(broker: &str, topic: &str, events: &[Event]) -> tracing::Span {
+/// The spans of one append, one per context the events carry (the ingress span of their producer,
+/// a source, or the delivery whose reply this is), each a child of that context; every event is
+/// stamped with its own, so the events of a batch from several producers stay in their traces.
+fn append_spans(broker: &str, topic: &str, events: &mut [Event]) -> Vec<tracing::Span> {
     if !trace::exporting() {
-        return tracing::Span::none();
+        return Vec::new();
     }
-    let first = events.first();
-    if !trace::traced(first.and_then(trace::sampled_flag), trace::At::Inner) {
-        return tracing::Span::none();
+    let mut spans = Vec::new();
+    for group in trace::group_by_parent(events, trace::TraceParent::of_event) {
+        let sampled = group.parent.as_ref().map(|parent| parent.sampled);
+        if !trace::traced(sampled, trace::At::Inner) {
+            continue;
+        }
+        let first = &events[group.members[0]];
+        let span = event_span!(
+            "knactor.append",
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            messaging.system = "knactor",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic,
+            messaging.batch.message_count = group.members.len(),
+            knactor.broker = broker,
+            cloudevents.event_id = first.id(),
+            cloudevents.event_type = first.ty(),
+            cloudevents.event_source = first.source().as_str(),
+        );
+        trace::follow_context(&span, group.parent.as_ref());
+        for &index in &group.members {
+            trace::stamp(&span, &mut events[index]);
+        }
+        spans.push(span);
     }
-    let parent = first.and_then(trace::TraceParent::of_event);
-    let span = event_span!(
-        "knactor.append",
-        otel.kind = "producer",
-        otel.status_code = tracing::field::Empty,
-        otel.status_description = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-        messaging.system = "knactor",
-        messaging.operation.type = "send",
-        messaging.destination.name = topic,
-        messaging.batch.message_count = events.len(),
-        knactor.broker = broker,
-        cloudevents.event_id = first.map(|e| e.id()),
-        cloudevents.event_type = first.map(|e| e.ty()),
-        cloudevents.event_source = first.map(|e| e.source().as_str()),
-    );
-    trace::follow_context(&span, parent.as_ref());
-    span
+    spans
 }
 
 /// The W3C trace id of a sampled event, for the journal (to look the trace up in Jaeger).
