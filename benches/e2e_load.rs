@@ -12,9 +12,10 @@
 //! Then the cost of tracing, in the same run: the node again with spans exported over OTLP (gRPC,
 //! to an otlp-embedded collector in this process) at 1 % and at 100 % sampling, and with no
 //! journal, each as a ratio to the node with tracing off (the default). The configurations take
-//! turns for `--rounds` rounds, each round starting one configuration later, and the best round of
-//! each counts, so that a burst of other work on the machine, or a slot in the order, does not
-//! favour one configuration. Beside the rates (which, on a 2-core
+//! turns for `--rounds` rounds, each round starting one configuration later, and each counts with
+//! its median round (by delivered rate; the CPU per event is the median over the rounds too), so
+//! that neither a burst of other work on the machine, a slot in the order, nor one lucky round
+//! favours one configuration. Beside the rates (which, on a 2-core
 //! machine shared by the generator, the node and the sink, move by ±10 % from run to run) it reports
 //! the node's own CPU time per event (user + system, from /proc), the steadier measure of cost.
 //!
@@ -30,7 +31,7 @@ use actix_web::HttpResponse;
 use common::*;
 use knactor_testkit::{Channel, Collector, NodeProcess};
 
-/// One node configuration's best round.
+/// One round of one node configuration.
 #[derive(Clone)]
 struct Measure {
     accepted_rate: f64,
@@ -48,7 +49,7 @@ struct Measure {
 fn main() {
     let events = arg("--events", 20_000);
     let concurrency = arg("--concurrency", 32);
-    let rounds = arg("--rounds", 2).max(1);
+    let rounds = arg("--rounds", 3).max(1);
     let start = Instant::now();
     let reference = start_server(1, |_| HttpResponse::Accepted().finish());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,7 +78,7 @@ fn main() {
                 &grpc,
                 &[
                     "--trace-sampler",
-                    "traceidratio",
+                    "parentbased_traceidratio",
                     "--trace-sampler-arg",
                     "0.01",
                 ],
@@ -92,7 +93,7 @@ fn main() {
             vec!["--trace-journal-events".into(), "0".into()],
         ),
     ];
-    let mut best: Vec<Option<Measure>> = vec![None; configurations.len()];
+    let mut rounds_of: Vec<Vec<Measure>> = vec![Vec::new(); configurations.len()];
     for round in 0..rounds {
         // Each round starts one configuration later, so that none always runs in the same slot.
         for turn in 0..configurations.len() {
@@ -106,25 +107,14 @@ fn main() {
                 measure.delivered_rate,
                 measure.cpu_us_per_event
             );
-            let slot = &mut best[index];
-            match slot {
-                None => *slot = Some(measure),
-                Some(old) => {
-                    // Best rate and least CPU, each over the rounds.
-                    let cpu = old.cpu_us_per_event.min(measure.cpu_us_per_event);
-                    if measure.delivered_rate > old.delivered_rate {
-                        *old = measure;
-                    }
-                    old.cpu_us_per_event = cpu;
-                }
-            }
+            rounds_of[index].push(measure);
         }
     }
-    let best: Vec<Measure> = best.into_iter().map(Option::unwrap).collect();
-    let off = &best[0];
+    let median: Vec<Measure> = rounds_of.iter().map(|all| median_round(all)).collect();
+    let off = &median[0];
 
     println!(
-        "\ne2e load: {events} events, {concurrency} in flight, memory channel, one trigger, best of {rounds} rounds"
+        "\ne2e load: {events} events, {concurrency} in flight, memory channel, one trigger, median of {rounds} rounds"
     );
     println!(
         "{:<44} {:>12} {:>10} {:>10}",
@@ -164,7 +154,7 @@ fn main() {
         "", "accepted", "delivered", "e2e p50", "e2e p99", "CPU per event"
     );
     let mut tracing_results = serde_json::Map::new();
-    for ((label, _), measure) in configurations.iter().zip(&best) {
+    for ((label, _), measure) in configurations.iter().zip(&median) {
         let accepted = measure.accepted_rate / off.accepted_rate;
         let delivered = measure.delivered_rate / off.delivered_rate;
         let p50 = ms(measure.e2e_p50) / ms(off.e2e_p50);
@@ -202,13 +192,25 @@ fn main() {
             "tracing": tracing_results,
         }),
     );
-    for measure in &best {
+    for measure in rounds_of.iter().flatten() {
         assert_eq!(
             measure.delivered,
             events - measure.failures,
             "every accepted event was delivered"
         );
     }
+}
+
+/// The round with the median delivered rate (the lower middle one of an even count), with the
+/// median CPU per event over all the rounds.
+fn median_round(rounds: &[Measure]) -> Measure {
+    let mut by_rate: Vec<&Measure> = rounds.iter().collect();
+    by_rate.sort_by(|a, b| a.delivered_rate.total_cmp(&b.delivered_rate));
+    let mut cpu: Vec<f64> = rounds.iter().map(|m| m.cpu_us_per_event).collect();
+    cpu.sort_by(f64::total_cmp);
+    let mut median = by_rate[(by_rate.len() - 1) / 2].clone();
+    median.cpu_us_per_event = cpu[(cpu.len() - 1) / 2];
+    median
 }
 
 fn otlp(endpoint: &str, sampler: &[&str]) -> Vec<String> {

@@ -360,8 +360,13 @@ install() {
     grep -qx 'apiVersion: policy/v1beta1' "$work/installed.yaml"
     k get -n $NAMESPACE deployment/knactor service/knactor-gateway hpa/knactor pdb/knactor serviceaccount/knactor role/knactor
     k get clusterrole/knactor clusterrolebinding/knactor
+    # The admin API (re-drive, event trails) is on the pods' port 9090, which the gateway Service
+    # every workload reaches does not expose.
+    k get -n $NAMESPACE deployment/knactor -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -qF -- '--admin-listen=0.0.0.0:9090'
+    [[ $(k get -n $NAMESPACE service/knactor-gateway -o jsonpath='{.spec.ports[*].targetPort}') == http ]] ||
+        { echo "the gateway Service exposes more than the ingress port"; return 1; }
 }
-check "helm install (HPA on): the API server's own versions picked (v2beta2, v1beta1)" install
+check "helm install (HPA on): the API server's own versions picked (v2beta2, v1beta1); the admin API off the Service" install
 
 # rbac yes|no VERB RESOURCE [kubectl auth can-i args]: the API server's answer for knactor's account.
 sa=system:serviceaccount:$NAMESPACE:knactor

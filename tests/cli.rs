@@ -233,3 +233,56 @@ fn a_node_on_the_quickstart_example_delivers_to_a_display() {
         recorder.count("/") == 1
     });
 }
+
+#[test]
+fn with_admin_listen_the_admin_api_leaves_the_ingress_address() {
+    let recorder = Recorder::start();
+    let config = format!(
+        "{}{}",
+        broker_yaml("{}"),
+        trigger_yaml("all", "filter: {}", &recorder.at("/all"), None)
+    );
+    let admin = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let admin_flag = admin.to_string();
+    let node = NodeProcess::start(&config, &["--admin-listen", &admin_flag]);
+    let admin_url = format!("http://{admin}");
+    assert_eq!(send(&node.broker("e2e", "default"), "a1", "x"), 202);
+    wait_until("delivered", Duration::from_secs(10), || {
+        recorder.count("/all") == 1
+    });
+
+    // The ingress address: events, probes and metrics, but no admin API.
+    let refused = http().get(format!("{}/-/status", node.url)).send().unwrap();
+    assert_eq!(refused.status(), 404);
+    assert!(refused.text().unwrap().contains("--admin-listen"));
+    let redrive = http()
+        .post(format!("{}/-/brokers/e2e/default/parked/redrive", node.url))
+        .send()
+        .unwrap();
+    assert_eq!(redrive.status(), 404);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = http().get(format!("{}{path}", node.url)).send().unwrap();
+        assert_eq!(answer.status(), 200, "{path} on the ingress address");
+    }
+
+    // The admin address: the admin API, and the CLI pointed at it.
+    let status: serde_json::Value = http()
+        .get(format!("{admin_url}/-/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["brokers"][0]["name"], "default", "{status}");
+    let trail = knactor(&["trace", "a1", "--node", &admin_url]);
+    assert!(trail.status.success(), "{}", text(&trail.stderr));
+    assert!(
+        text(&trail.stdout).contains("delivered"),
+        "{}",
+        text(&trail.stdout)
+    );
+    let parked = knactor(&["parked", "list", "e2e/default", "--node", &admin_url]);
+    assert!(parked.status.success(), "{}", text(&parked.stderr));
+}

@@ -419,3 +419,55 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
     assert_eq!(condition(&kube, &["broker", "orders"], "Ready").0, "False");
     drop(node);
 }
+
+#[test]
+fn knatives_own_samples_apply_unchanged_to_the_crds() {
+    let kube = api_server_with_crds(&[]);
+    let samples = repo_path("testdata/knative_samples/concrete");
+    // The namespaces the samples name, as their users would have them.
+    let mut namespaces = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&samples).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let mut in_metadata = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') {
+                in_metadata = line.starts_with("metadata:");
+            } else if let Some(namespace) =
+                line.strip_prefix("  namespace: ").filter(|_| in_metadata)
+            {
+                namespaces.insert(namespace.trim().to_string());
+            }
+        }
+    }
+    for namespace in &namespaces {
+        kube.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
+        ));
+    }
+    // Each of the 54 Brokers, Triggers, ApiServerSources and PingSources from Knative's docs, as
+    // they are: the API server checks them against knactor's CRDs (kubectl refuses an unknown field).
+    let output = kube.kubectl_with(
+        &["apply", "--dry-run=server", "-f", samples.to_str().unwrap()],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Knative samples refused:\n{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let applied = stdout
+        .lines()
+        .filter(|line| line.contains("(server dry run)"))
+        .count();
+    assert_eq!(applied, 54, "{stdout}");
+    // And a field no Knative version has is refused (the check above can fail).
+    let output = kube.kubectl_with(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t, namespace: default}\n\
+             spec: {broker: default, subscriber: {uri: 'http://x/'}, retries: 3}\n",
+        ),
+    );
+    assert!(!output.status.success(), "an unknown field was accepted");
+}

@@ -1,6 +1,8 @@
 //! The broker ingress: `POST /{namespace}/{broker}` with CloudEvents in any content mode, answered
 //! as Knative's broker ingress answers (see [`IngressError`] for every status), plus `/healthz`,
-//! `/readyz`, `/metrics` and the admin API under `/-/` (a path no Kubernetes namespace can take).
+//! `/readyz`, `/metrics` and the admin API under `/-/` (a path no Kubernetes namespace can take),
+//! on one listener ([`configure`]) or with the admin API on a listener of its own
+//! ([`configure_ingress`] and [`configure_admin`]).
 //!
 //! A 202 means the events are stored in the broker's channel (on Kafka: acknowledged by all
 //! in-sync replicas), not merely received.
@@ -39,7 +41,8 @@ pub struct GatewayState {
     pub role: Role,
 }
 
-/// Registers every route of the gateway.
+/// Registers every route of the gateway on one listener: the broker ingress, the probes, the
+/// metrics and the admin API (`knactor run` without `--admin-listen`).
 pub fn configure(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |config: &mut web::ServiceConfig| {
         config
@@ -50,6 +53,39 @@ pub fn configure(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clon
             .configure(crate::admin::configure)
             .default_service(web::to(ingress));
     }
+}
+
+/// The ingress listener when the admin API has a listener of its own (`--admin-listen`): the
+/// broker ingress, the probes and the metrics; `/-/...` answers 404 saying where the admin API is.
+/// What a gateway Service exposes to every workload of a cluster, without re-drive or event trails.
+pub fn configure_ingress(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |config: &mut web::ServiceConfig| {
+        config
+            .app_data(web::Data::new(state.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+            .route("/-/{rest:.*}", web::route().to(admin_elsewhere))
+            .default_service(web::to(ingress));
+    }
+}
+
+/// The admin listener (`--admin-listen`): the admin API, the probes and the metrics.
+pub fn configure_admin(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |config: &mut web::ServiceConfig| {
+        config
+            .app_data(web::Data::new(state.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+            .configure(crate::admin::configure);
+    }
+}
+
+async fn admin_elsewhere() -> HttpResponse {
+    HttpResponse::NotFound().content_type("text/plain").body(
+        "the admin API is not served here: this node serves it on its --admin-listen address\n",
+    )
 }
 
 async fn healthz() -> HttpResponse {

@@ -9,7 +9,7 @@ use url::Url;
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// The node's ingress URL.
+    /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
     #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
     node: Url,
 }
@@ -18,7 +18,7 @@ pub struct StatusArgs {
 pub struct ParkedArgs {
     #[command(subcommand)]
     action: ParkedAction,
-    /// The node's ingress URL.
+    /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
     #[arg(
         long,
         global = true,

@@ -20,7 +20,7 @@ use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes, KAFKA_BROKER_CLASSES};
 use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::client::HttpTransport;
-use knactor_gateway::ingress::{configure, GatewayState};
+use knactor_gateway::ingress::{configure, configure_admin, configure_ingress, GatewayState};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Address of the broker ingress (and /healthz, /readyz, /metrics).
     #[arg(long, env = "KNACTOR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the admin API (`/-/status`, parked events and their re-drive, event trails) on this
+    /// address only, not on --listen: keep it off the gateway Service every workload can reach.
+    #[arg(long, env = "KNACTOR_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// The ingress URL others use to reach this node (default: http://<listen>/).
     #[arg(long, env = "KNACTOR_ADVERTISE")]
     advertise: Option<Url>,
@@ -243,6 +247,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let bound = listener.local_addr()?;
+    let admin_listener = match args.admin_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .with_context(|| format!("cannot listen on {address} (--admin-listen)"))?,
+        ),
+        None => None,
+    };
     let advertise = match &args.advertise {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
@@ -403,13 +414,35 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: args.max_body_bytes,
             role: args.role,
         };
-        let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
-            .workers(args.http_workers.max(1))
-            .listen(listener)?
+        let workers = args.http_workers.max(1);
+        let Some(admin_listener) = admin_listener else {
+            let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
+                .workers(workers)
+                .listen(listener)?
+                .run();
+            println!("knactor listening on http://{bound}");
+            info!("node running; brokers at http://{bound}/<namespace>/<broker>");
+            server.await?;
+            return Ok(ExitCode::SUCCESS);
+        };
+        let admin_bound = admin_listener.local_addr()?;
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || App::new().configure(configure_admin(admin_state.clone())))
+            .workers(1)
+            .listen(admin_listener)?
             .run();
+        let server =
+            HttpServer::new(move || App::new().configure(configure_ingress(state.clone())))
+                .workers(workers)
+                .listen(listener)?
+                .run();
+        println!("knactor admin API on http://{admin_bound}");
         println!("knactor listening on http://{bound}");
-        info!("node running; brokers at http://{bound}/<namespace>/<broker>");
-        server.await?;
+        info!("node running; brokers at http://{bound}/<namespace>/<broker>, admin API at http://{admin_bound}/-/");
+        // Both stop on the same signal; the first error ends the node.
+        let (served, administered) = futures::join!(server, admin);
+        served?;
+        administered?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -433,8 +466,15 @@ fn dry_run_summary(args: &RunArgs) -> String {
          resources: {resources}\n\
          default broker class: {}\n\
          Kafka bootstrap servers: {kafka}\n\
-         listen: {}\n",
-        args.role, args.default_broker_class, args.listen
+         listen: {}\n\
+         admin API: {}\n",
+        args.role,
+        args.default_broker_class,
+        args.listen,
+        args.admin_listen.map_or_else(
+            || "on the listen address".to_string(),
+            |address| address.to_string()
+        )
     )
 }
 

@@ -14,7 +14,7 @@ use super::admin::{call, client};
 pub struct TraceArgs {
     /// The event's id (the CloudEvents `id` attribute).
     event_id: String,
-    /// The node's ingress URL.
+    /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
     #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
     node: Url,
     /// Print the node's answer as JSON.
