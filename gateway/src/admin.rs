@@ -105,6 +105,7 @@ async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminErr
             "sufficientPermissions": health.permissions.as_ref().map(Result::is_ok),
             "permissionProblem": health.permissions.as_ref().and_then(|p| p.as_ref().err()),
             "namespaces": health.namespaces,
+            "skipped": health.skipped,
             "sent": health.sent,
             "rejected": health.rejected,
             "retries": health.retries,

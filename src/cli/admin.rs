@@ -115,6 +115,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 .map(|problem| format!(": {problem}"))
                 .unwrap_or_default()
         );
+        if let Some(skipped) = source["skipped"].as_str() {
+            println!("  skipped: {skipped}");
+        }
     }
     for issue in status["notRunning"].as_array().into_iter().flatten() {
         println!(

@@ -81,6 +81,9 @@ pub struct SourceHealth {
     pub permissions: Option<Result<(), String>>,
     /// ApiServerSource: the namespaces it watches.
     pub namespaces: Vec<String>,
+    /// ApiServerSource: the last stretch of changes it could not send because the API server no
+    /// longer had them (a saved position older than its history), in a sentence.
+    pub skipped: Option<String>,
     /// Events the sink accepted, refused for good, and attempts repeated.
     pub sent: u64,
     pub rejected: u64,
@@ -187,6 +190,13 @@ impl HealthReporter {
         self.board.update(&self.id, |entry| {
             entry.health.permissions = Some(permissions)
         });
+    }
+
+    /// Changes were lost to the API server's history (410 Gone): kept until the source restarts.
+    pub fn set_skipped(&self, skipped: impl Into<String>) {
+        let skipped = skipped.into();
+        self.board
+            .update(&self.id, |entry| entry.health.skipped = Some(skipped));
     }
 
     pub fn set_namespaces(&self, namespaces: Vec<String>) {

@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use knactor_actors::actor::ApiServerSourceRuntime;
 use knactor_actors::routes::{ApiServerMode, ApiServerSource, NamespaceScope, WatchedKind};
 use knactor_actors::source::{
-    source_identity, stable_event_id, state_key, SourceContext, SourceTask,
+    source_identity, stable_event_id, state_key, HealthReporter, SourceContext, SourceTask,
 };
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::core::GroupVersionKind;
@@ -216,6 +216,7 @@ async fn run(
             index,
             start,
             changes.clone(),
+            context.health.clone(),
         )));
     }
     drop(changes);
@@ -450,6 +451,7 @@ async fn watch(
     index: usize,
     start: String,
     changes: mpsc::Sender<Result<Change, String>>,
+    health: HealthReporter,
 ) {
     let api = stream.api(&client);
     let mut params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
@@ -495,6 +497,11 @@ async fn watch(
                     match current_version(&api).await {
                         Ok(now) => {
                             warn!(stream = %stream.key(), from = %version, to = %now, "the API server no longer has the changes since the saved position (410 Gone); changes in between are skipped");
+                            health.set_skipped(format!(
+                                "{}: changes after resourceVersion {version} up to {now} were no longer held by the API server (410 Gone) and were not sent ({})",
+                                stream.key(),
+                                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ));
                             version = now;
                         }
                         Err(problem) => warn!(stream = %stream.key(), "{problem}"),
