@@ -4,6 +4,9 @@
 #
 #   scripts/kube-up.sh DIR         (needs scripts/install-tools.sh --only kube first)
 #
+# KNACTOR_KUBE_APISERVER_ARGS adds flags to kube-apiserver's (split on spaces), e.g. a short
+# --etcd-compaction-interval for a test of what a watch does when its position is gone.
+#
 # Writes DIR/kubeconfig (server https://127.0.0.1:PORT, the CA inline, a bearer token in
 # system:masters), DIR/pids ("etcd PID" and "kube-apiserver PID" lines), DIR/ports (ETCD_PORT=,
 # ETCD_PEER_PORT=, APISERVER_PORT= lines), DIR/token, DIR/pki/ (ca.crt...), DIR/etcd/ (data) and the logs
@@ -113,6 +116,7 @@ for _ in 1 2 3; do
 done
 port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
 
+read -ra extra_args <<<"${KNACTOR_KUBE_APISERVER_ARGS:-}"
 start kube-apiserver "$apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
     --secure-port="$APISERVER_PORT" --insecure-port=0 --cert-dir="$pki" \
@@ -120,7 +124,8 @@ start kube-apiserver "$apiserver" \
     --token-auth-file="$pki/tokens.csv" --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
-    --service-cluster-ip-range=10.96.0.0/24 --disable-admission-plugins=ServiceAccount --profiling=false
+    --service-cluster-ip-range=10.96.0.0/24 --disable-admission-plugins=ServiceAccount --profiling=false \
+    "${extra_args[@]}"
 for ((i = 0; i < 240; i++)); do  # 120 s
     "$kubectl" "${kc[@]}" get --raw /readyz >/dev/null 2>&1 && break
     alive "$(pid_of kube-apiserver)" kube-apiserver || fail kube-apiserver "kube-apiserver exited"

@@ -1,7 +1,7 @@
 //! ApiServerSource against a real kube-apiserver (started by `scripts/kube-up.sh`): the seed story
 //! (a kubelet's Event reaches `knactor display` through a broker and a trigger), updates and
-//! deletes, selectors and reference mode, namespace selectors, permissions, and a restart in the
-//! middle of a burst. The node reads the YAML from `--config` and watches the cluster through
+//! deletes, selectors and reference mode, namespace selectors, permissions, a restart in the
+//! middle of a burst, and changes the API server compacted away while the node was down. The node reads the YAML from `--config` and watches the cluster through
 //! `--kubeconfig`.
 
 mod support;
@@ -405,4 +405,68 @@ fn a_restart_in_the_middle_of_a_burst_misses_no_change() {
     );
     assert_eq!(per_name.len(), BURST);
     assert!(before_restart < BURST, "the node was killed mid-burst");
+}
+
+#[test]
+fn changes_the_api_server_no_longer_holds_are_reported_as_skipped() {
+    // etcd compacted every 2 s and no watch cache: a position a few seconds old is gone, as a
+    // real cluster's is after its compaction interval (5 minutes by default).
+    let kube = KubeApiServer::start_with(&["--etcd-compaction-interval=2s", "--watch-cache=false"]);
+    kube.apply(&std::fs::read_to_string(repo_path("tests/fixtures/seed/00-rbac.yaml")).unwrap());
+    kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: gone}\n");
+    kube.apply(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: events-sa, namespace: gone}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: gone-events}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: event-watcher}\n\
+         subjects: [{kind: ServiceAccount, name: events-sa, namespace: gone}]\n",
+    );
+    let recorder = Recorder::start();
+    let config = format!(
+        "apiVersion: sources.knative.dev/v1\nkind: ApiServerSource\nmetadata: {{name: gone, namespace: gone}}\n\
+         spec: {{mode: Resource, serviceAccountName: events-sa, resources: [{{apiVersion: v1, kind: Event}}], \
+         sink: {{uri: '{}'}}}}\n",
+        recorder.at("/gone")
+    );
+    let event = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Event\nmetadata: {{name: {name}, namespace: gone}}\n\
+             involvedObject: {{kind: Pod, name: p, namespace: gone}}\nreason: Started\nmessage: m\ntype: Normal\n"
+        )
+    };
+    let mut node = NodeProcess::start(
+        &config,
+        &["--kubeconfig", kube.kubeconfig.to_str().unwrap()],
+    );
+    wait_source_ready(&node, "gone", "gone");
+    kube.apply(&event("before"));
+    wait_until("the first change arrives", MINUTE, || {
+        recorder.count("/gone") == 1
+    });
+    assert!(source_status(&node, "gone")["skipped"].is_null());
+
+    // Down while changes happen and the API server compacts them away.
+    node.kill();
+    kube.apply(&event("while-down"));
+    thread::sleep(Duration::from_secs(7));
+    node.restart();
+    wait_source_ready(&node, "gone", "gone");
+    wait_until("the gap is reported", MINUTE, || {
+        source_status(&node, "gone")["skipped"].is_string()
+    });
+    let skipped = source_status(&node, "gone")["skipped"].to_string();
+    assert!(skipped.contains("410 Gone"), "{skipped}");
+    // It goes on from now: later changes arrive.
+    kube.apply(&event("after"));
+    wait_until("a change after the gap arrives", MINUTE, || {
+        recorder
+            .received("/gone")
+            .iter()
+            .any(|r| extension(r.event.as_ref().unwrap(), "name") == "after")
+    });
+    let status = node.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("skipped:"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 }

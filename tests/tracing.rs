@@ -792,6 +792,43 @@ fn a_source_emit_starts_the_trace_of_its_event() {
 }
 
 #[test]
+fn the_standard_opentelemetry_variables_turn_export_on_without_flags() {
+    let collector = Collector::start();
+    let recorder = Recorder::start();
+    let config = one_trigger(&recorder);
+    let node = NodeProcess::spawn_with_env(
+        std::path::Path::new(BIN),
+        &config,
+        &[],
+        Channel::from_env(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc.as_str()),
+            ("OTEL_SERVICE_NAME", "orders-mesh"),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    assert_eq!(send(&node.broker("e2e", "default"), "by-env", "x"), 202);
+    wait_until("delivered", Duration::from_secs(10), || {
+        recorder.count("/sub") == 1
+    });
+    wait_until(
+        "spans under the service name the variable gave",
+        Duration::from_secs(20),
+        || {
+            collector.traces("orders-mesh").iter().any(|trace| {
+                let spans = spans_of(trace);
+                spans.iter().any(|s| s.name == "knactor.attempt")
+                    && spans
+                        .iter()
+                        .any(|s| s.text("cloudevents.event_id") == "by-env")
+            })
+        },
+    );
+    assert!(collector.traces("knactor").is_empty());
+}
+
+#[test]
 fn bad_telemetry_settings_are_refused_in_one_line() {
     for (args, expected) in [
         (vec!["--otlp-endpoint", "jaeger:4317"], "OTLP endpoint"),

@@ -16,9 +16,15 @@ pub struct KubeApiServer {
 impl KubeApiServer {
     /// Starts one (about 10 s); panics with the scripts' output when it cannot.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one whose kube-apiserver also gets `flags`.
+    pub fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let output = Command::new(repo_path("scripts/kube-up.sh"))
             .arg(dir.path())
+            .env("KNACTOR_KUBE_APISERVER_ARGS", flags.join(" "))
             .stdin(Stdio::null())
             .output()
             .expect("scripts/kube-up.sh runs");
