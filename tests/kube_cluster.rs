@@ -1,7 +1,8 @@
 //! `knactor run --kubeconfig` against a real kube-apiserver with the chart's CRDs: the resources come
 //! from the cluster, the leader writes their status (Ready and its reasons, addresses, finalizers),
 //! creates default Brokers for labelled namespaces, keeps source positions in ConfigMaps, and the
-//! seed story works end to end with `kubectl apply`. The node runs as the chart's ServiceAccount,
+//! seed story works end to end with `kubectl apply`; when the leader dies, a second replica takes
+//! the Lease and its sources go on from the saved positions. The node runs as the chart's ServiceAccount,
 //! with a token the API server issued and the chart's own RBAC rendered by helm: what it needs and
 //! the chart does not grant fails here.
 
@@ -470,4 +471,88 @@ fn knatives_own_samples_apply_unchanged_to_the_crds() {
         ),
     );
     assert!(!output.status.success(), "an unknown field was accepted");
+}
+
+#[test]
+fn a_second_replica_takes_over_the_lease_and_the_sources_position() {
+    let kube = api_server_with_crds(&[]);
+    let recorder = Recorder::start();
+    let seed = repo_path("tests/fixtures/seed");
+    let mut files: Vec<_> = std::fs::read_dir(&seed)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let yaml = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("http://127.0.0.1:8081/", &recorder.at("/display"));
+        kube.apply(&yaml);
+    }
+    let account = the_charts_account(&kube, &[]);
+    let replica = |id: &str| {
+        NodeProcess::spawn_cluster(
+            Path::new(BIN),
+            &account,
+            &["--lease-namespace", RELEASE_NAMESPACE, "--node-id", id],
+        )
+    };
+    let holder = || {
+        jsonpath(
+            &kube,
+            &["lease", "knactor-controller", "-n", RELEASE_NAMESPACE],
+            "{.spec.holderIdentity}",
+        )
+    };
+    let mut first = replica("node-a");
+    wait_until("node-a holds the Lease", MINUTE, || holder() == "node-a");
+    wait_until("the source is Ready", MINUTE, || {
+        condition(&kube, &["apiserversource", "k8s-events"], "Ready").0 == "True"
+    });
+    let second = replica("node-b");
+    let kubelet_event =
+        std::fs::read_to_string(repo_path("tests/fixtures/kubelet-started-event.yaml")).unwrap();
+    let names = || {
+        recorder
+            .received("/display")
+            .iter()
+            .map(|r| {
+                r.event
+                    .as_ref()
+                    .unwrap()
+                    .extension("name")
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+    };
+    kube.apply(&kubelet_event);
+    wait_until("the leader's source sends the first Event", MINUTE, || {
+        names().contains(&"busybox.1626008649e617e3".to_string())
+    });
+    // Give the source a moment to save its position (every few seconds), then kill the leader
+    // and make a change while no replica leads.
+    std::thread::sleep(Duration::from_secs(3));
+    first.kill();
+    kube.apply(&kubelet_event.replace("busybox.1626008649e617e3", "while-no-one-leads"));
+    wait_until("node-b takes the Lease when it expires", MINUTE, || {
+        holder() == "node-b"
+    });
+    wait_until(
+        "node-b's source resumes from the saved position",
+        MINUTE,
+        || names().contains(&"while-no-one-leads".to_string()),
+    );
+    let transitions = jsonpath(
+        &kube,
+        &["lease", "knactor-controller", "-n", RELEASE_NAMESPACE],
+        "{.spec.leaseTransitions}",
+    );
+    assert_eq!(transitions, "1");
+    // The new leader writes status: the source is still Ready, its sink the broker.
+    assert_eq!(
+        condition(&kube, &["apiserversource", "k8s-events"], "Ready").0,
+        "True"
+    );
+    drop(second);
 }
