@@ -65,6 +65,22 @@ fn api_server_with_crds(extra: &[&str]) -> KubeApiServer {
     kube
 }
 
+/// `kubectl apply` of the seed story's files, the display subscriber pointed at `recorder`'s
+/// `/display`.
+fn apply_seed(kube: &KubeApiServer, recorder: &Recorder) {
+    let mut files: Vec<_> = std::fs::read_dir(repo_path("tests/fixtures/seed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let yaml = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("http://127.0.0.1:8081/", &recorder.at("/display"));
+        kube.apply(&yaml);
+    }
+}
+
 /// The release namespace the chart's account lives in, as `helm install -n knactor-system`.
 const RELEASE_NAMESPACE: &str = "knactor-system";
 
@@ -135,18 +151,7 @@ fn waits_for_its_service(kube: &KubeApiServer, trigger: &str, missing: &str, ser
 fn a_cluster_node_runs_the_seed_story_and_writes_status() {
     let kube = api_server_with_crds(&[KNATIVE_SERVICE_CRD]);
     let recorder = Recorder::start();
-    let seed = repo_path("tests/fixtures/seed");
-    let mut files: Vec<_> = std::fs::read_dir(&seed)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for file in &files {
-        let yaml = std::fs::read_to_string(file)
-            .unwrap()
-            .replace("http://127.0.0.1:8081/", &recorder.at("/display"));
-        kube.apply(&yaml);
-    }
+    apply_seed(&kube, &recorder);
     // Two triggers a user can fix: a broker that does not exist, a subscriber of unknown kind.
     kube.apply(
         "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: orphan, namespace: default}\n\
@@ -477,18 +482,7 @@ fn knatives_own_samples_apply_unchanged_to_the_crds() {
 fn a_second_replica_takes_over_the_lease_and_the_sources_position() {
     let kube = api_server_with_crds(&[]);
     let recorder = Recorder::start();
-    let seed = repo_path("tests/fixtures/seed");
-    let mut files: Vec<_> = std::fs::read_dir(&seed)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for file in &files {
-        let yaml = std::fs::read_to_string(file)
-            .unwrap()
-            .replace("http://127.0.0.1:8081/", &recorder.at("/display"));
-        kube.apply(&yaml);
-    }
+    apply_seed(&kube, &recorder);
     let account = the_charts_account(&kube, &[]);
     let replica = |id: &str| {
         NodeProcess::spawn_cluster(

@@ -289,6 +289,35 @@ pub fn group_by_parent(
     groups
 }
 
+/// One span per group, made by `make` from the group's first event and its size, a child of the
+/// group's parent context; the group's events are stamped with it, so the next hop is its child.
+/// A group this hop does not trace (`at`, its sampled flag) makes no span, and each of its events
+/// is passed to `untraced` instead.
+pub fn span_per_group(
+    events: &mut [Event],
+    groups: Vec<ContextGroup>,
+    at: At,
+    make: impl Fn(&Event, usize) -> Span,
+    mut untraced: impl FnMut(&mut Event),
+) -> Vec<Span> {
+    let mut spans = Vec::with_capacity(groups.len());
+    for group in groups {
+        if !traced(group.parent.as_ref().map(|parent| parent.sampled), at) {
+            for &index in &group.members {
+                untraced(&mut events[index]);
+            }
+            continue;
+        }
+        let span = make(&events[group.members[0]], group.members.len());
+        follow_context(&span, group.parent.as_ref());
+        for &index in &group.members {
+            stamp(&span, &mut events[index]);
+        }
+        spans.push(span);
+    }
+    spans
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,14 +45,20 @@ pub struct GatewayState {
 /// metrics and the admin API (`knactor run` without `--admin-listen`).
 pub fn configure(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |config: &mut web::ServiceConfig| {
+        probes_and_metrics(config, &state);
         config
-            .app_data(web::Data::new(state.clone()))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
             .configure(crate::admin::configure)
             .default_service(web::to(ingress));
     }
+}
+
+/// The state, `/healthz`, `/readyz` and `/metrics`: on every listener.
+fn probes_and_metrics(config: &mut web::ServiceConfig, state: &GatewayState) {
+    config
+        .app_data(web::Data::new(state.clone()))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
 }
 
 /// The ingress listener when the admin API has a listener of its own (`--admin-listen`): the
@@ -60,11 +66,8 @@ pub fn configure(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clon
 /// What a gateway Service exposes to every workload of a cluster, without re-drive or event trails.
 pub fn configure_ingress(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |config: &mut web::ServiceConfig| {
+        probes_and_metrics(config, &state);
         config
-            .app_data(web::Data::new(state.clone()))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
             .route("/-/{rest:.*}", web::route().to(admin_elsewhere))
             .default_service(web::to(ingress));
     }
@@ -73,12 +76,8 @@ pub fn configure_ingress(state: GatewayState) -> impl Fn(&mut web::ServiceConfig
 /// The admin listener (`--admin-listen`): the admin API, the probes and the metrics.
 pub fn configure_admin(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |config: &mut web::ServiceConfig| {
-        config
-            .app_data(web::Data::new(state.clone()))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
-            .configure(crate::admin::configure);
+        probes_and_metrics(config, &state);
+        config.configure(crate::admin::configure);
     }
 }
 
@@ -258,35 +257,22 @@ fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> 
             (None, own) => own,
         }
     };
-    let mut spans = Vec::new();
-    for group in trace::group_by_parent(events, parent_of) {
-        let sampled = group.parent.as_ref().map(|parent| parent.sampled);
-        if !trace::traced(sampled, trace::At::Entry) {
-            for &index in &group.members {
-                pass_header_on(&mut events[index]);
-            }
-            continue;
-        }
-        let first = &events[group.members[0]];
-        let span = event_span!(
+    let groups = trace::group_by_parent(events, parent_of);
+    let make = |first: &Event, count: usize| {
+        event_span!(
             "knactor.ingress",
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             http.request.method = request.method().as_str(),
             url.path = request.path(),
             http.response.status_code = tracing::field::Empty,
-            messaging.batch.message_count = group.members.len(),
+            messaging.batch.message_count = count,
             cloudevents.event_id = first.id(),
             cloudevents.event_type = first.ty(),
             cloudevents.event_source = first.source().as_str(),
-        );
-        trace::follow_context(&span, group.parent.as_ref());
-        for &index in &group.members {
-            trace::stamp(&span, &mut events[index]);
-        }
-        spans.push(span);
-    }
-    spans
+        )
+    };
+    trace::span_per_group(events, groups, trace::At::Entry, make, pass_header_on)
 }
 
 /// `/<namespace>/<broker>`, exactly.

@@ -178,14 +178,9 @@ fn append_spans(broker: &str, topic: &str, events: &mut [Event]) -> Vec<tracing:
     if !trace::exporting() {
         return Vec::new();
     }
-    let mut spans = Vec::new();
-    for group in trace::group_by_parent(events, trace::TraceParent::of_event) {
-        let sampled = group.parent.as_ref().map(|parent| parent.sampled);
-        if !trace::traced(sampled, trace::At::Inner) {
-            continue;
-        }
-        let first = &events[group.members[0]];
-        let span = event_span!(
+    let groups = trace::group_by_parent(events, trace::TraceParent::of_event);
+    let make = |first: &Event, count: usize| {
+        event_span!(
             "knactor.append",
             otel.kind = "producer",
             otel.status_code = tracing::field::Empty,
@@ -194,19 +189,14 @@ fn append_spans(broker: &str, topic: &str, events: &mut [Event]) -> Vec<tracing:
             messaging.system = "knactor",
             messaging.operation.type = "send",
             messaging.destination.name = topic,
-            messaging.batch.message_count = group.members.len(),
+            messaging.batch.message_count = count,
             knactor.broker = broker,
             cloudevents.event_id = first.id(),
             cloudevents.event_type = first.ty(),
             cloudevents.event_source = first.source().as_str(),
-        );
-        trace::follow_context(&span, group.parent.as_ref());
-        for &index in &group.members {
-            trace::stamp(&span, &mut events[index]);
-        }
-        spans.push(span);
-    }
-    spans
+        )
+    };
+    trace::span_per_group(events, groups, trace::At::Inner, make, |_| {})
 }
 
 /// The W3C trace id of a sampled event, for the journal (to look the trace up in Jaeger).
