@@ -33,8 +33,9 @@ RUN apt-get update \
 COPY --from=build /out/knactor /usr/local/bin/knactor
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532
-# The broker ingress, /healthz, /readyz and /metrics (`knactor run --listen`).
-EXPOSE 8080
+# The broker ingress, /healthz, /readyz and /metrics (`knactor run --listen`), and the admin API
+# when the node is given `--admin-listen=0.0.0.0:9090` (as the Helm chart does).
+EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/knactor"]
 CMD ["run", "--listen=0.0.0.0:8080"]
 LABEL org.opencontainers.image.title="knactor" \
