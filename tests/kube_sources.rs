@@ -470,3 +470,44 @@ fn changes_the_api_server_no_longer_holds_are_reported_as_skipped() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+#[test]
+fn the_2019_articles_v1alpha1_yaml_runs_as_written() {
+    let kube = KubeApiServer::start();
+    kube.apply(&std::fs::read_to_string(repo_path("tests/fixtures/seed/00-rbac.yaml")).unwrap());
+    let display = Display::start();
+    // Broker, source and trigger as Knative's docs of 2019 wrote them: v1alpha1, the sink an
+    // object reference, the filter sourceAndType.
+    let config = format!(
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: Broker\nmetadata: {{name: default, namespace: default}}\n---\n\
+         apiVersion: sources.eventing.knative.dev/v1alpha1\nkind: ApiServerSource\nmetadata: {{name: testevents, namespace: default}}\n\
+         spec:\n  serviceAccountName: events-sa\n  mode: Resource\n  resources:\n  - apiVersion: v1\n    kind: Event\n\
+         \x20 sink:\n    apiVersion: eventing.knative.dev/v1alpha1\n    kind: Broker\n    name: default\n---\n\
+         apiVersion: eventing.knative.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: testevents-trigger, namespace: default}}\n\
+         spec:\n  filter:\n    sourceAndType:\n      type: dev.knative.apiserver.resource.add\n      source: ''\n\
+         \x20 subscriber: {{uri: '{}'}}\n",
+        display.url
+    );
+    let node = NodeProcess::start(
+        &config,
+        &["--kubeconfig", kube.kubeconfig.to_str().unwrap()],
+    );
+    wait_source_ready(&node, "default", "testevents");
+    kube.apply(
+        &std::fs::read_to_string(repo_path("tests/fixtures/kubelet-started-event.yaml")).unwrap(),
+    );
+    wait_until("display prints the add event", MINUTE, || {
+        display
+            .output()
+            .contains("\"message\": \"Started container\"")
+    });
+    assert!(display
+        .output()
+        .contains("type: dev.knative.apiserver.resource.add"));
+    // The node said what it read them as.
+    let log = node.log();
+    assert!(
+        log.contains("read as sources.knative.dev/v1 ApiServerSource"),
+        "{log}"
+    );
+}

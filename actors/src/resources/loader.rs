@@ -4,7 +4,8 @@
 //! A document goes through four gates, each of which can refuse it:
 //! 1. it is YAML (syntax errors name the line and column);
 //! 2. it has `apiVersion` and `kind` of a resource knactor knows (other kinds, such as a Service
-//!    next to a Trigger, are skipped with a note, not refused);
+//!    next to a Trigger, are skipped with a note, not refused; Knative's 2019 shapes are rewritten
+//!    into today's with a warning, see [`super::legacy`]);
 //! 3. it has the kind's shape: known fields of the right types, and a `spec`;
 //! 4. its content is valid, as Knative's webhook checks it (see [`crate::routes::Trigger::from_object`]).
 
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use super::field::{Checked, Checker, FieldError, Strictness};
+use super::legacy;
 use super::node_config::{NodeConfigSpec, NodeSettings};
 use super::sources::{ApiServerSourceSpec, PingSourceSpec};
 use super::{BrokerSpec, Object, ObjectKey, TriggerSpec};
@@ -225,7 +227,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             errors,
         })
     };
-    let mapping = match value {
+    let mut mapping = match value {
         Value::Null => return,
         Value::Mapping(mapping) => mapping,
         other => {
@@ -269,6 +271,39 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
         .filter(|ns| !ns.is_empty())
         .unwrap_or(super::meta::DEFAULT_NAMESPACE);
     let resource = Some(format!("{kind} {namespace}/{name}"));
+
+    let mut rewritten = None;
+    let (api_version, kind) = if legacy::is_older_shape(&api_version, &kind) {
+        let outcome = legacy::rewrite(&mut mapping, &api_version, &kind);
+        match (outcome, strictness) {
+            (Ok(done), Strictness::Lenient) => {
+                rewritten = Some(done.note);
+                (done.api_version, done.kind)
+            }
+            (Ok(done), Strictness::Strict) => {
+                let problem = format!(
+                    "{api_version} {kind} is no longer served by Knative (--strict): write it as {} {}",
+                    done.api_version, done.kind
+                );
+                return refuse(
+                    report,
+                    origin,
+                    resource,
+                    vec![FieldError::new("apiVersion", problem)],
+                );
+            }
+            (Err(problem), _) => {
+                return refuse(
+                    report,
+                    origin,
+                    resource,
+                    vec![FieldError::new("apiVersion", problem)],
+                )
+            }
+        }
+    } else {
+        (api_version, kind)
+    };
 
     let known = match classify(&api_version, &kind) {
         Ok(Some(known)) => known,
@@ -342,6 +377,13 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
     };
     match outcome {
         Ok(checked) => {
+            if let Some(note) = rewritten {
+                report.warnings.push(Notice {
+                    origin: origin.clone(),
+                    resource: resource.clone(),
+                    message: note,
+                });
+            }
             for warning in checked.warnings {
                 report.warnings.push(Notice {
                     origin: origin.clone(),
@@ -590,13 +632,49 @@ mod tests {
 
     #[test]
     fn old_api_versions_are_refused_with_the_version_to_use() {
-        let report = load("apiVersion: eventing.knative.dev/v1beta1\nkind: Broker\nmetadata: {name: b}\nspec: {}\n");
-        assert!(refusal_lines(&report)[0].contains("use eventing.knative.dev/v1"));
+        let report = load("apiVersion: sources.knative.dev/v1alpha2\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n");
+        assert!(refusal_lines(&report)[0].contains("use sources.knative.dev/v1"));
         let report = load(
-            "apiVersion: sources.eventing.knative.dev/v1alpha1\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n",
+            "apiVersion: sources.eventing.knative.dev/v1beta1\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n",
         );
         assert!(refusal_lines(&report)[0]
             .contains("write it as sources.knative.dev/v1 ApiServerSource"));
+    }
+
+    /// The ApiServerSource of the 2019 article knactor started from, as it was written.
+    const ARTICLE_SOURCE: &str = "apiVersion: sources.eventing.knative.dev/v1alpha1\nkind: ApiServerSource\n\
+        metadata: {name: testevents, namespace: default}\n\
+        spec:\n  serviceAccountName: events-sa\n  mode: Resource\n  resources:\n  - {apiVersion: v1, kind: Event}\n\
+        \x20 sink: {apiVersion: eventing.knative.dev/v1alpha1, kind: Broker, name: default}\n";
+
+    #[test]
+    fn the_2019_shapes_load_as_v1_with_a_warning_and_strict_refuses_them() {
+        let report = load(ARTICLE_SOURCE);
+        assert!(report.refused.is_empty(), "{:?}", refusal_lines(&report));
+        let Resource::ApiServerSource(source) = &report.accepted[0].1 else {
+            panic!("{:?}", report.accepted)
+        };
+        assert_eq!(source.service_account, "events-sa");
+        assert!(report.warnings[0]
+            .to_string()
+            .contains("read as sources.knative.dev/v1 ApiServerSource"));
+
+        let strict = load_str(ARTICLE_SOURCE, "seed.yaml", Strictness::Strict);
+        let line = strict.refused[0].to_string();
+        assert!(
+            line.contains("write it as sources.knative.dev/v1 ApiServerSource"),
+            "{line}"
+        );
+        assert!(strict.accepted.is_empty());
+
+        let report = load(
+            "apiVersion: eventing.knative.dev/v1alpha1\nkind: Trigger\nmetadata: {name: t}\n\
+             spec: {broker: default, filter: {sourceAndType: {type: dev.knative.apiserver.resource.add}},\n\
+             \x20      subscriber: {uri: 'http://display/'}}\n",
+        );
+        let Resource::Trigger(_) = &report.accepted[0].1 else {
+            panic!("{:?}", refusal_lines(&report))
+        };
     }
 
     #[test]

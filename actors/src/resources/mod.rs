@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod destination;
 pub mod field;
 pub mod filter;
+pub mod legacy;
 pub mod loader;
 pub mod meta;
 pub mod node_config;
