@@ -829,6 +829,38 @@ fn the_standard_opentelemetry_variables_turn_export_on_without_flags() {
 }
 
 #[test]
+fn the_traces_endpoint_variable_is_the_url_itself_and_wins_over_the_base_one() {
+    let collector = Collector::start();
+    let recorder = Recorder::start();
+    let config = one_trigger(&recorder);
+    let traces_url = format!("{}/v1/traces", collector.otlp_http.trim_end_matches('/'));
+    let node = NodeProcess::spawn_with_env(
+        std::path::Path::new(BIN),
+        &config,
+        &[],
+        Channel::from_env(),
+        &[
+            // A base endpoint nothing answers at: the traces-specific one wins.
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces_url.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    assert_eq!(
+        send(&node.broker("e2e", "default"), "by-traces-url", "x"),
+        202
+    );
+    wait_until("spans at the traces URL", Duration::from_secs(20), || {
+        collector.traces("knactor").iter().any(|trace| {
+            spans_of(trace)
+                .iter()
+                .any(|s| s.text("cloudevents.event_id") == "by-traces-url")
+        })
+    });
+}
+
+#[test]
 fn bad_telemetry_settings_are_refused_in_one_line() {
     for (args, expected) in [
         (vec!["--otlp-endpoint", "jaeger:4317"], "OTLP endpoint"),

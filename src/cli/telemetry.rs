@@ -10,6 +10,10 @@ pub struct TelemetryArgs {
     /// http://localhost:4318 with --otlp-protocol http/protobuf. Without it nothing is exported.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the traces URL itself; wins over
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, not over --otlp-endpoint.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", hide = true)]
+    otlp_traces_endpoint: Option<String>,
     /// OTLP transport: grpc or http/protobuf.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "grpc")]
     otlp_protocol: String,
@@ -39,8 +43,17 @@ impl TelemetryArgs {
     /// Installs logging at `log` and, with an endpoint, the OTLP export; keep the result alive
     /// until the node stops (dropping it flushes the last spans).
     pub fn init(&self, log: &str) -> anyhow::Result<Telemetry> {
+        // --otlp-endpoint given on the command line wins over both variables; the variable
+        // OTEL_EXPORTER_OTLP_ENDPOINT yields to the traces-specific one.
+        let endpoint_from_variable = self.otlp_endpoint.is_some()
+            && std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok() == self.otlp_endpoint;
+        let traces_endpoint = self
+            .otlp_traces_endpoint
+            .clone()
+            .filter(|_| self.otlp_endpoint.is_none() || endpoint_from_variable);
         let config = TracingConfig {
             endpoint: self.otlp_endpoint.clone(),
+            traces_endpoint,
             protocol: Some(self.otlp_protocol.clone()),
             service_name: Some(self.otel_service_name.clone()),
             sampler: Some(self.trace_sampler.clone()),

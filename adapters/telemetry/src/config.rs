@@ -89,6 +89,9 @@ pub struct Export {
 pub struct TracingConfig {
     /// `--otlp-endpoint` / `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL.
     pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the traces URL itself (for HTTP, no `/v1/traces` is
+    /// added), used instead of `endpoint` when both are set.
+    pub traces_endpoint: Option<String>,
     /// `--otlp-protocol` / `OTEL_EXPORTER_OTLP_PROTOCOL` (default grpc).
     pub protocol: Option<String>,
     /// `OTEL_SERVICE_NAME` (default knactor).
@@ -111,10 +114,11 @@ impl TracingConfig {
             non_empty(&self.sampler).unwrap_or("parentbased_always_on"),
             non_empty(&self.sampler_arg),
         )?;
-        let Some(endpoint) = non_empty(&self.endpoint) else {
-            return Ok(None);
+        let endpoint = match (non_empty(&self.traces_endpoint), non_empty(&self.endpoint)) {
+            (Some(traces), _) => parse_endpoint(traces, protocol, Signal::AsGiven)?,
+            (None, Some(base)) => parse_endpoint(base, protocol, Signal::Appended)?,
+            (None, None) => return Ok(None),
         };
-        let endpoint = parse_endpoint(endpoint, protocol)?;
         if self.disabled {
             return Ok(None);
         }
@@ -135,9 +139,17 @@ fn non_empty(text: &Option<String>) -> Option<&str> {
         .filter(|text| !text.is_empty())
 }
 
-/// An http URL with a host; for HTTP the signal path is added as the OTLP spec says for the
-/// base endpoint, unless the URL already ends with it.
-fn parse_endpoint(text: &str, protocol: Protocol) -> Result<Url, ConfigError> {
+/// Whether an endpoint gets the signal's path (`/v1/traces`) for HTTP, as the OTLP spec says:
+/// the base endpoint does, the per-signal one is the URL itself.
+#[derive(Clone, Copy, PartialEq)]
+enum Signal {
+    Appended,
+    AsGiven,
+}
+
+/// An http URL with a host; for HTTP the signal path is added to a base endpoint, unless the URL
+/// already ends with it.
+fn parse_endpoint(text: &str, protocol: Protocol, signal: Signal) -> Result<Url, ConfigError> {
     let bad = |reason: &str| ConfigError::Endpoint {
         endpoint: text.to_string(),
         reason: reason.to_string(),
@@ -155,7 +167,10 @@ fn parse_endpoint(text: &str, protocol: Protocol) -> Result<Url, ConfigError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it names no host"));
     }
-    if protocol == Protocol::HttpProtobuf && !url.path().ends_with("/v1/traces") {
+    if protocol == Protocol::HttpProtobuf
+        && signal == Signal::Appended
+        && !url.path().ends_with("/v1/traces")
+    {
         let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
         url.set_path(&path);
     }
@@ -184,6 +199,26 @@ mod tests {
             endpoint: Some(endpoint.into()),
             ..TracingConfig::default()
         }
+    }
+
+    #[test]
+    fn the_traces_endpoint_wins_and_is_used_as_given() {
+        let config = TracingConfig {
+            endpoint: Some("http://base:4318".into()),
+            traces_endpoint: Some("http://gw/otel/traces".into()),
+            protocol: Some("http/protobuf".into()),
+            ..TracingConfig::default()
+        };
+        let export = config.build().unwrap().unwrap();
+        assert_eq!(export.endpoint.as_str(), "http://gw/otel/traces");
+        let only_traces = TracingConfig {
+            traces_endpoint: Some("http://jaeger:4317".into()),
+            ..TracingConfig::default()
+        };
+        assert_eq!(
+            only_traces.build().unwrap().unwrap().endpoint.as_str(),
+            "http://jaeger:4317/"
+        );
     }
 
     #[test]
