@@ -561,6 +561,32 @@ fn without_an_endpoint_the_producers_context_passes_through_untouched() {
     let unknown = node.cli(&["trace", "never-sent"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no record of event"));
+
+    // The same id from another producer is another event: the latest is shown, the other named,
+    // and --source picks.
+    let response = http()
+        .post(node.broker("e2e", "default"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "plain-1")
+        .header("ce-source", "/another-producer")
+        .header("ce-type", "x")
+        .body("")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    wait_until("delivered", Duration::from_secs(10), || {
+        recorder.count("/sub") == 2
+    });
+    let latest = node.cli(&["trace", "plain-1"]);
+    let text = String::from_utf8_lossy(&latest.stdout);
+    assert!(text.contains("from /another-producer"), "{text}");
+    assert!(text.contains("also came from /e2e"), "{text}");
+    let first = node.cli(&["trace", "plain-1", "--source", "/e2e"]);
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains("from /e2e") && text.contains(&producer.trace_hex()),
+        "{text}"
+    );
 }
 
 #[test]

@@ -48,7 +48,7 @@ const MESH_ONLY_EXTENSIONS: [&str; 5] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmitError {
     #[error("event {id} has exhausted its hop budget ({TTL_EXTENSION} reached 0): it is probably looping through a reply")]
-    TtlExhausted { id: String },
+    TtlExhausted { id: String, event_source: String },
 }
 
 /// A CloudEvent inside the mesh.
@@ -70,6 +70,7 @@ impl Envelope {
                 if left <= 0 {
                     return Err(AdmitError::TtlExhausted {
                         id: event.id().to_string(),
+                        event_source: event.source().to_string(),
                     });
                 }
                 left
@@ -98,6 +99,11 @@ impl Envelope {
 
     pub fn id(&self) -> &str {
         self.event.id()
+    }
+
+    /// The event's `source`: with its id, what makes the event unique.
+    pub fn source(&self) -> &str {
+        self.event.source().as_str()
     }
 
     /// Hops left, as stamped at admission.
@@ -242,7 +248,10 @@ mod tests {
         event.set_extension(TTL_EXTENSION, ExtensionValue::Integer(1));
         assert_eq!(
             Envelope::admit(event, DEFAULT_MAX_TTL, now()),
-            Err(AdmitError::TtlExhausted { id: "1".into() })
+            Err(AdmitError::TtlExhausted {
+                id: "1".into(),
+                event_source: "/test".into()
+            })
         );
     }
 

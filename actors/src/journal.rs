@@ -1,5 +1,6 @@
 //! "Where did my event go": the hops and outcomes of the last events this node handled, by event
-//! id, in memory and bounded, for a user without Jaeger (`knactor trace ID`, `GET /-/events/ID`).
+//! source and id (what makes a CloudEvent unique), in memory and bounded, for a user without Jaeger
+//! (`knactor trace ID [--source S]`, `GET /-/events/ID[?source=S]`).
 //!
 //! The journal keeps at most `capacity` events; the oldest event is forgotten first, and an event
 //! keeps at most [`MAX_HOPS_PER_EVENT`] hops (a retry storm cannot grow it without end). It is
@@ -154,9 +155,10 @@ impl Hop {
     }
 }
 
-/// Everything the journal holds about one event id.
+/// Everything the journal holds about one event (a source and an id).
 #[derive(Debug, Clone, Default)]
 pub struct Trail {
+    pub source: String,
     pub id: String,
     /// The W3C trace id the event carried when first seen here, to look it up in Jaeger.
     pub trace_id: Option<TraceId>,
@@ -166,8 +168,10 @@ pub struct Trail {
 }
 
 impl Trail {
-    /// Makes this trail event `id`'s, keeping its allocations.
-    fn reset(&mut self, id: &str) {
+    /// Makes this trail the event's, keeping its allocations.
+    fn reset(&mut self, source: &str, id: &str) {
+        self.source.clear();
+        self.source.push_str(source);
         self.id.clear();
         self.id.push_str(id);
         self.trace_id = None;
@@ -176,7 +180,7 @@ impl Trail {
     }
 }
 
-/// Trails by the hash of their id (the trail holds the id, to tell a collision).
+/// Trails by the hash of their source and id (the trail holds both, to tell a collision).
 #[derive(Default)]
 struct Shard {
     trails: FxHashMap<u64, Trail>,
@@ -213,28 +217,42 @@ impl Journal {
         self.per_shard > 0
     }
 
-    /// The id's hash and its shard. Ids are often alike (`order-1`, `order-2`...): SipHash spreads
-    /// them over all 64 bits; the shard takes the top bits, so that the keys of one shard still
-    /// differ in the low bits the map's buckets are chosen by.
-    fn locate(&self, id: &str) -> (u64, &Mutex<Shard>) {
+    /// The shard of an id: every source's event of that id is in it, so that a look-up by id
+    /// alone reads one shard. Ids are often alike (`order-1`, `order-2`...): SipHash spreads them
+    /// over all 64 bits; the shard takes the top bits.
+    fn shard_of(&self, id: &str) -> &Mutex<Shard> {
         let mut hasher = std::hash::DefaultHasher::new();
         id.hash(&mut hasher);
-        let hash = hasher.finish();
-        (hash, &self.shards[(hash >> 60) as usize % SHARDS])
+        &self.shards[(hasher.finish() >> 60) as usize % SHARDS]
     }
 
-    /// Records a hop of event `id`. `trace_id` is asked only while the trail has no trace id yet.
-    pub fn record(&self, id: &str, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
+    /// The key of one event in its shard.
+    fn key_of(source: &str, id: &str) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        id.hash(&mut hasher);
+        source.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Records a hop of the event `source` + `id`. `trace_id` is asked only while the trail has
+    /// no trace id yet.
+    pub fn record(
+        &self,
+        source: &str,
+        id: &str,
+        trace_id: impl FnOnce() -> Option<TraceId>,
+        hop: Hop,
+    ) {
         if self.per_shard == 0 {
             return;
         }
-        let (hash, shard) = self.locate(id);
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let hash = Self::key_of(source, id);
+        let mut shard = self.shard_of(id).lock().unwrap_or_else(|p| p.into_inner());
         let shard = &mut *shard;
         if let Some(trail) = shard.trails.get_mut(&hash) {
-            if trail.id != id {
-                // Another id with the same hash: the newer event takes the place.
-                trail.reset(id);
+            if trail.id != id || trail.source != source {
+                // Another event with the same hash: the newer event takes the place.
+                trail.reset(source, id);
             }
             trail.push(trace_id, hop);
             return;
@@ -247,19 +265,28 @@ impl Journal {
         } else {
             Trail::default()
         };
-        trail.reset(id);
+        trail.reset(source, id);
         trail.push(trace_id, hop);
         shard.order.push_back(hash);
         shard.trails.insert(hash, trail);
     }
 
-    /// What the journal holds about event `id`, hops in the order they were recorded.
-    pub fn trail(&self, id: &str) -> Option<Trail> {
-        let (hash, shard) = self.locate(id);
-        let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let mut trail = shard.trails.get(&hash).filter(|t| t.id == id).cloned()?;
-        trail.hops.sort_by_key(|hop| hop.at);
-        Some(trail)
+    /// What the journal holds about the events of id `id`, one trail per source (several
+    /// producers may use the same ids), the most recently started first; hops in time order.
+    pub fn trails(&self, id: &str) -> Vec<Trail> {
+        let shard = self.shard_of(id).lock().unwrap_or_else(|p| p.into_inner());
+        let mut trails: Vec<Trail> = shard
+            .trails
+            .values()
+            .filter(|trail| trail.id == id)
+            .cloned()
+            .collect();
+        drop(shard);
+        for trail in &mut trails {
+            trail.hops.sort_by_key(|hop| hop.at);
+        }
+        trails.sort_by_key(|trail| std::cmp::Reverse(trail.hops.first().map(|hop| hop.at)));
+        trails
     }
 }
 
@@ -284,13 +311,39 @@ mod tests {
         Arc::from("team-a/default")
     }
 
+    fn first(journal: &Journal, id: &str) -> Option<Trail> {
+        journal.trails(id).into_iter().next()
+    }
+
+    #[test]
+    fn the_same_id_from_two_sources_is_two_events() {
+        let journal = Journal::new(100);
+        let broker = broker();
+        journal.record("/orders", "1", || None, Hop::new(Stage::Stored, &broker));
+        journal.record("/payments", "1", || None, Hop::new(Stage::Stored, &broker));
+        journal.record(
+            "/payments",
+            "1",
+            || None,
+            Hop::new(Stage::Delivered, &broker),
+        );
+        let trails = journal.trails("1");
+        assert_eq!(trails.len(), 2);
+        // The most recently started first.
+        assert_eq!(trails[0].source, "/payments");
+        assert_eq!(trails[0].hops.len(), 2);
+        assert_eq!(trails[1].source, "/orders");
+        assert_eq!(trails[1].hops.len(), 1);
+    }
+
     #[test]
     fn hops_of_an_event_come_back_in_order_with_its_trace_id() {
         let journal = Journal::new(100);
         let broker = broker();
         let trigger: Arc<str> = Arc::from("team-a/t");
-        journal.record("e1", || None, Hop::new(Stage::Stored, &broker));
+        journal.record("/src", "e1", || None, Hop::new(Stage::Stored, &broker));
         journal.record(
+            "/src",
             "e1",
             || Some(TraceId::from(7)),
             Hop::new(Stage::Attempt, &broker)
@@ -299,17 +352,18 @@ mod tests {
                 .status(503),
         );
         journal.record(
+            "/src",
             "e1",
             || unreachable!("the trail has its trace id"),
             Hop::new(Stage::Parked, &broker).with(Detail::Matched(2)),
         );
-        let trail = journal.trail("e1").unwrap();
+        let trail = first(&journal, "e1").unwrap();
         assert_eq!(trail.trace_id, Some(TraceId::from(7)));
         assert_eq!(trail.hops[2].detail.to_string(), "2 trigger(s) matched");
         let stages: Vec<_> = trail.hops.iter().map(|hop| hop.stage).collect();
         assert_eq!(stages, [Stage::Stored, Stage::Attempt, Stage::Parked]);
         assert_eq!(trail.hops[1].status, Some(503));
-        assert!(journal.trail("e2").is_none());
+        assert!(first(&journal, "e2").is_none());
     }
 
     #[test]
@@ -317,14 +371,19 @@ mod tests {
         let journal = Journal::new(SHARDS * 2);
         let broker = broker();
         for i in 0..1000 {
-            journal.record(&format!("e{i}"), || None, Hop::new(Stage::Stored, &broker));
+            journal.record(
+                "/src",
+                &format!("e{i}"),
+                || None,
+                Hop::new(Stage::Stored, &broker),
+            );
         }
         let kept = (0..1000)
-            .filter(|i| journal.trail(&format!("e{i}")).is_some())
+            .filter(|i| first(&journal, &format!("e{i}")).is_some())
             .count();
         assert!(kept <= SHARDS * 2, "{kept}");
-        assert!(journal.trail("e999").is_some());
-        assert!(journal.trail("e0").is_none());
+        assert!(first(&journal, "e999").is_some());
+        assert!(first(&journal, "e0").is_none());
     }
 
     #[test]
@@ -332,9 +391,9 @@ mod tests {
         let journal = Journal::new(10);
         let broker = broker();
         for _ in 0..(MAX_HOPS_PER_EVENT + 5) {
-            journal.record("e", || None, Hop::new(Stage::Attempt, &broker));
+            journal.record("/src", "e", || None, Hop::new(Stage::Attempt, &broker));
         }
-        let trail = journal.trail("e").unwrap();
+        let trail = first(&journal, "e").unwrap();
         assert_eq!(trail.hops.len(), MAX_HOPS_PER_EVENT);
         assert_eq!(trail.dropped, 5);
     }
@@ -342,8 +401,8 @@ mod tests {
     #[test]
     fn a_journal_of_size_zero_records_nothing() {
         let journal = Journal::new(0);
-        journal.record("e", || None, Hop::new(Stage::Stored, &broker()));
-        assert!(journal.trail("e").is_none());
+        journal.record("/src", "e", || None, Hop::new(Stage::Stored, &broker()));
+        assert!(first(&journal, "e").is_none());
         assert!(!journal.is_on());
     }
 }

@@ -528,13 +528,15 @@ async fn each_trigger_counts_what_its_filter_refused_and_the_journal_keeps_every
     let stages = |id: &str| -> Vec<&'static str> {
         metrics
             .journal
-            .trail(id)
+            .trails(id)
+            .into_iter()
+            .next()
             .map(|trail| trail.hops.iter().map(|hop| hop.stage.as_str()).collect())
             .unwrap_or_default()
     };
     assert_eq!(stages("a1"), ["stored", "dispatched", "delivered"]);
     assert_eq!(stages("c0"), ["stored", "unmatched"]);
-    let trail = metrics.journal.trail("a1").unwrap();
+    let trail = metrics.journal.trails("a1").remove(0);
     assert_eq!(trail.hops[2].trigger.as_deref(), Some("ns/a"));
     assert_eq!(trail.hops[2].status, Some(202));
     assert_eq!(trail.hops[1].partition, Some(0));

@@ -120,9 +120,17 @@ async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminErr
     })))
 }
 
-/// "Where did my event go": what this node recorded about one event id, oldest hop first.
+#[derive(Deserialize)]
+struct TrailQuery {
+    /// The event's `source`, when several producers used the id.
+    source: Option<String>,
+}
+
+/// "Where did my event go": what this node recorded about one event, oldest hop first. An id
+/// alone names the most recent event of that id; `?source=` picks one of several producers'.
 async fn event_trail(
     path: web::Path<String>,
+    query: web::Query<TrailQuery>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
@@ -132,13 +140,30 @@ async fn event_trail(
             "this node keeps no journal (--trace-journal-events 0)".into(),
         ));
     }
-    let Some(trail) = journal.trail(&id) else {
+    let mut trails = journal.trails(&id);
+    let other_sources: Vec<String> = trails.iter().map(|trail| trail.source.clone()).collect();
+    let chosen = match &query.source {
+        Some(source) => trails.iter().position(|trail| &trail.source == source),
+        None => (!trails.is_empty()).then_some(0),
+    };
+    let Some(trail) = chosen.map(|index| trails.swap_remove(index)) else {
+        let from = query
+            .source
+            .as_ref()
+            .map(|source| format!(" from source {source:?}"))
+            .unwrap_or_default();
         return Err(AdminError::NotFound(format!(
-            "this node has no record of event {id:?}: it never reached this node, or it is older than the last events the node remembers (--trace-journal-events)"
+            "this node has no record of event {id:?}{from}: it never reached this node, or it is older than the last events the node remembers (--trace-journal-events)"
         )));
     };
+    let other_sources: Vec<&String> = other_sources
+        .iter()
+        .filter(|source| **source != trail.source)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "id": id,
+        "source": trail.source,
+        "otherSources": other_sources,
         "traceId": trail.trace_id.map(|id| format!("{id:032x}")),
         "hops": trail.hops.iter().map(|hop| json!({
             "at": chrono::DateTime::<chrono::Utc>::from(hop.at)

@@ -14,6 +14,10 @@ use super::admin::{call, client};
 pub struct TraceArgs {
     /// The event's id (the CloudEvents `id` attribute).
     event_id: String,
+    /// The event's `source`, when several producers used the same id (default: the most recent
+    /// event of that id).
+    #[arg(long)]
+    source: Option<String>,
     /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
     #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
     node: Url,
@@ -29,6 +33,9 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
         .context("the node URL cannot take a path")?
         .clear()
         .extend(["-", "events", args.event_id.as_str()]);
+    if let Some(source) = &args.source {
+        url.query_pairs_mut().append_pair("source", source);
+    }
     let trail = call(client()?.get(url))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trail)?);
@@ -39,9 +46,22 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
+    let source = text(&trail["source"]);
     match trail["traceId"].as_str() {
-        Some(trace_id) => println!("event {}  trace {trace_id}", args.event_id),
-        None => println!("event {}  (no trace context)", args.event_id),
+        Some(trace_id) => println!("event {} from {source}  trace {trace_id}", args.event_id),
+        None => println!("event {} from {source}  (no trace context)", args.event_id),
+    }
+    let others: Vec<String> = trail["otherSources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if !others.is_empty() {
+        println!(
+            "(events with this id also came from {}: pick one with --source)",
+            others.join(", ")
+        );
     }
     println!(
         "{:<28} {:<14} {:<22} {:<22} {:>7} {:>6}  DETAIL",

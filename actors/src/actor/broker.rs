@@ -109,8 +109,9 @@ impl Handler<Publish> for BrokerActor {
                         span.record("otel.status_code", "error");
                         span.record("error.type", "ttl_exhausted");
                     }
-                    let AdmitError::TtlExhausted { id } = &refused;
+                    let AdmitError::TtlExhausted { id, event_source } = &refused;
                     journal.record(
+                        event_source,
                         id,
                         || None,
                         Hop::new(Stage::Refused, &label)
@@ -120,10 +121,17 @@ impl Handler<Publish> for BrokerActor {
                     return Err(refused.into());
                 }
             };
-            let stored: Vec<(String, Option<TraceId>)> = if journal.is_on() {
+            // (source, id, trace id) of each event, for the journal.
+            let stored: Vec<(String, String, Option<TraceId>)> = if journal.is_on() {
                 envelopes
                     .iter()
-                    .map(|envelope| (envelope.id().to_string(), trace_id_of(envelope)))
+                    .map(|envelope| {
+                        (
+                            envelope.source().to_string(),
+                            envelope.id().to_string(),
+                            trace_id_of(envelope),
+                        )
+                    })
                     .collect()
             } else {
                 Vec::new()
@@ -135,12 +143,12 @@ impl Handler<Publish> for BrokerActor {
                         metrics.responses.count(202);
                     }
                     metrics.append_duration.observe(started.elapsed());
-                    for (id, trace_id) in stored {
+                    for (source, id, trace_id) in stored {
                         // Stamped with the admission time: the dispatcher may read the event
                         // before this future resumes, and a trail reads in time order.
                         let mut hop = Hop::new(Stage::Stored, &label);
                         hop.at = now.into();
-                        journal.record(&id, || trace_id, hop);
+                        journal.record(&source, &id, || trace_id, hop);
                     }
                     Ok(())
                 }
@@ -155,8 +163,9 @@ impl Handler<Publish> for BrokerActor {
                         span.record("otel.status_code", "error");
                         span.record("otel.status_description", error.to_string());
                     }
-                    for (id, trace_id) in stored {
+                    for (source, id, trace_id) in stored {
                         journal.record(
+                            &source,
                             &id,
                             || trace_id,
                             Hop::new(Stage::Refused, &label)

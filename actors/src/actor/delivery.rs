@@ -138,7 +138,12 @@ impl DeliveryJob {
     fn journal(&self, envelope: &Envelope, hop: Hop) {
         let journal = &self.shared.metrics.journal;
         if journal.is_on() {
-            journal.record(envelope.id(), || None, hop.trigger(&self.label));
+            journal.record(
+                envelope.source(),
+                envelope.id(),
+                || None,
+                hop.trigger(&self.label),
+            );
         }
     }
 

@@ -180,6 +180,7 @@ impl DispatcherActor {
                     Stage::Dispatched
                 };
                 journal.record(
+                    record.envelope.source(),
                     record.envelope.id(),
                     || trace_id_of(&record.envelope),
                     Hop::new(stage, &self.label)
