@@ -6,8 +6,8 @@
 //! them. The replica that holds the Lease (see [`crate::lease`]) also runs the sources, creates the
 //! default Brokers of labelled namespaces and writes each resource's `status`: `observedGeneration`,
 //! `address`, the Knative conditions (`Ready` and its parts) with a reason a user can act on, and a
-//! Broker's finalizer (a deleted Broker goes once its actors stopped and its topics are deleted). The ConfigMaps and
-//! Secrets Kafka Brokers name are read on demand ([`crate::broker_config`]).
+//! Broker's finalizer (a deleted Broker goes once its actors stopped and its topics are deleted).
+//! The ConfigMaps and Secrets Kafka Brokers name are read on demand ([`crate::broker_config`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
