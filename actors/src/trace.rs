@@ -256,17 +256,17 @@ pub fn stamp(span: &Span, event: &mut Event) {
 
 /// Events of a batch that share a parent context: one span covers them.
 #[derive(Debug)]
-pub struct ContextGroup {
-    pub parent: Option<TraceParent>,
+struct ContextGroup {
+    parent: Option<TraceParent>,
     /// Indexes into the batch, in order; never empty.
-    pub members: Vec<usize>,
+    members: Vec<usize>,
 }
 
 /// Splits a batch by the parent context `parent_of` picks for each event (same trace and span
 /// id), in order of first appearance: a batch gathered from several producers makes one span per
 /// producer, so each event stays in its own trace. A single event, or a batch from one producer,
 /// is one group.
-pub fn group_by_parent(
+fn group_by_parent(
     events: &[Event],
     parent_of: impl Fn(&Event) -> Option<TraceParent>,
 ) -> Vec<ContextGroup> {
@@ -289,17 +289,19 @@ pub fn group_by_parent(
     groups
 }
 
-/// One span per group, made by `make` from the group's first event and its size, a child of the
-/// group's parent context; the group's events are stamped with it, so the next hop is its child.
-/// A group this hop does not trace (`at`, its sampled flag) makes no span, and each of its events
-/// is passed to `untraced` instead.
+/// The spans of one hop over a batch: one per parent context `parent_of` picks (see
+/// [`group_by_parent`]), made by `make` from the group's first event and its size, a child of that
+/// context; the group's events are stamped with it, so the next hop is its child. A group this hop
+/// does not trace (`at`, its sampled flag) makes no span, and each of its events is passed to
+/// `untraced` instead.
 pub fn span_per_group(
     events: &mut [Event],
-    groups: Vec<ContextGroup>,
+    parent_of: impl Fn(&Event) -> Option<TraceParent>,
     at: At,
     make: impl Fn(&Event, usize) -> Span,
     mut untraced: impl FnMut(&mut Event),
 ) -> Vec<Span> {
+    let groups = group_by_parent(events, parent_of);
     let mut spans = Vec::with_capacity(groups.len());
     for group in groups {
         if !traced(group.parent.as_ref().map(|parent| parent.sampled), at) {

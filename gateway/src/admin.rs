@@ -141,7 +141,6 @@ async fn event_trail(
         ));
     }
     let mut trails = journal.trails(&id);
-    let other_sources: Vec<String> = trails.iter().map(|trail| trail.source.clone()).collect();
     let chosen = match &query.source {
         Some(source) => trails.iter().position(|trail| &trail.source == source),
         None => (!trails.is_empty()).then_some(0),
@@ -156,10 +155,8 @@ async fn event_trail(
             "this node has no record of event {id:?}{from}: it never reached this node, or it is older than the last events the node remembers (--trace-journal-events)"
         )));
     };
-    let other_sources: Vec<&String> = other_sources
-        .iter()
-        .filter(|source| **source != trail.source)
-        .collect();
+    // One trail per source: what is left are the other producers' events of this id.
+    let other_sources: Vec<&str> = trails.iter().map(|other| other.source.as_str()).collect();
     Ok(HttpResponse::Ok().json(json!({
         "id": id,
         "source": trail.source,

@@ -1,8 +1,8 @@
 //! The broker ingress: `POST /{namespace}/{broker}` with CloudEvents in any content mode, answered
 //! as Knative's broker ingress answers (see [`IngressError`] for every status), plus `/healthz`,
 //! `/readyz`, `/metrics` and the admin API under `/-/` (a path no Kubernetes namespace can take),
-//! on one listener ([`configure`]) or with the admin API on a listener of its own
-//! ([`configure_ingress`] and [`configure_admin`]).
+//! on one listener or with the admin API on a listener of its own ([`configure`], [`AdminApi`],
+//! [`configure_admin`]).
 //!
 //! A 202 means the events are stored in the broker's channel (on Kafka: acknowledged by all
 //! in-sync replicas), not merely received.
@@ -41,14 +41,27 @@ pub struct GatewayState {
     pub role: Role,
 }
 
-/// Registers every route of the gateway on one listener: the broker ingress, the probes, the
-/// metrics and the admin API (`knactor run` without `--admin-listen`).
-pub fn configure(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+/// Where a node serves its admin API (`/-/...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminApi {
+    /// Beside the ingress, on one listener (`knactor run` without `--admin-listen`).
+    Here,
+    /// On a listener of its own ([`configure_admin`]); the ingress listener answers `/-/...` with
+    /// 404 saying so. What a gateway Service exposes to every workload of a cluster then has no
+    /// re-drive and no event trails.
+    Elsewhere,
+}
+
+/// Registers the routes of the ingress listener: the broker ingress, the probes, the metrics, and
+/// the admin API when it is served `Here`.
+pub fn configure(state: GatewayState, admin: AdminApi) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |config: &mut web::ServiceConfig| {
         probes_and_metrics(config, &state);
-        config
-            .configure(crate::admin::configure)
-            .default_service(web::to(ingress));
+        match admin {
+            AdminApi::Here => config.configure(crate::admin::configure),
+            AdminApi::Elsewhere => config.route("/-/{rest:.*}", web::route().to(admin_elsewhere)),
+        };
+        config.default_service(web::to(ingress));
     }
 }
 
@@ -59,18 +72,6 @@ fn probes_and_metrics(config: &mut web::ServiceConfig, state: &GatewayState) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
-}
-
-/// The ingress listener when the admin API has a listener of its own (`--admin-listen`): the
-/// broker ingress, the probes and the metrics; `/-/...` answers 404 saying where the admin API is.
-/// What a gateway Service exposes to every workload of a cluster, without re-drive or event trails.
-pub fn configure_ingress(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
-    move |config: &mut web::ServiceConfig| {
-        probes_and_metrics(config, &state);
-        config
-            .route("/-/{rest:.*}", web::route().to(admin_elsewhere))
-            .default_service(web::to(ingress));
-    }
 }
 
 /// The admin listener (`--admin-listen`): the admin API, the probes and the metrics.
@@ -257,7 +258,6 @@ fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> 
             (None, own) => own,
         }
     };
-    let groups = trace::group_by_parent(events, parent_of);
     let make = |first: &Event, count: usize| {
         event_span!(
             "knactor.ingress",
@@ -272,7 +272,7 @@ fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> 
             cloudevents.event_source = first.source().as_str(),
         )
     };
-    trace::span_per_group(events, groups, trace::At::Entry, make, pass_header_on)
+    trace::span_per_group(events, parent_of, trace::At::Entry, make, pass_header_on)
 }
 
 /// `/<namespace>/<broker>`, exactly.

@@ -20,7 +20,7 @@ use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes, KAFKA_BROKER_CLASSES};
 use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::client::HttpTransport;
-use knactor_gateway::ingress::{configure, configure_admin, configure_ingress, GatewayState};
+use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
@@ -208,15 +208,12 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         None => knative_default_delivery(),
     };
     let cluster_mode = args.config.is_none();
-    // Inside a pod with neither a config nor a kubeconfig: the pod's own cluster, as --kubernetes.
-    if cluster_mode
-        && kubeconfig_path(&args).is_none()
-        && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-    {
-        args.kubernetes = true;
-    }
     if cluster_mode && !args.kubernetes && kubeconfig_path(&args).is_none() {
-        anyhow::bail!("give --config FILE_OR_DIR (resources from YAML), or --kubernetes / --kubeconfig PATH (resources from a cluster)");
+        // Inside a pod with neither a config nor a kubeconfig: the pod's own cluster.
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+            anyhow::bail!("give --config FILE_OR_DIR (resources from YAML), or --kubernetes / --kubeconfig PATH (resources from a cluster)");
+        }
+        args.kubernetes = true;
     }
     if args.role != Role::All && !KAFKA_BROKER_CLASSES.contains(&args.default_broker_class.as_str())
     {
@@ -414,35 +411,42 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: args.max_body_bytes,
             role: args.role,
         };
-        let workers = args.http_workers.max(1);
-        let Some(admin_listener) = admin_listener else {
-            let server = HttpServer::new(move || App::new().configure(configure(state.clone())))
-                .workers(workers)
-                .listen(listener)?
+        let admin = match admin_listener {
+            Some(admin_listener) => {
+                let admin_bound = admin_listener.local_addr()?;
+                let admin_state = state.clone();
+                let server = HttpServer::new(move || {
+                    App::new().configure(configure_admin(admin_state.clone()))
+                })
+                .workers(1)
+                .listen(admin_listener)?
                 .run();
-            println!("knactor listening on http://{bound}");
-            info!("node running; brokers at http://{bound}/<namespace>/<broker>");
-            server.await?;
-            return Ok(ExitCode::SUCCESS);
+                println!("knactor admin API on http://{admin_bound}");
+                Some(server)
+            }
+            None => None,
         };
-        let admin_bound = admin_listener.local_addr()?;
-        let admin_state = state.clone();
-        let admin = HttpServer::new(move || App::new().configure(configure_admin(admin_state.clone())))
-            .workers(1)
-            .listen(admin_listener)?
-            .run();
+        let placement = if admin.is_some() {
+            AdminApi::Elsewhere
+        } else {
+            AdminApi::Here
+        };
         let server =
-            HttpServer::new(move || App::new().configure(configure_ingress(state.clone())))
-                .workers(workers)
+            HttpServer::new(move || App::new().configure(configure(state.clone(), placement)))
+                .workers(args.http_workers.max(1))
                 .listen(listener)?
                 .run();
-        println!("knactor admin API on http://{admin_bound}");
         println!("knactor listening on http://{bound}");
-        info!("node running; brokers at http://{bound}/<namespace>/<broker>, admin API at http://{admin_bound}/-/");
+        info!("node running; brokers at http://{bound}/<namespace>/<broker>");
         // Both stop on the same signal; the first error ends the node.
-        let (served, administered) = futures::join!(server, admin);
-        served?;
-        administered?;
+        match admin {
+            Some(admin) => {
+                let (served, administered) = futures::join!(server, admin);
+                served?;
+                administered?;
+            }
+            None => server.await?,
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

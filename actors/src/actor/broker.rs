@@ -187,7 +187,6 @@ fn append_spans(broker: &str, topic: &str, events: &mut [Event]) -> Vec<tracing:
     if !trace::exporting() {
         return Vec::new();
     }
-    let groups = trace::group_by_parent(events, trace::TraceParent::of_event);
     let make = |first: &Event, count: usize| {
         event_span!(
             "knactor.append",
@@ -205,7 +204,13 @@ fn append_spans(broker: &str, topic: &str, events: &mut [Event]) -> Vec<tracing:
             cloudevents.event_source = first.source().as_str(),
         )
     };
-    trace::span_per_group(events, groups, trace::At::Inner, make, |_| {})
+    trace::span_per_group(
+        events,
+        trace::TraceParent::of_event,
+        trace::At::Inner,
+        make,
+        |_| {},
+    )
 }
 
 /// The W3C trace id of a sampled event, for the journal (to look the trace up in Jaeger).
