@@ -14,6 +14,7 @@ pub mod duration;
 pub mod envelope;
 pub mod filter;
 pub mod journal;
+pub mod ledger;
 pub mod metrics;
 pub mod offsets;
 pub mod resources;

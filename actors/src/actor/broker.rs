@@ -266,8 +266,8 @@ impl Handler<ListParked> for BrokerActor {
                 if room == 0 {
                     continue;
                 }
-                let records = log.read(&topic, partition.partition, from, room).await?;
-                parked.events.extend(records.iter().map(|record| {
+                let read = log.read(&topic, partition.partition, from, room).await?;
+                parked.events.extend(read.records.iter().map(|record| {
                     let event = record.envelope.event();
                     let text = |name: &str| {
                         event
@@ -330,13 +330,22 @@ impl Handler<Redrive> for BrokerActor {
                     .committed
                     .unwrap_or(partition.low)
                     .max(partition.low);
+                let mut empty_reads = 0;
                 while from < partition.high {
-                    let records = log
+                    let read = log
                         .read(&park_topic, partition.partition, from, 256)
                         .await?;
-                    let Some(last) = records.last() else { break };
-                    let next = last.offset + 1;
-                    for record in records.iter().filter(|r| r.offset < partition.high) {
+                    if read.next <= from {
+                        // Nothing came back (a read may time out): try again, a few times.
+                        empty_reads += 1;
+                        if empty_reads > 5 {
+                            break;
+                        }
+                        continue;
+                    }
+                    empty_reads = 0;
+                    let next = read.next;
+                    for record in read.records.iter().filter(|r| r.offset < partition.high) {
                         let event = record.envelope.event();
                         let trigger = event
                             .extension(PARKED_TRIGGER_EXTENSION)

@@ -1,27 +1,23 @@
 //! `DispatcherActor`: the read side of one broker.
 //!
-//! Owns the broker's group subscription, its compiled [`FilterIndex`], the offset bookkeeping of
-//! every assigned partition, and the commits. Each record is read once and matched once against all
-//! triggers; each matching trigger gets a [`Deliver`].
+//! Owns the broker's group subscription, its compiled [`FilterIndex`], the broker's [`Ledger`]
+//! (what every trigger owes on every assigned partition) and the commits. Each record is read
+//! once and matched once against all triggers; each matching trigger gets a [`Deliver`].
 //!
 //! A trigger may have at most `trigger_queue` deliveries outstanding. When a record finds a trigger
 //! full, the trigger **falls behind** on that partition: the shared read goes on without it, and the
 //! trigger later **catches up on its own** by reading the partition from where it fell behind
 //! ([`EventLog::read`]), until it reaches the shared read position and rejoins. A slow subscriber
 //! therefore never holds back the others, and the commit never passes a record a lagging trigger
-//! still owes:
-//!
-//! ```text
-//!   committable(p) = min( tracker(p).committable(),          // contiguous done prefix
-//!                         cursor(p) of every lagging trigger )  // what they have not read yet
-//! ```
+//! still owes. The rules of that bookkeeping, and the law they keep, are the ledger's: this actor
+//! feeds it what happens and does what it answers.
 //!
 //! Answers: [`ApplyTriggers`], [`Settled`], [`Shutdown`], [`Crash`]; consumes the subscription
 //! stream ([`ChannelEvent`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -31,19 +27,23 @@ use super::broker::trace_id_of;
 use super::trigger::{Deliver, TriggerActor};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{
-    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, Record, StartAt,
+    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, ReadBatch, Record, StartAt,
 };
 use crate::event_span;
 use crate::filter::{Filter, FilterIndex};
 use crate::journal::{Detail, Hop, Stage};
+use crate::ledger::{CatchUp, Handoff, Ledger};
 use crate::metrics::{inc, BrokerMetrics, TriggerMetrics};
-use crate::offsets::OffsetTracker;
 use crate::resources::ObjectKey;
 use crate::routes::{BrokerRoute, StartPosition};
 use crate::trace;
 
 /// Records fetched per catch-up read.
 const CATCH_UP_BATCH: usize = 256;
+/// How long a trigger waits before reading again after a catch-up read that returned nothing.
+const EMPTY_READ_PAUSE: Duration = Duration::from_millis(100);
+/// How long a trigger waits before reading again after a catch-up read that failed.
+const FAILED_READ_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct DispatcherActor {
     broker: ObjectKey,
@@ -54,11 +54,11 @@ pub struct DispatcherActor {
     metrics: Arc<BrokerMetrics>,
     index: FilterIndex<ObjectKey>,
     triggers: HashMap<ObjectKey, TriggerSlot>,
-    trackers: BTreeMap<Partition, OffsetTracker>,
+    /// What every trigger owes on every assigned partition, and what may be committed.
+    ledger: Ledger<ObjectKey>,
     committer: Option<Box<dyn Committer>>,
     /// Bytes the group member received from the channel (Kafka), for the metrics.
     bytes_read: Option<Arc<std::sync::atomic::AtomicU64>>,
-    committed: BTreeMap<Partition, Offset>,
     /// Records (not re-driven ones) the shared read took from each partition, for the triggers'
     /// `filtered` counts.
     seen: BTreeMap<Partition, u64>,
@@ -66,18 +66,16 @@ pub struct DispatcherActor {
     label: Arc<str>,
     /// Reused per record.
     scratch: Vec<usize>,
+    targets: Vec<ObjectKey>,
+    wanting: Vec<ObjectKey>,
     subscribed: bool,
 }
 
-/// A trigger as the dispatcher sees it.
+/// A trigger as the dispatcher sees it (what it owes is in the ledger).
 struct TriggerSlot {
     addr: Addr<TriggerActor>,
     filter: Filter,
     metrics: Arc<TriggerMetrics>,
-    /// Deliveries sent and not yet settled.
-    outstanding: HashSet<(Partition, Offset)>,
-    /// Partitions on which the trigger fell behind: the next offset it has to read itself.
-    lagging: BTreeMap<Partition, Lag>,
     /// A trigger added to a running broker takes no event the broker accepted before this time
     /// (its start position), even one the dispatcher had not read yet when the trigger came.
     not_before: Option<DateTime<Utc>>,
@@ -87,11 +85,6 @@ struct TriggerSlot {
     passed: u64,
 }
 
-struct Lag {
-    cursor: Offset,
-    reading: bool,
-}
-
 impl DispatcherActor {
     pub fn new(route: &BrokerRoute, shared: Arc<Shared>, log: Arc<dyn EventLog>) -> Self {
         let broker = route.key().clone();
@@ -99,30 +92,30 @@ impl DispatcherActor {
             topic: route.channel.topic.clone(),
             group: route.channel.dispatcher_group(),
             metrics: shared.metrics.broker(&broker),
+            ledger: Ledger::new(shared.options.trigger_queue),
             broker,
             shared,
             log,
             index: FilterIndex::default(),
             triggers: HashMap::new(),
-            trackers: BTreeMap::new(),
             committer: None,
             bytes_read: None,
-            committed: BTreeMap::new(),
             seen: BTreeMap::new(),
             label: Arc::from(route.key().to_string()),
             scratch: Vec::new(),
+            targets: Vec::new(),
+            wanting: Vec::new(),
             subscribed: false,
         }
     }
 
-    fn capacity(&self) -> usize {
-        self.shared.options.trigger_queue.max(1)
-    }
-
     fn subscribe(&mut self, ctx: &mut Context<Self>) {
+        // The group's position was committed before the broker took its first event (see the
+        // node), so where a member with no commit starts only matters if that commit is lost or
+        // out of range: reading from the earliest retained record then repeats, never skips.
         match self
             .log
-            .subscribe(&self.topic, &self.group, StartAt::Latest)
+            .subscribe(&self.topic, &self.group, StartAt::Earliest)
         {
             Ok(subscription) => {
                 self.committer = Some(subscription.committer);
@@ -138,39 +131,39 @@ impl DispatcherActor {
     }
 
     fn on_records(&mut self, records: Vec<Record>) {
-        let capacity = self.capacity();
         let now = Instant::now();
+        let mut targets = std::mem::take(&mut self.targets);
+        let mut wanting = std::mem::take(&mut self.wanting);
         for record in records {
             inc(&self.metrics.dispatched);
-            let Some(tracker) = self.trackers.get_mut(&record.partition) else {
+            if !self.ledger.takes(record.partition, record.offset) {
                 continue;
-            };
+            }
             let redriven = record.envelope.redrive_target().is_some();
             if !redriven {
                 *self.seen.entry(record.partition).or_default() += 1;
             }
             let span = dispatch_span(&self.label, &self.topic, &record);
             let parent = context_of(&span);
-            let mut owed = 0;
-            let targets: Vec<ObjectKey> = match record.envelope.redrive_target() {
+            targets.clear();
+            match record.envelope.redrive_target() {
                 Some(target) => match target.parse::<ObjectKey>() {
-                    Ok(key) if self.triggers.contains_key(&key) => vec![key],
+                    Ok(key) if self.triggers.contains_key(&key) => targets.push(key),
                     _ => {
                         warn!(broker = %self.broker, id = record.envelope.id(), target, "re-driven event for a trigger that no longer exists; skipped");
-                        Vec::new()
                     }
                 },
                 None => {
                     self.index
                         .matching(record.envelope.event(), &mut self.scratch);
-                    self.scratch
-                        .iter()
-                        .filter_map(|&position| {
-                            self.index.get(position).map(|(key, _)| key.clone())
-                        })
-                        .collect()
+                    targets.extend(
+                        self.scratch
+                            .iter()
+                            .filter_map(|&position| self.index.get(position).map(|(key, _)| key))
+                            .cloned(),
+                    );
                 }
-            };
+            }
             span.record("knactor.matched", targets.len());
             let journal = &self.shared.metrics.journal;
             if journal.is_on() {
@@ -191,11 +184,14 @@ impl DispatcherActor {
             if targets.is_empty() {
                 inc(&self.metrics.unmatched);
             }
-            for key in targets {
+            // Triggers lagging on the partition read the record themselves; the others take it
+            // now, unless it came before their start.
+            wanting.clear();
+            for key in targets.drain(..) {
                 let Some(slot) = self.triggers.get_mut(&key) else {
                     continue;
                 };
-                if slot.lagging.contains_key(&record.partition) {
+                if self.ledger.is_lagging(&key, record.partition) {
                     continue;
                 }
                 if !redriven {
@@ -204,68 +200,50 @@ impl DispatcherActor {
                 if slot.too_early(&record) {
                     continue;
                 }
-                if slot.outstanding.len() >= capacity {
-                    info!(broker = %self.broker, trigger = %key, partition = record.partition, offset = record.offset,
-                        "trigger is full; it falls behind and will catch up on its own");
-                    slot.settle(&self.seen);
-                    slot.lagging.insert(
-                        record.partition,
-                        Lag {
-                            cursor: record.offset,
-                            reading: false,
-                        },
-                    );
-                    continue;
+                if self.ledger.is_full(&key) {
+                    // Count what its filter refused so far, before the partition stops counting.
+                    let ledger = &self.ledger;
+                    slot.settle(&self.seen, |partition| ledger.is_lagging(&key, partition));
                 }
-                owed += 1;
-                slot.send(&record, now, parent.clone());
+                wanting.push(key);
             }
-            tracker.register(record.offset, owed);
+            let (broker, triggers) = (&self.broker, &self.triggers);
+            self.ledger.on_record(
+                record.partition,
+                record.offset,
+                &wanting,
+                |key, handoff| match handoff {
+                    Handoff::Deliver => triggers[key].send(&record, now, parent.clone()),
+                    Handoff::FellBehind => {
+                        info!(%broker, trigger = %key, partition = record.partition, offset = record.offset,
+                            "trigger is full; it falls behind and will catch up on its own");
+                    }
+                    Handoff::Lagging => {}
+                },
+            );
         }
+        self.targets = targets;
+        self.wanting = wanting;
     }
 
     fn on_settled(&mut self, settled: Settled, ctx: &mut Context<Self>) {
-        let Some(slot) = self.triggers.get_mut(&settled.trigger) else {
-            return;
-        };
-        if !slot
-            .outstanding
-            .remove(&(settled.partition, settled.offset))
+        if self
+            .ledger
+            .settle(&settled.trigger, settled.partition, settled.offset)
         {
-            return;
+            self.catch_up(&settled.trigger, ctx);
         }
-        if let Some(tracker) = self.trackers.get_mut(&settled.partition) {
-            tracker.complete(settled.offset);
-        }
-        let key = settled.trigger;
-        self.catch_up(&key, ctx);
     }
 
     /// Starts a read for every partition on which `trigger` lags, when it has room again.
     fn catch_up(&mut self, trigger: &ObjectKey, ctx: &mut Context<Self>) {
-        let capacity = self.capacity();
-        let Some(slot) = self.triggers.get_mut(trigger) else {
-            return;
-        };
-        if slot.lagging.is_empty() || slot.outstanding.len() * 2 > capacity {
-            return;
-        }
-        let reads: Vec<(Partition, Offset)> = slot
-            .lagging
-            .iter_mut()
-            .filter(|(_, lag)| !lag.reading)
-            .map(|(&partition, lag)| {
-                lag.reading = true;
-                (partition, lag.cursor)
-            })
-            .collect();
-        for (partition, from) in reads {
+        for (partition, from) in self.ledger.reads_due(trigger) {
             let log = self.log.clone();
             let topic = self.topic.clone();
             let key = trigger.clone();
             let read = async move { log.read(&topic, partition, from, CATCH_UP_BATCH).await };
             ctx.spawn(read.into_actor(self).map(move |result, actor, ctx| {
-                actor.on_caught_up(key, partition, result, ctx);
+                actor.on_caught_up(key, partition, from, result, ctx);
             }));
         }
     }
@@ -274,97 +252,86 @@ impl DispatcherActor {
         &mut self,
         trigger: ObjectKey,
         partition: Partition,
-        result: Result<Vec<Record>, ChannelError>,
+        from: Offset,
+        result: Result<ReadBatch, ChannelError>,
         ctx: &mut Context<Self>,
     ) {
-        let capacity = self.capacity();
-        let now = Instant::now();
-        let Some(tracker) = self.trackers.get_mut(&partition) else {
-            return;
-        };
-        let Some(slot) = self.triggers.get_mut(&trigger) else {
-            return;
-        };
-        let Some(lag) = slot.lagging.get_mut(&partition) else {
-            return;
-        };
-        lag.reading = false;
-        let records = match result {
-            Ok(records) => records,
+        let batch = match result {
+            Ok(batch) => batch,
             Err(error) => {
-                warn!(broker = %self.broker, %trigger, partition, "catch-up read failed, retrying in 1s: {error}");
-                ctx.run_later(std::time::Duration::from_secs(1), move |actor, ctx| {
-                    actor.catch_up(&trigger, ctx);
-                });
+                warn!(broker = %self.broker, %trigger, partition, "catch-up read failed, retrying in {FAILED_READ_PAUSE:?}: {error}");
+                self.ledger.read_failed(&trigger, partition, from);
+                self.resume_later(trigger, partition, FAILED_READ_PAUSE, ctx);
                 return;
             }
         };
-        // Reached the shared read position: from there on the shared read serves this trigger.
-        let shared_position = tracker.read_up_to();
-        let mut cursor = lag.cursor;
-        let mut caught_up = records.is_empty();
-        for record in &records {
-            if record.offset >= shared_position {
-                caught_up = true;
-                break;
-            }
-            if slot.outstanding.len() >= capacity {
-                break;
-            }
-            cursor = record.offset + 1;
-            if slot.wants(&trigger, record) {
-                tracker.reopen(record.offset);
-                let span = dispatch_span(&self.label, &self.topic, record);
+        let Some(slot) = self.triggers.get(&trigger) else {
+            return;
+        };
+        if let Some(first) = batch.records.first().filter(|first| first.offset > from) {
+            // Retention (or compaction) removed what the trigger had yet to read.
+            warn!(broker = %self.broker, %trigger, partition, from, first = first.offset,
+                "records the trigger had not read are no longer in the channel");
+        }
+        let now = Instant::now();
+        let (label, topic) = (&self.label, &self.topic);
+        let outcome = self.ledger.on_read(
+            &trigger,
+            partition,
+            from,
+            &batch,
+            |record| slot.wants(&trigger, record),
+            |record| {
+                let span = dispatch_span(label, topic, record);
                 span.record("knactor.matched", 1);
                 slot.send(record, now, context_of(&span));
+            },
+        );
+        match outcome {
+            CatchUp::CaughtUp => {
+                // From here on the shared read considers this partition for the trigger again.
+                let seen = self.seen.get(&partition).copied().unwrap_or(0);
+                if let Some(slot) = self.triggers.get_mut(&trigger) {
+                    slot.marks.insert(partition, seen);
+                }
+                info!(broker = %self.broker, %trigger, partition, "trigger caught up");
             }
-        }
-        if caught_up || cursor >= shared_position {
-            slot.lagging.remove(&partition);
-            // From here on the shared read considers this partition for the trigger again.
-            slot.marks
-                .insert(partition, self.seen.get(&partition).copied().unwrap_or(0));
-            info!(broker = %self.broker, %trigger, partition, "trigger caught up");
-        } else if let Some(lag) = slot.lagging.get_mut(&partition) {
-            lag.cursor = cursor;
+            CatchUp::Empty => self.resume_later(trigger.clone(), partition, EMPTY_READ_PAUSE, ctx),
+            CatchUp::Behind | CatchUp::Stale => {}
         }
         self.catch_up(&trigger, ctx);
     }
 
-    fn committable(&self) -> Vec<(Partition, Offset)> {
-        self.trackers
-            .iter()
-            .map(|(&partition, tracker)| {
-                let lag_floor = self
-                    .triggers
-                    .values()
-                    .filter_map(|slot| slot.lagging.get(&partition).map(|lag| lag.cursor))
-                    .min();
-                let offset = match lag_floor {
-                    Some(floor) => floor.min(tracker.committable()),
-                    None => tracker.committable(),
-                };
-                (partition, offset)
-            })
-            .filter(|(partition, offset)| {
-                self.committed
-                    .get(partition)
-                    .is_none_or(|done| offset > done)
-            })
-            .collect()
+    /// Lets a paused catch-up read start again after `pause`.
+    fn resume_later(
+        &mut self,
+        trigger: ObjectKey,
+        partition: Partition,
+        pause: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        ctx.run_later(pause, move |actor, ctx| {
+            actor.ledger.resume(&trigger, partition);
+            actor.catch_up(&trigger, ctx);
+        });
+    }
+
+    fn settle_counts(&mut self) {
+        let ledger = &self.ledger;
+        for (key, slot) in &mut self.triggers {
+            slot.settle(&self.seen, |partition| ledger.is_lagging(key, partition));
+        }
     }
 
     fn commit(&mut self) {
-        for slot in self.triggers.values_mut() {
-            slot.settle(&self.seen);
-        }
+        self.settle_counts();
         if let Some(bytes) = &self.bytes_read {
             let read = bytes.load(std::sync::atomic::Ordering::Relaxed);
             self.metrics
                 .channel_bytes_read
                 .store(read, std::sync::atomic::Ordering::Relaxed);
         }
-        let offsets = self.committable();
+        let offsets = self.ledger.committable();
         if offsets.is_empty() {
             return;
         }
@@ -372,7 +339,7 @@ impl DispatcherActor {
             return;
         };
         match committer.commit(&offsets) {
-            Ok(()) => self.committed.extend(offsets),
+            Ok(()) => self.ledger.committed(&offsets),
             Err(error) => warn!(broker = %self.broker, "commit failed, will retry: {error}"),
         }
     }
@@ -401,39 +368,25 @@ impl DispatcherActor {
                         StartPosition::Time(since) => Some(since),
                         StartPosition::Earliest => None,
                     };
-                    let mut slot = TriggerSlot {
+                    self.ledger.add_trigger(
+                        trigger.key.clone(),
+                        self.subscribed && trigger.start != StartPosition::Latest,
+                    );
+                    TriggerSlot {
                         addr,
                         filter: trigger.filter.clone(),
                         metrics: self.shared.metrics.trigger(&route.broker.key, &trigger.key),
-                        outstanding: HashSet::new(),
-                        lagging: BTreeMap::new(),
                         not_before,
                         marks: self.seen.clone(),
                         passed: 0,
-                    };
-                    if self.subscribed && trigger.start != StartPosition::Latest {
-                        for &partition in self.trackers.keys() {
-                            slot.lagging.insert(
-                                partition,
-                                Lag {
-                                    cursor: 0,
-                                    reading: false,
-                                },
-                            );
-                        }
                     }
-                    slot
                 }
             };
             slots.insert(trigger.key.clone(), slot);
         }
         // Triggers that went away owe nothing any more.
-        for (key, removed) in self.triggers.drain() {
-            for (partition, offset) in removed.outstanding {
-                if let Some(tracker) = self.trackers.get_mut(&partition) {
-                    tracker.complete(offset);
-                }
-            }
+        for key in self.triggers.keys() {
+            self.ledger.remove_trigger(key);
             info!(broker = %self.broker, trigger = %key, "trigger removed");
         }
         self.triggers = slots;
@@ -457,8 +410,7 @@ impl DispatcherActor {
 }
 
 impl TriggerSlot {
-    fn send(&mut self, record: &Record, now: Instant, parent: Option<opentelemetry::Context>) {
-        self.outstanding.insert((record.partition, record.offset));
+    fn send(&self, record: &Record, now: Instant, parent: Option<opentelemetry::Context>) {
         inc(&self.metrics.matched);
         self.addr.do_send(Deliver {
             envelope: record.envelope.clone(),
@@ -488,11 +440,11 @@ impl TriggerSlot {
     /// last settlement. The shared read only evaluates the filters that match (the index), so
     /// this counts instead: records read on each partition the trigger does not lag on, less
     /// those it was handed or skipped (`passed`).
-    fn settle(&mut self, seen: &BTreeMap<Partition, u64>) {
+    fn settle(&mut self, seen: &BTreeMap<Partition, u64>, lagging: impl Fn(Partition) -> bool) {
         let mut considered = 0;
         for (&partition, &count) in seen {
             let mark = self.marks.insert(partition, count).unwrap_or(0);
-            if !self.lagging.contains_key(&partition) {
+            if !lagging(partition) {
                 considered += count.saturating_sub(mark);
             }
         }
@@ -538,24 +490,18 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
         match event {
             Ok(ChannelEvent::Records(records)) => self.on_records(records),
             Ok(ChannelEvent::Assigned(partitions)) => {
-                for (partition, offset) in partitions {
-                    info!(broker = %self.broker, partition, offset, "partition assigned");
-                    self.trackers.insert(partition, OffsetTracker::new(offset));
-                    self.committed.insert(partition, offset);
+                for (partition, committed) in partitions {
+                    info!(broker = %self.broker, partition, ?committed, "partition assigned");
+                    self.ledger.assign(partition, committed);
                 }
             }
             Ok(ChannelEvent::Revoked(partitions)) => {
-                for slot in self.triggers.values_mut() {
-                    slot.settle(&self.seen);
-                }
+                self.settle_counts();
                 for partition in partitions {
                     info!(broker = %self.broker, partition, "partition revoked");
-                    self.trackers.remove(&partition);
-                    self.committed.remove(&partition);
+                    self.ledger.revoke(partition);
                     self.seen.remove(&partition);
                     for slot in self.triggers.values_mut() {
-                        slot.outstanding.retain(|(p, _)| *p != partition);
-                        slot.lagging.remove(&partition);
                         slot.marks.remove(&partition);
                     }
                 }

@@ -56,7 +56,7 @@ fn ids(records: &[Record]) -> Vec<String> {
 async fn read_records(
     subscription: &mut Subscription,
     count: usize,
-) -> (Vec<(Partition, Offset)>, Vec<Record>) {
+) -> (Vec<(Partition, Option<Offset>)>, Vec<Record>) {
     let mut assigned = Vec::new();
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -82,7 +82,7 @@ async fn read_records(
 }
 
 /// Waits until the subscription reports its assignment.
-async fn assignment(subscription: &mut Subscription) -> Vec<(Partition, Offset)> {
+async fn assignment(subscription: &mut Subscription) -> Vec<(Partition, Option<Offset>)> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let next = tokio::time::timeout_at(deadline, subscription.events.next())
@@ -217,9 +217,21 @@ pub async fn reads_offsets_and_commits_work_without_a_group(log: Arc<dyn EventLo
     let low = offsets[0].low;
     assert_eq!(offsets[0].high - low, 6, "{offsets:?}");
     assert_eq!(offsets[0].committed, None);
-    let records = log.read(&topic, 0, low + 2, 3).await.expect("read");
-    assert_eq!(ids(&records), vec!["x2", "x3", "x4"]);
-    assert_eq!(records[0].offset, low + 2);
+    let read = log.read(&topic, 0, low + 2, 3).await.expect("read");
+    assert_eq!(ids(&read.records), vec!["x2", "x3", "x4"]);
+    assert_eq!(read.records[0].offset, low + 2);
+    assert_eq!(
+        read.next,
+        low + 5,
+        "the next read starts past what was read"
+    );
+    let past_the_end = log.read(&topic, 0, low + 6, 3).await.expect("read");
+    assert!(past_the_end.records.is_empty());
+    assert_eq!(
+        past_the_end.next,
+        low + 6,
+        "a read that saw nothing does not move"
+    );
     log.commit_offsets(&topic, &group, &[(0, low + 4)])
         .await
         .expect("commit without membership");
@@ -293,8 +305,8 @@ pub async fn an_offset_can_be_found_by_time(log: Arc<dyn EventLog>, prefix: &str
         .offset_for_time(&topic, 0, moment)
         .await
         .expect("offset for time");
-    let records = log.read(&topic, 0, offset, 1).await.expect("read");
-    assert_eq!(ids(&records), vec!["after"]);
+    let read = log.read(&topic, 0, offset, 1).await.expect("read");
+    assert_eq!(ids(&read.records), vec!["after"]);
     let future = log
         .offset_for_time(&topic, 0, moment + chrono::Duration::hours(1))
         .await

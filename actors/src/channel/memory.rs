@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::{
     partition_for, AppendError, ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition,
-    PartitionOffsets, Record, StartAt, Subscription, TopicSpec,
+    PartitionOffsets, ReadBatch, Record, StartAt, Subscription, TopicSpec,
 };
 use crate::envelope::Envelope;
 
@@ -264,7 +264,7 @@ impl EventLog for MemoryLog {
         partition: Partition,
         from: Offset,
         max: usize,
-    ) -> Result<Vec<Record>, ChannelError> {
+    ) -> Result<ReadBatch, ChannelError> {
         let mut state = self.lock();
         let topic_state = state.topic(topic)?;
         let log = usize::try_from(partition)
@@ -275,7 +275,9 @@ impl EventLog for MemoryLog {
                 partition,
             })?;
         let skip = usize::try_from(from.saturating_sub(log.base)).unwrap_or(0);
-        Ok(log.records.iter().skip(skip).take(max).cloned().collect())
+        let records: Vec<Record> = log.records.iter().skip(skip).take(max).cloned().collect();
+        let next = records.last().map_or(from, |last| last.offset + 1);
+        Ok(ReadBatch { records, next })
     }
 
     async fn offsets(
@@ -393,7 +395,7 @@ impl GroupReader {
                     let assigned = start
                         .iter()
                         .enumerate()
-                        .map(|(partition, &offset)| (partition as Partition, offset))
+                        .map(|(partition, &offset)| (partition as Partition, Some(offset)))
                         .collect();
                     self.cursors = Some(start);
                     return Some(Ok(ChannelEvent::Assigned(assigned)));
@@ -486,7 +488,7 @@ mod tests {
             .unwrap();
         let mut first = log.subscribe("t", "g", StartAt::Earliest).unwrap();
         assert!(
-            matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 0)])
+            matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, Some(0))])
         );
         assert_eq!(ids(next(&mut first).await), vec!["a", "b", "c"]);
         first.committer.commit(&[(0, 1)]).unwrap();
@@ -497,7 +499,7 @@ mod tests {
             "the old member loses the group"
         );
         assert!(
-            matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, 1)])
+            matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, Some(1))])
         );
         assert_eq!(ids(next(&mut second).await), vec!["b", "c"]);
     }
@@ -549,9 +551,16 @@ mod tests {
         log.append("t", (0..5).map(|i| envelope(&i.to_string())).collect())
             .await
             .unwrap();
-        let records = log.read("t", 0, 2, 2).await.unwrap();
-        let offsets: Vec<Offset> = records.iter().map(|r| r.offset).collect();
+        let read = log.read("t", 0, 2, 2).await.unwrap();
+        let offsets: Vec<Offset> = read.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![2, 3]);
+        assert_eq!(read.next, 4);
+        let past_the_end = log.read("t", 0, 5, 2).await.unwrap();
+        assert!(past_the_end.records.is_empty());
+        assert_eq!(
+            past_the_end.next, 5,
+            "a read that saw nothing does not move"
+        );
         assert!(log.read("t", 7, 0, 1).await.is_err());
     }
 

@@ -95,12 +95,27 @@ pub enum StartAt {
 /// What a group subscription yields.
 #[derive(Debug, Clone)]
 pub enum ChannelEvent {
-    /// These partitions are now this member's, to be read from these offsets.
-    Assigned(Vec<(Partition, Offset)>),
+    /// These partitions are now this member's, with the group's committed offset where the
+    /// member could learn it (reading starts there). `None`: the member could not learn it, or the
+    /// group has none; reading starts where the channel's reset policy says, and the first record
+    /// read tells where that is.
+    Assigned(Vec<(Partition, Option<Offset>)>),
     /// These partitions are no longer this member's: forget their in-flight bookkeeping.
     Revoked(Vec<Partition>),
     /// Records of assigned partitions, in offset order within each partition.
     Records(Vec<Record>),
+}
+
+/// What one read of a partition returned ([`EventLog::read`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    /// The events read, in offset order.
+    pub records: Vec<Record>,
+    /// Where the following read starts: past every offset this read looked at (records skipped
+    /// as not being events count too), or the offset it was asked for when it saw nothing. An
+    /// empty batch whose `next` did not move says nothing about the end of the partition: a read
+    /// may time out.
+    pub next: Offset,
 }
 
 /// Offsets of one partition, for listing and for lag.
@@ -188,7 +203,7 @@ pub trait EventLog: Send + Sync + 'static {
         partition: Partition,
         from: Offset,
         max: usize,
-    ) -> Result<Vec<Record>, ChannelError>;
+    ) -> Result<ReadBatch, ChannelError>;
 
     /// Low and high watermarks of every partition, and `group`'s committed offsets.
     async fn offsets(

@@ -36,7 +36,6 @@ const PIPELINE: usize = 8;
 
 struct GroupContext {
     topic: String,
-    start: StartAt,
     /// Assignment changes, queued by the callbacks for the thread to send in order.
     pending: Mutex<Vec<ChannelEvent>>,
     /// Bytes received from the cluster (librdkafka statistics).
@@ -81,34 +80,32 @@ impl GroupContext {
             .push(event);
     }
 
-    /// Where each assigned partition starts: the group's committed offset, else the watermark the
-    /// reset policy names (a lower bound of where the consumer will really start, which is all
-    /// the dispatcher's bookkeeping needs).
+    /// Where each assigned partition starts: the group's committed offset, when the member can
+    /// learn it. Never a guess: a partition whose committed offset could not be read (the
+    /// coordinator is moving, a timeout) starts where the consumer's reset policy says, and the
+    /// dispatcher learns that position from the first record it reads. (Guessing the high
+    /// watermark here once let a dispatcher commit past records it had not read yet.)
     fn start_positions(
         &self,
         consumer: &BaseConsumer<Self>,
         list: &TopicPartitionList,
-    ) -> Vec<(Partition, Offset)> {
-        let timeout = Duration::from_secs(10);
-        let committed = consumer.committed_offsets(list.clone(), timeout).ok();
+    ) -> Vec<(Partition, Option<Offset>)> {
+        let committed = match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(committed) => Some(committed),
+            Err(error) => {
+                warn!(topic = %self.topic, "cannot read the group's committed offsets; the positions will come from the first records: {error}");
+                None
+            }
+        };
         list.elements()
             .iter()
             .map(|element| {
                 let partition = element.partition();
-                let committed = committed
+                let start = committed
                     .as_ref()
                     .and_then(|c| c.find_partition(&self.topic, partition))
                     .and_then(|e| e.offset().to_raw())
                     .filter(|offset| *offset >= 0);
-                let start = committed.unwrap_or_else(|| {
-                    match consumer.fetch_watermarks(&self.topic, partition, timeout) {
-                        Ok((low, high)) => match self.start {
-                            StartAt::Earliest => low,
-                            StartAt::Latest => high,
-                        },
-                        Err(_) => 0,
-                    }
-                });
                 (partition, start)
             })
             .collect()
@@ -127,7 +124,6 @@ pub fn subscribe(
     let bytes_read = Arc::new(AtomicU64::new(0));
     let context = GroupContext {
         topic: topic.to_string(),
-        start,
         pending: Mutex::new(Vec::new()),
         bytes_read: bytes_read.clone(),
     };
@@ -195,7 +191,7 @@ fn assign_all(consumer: &BaseConsumer<GroupContext>, sender: &Events) -> bool {
 
 fn try_assign_all(
     consumer: &BaseConsumer<GroupContext>,
-) -> Result<Vec<(Partition, Offset)>, ChannelError> {
+) -> Result<Vec<(Partition, Option<Offset>)>, ChannelError> {
     let context = consumer.context();
     let topic = &context.topic;
     let metadata = consumer
@@ -215,8 +211,10 @@ fn try_assign_all(
     let starts = context.start_positions(consumer, &list);
     let mut assignment = TopicPartitionList::new();
     for &(partition, offset) in &starts {
+        // Without a committed offset the consumer fetches its own and resets as configured.
+        let offset = offset.map_or(rdkafka::Offset::Stored, rdkafka::Offset::Offset);
         assignment
-            .add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))
+            .add_partition_offset(topic, partition, offset)
             .map_err(|error| unavailable("building the assignment", &error))?;
     }
     consumer

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use knactor_actors::channel::{
-    AppendError, ChannelError, EventLog, Offset, Partition, PartitionOffsets, Record, StartAt,
-    Subscription, TopicSpec,
+    AppendError, ChannelError, EventLog, Offset, Partition, PartitionOffsets, ReadBatch, Record,
+    StartAt, Subscription, TopicSpec,
 };
 use knactor_actors::envelope::Envelope;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -245,7 +245,7 @@ impl EventLog for KafkaLog {
         partition: Partition,
         from: Offset,
         max: usize,
-    ) -> Result<Vec<Record>, ChannelError> {
+    ) -> Result<ReadBatch, ChannelError> {
         let consumer = match self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(consumer) => consumer,
             None => self.plain_consumer(None)?,
@@ -376,14 +376,15 @@ impl EventLog for KafkaLog {
     }
 }
 
-/// Reads up to `max` records of one partition from `from`, stopping at the high watermark.
+/// Reads up to `max` records of one partition from `from`, stopping at the high watermark or
+/// after [`READ_TIMEOUT`], whichever comes first (then with what it has, maybe nothing).
 fn read_partition(
     consumer: &BaseConsumer,
     topic: &str,
     partition: Partition,
     from: Offset,
     max: usize,
-) -> Result<Vec<Record>, ChannelError> {
+) -> Result<ReadBatch, ChannelError> {
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
         .map_err(|error| match error {
@@ -397,8 +398,12 @@ fn read_partition(
             other => unavailable("reading watermarks", &other),
         })?;
     let start = from.max(low);
+    let mut batch = ReadBatch {
+        records: Vec::new(),
+        next: from,
+    };
     if start >= high || max == 0 {
-        return Ok(Vec::new());
+        return Ok(batch);
     }
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(start))
@@ -407,31 +412,27 @@ fn read_partition(
         .assign(&list)
         .map_err(|error| unavailable("assigning a partition", &error))?;
     let wanted = max.min((high - start) as usize);
-    let mut records = Vec::with_capacity(wanted);
+    let mut looked_at = 0;
     let deadline = std::time::Instant::now() + READ_TIMEOUT;
-    while records.len() < wanted && std::time::Instant::now() < deadline {
+    while looked_at < wanted && std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(50)) {
             None => {}
             Some(Err(error)) => return Err(unavailable("reading a partition", &error)),
             Some(Ok(message)) => {
+                looked_at += 1;
                 if let Some(record) = to_record(&message) {
-                    records.push(record);
-                } else {
-                    // Not an event: skipped, but its offset counts towards what was read.
-                    warn!(
-                        topic,
-                        partition,
-                        offset = message.offset(),
-                        "skipped a record that is not a CloudEvent"
-                    );
+                    batch.records.push(record);
                 }
+                // Not an event (skipped with a warning by `to_record`): its offset still counts
+                // as read.
+                batch.next = batch.next.max(message.offset() + 1);
                 if message.offset() + 1 >= high {
                     break;
                 }
             }
         }
     }
-    Ok(records)
+    Ok(batch)
 }
 
 /// The timestamp (ms) of the record at `offset`, if it can be read.

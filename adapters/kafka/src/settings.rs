@@ -102,6 +102,9 @@ impl KafkaSettings {
             .set("enable.partition.eof", "false")
             // Deliver as soon as records arrive rather than waiting to fill a fetch.
             .set("fetch.wait.max.ms", "50")
+            // Only the partitions that move are revoked in a rebalance (the others keep their
+            // deliveries in flight): a node joining or leaving redelivers only what moves.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             // rx_bytes for the bytes-read metric.
