@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::channel::Partition;
 use crate::journal::Journal;
 use crate::resources::ObjectKey;
 
@@ -121,6 +122,71 @@ pub struct BrokerMetrics {
     pub append_duration: Histogram,
     /// Events by the status their producer got (202, 400, 413, 503): Knative's ingress `event_count`.
     pub responses: StatusCounts,
+    /// The partitions this node's dispatcher holds, with their positions (gauges).
+    pub partitions: Mutex<BTreeMap<Partition, PartitionGauges>>,
+    /// Whether the broker's channel stores what it is given.
+    pub channel: ChannelHealth,
+}
+
+/// Where one partition of a broker stands, as this node's dispatcher last saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionGauges {
+    /// The partition's end: the offset the next appended record gets (high watermark).
+    pub end: Option<i64>,
+    /// The offset the dispatcher last committed: everything below is final.
+    pub committed: Option<i64>,
+    /// The next offset the dispatcher's shared read takes.
+    pub position: Option<i64>,
+}
+
+impl PartitionGauges {
+    /// Records appended and not yet final for every trigger (as far as committed).
+    pub fn lag(&self) -> Option<i64> {
+        Some((self.end? - self.committed?).max(0))
+    }
+}
+
+/// Whether a broker's channel stores what it is given: the outcome of the last append, and of
+/// the last probe of the channel (a Kafka topic whose partitions all have a leader).
+#[derive(Debug, Default)]
+pub struct ChannelHealth {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    append_failure: Option<String>,
+    probe_failure: Option<String>,
+}
+
+impl ChannelHealth {
+    /// An append was stored.
+    pub fn stored(&self) {
+        self.lock().append_failure = None;
+    }
+
+    /// An append could not be stored (the channel is away, or full).
+    pub fn refused(&self, reason: impl Into<String>) {
+        self.lock().append_failure = Some(reason.into());
+    }
+
+    /// The outcome of a probe of the channel.
+    pub fn probed(&self, outcome: Result<(), String>) {
+        self.lock().probe_failure = outcome.err();
+    }
+
+    /// Why the channel does not store events now, if it does not.
+    pub fn problem(&self) -> Option<String> {
+        let state = self.lock();
+        state
+            .probe_failure
+            .clone()
+            .or_else(|| state.append_failure.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Per trigger.
@@ -147,6 +213,15 @@ pub struct TriggerMetrics {
     /// Attempts by the status the subscriber answered (500 when it did not): Knative's filter
     /// `event_count`.
     pub responses: StatusCounts,
+    /// Deliveries waiting in the trigger for a slot (gauge).
+    pub queued: AtomicU64,
+    /// Deliveries running (gauge).
+    pub in_flight: AtomicU64,
+    /// Records the trigger has yet to read itself after falling behind, summed over partitions
+    /// (gauge).
+    pub behind: AtomicU64,
+    /// Partitions on which the trigger fell behind (gauge).
+    pub lagging_partitions: AtomicU64,
 }
 
 /// A counter's name, help text, and where to find it.
@@ -351,6 +426,104 @@ impl Metrics {
                     trigger.namespace, broker.name, trigger.name
                 );
                 histogram(metrics).render(&mut out, name, &labels);
+            }
+        }
+
+        let name = "knactor_broker_channel_storing";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 when the broker's channel stores events, 0 when its last append or probe failed.\n# TYPE {name} gauge"
+        );
+        for (key, metrics) in &brokers {
+            let storing = u8::from(metrics.channel.problem().is_none());
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",broker=\"{}\"}} {storing}",
+                key.namespace, key.name
+            );
+        }
+
+        let partition_gauges: [(&str, &str, fn(&PartitionGauges) -> Option<i64>); 4] = [
+            (
+                "knactor_broker_partition_end_offset",
+                "The offset the next record appended to the partition gets (high watermark), for the partitions this node reads.",
+                |g| g.end,
+            ),
+            (
+                "knactor_broker_partition_committed_offset",
+                "The offset this node's dispatcher last committed: every record below it is final for every trigger.",
+                |g| g.committed,
+            ),
+            (
+                "knactor_broker_partition_position",
+                "The next offset this node's dispatcher reads.",
+                |g| g.position,
+            ),
+            (
+                "knactor_broker_partition_lag",
+                "Records appended to the partition and not yet final for every trigger (end offset - committed offset).",
+                PartitionGauges::lag,
+            ),
+        ];
+        let partitions: Vec<_> = brokers
+            .iter()
+            .map(|(key, metrics)| {
+                let held = metrics
+                    .partitions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                (key, held)
+            })
+            .collect();
+        for (name, help, gauge) in partition_gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (key, held) in &partitions {
+                for (partition, gauges) in held {
+                    if let Some(value) = gauge(gauges) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{namespace=\"{}\",broker=\"{}\",partition=\"{partition}\"}} {value}",
+                            key.namespace, key.name
+                        );
+                    }
+                }
+            }
+        }
+
+        let trigger_gauges: [Described<TriggerMetrics>; 4] = [
+            (
+                "knactor_trigger_deliveries_queued",
+                "Deliveries waiting in the trigger for a slot.",
+                |m| &m.queued,
+            ),
+            (
+                "knactor_trigger_deliveries_in_flight",
+                "Deliveries running (attempts, back-off waits, dead letter, parking).",
+                |m| &m.in_flight,
+            ),
+            (
+                "knactor_trigger_behind_records",
+                "Records a trigger that fell behind has yet to read itself, summed over partitions.",
+                |m| &m.behind,
+            ),
+            (
+                "knactor_trigger_lagging_partitions",
+                "Partitions on which the trigger fell behind and catches up on its own.",
+                |m| &m.lagging_partitions,
+            ),
+        ];
+        for (name, help, gauge) in trigger_gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for ((broker, trigger), metrics) in &triggers {
+                let _ = writeln!(
+                    out,
+                    "{name}{{namespace=\"{}\",broker=\"{}\",trigger=\"{}\"}} {}",
+                    trigger.namespace,
+                    broker.name,
+                    trigger.name,
+                    gauge(metrics).load(Ordering::Relaxed)
+                );
             }
         }
 

@@ -93,7 +93,23 @@ async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminErr
             "topic": broker.topic,
             "running": broker.running,
             "restarts": broker.restarts,
+            "storing": broker.running && broker.channel_problem.is_none(),
+            "channelProblem": broker.channel_problem,
             "triggers": broker.triggers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "partitions": broker.partitions.iter().map(|(partition, gauges)| json!({
+                "partition": partition,
+                "end": gauges.end,
+                "committed": gauges.committed,
+                "position": gauges.position,
+                "lag": gauges.lag(),
+            })).collect::<Vec<_>>(),
+            "triggerProgress": broker.trigger_progress.iter().map(|trigger| json!({
+                "name": trigger.key.to_string(),
+                "queued": trigger.queued,
+                "inFlight": trigger.in_flight,
+                "behind": trigger.behind,
+                "laggingPartitions": trigger.lagging_partitions,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "sources": state.sources.all().into_iter().map(|((kind, key), health)| json!({
             "kind": kind,

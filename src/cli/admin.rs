@@ -84,17 +84,53 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("role: {}", status["role"].as_str().unwrap_or("all"));
     println!("ready: {}", status["ready"]);
     for broker in status["brokers"].as_array().into_iter().flatten() {
+        let storing = match broker["channelProblem"].as_str() {
+            Some(problem) => format!("no ({problem})"),
+            None => broker["storing"].to_string(),
+        };
         println!(
-            "broker {}/{}  channel={} topic={} running={} restarts={}",
+            "broker {}/{}  channel={} topic={} running={} storing={} restarts={}",
             broker["namespace"].as_str().unwrap_or_default(),
             broker["name"].as_str().unwrap_or_default(),
             broker["channel"].as_str().unwrap_or_default(),
             broker["topic"].as_str().unwrap_or_default(),
             broker["running"],
+            storing,
             broker["restarts"]
         );
-        for trigger in broker["triggers"].as_array().into_iter().flatten() {
-            println!("  trigger {}", trigger.as_str().unwrap_or_default());
+        let partitions = broker["partitions"].as_array().cloned().unwrap_or_default();
+        if !partitions.is_empty() {
+            let number = |value: &Value| value.as_i64().map_or("?".into(), |n| n.to_string());
+            let held: Vec<String> = partitions
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} (end {}, committed {}, lag {})",
+                        p["partition"],
+                        number(&p["end"]),
+                        number(&p["committed"]),
+                        number(&p["lag"])
+                    )
+                })
+                .collect();
+            println!("  partitions read here: {}", held.join(", "));
+        }
+        for trigger in broker["triggerProgress"].as_array().into_iter().flatten() {
+            let behind = trigger["behind"].as_u64().unwrap_or(0);
+            let lagging = if behind > 0 {
+                format!(
+                    ", {behind} behind on {} partition(s), catching up",
+                    trigger["laggingPartitions"]
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "  trigger {}: {} queued, {} in flight{lagging}",
+                trigger["name"].as_str().unwrap_or_default(),
+                trigger["queued"],
+                trigger["inFlight"]
+            );
         }
     }
     for source in status["sources"].as_array().into_iter().flatten() {

@@ -57,8 +57,33 @@ impl BrokerActor {
     }
 }
 
+/// How often a broker probes its channel when nothing else tells it whether the channel stores.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Actor for BrokerActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.probe(ctx);
+        ctx.run_interval(PROBE_INTERVAL, |actor, ctx| actor.probe(ctx));
+    }
+}
+
+impl BrokerActor {
+    /// Asks the channel whether it can store now (`knactor status`, the `storing` gauge, and
+    /// the Broker's Ready condition in a cluster).
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        let log = self.log.clone();
+        let topic = self.route.channel.topic.clone();
+        let metrics = self.metrics.clone();
+        ctx.spawn(
+            async move {
+                let outcome = log.probe(&topic).await.map_err(|error| error.to_string());
+                metrics.channel.probed(outcome);
+            }
+            .into_actor(self),
+        );
+    }
 }
 
 /// Admit and store events.
@@ -138,6 +163,7 @@ impl Handler<Publish> for BrokerActor {
             };
             match log.append(&topic, envelopes).await {
                 Ok(()) => {
+                    metrics.channel.stored();
                     metrics.accepted.fetch_add(count, Ordering::Relaxed);
                     for _ in 0..count {
                         metrics.responses.count(202);
@@ -158,6 +184,9 @@ impl Handler<Publish> for BrokerActor {
                         AppendError::TooLarge { .. } => 413,
                         _ => 503,
                     };
+                    if status == 503 {
+                        metrics.channel.refused(error.to_string());
+                    }
                     metrics.responses.count(status);
                     for span in &spans {
                         span.record("otel.status_code", "error");

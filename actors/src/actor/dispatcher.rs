@@ -27,13 +27,14 @@ use super::broker::trace_id_of;
 use super::trigger::{Deliver, TriggerActor};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{
-    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, ReadBatch, Record, StartAt,
+    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, ReadBatch, ReadStats,
+    Record, StartAt,
 };
 use crate::event_span;
 use crate::filter::{Filter, FilterIndex};
 use crate::journal::{Detail, Hop, Stage};
 use crate::ledger::{CatchUp, Handoff, Ledger};
-use crate::metrics::{inc, BrokerMetrics, TriggerMetrics};
+use crate::metrics::{inc, BrokerMetrics, PartitionGauges, TriggerMetrics};
 use crate::resources::ObjectKey;
 use crate::routes::{BrokerRoute, StartPosition};
 use crate::trace;
@@ -44,6 +45,8 @@ const CATCH_UP_BATCH: usize = 256;
 const EMPTY_READ_PAUSE: Duration = Duration::from_millis(100);
 /// How long a trigger waits before reading again after a catch-up read that failed.
 const FAILED_READ_PAUSE: Duration = Duration::from_secs(1);
+/// How often the partitions' and triggers' positions are published to the metrics.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct DispatcherActor {
     broker: ObjectKey,
@@ -57,8 +60,8 @@ pub struct DispatcherActor {
     /// What every trigger owes on every assigned partition, and what may be committed.
     ledger: Ledger<ObjectKey>,
     committer: Option<Box<dyn Committer>>,
-    /// Bytes the group member received from the channel (Kafka), for the metrics.
-    bytes_read: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// What the group member learns about the topic (bytes read, partition ends).
+    stats: Arc<ReadStats>,
     /// Records (not re-driven ones) the shared read took from each partition, for the triggers'
     /// `filtered` counts.
     seen: BTreeMap<Partition, u64>,
@@ -99,7 +102,7 @@ impl DispatcherActor {
             index: FilterIndex::default(),
             triggers: HashMap::new(),
             committer: None,
-            bytes_read: None,
+            stats: Arc::default(),
             seen: BTreeMap::new(),
             label: Arc::from(route.key().to_string()),
             scratch: Vec::new(),
@@ -119,7 +122,7 @@ impl DispatcherActor {
         {
             Ok(subscription) => {
                 self.committer = Some(subscription.committer);
-                self.bytes_read = subscription.bytes_read;
+                self.stats = subscription.stats;
                 ctx.add_stream(subscription.events);
                 self.subscribed = true;
             }
@@ -325,12 +328,6 @@ impl DispatcherActor {
 
     fn commit(&mut self) {
         self.settle_counts();
-        if let Some(bytes) = &self.bytes_read {
-            let read = bytes.load(std::sync::atomic::Ordering::Relaxed);
-            self.metrics
-                .channel_bytes_read
-                .store(read, std::sync::atomic::Ordering::Relaxed);
-        }
         let offsets = self.ledger.committable();
         if offsets.is_empty() {
             return;
@@ -341,6 +338,38 @@ impl DispatcherActor {
         match committer.commit(&offsets) {
             Ok(()) => self.ledger.committed(&offsets),
             Err(error) => warn!(broker = %self.broker, "commit failed, will retry: {error}"),
+        }
+    }
+
+    /// Publishes where every partition and trigger stands, for `/metrics` and `knactor status`.
+    fn publish_progress(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let read = self.stats.bytes_read.load(Relaxed);
+        self.metrics.channel_bytes_read.store(read, Relaxed);
+        let held = self
+            .ledger
+            .partitions()
+            .into_iter()
+            .map(|progress| {
+                let gauges = PartitionGauges {
+                    end: self.stats.end(progress.partition),
+                    committed: progress.committed,
+                    position: progress.position,
+                };
+                (progress.partition, gauges)
+            })
+            .collect();
+        *self
+            .metrics
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = held;
+        for (key, slot) in &self.triggers {
+            let progress = self.ledger.trigger(key);
+            slot.metrics.behind.store(progress.behind, Relaxed);
+            slot.metrics
+                .lagging_partitions
+                .store(progress.lagging_partitions as u64, Relaxed);
         }
     }
 
@@ -477,10 +506,17 @@ impl Actor for DispatcherActor {
         ctx.run_interval(self.shared.options.commit_interval, |actor, _| {
             actor.commit()
         });
+        ctx.run_interval(PROGRESS_INTERVAL, |actor, _| actor.publish_progress());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.commit();
+        // This node holds no partition of the broker any more.
+        self.metrics
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -501,6 +537,11 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
                     info!(broker = %self.broker, partition, "partition revoked");
                     self.ledger.revoke(partition);
                     self.seen.remove(&partition);
+                    self.metrics
+                        .partitions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&partition);
                     for slot in self.triggers.values_mut() {
                         slot.marks.remove(&partition);
                     }

@@ -40,7 +40,7 @@ pub use dispatcher::DispatcherActor;
 pub use local::LocalIngress;
 pub use node::{
     ApplyRoutes, BrokerStatus, FaultTarget, GetStatus, IngressTable, InjectFault, Node, NodeError,
-    NodeStatus, NotRunning, ParkedOf, RedriveOf,
+    NodeStatus, NotRunning, ParkedOf, RedriveOf, TriggerStatus,
 };
 pub use source::{
     ApiServerSourceRuntime, ApplySources, SetSourcesActive, SourceActor, SourceManager,

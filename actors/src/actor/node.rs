@@ -24,7 +24,8 @@ use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport}
 use super::dispatcher::{ApplyTriggers, DispatcherActor};
 use super::trigger::{TriggerActor, UpdateRoute};
 use super::{Crash, Role, Shared, Shutdown};
-use crate::channel::{ChannelError, EventLog, TopicSpec};
+use crate::channel::{ChannelError, EventLog, Partition, TopicSpec};
+use crate::metrics::PartitionGauges;
 use crate::resources::ObjectKey;
 use crate::routes::{BrokerRoute, RouteIssue, Routes};
 
@@ -631,9 +632,30 @@ pub struct BrokerStatus {
     /// `memory` or `kafka`.
     pub channel: &'static str,
     pub topic: String,
+    /// Its actors run on this node.
     pub running: bool,
     pub restarts: u32,
+    /// Why its channel does not store events now (its last append or probe failed), if it does not.
+    pub channel_problem: Option<String>,
     pub triggers: Vec<ObjectKey>,
+    /// The partitions this node's dispatcher reads, with their positions.
+    pub partitions: Vec<(Partition, PartitionGauges)>,
+    /// Where each trigger stands on this node.
+    pub trigger_progress: Vec<TriggerStatus>,
+}
+
+/// A trigger's deliveries on this node.
+#[derive(Debug, Clone)]
+pub struct TriggerStatus {
+    pub key: ObjectKey,
+    /// Waiting for a slot in the trigger.
+    pub queued: u64,
+    /// Running.
+    pub in_flight: u64,
+    /// Records it has yet to read itself after falling behind, summed over partitions.
+    pub behind: u64,
+    /// Partitions on which it fell behind.
+    pub lagging_partitions: u64,
 }
 
 impl Handler<GetStatus> for Node {
@@ -645,14 +667,38 @@ impl Handler<GetStatus> for Node {
             .routes
             .brokers()
             .map(|route| {
+                use std::sync::atomic::Ordering::Relaxed;
                 let cell = self.cells.get(route.key());
+                let metrics = &self.shared.metrics;
+                let broker = metrics.broker(route.key());
+                let partitions = lock(&broker.partitions)
+                    .iter()
+                    .map(|(&partition, &gauges)| (partition, gauges))
+                    .collect();
+                let trigger_progress = route
+                    .triggers
+                    .iter()
+                    .map(|trigger| {
+                        let counts = metrics.trigger(route.key(), &trigger.key);
+                        TriggerStatus {
+                            key: trigger.key.clone(),
+                            queued: counts.queued.load(Relaxed),
+                            in_flight: counts.in_flight.load(Relaxed),
+                            behind: counts.behind.load(Relaxed),
+                            lagging_partitions: counts.lagging_partitions.load(Relaxed),
+                        }
+                    })
+                    .collect();
                 BrokerStatus {
                     key: route.key().clone(),
                     channel: route.channel.kind.name(),
                     topic: route.channel.topic.clone(),
                     running: cell.is_some_and(Cell::alive),
                     restarts: cell.map_or(0, |cell| cell.restarts),
+                    channel_problem: cell.and_then(|_| broker.channel.problem()),
                     triggers: route.triggers.iter().map(|t| t.key.clone()).collect(),
+                    partitions,
+                    trigger_progress,
                 }
             })
             .collect();

@@ -71,6 +71,15 @@ impl TriggerActor {
 
     /// Starts as many waiting deliveries as the trigger's order and limits allow.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.start_what_may_start(ctx);
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics
+            .queued
+            .store(self.waiting.len() as u64, Relaxed);
+        self.metrics.in_flight.store(self.in_flight as u64, Relaxed);
+    }
+
+    fn start_what_may_start(&mut self, ctx: &mut Context<Self>) {
         match self.route.order {
             DeliveryOrder::Unordered => {
                 let limit = self.shared.options.trigger_concurrency.max(1);
@@ -147,6 +156,12 @@ impl TriggerActor {
 
 impl Actor for TriggerActor {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.queued.store(0, Relaxed);
+        self.metrics.in_flight.store(0, Relaxed);
+    }
 }
 
 /// Deliver one event (sent by the dispatcher).

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::{
     partition_for, AppendError, ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition,
-    PartitionOffsets, ReadBatch, Record, StartAt, Subscription, TopicSpec,
+    PartitionOffsets, ReadBatch, ReadStats, Record, StartAt, Subscription, TopicSpec,
 };
 use crate::envelope::Envelope;
 
@@ -232,6 +232,7 @@ impl EventLog for MemoryLog {
             topic_state.notify.notify_waiters();
             (member, topic_state.notify.clone())
         };
+        let stats = Arc::new(ReadStats::default());
         let reader = GroupReader {
             log: self.clone(),
             topic: topic.to_string(),
@@ -241,6 +242,7 @@ impl EventLog for MemoryLog {
             notify,
             cursors: None,
             done: false,
+            stats: stats.clone(),
         };
         let events = stream::unfold(reader, |mut reader| async move {
             let next = reader.next().await?;
@@ -254,7 +256,7 @@ impl EventLog for MemoryLog {
                 group: group.to_string(),
                 member,
             }),
-            bytes_read: None,
+            stats,
         })
     }
 
@@ -357,6 +359,7 @@ struct GroupReader {
     /// Next offset to hand out, per partition; `None` until the assignment was announced.
     cursors: Option<Vec<Offset>>,
     done: bool,
+    stats: Arc<ReadStats>,
 }
 
 impl GroupReader {
@@ -402,6 +405,7 @@ impl GroupReader {
                 };
                 let mut batch = Vec::new();
                 for (index, log) in topic.partitions.iter().enumerate() {
+                    self.stats.set_end(index as Partition, log.high());
                     let cursor = &mut cursors[index];
                     *cursor = (*cursor).max(log.base);
                     let skip = (*cursor - log.base) as usize;

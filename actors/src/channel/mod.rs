@@ -169,8 +169,35 @@ pub trait Committer: Send {
 pub struct Subscription {
     pub events: BoxStream<'static, Result<ChannelEvent, ChannelError>>,
     pub committer: Box<dyn Committer>,
-    /// Bytes this member received from the channel's servers, when the channel counts them.
-    pub bytes_read: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// What the member learns about the topic as it reads.
+    pub stats: Arc<ReadStats>,
+}
+
+/// What a group member learns about its topic as it reads, for metrics and status. Updated by
+/// the channel, read by the dispatcher.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    /// Bytes received from the channel's servers (Kafka; the memory channel counts none).
+    pub bytes_read: std::sync::atomic::AtomicU64,
+    /// The end (high watermark) of each partition the member holds, as last learnt.
+    ends: std::sync::Mutex<BTreeMap<Partition, Offset>>,
+}
+
+impl ReadStats {
+    pub fn set_end(&self, partition: Partition, end: Offset) {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition, end);
+    }
+
+    pub fn end(&self, partition: Partition) -> Option<Offset> {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&partition)
+            .copied()
+    }
 }
 
 /// The port. Methods are cheap to call concurrently (`&self`).
@@ -220,6 +247,13 @@ pub trait EventLog: Send + Sync + 'static {
         partition: Partition,
         time: chrono::DateTime<chrono::Utc>,
     ) -> Result<Offset, ChannelError>;
+
+    /// Whether `topic` can take appends now, as far as the channel can tell without appending
+    /// (Kafka: the topic exists and every partition has a leader). Cheap enough to call every few
+    /// seconds.
+    async fn probe(&self, _topic: &str) -> Result<(), ChannelError> {
+        Ok(())
+    }
 
     /// Commits `group`'s offsets without being a member (for the parking lot's bookkeeping).
     async fn commit_offsets(

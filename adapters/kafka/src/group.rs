@@ -12,14 +12,14 @@
 //! The stream is bounded, so a dispatcher that does not keep up slows the polling down instead of
 //! buffering without limit. Dropping the subscription ends the thread, which leaves the group.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use futures::stream;
 use knactor_actors::channel::{
-    ChannelError, ChannelEvent, Committer, Offset, Partition, StartAt, Subscription,
+    ChannelError, ChannelEvent, Committer, Offset, Partition, ReadStats, StartAt, Subscription,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
@@ -38,14 +38,23 @@ struct GroupContext {
     topic: String,
     /// Assignment changes, queued by the callbacks for the thread to send in order.
     pending: Mutex<Vec<ChannelEvent>>,
-    /// Bytes received from the cluster (librdkafka statistics).
-    bytes_read: Arc<AtomicU64>,
+    /// Bytes received and partition ends, from librdkafka's statistics.
+    stats: Arc<ReadStats>,
 }
 
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
-        self.bytes_read
+        self.stats
+            .bytes_read
             .store(statistics.rx_bytes.max(0) as u64, Ordering::Relaxed);
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            for partition in topic.partitions.values() {
+                // Partition -1 is librdkafka's "unassigned" queue; an unknown end is -1001.
+                if partition.partition >= 0 && partition.hi_offset >= 0 {
+                    self.stats.set_end(partition.partition, partition.hi_offset);
+                }
+            }
+        }
     }
 }
 
@@ -121,11 +130,11 @@ pub fn subscribe(
     group: &str,
     start: StartAt,
 ) -> Result<Subscription, ChannelError> {
-    let bytes_read = Arc::new(AtomicU64::new(0));
+    let stats = Arc::new(ReadStats::default());
     let context = GroupContext {
         topic: topic.to_string(),
         pending: Mutex::new(Vec::new()),
-        bytes_read: bytes_read.clone(),
+        stats: stats.clone(),
     };
     let consumer: BaseConsumer<GroupContext> = settings
         .group_config(group, start)
@@ -162,7 +171,7 @@ pub fn subscribe(
             consumer,
             topic: topic.to_string(),
         }),
-        bytes_read: Some(bytes_read),
+        stats,
     })
 }
 

@@ -26,7 +26,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
 use tracing::{debug, warn};
@@ -44,7 +44,10 @@ const READ_TIMEOUT: Duration = Duration::from_millis(500);
 /// The channel on one Kafka cluster.
 pub struct KafkaLog {
     settings: KafkaSettings,
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent producer that lost its
+    /// sequence, for example after the cluster lost data): such a producer fails every append
+    /// from then on, so the node would answer 503 forever.
+    producer: std::sync::RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     readers: Arc<Mutex<Vec<BaseConsumer>>>,
 }
@@ -62,7 +65,7 @@ impl KafkaLog {
             .map_err(|error| unavailable("creating the Kafka admin client", &error))?;
         Ok(Self {
             settings,
-            producer,
+            producer: std::sync::RwLock::new(producer),
             admin,
             readers: Arc::default(),
         })
@@ -70,6 +73,34 @@ impl KafkaLog {
 
     pub fn settings(&self) -> &KafkaSettings {
         &self.settings
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// After a failed append: when `producer` hit a fatal error, a new producer takes its place
+    /// (once, however many appends saw the error).
+    fn recover_from_fatal(&self, producer: &FutureProducer) {
+        let Some((code, reason)) = producer.client().fatal_error() else {
+            return;
+        };
+        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if current.client().native_ptr() != producer.client().native_ptr() {
+            return;
+        }
+        match self.settings.producer_config().create::<FutureProducer>() {
+            Ok(fresh) => {
+                warn!(%code, reason, "the Kafka producer hit a fatal error; a new producer takes over");
+                *current = fresh;
+            }
+            Err(error) => {
+                warn!(%code, reason, "the Kafka producer hit a fatal error and a new one cannot be made: {error}")
+            }
+        }
     }
 
     /// A consumer outside any group (or in `group`, for reading and committing its offsets without
@@ -193,41 +224,43 @@ impl EventLog for KafkaLog {
     }
 
     async fn append(&self, topic: &str, events: Vec<Envelope>) -> Result<(), AppendError> {
-        // Enqueue every record first (in order), then wait for all acknowledgements.
-        let parts: Vec<_> = events.iter().map(encode).collect();
-        let mut deliveries = Vec::with_capacity(parts.len());
-        for part in &parts {
-            let mut headers = OwnedHeaders::new_with_capacity(part.headers.len());
-            for (name, value) in &part.headers {
-                headers = headers.insert(Header {
-                    key: name,
-                    value: Some(value),
-                });
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-            if let Some(key) = &part.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(value) = &part.value {
-                record = record.payload(value.as_slice());
-            }
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push((delivery, part.size())),
-                Err((error, _)) => return Err(append_error(topic, &error, part.size())),
-            }
+        let producer = self.producer();
+        let result = append_with(&producer, topic, &events).await;
+        if result.is_err() {
+            self.recover_from_fatal(&producer);
         }
-        for (delivery, size) in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(append_error(topic, &error, size)),
-                Err(_) => {
-                    return Err(AppendError::Unavailable(
-                        "the Kafka producer was closed".into(),
-                    ))
-                }
+        result
+    }
+
+    async fn probe(&self, topic: &str) -> Result<(), ChannelError> {
+        let producer = self.producer();
+        let topic = topic.to_string();
+        Self::blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&topic), QUERY_TIMEOUT)
+                .map_err(|error| unavailable("reading topic metadata", &error))?;
+            let found = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .ok_or_else(|| ChannelError::UnknownTopic(topic.clone()))?;
+            let leaderless: Vec<Partition> = found
+                .partitions()
+                .iter()
+                .filter(|p| p.leader() < 0 || p.error().is_some())
+                .map(|p| p.id())
+                .collect();
+            if leaderless.is_empty() {
+                Ok(())
+            } else {
+                Err(ChannelError::Unavailable(format!(
+                    "partitions {leaderless:?} of topic {topic} have no leader"
+                )))
             }
-        }
-        Ok(())
+        })
+        .await
     }
 
     fn subscribe(
@@ -374,6 +407,48 @@ impl EventLog for KafkaLog {
         })
         .await
     }
+}
+
+/// Enqueues every record first (in order), then waits for all acknowledgements.
+async fn append_with(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[Envelope],
+) -> Result<(), AppendError> {
+    let parts: Vec<_> = events.iter().map(encode).collect();
+    let mut deliveries = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let mut headers = OwnedHeaders::new_with_capacity(part.headers.len());
+        for (name, value) in &part.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = &part.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &part.value {
+            record = record.payload(value.as_slice());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push((delivery, part.size())),
+            Err((error, _)) => return Err(append_error(topic, &error, part.size())),
+        }
+    }
+    for (delivery, size) in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => return Err(append_error(topic, &error, size)),
+            Err(_) => {
+                return Err(AppendError::Unavailable(
+                    "the Kafka producer was closed".into(),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads up to `max` records of one partition from `from`, stopping at the high watermark or

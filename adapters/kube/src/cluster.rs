@@ -711,14 +711,21 @@ struct Services {
     knative: Option<BTreeSet<ObjectKey>>,
 }
 
-/// Why this node does not run a broker its routes have: the node's reason, or that it is starting.
+/// Why this node does not run a broker its routes have (the node's reason, or that it is
+/// starting), or why the broker it runs cannot take events (its channel does not store them).
 fn not_running(node: &NodeStatus, key: &ObjectKey) -> Option<(String, String)> {
-    if node
+    if let Some(broker) = node
         .brokers
         .iter()
-        .any(|broker| &broker.key == key && broker.running)
+        .find(|broker| &broker.key == key && broker.running)
     {
-        return None;
+        // Running, but a broker that cannot store what it is given is not ready either.
+        return broker.channel_problem.as_ref().map(|problem| {
+            (
+                "ChannelUnavailable".to_string(),
+                format!("the broker's channel does not store events: {problem}"),
+            )
+        });
     }
     Some(
         node.issues
