@@ -55,6 +55,9 @@ struct PartitionBook {
     tracker: Option<OffsetTracker>,
     /// The last offset committed, or the group's committed offset at assignment.
     committed: Option<Offset>,
+    /// Being handed to another reader (see [`Ledger::release`]): it takes no more records and
+    /// starts no more reads; what is outstanding finishes.
+    releasing: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -152,6 +155,7 @@ impl<T: Clone + Eq + Hash> Ledger<T> {
             PartitionBook {
                 tracker: committed.map(OffsetTracker::new),
                 committed,
+                releasing: false,
             },
         );
     }
@@ -180,10 +184,31 @@ impl<T: Clone + Eq + Hash> Ledger<T> {
     /// finished by the partition's previous reader, which committed past it).
     pub fn takes(&self, partition: Partition, offset: Offset) -> bool {
         self.partitions.get(&partition).is_some_and(|book| {
-            book.tracker
-                .as_ref()
-                .is_none_or(|tracker| offset >= tracker.read_up_to())
+            !book.releasing
+                && book
+                    .tracker
+                    .as_ref()
+                    .is_none_or(|tracker| offset >= tracker.read_up_to())
         })
+    }
+
+    /// The partition is about to go to another reader (a rebalance, or this node stopping): it
+    /// takes no more records and its lagging triggers start no more reads, while the deliveries
+    /// already handed out finish. Its commit stays where the law puts it; whoever reads the
+    /// partition next starts there.
+    pub fn release(&mut self, partition: Partition) {
+        if let Some(book) = self.partitions.get_mut(&partition) {
+            book.releasing = true;
+        }
+    }
+
+    /// Whether nothing handed out for `partition` is still running (true for a partition this
+    /// ledger does not hold).
+    pub fn is_settled(&self, partition: Partition) -> bool {
+        self.partitions
+            .get(&partition)
+            .and_then(|book| book.tracker.as_ref())
+            .is_none_or(|tracker| tracker.outstanding() == 0)
     }
 
     pub fn assigned(&self) -> impl Iterator<Item = Partition> + '_ {
@@ -326,7 +351,7 @@ impl<T: Clone + Eq + Hash> Ledger<T> {
                 lag.state == LagState::Idle
                     && partitions
                         .get(partition)
-                        .is_some_and(|book| book.tracker.is_some())
+                        .is_some_and(|book| book.tracker.is_some() && !book.releasing)
             })
             .map(|(&partition, lag)| {
                 lag.state = LagState::Reading;
@@ -352,6 +377,7 @@ impl<T: Clone + Eq + Hash> Ledger<T> {
         let Some(tracker) = self
             .partitions
             .get_mut(&partition)
+            .filter(|book| !book.releasing)
             .and_then(|book| book.tracker.as_mut())
         else {
             return CatchUp::Stale;
@@ -658,8 +684,11 @@ mod tests {
         /// The dispatcher commits.
         Commit,
         /// A partition is revoked and (maybe later) assigned again, from its committed offset,
-        /// its start known or not.
+        /// its start known or not; before that, with `release`, it was released first (the
+        /// reads and settlements in between happen while it is released).
         Rebalance { partition: usize, start_known: bool },
+        /// A partition is released (about to be revoked): records and reads of it stop.
+        Release { partition: usize },
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -672,6 +701,7 @@ mod tests {
             5 => any::<prop::sample::Index>().prop_map(|pick| Step::Settle { pick }),
             2 => Just(Step::Commit),
             1 => (0..2usize, any::<bool>()).prop_map(|(partition, start_known)| Step::Rebalance { partition, start_known }),
+            1 => (0..2usize).prop_map(|partition| Step::Release { partition }),
         ]
     }
 
@@ -686,6 +716,8 @@ mod tests {
         position: Vec<Offset>,
         reads: Vec<(usize, Partition, Offset)>,
         outstanding: Vec<(usize, Partition, Offset)>,
+        /// Partitions released and not yet handed over.
+        released: [bool; 2],
         ledger: Ledger<usize>,
     }
 
@@ -705,6 +737,7 @@ mod tests {
                 position: vec![0, 0],
                 reads: Vec::new(),
                 outstanding: Vec::new(),
+                released: [false; 2],
                 ledger,
             }
         }
@@ -802,11 +835,16 @@ mod tests {
                     }
                     self.ledger.committed(&offsets);
                 }
+                Step::Release { partition } => {
+                    self.ledger.release(partition as Partition);
+                    self.released[partition] = true;
+                }
                 Step::Rebalance {
                     partition,
                     start_known,
                 } => {
                     let p = partition as Partition;
+                    self.released[partition] = false;
                     self.ledger.revoke(p);
                     self.reads.retain(|(_, read, _)| *read != p);
                     // The new reader starts at the committed offset.
@@ -830,13 +868,13 @@ mod tests {
         fn check(&self) -> Result<(), TestCaseError> {
             for partition in 0..2 {
                 for offset in 0..self.committed[partition] {
-                    for trigger in 0..TRIGGERS.len() {
+                    for (trigger, name) in TRIGGERS.iter().enumerate() {
                         let p = partition as Partition;
                         if self.wants(trigger, p, offset) {
                             prop_assert!(
                                 self.finished.contains(&(trigger, p, offset)),
                                 "committed {} on partition {} but trigger {} never finished offset {}",
-                                self.committed[partition], partition, TRIGGERS[trigger], offset
+                                self.committed[partition], partition, name, offset
                             );
                         }
                     }
@@ -848,6 +886,15 @@ mod tests {
         /// Runs the world to quiescence without faults: everything appended is read, delivered
         /// and committed.
         fn drain(&mut self) -> Result<(), TestCaseError> {
+            // A released partition goes to its next reader.
+            for partition in 0..2 {
+                if self.released[partition] {
+                    self.apply(Step::Rebalance {
+                        partition,
+                        start_known: true,
+                    });
+                }
+            }
             for _ in 0..10_000 {
                 for partition in 0..2 {
                     self.apply(Step::SharedRead {

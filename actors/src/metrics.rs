@@ -226,6 +226,8 @@ pub struct TriggerMetrics {
 
 /// A counter's name, help text, and where to find it.
 type Described<M> = (&'static str, &'static str, fn(&M) -> &AtomicU64);
+/// A gauge's name, help text, and how to read it (when it has a value).
+type DescribedGauge<M> = (&'static str, &'static str, fn(&M) -> Option<i64>);
 /// A histogram's name, help text, and where to find it.
 type DescribedHistogram<M> = (&'static str, &'static str, fn(&M) -> &Histogram);
 
@@ -443,7 +445,7 @@ impl Metrics {
             );
         }
 
-        let partition_gauges: [(&str, &str, fn(&PartitionGauges) -> Option<i64>); 4] = [
+        let partition_gauges: [DescribedGauge<PartitionGauges>; 4] = [
             (
                 "knactor_broker_partition_end_offset",
                 "The offset the next record appended to the partition gets (high watermark), for the partitions this node reads.",

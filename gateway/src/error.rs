@@ -36,6 +36,8 @@ pub enum IngressError {
     },
     #[error("broker {broker} cannot store events right now; retry later")]
     Unavailable { broker: String },
+    #[error("this node is shutting down and takes no more events; retry (another node of the broker takes them)")]
+    ShuttingDown,
     #[error(
         "this node only dispatches (--role dispatch) and takes no events: send them to the \
          broker's address (the nodes with --role ingress or all)"
@@ -47,7 +49,9 @@ impl IngressError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             IngressError::Busy { retry_after, .. } => Some(*retry_after),
-            IngressError::Unavailable { .. } => Some(Duration::from_secs(1)),
+            IngressError::Unavailable { .. } | IngressError::ShuttingDown => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -65,9 +69,9 @@ impl ResponseError for IngressError {
             IngressError::TooLarge { .. } | IngressError::TooLargeForChannel { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            IngressError::Busy { .. } | IngressError::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngressError::Busy { .. }
+            | IngressError::Unavailable { .. }
+            | IngressError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::NotAnIngress => StatusCode::MISDIRECTED_REQUEST,
         }
     }

@@ -97,6 +97,10 @@ async fn readyz(state: web::Data<GatewayState>) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("text/plain")
             .body("ready\n")
+    } else if state.ingress.is_draining() {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("not ready: the node is shutting down\n")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -149,6 +153,10 @@ async fn receive(
     if !state.role.takes_events() {
         return Err(IngressError::NotAnIngress);
     }
+    // Held until the answer: a stopping node waits for it before draining its brokers.
+    let Some(_admitted) = state.ingress.enter() else {
+        return Err(IngressError::ShuttingDown);
+    };
     let Some(broker) = state.ingress.broker(&key) else {
         return Err(match state.ingress.not_running(&key) {
             Some(reason) => {

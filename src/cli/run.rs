@@ -11,8 +11,8 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
 use knactor_actors::actor::{
-    ApiServerSourceRuntime, ApplyRoutes, ApplySources, LocalIngress, Node, NodeOptions, Role,
-    Shared, SourceManager,
+    ApiServerSourceRuntime, ApplyRoutes, ApplySources, Drain, DrainReport, LocalIngress, Node,
+    NodeOptions, Role, SetSourcesActive, Shared, SourceManager,
 };
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
@@ -116,6 +116,12 @@ pub struct RunArgs {
     /// Events the memory channel keeps per partition before it answers 503.
     #[arg(long, env = "KNACTOR_MEMORY_MAX_RECORDS", default_value_t = 100_000)]
     memory_max_records: usize,
+    /// On SIGTERM (or Ctrl-C), how long the node may take to finish what it accepted before it
+    /// exits: it takes no new events, delivers what it owes (on the memory channel: every event
+    /// it accepted; on Kafka: what it handed out, the rest stays for the next reader), commits
+    /// and flushes its traces. Keep it below the pod's termination grace period.
+    #[arg(long, env = "KNACTOR_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration_flag)]
+    drain_timeout: Duration,
     /// How often the configuration is checked for changes.
     #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
     reload_interval: Duration,
@@ -411,6 +417,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: args.max_body_bytes,
             role: args.role,
         };
+        // Signals are the node's to handle: a stop drains before the listeners close.
         let admin = match admin_listener {
             Some(admin_listener) => {
                 let admin_bound = admin_listener.local_addr()?;
@@ -419,6 +426,8 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                     App::new().configure(configure_admin(admin_state.clone()))
                 })
                 .workers(1)
+                .disable_signals()
+                .shutdown_timeout(5)
                 .listen(admin_listener)?
                 .run();
                 println!("knactor admin API on http://{admin_bound}");
@@ -431,24 +440,83 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             AdminApi::Here
         };
+        let drain_node = state.node.clone();
         let server =
             HttpServer::new(move || App::new().configure(configure(state.clone(), placement)))
                 .workers(args.http_workers.max(1))
+                .disable_signals()
+                .shutdown_timeout(5)
                 .listen(listener)?
                 .run();
         println!("knactor listening on http://{bound}");
         info!("node running; brokers at http://{bound}/<namespace>/<broker>");
-        // Both stop on the same signal; the first error ends the node.
-        match admin {
-            Some(admin) => {
-                let (served, administered) = futures::join!(server, admin);
-                served?;
-                administered?;
+        let mut handles = vec![server.handle()];
+        let mut serving = vec![actix_rt::spawn(server)];
+        if let Some(admin) = admin {
+            handles.push(admin.handle());
+            serving.push(actix_rt::spawn(admin));
+        }
+        // A listener that fails ends the node; a signal drains it first.
+        let stop = tokio::select! {
+            (ended, _, _) = futures::future::select_all(serving.iter_mut()) => {
+                ended.context("the HTTP server stopped")??;
+                anyhow::bail!("the HTTP server stopped");
             }
-            None => server.await?,
+            signal = stop_signal() => signal?,
+        };
+        info!(signal = stop, timeout = ?args.drain_timeout, "stopping: taking no more events, finishing what was accepted");
+        sources.do_send(SetSourcesActive(false));
+        let reports = drain_node
+            .send(Drain {
+                timeout: args.drain_timeout,
+            })
+            .await
+            .unwrap_or_default();
+        report_drain(&reports);
+        for handle in handles {
+            handle.stop(true).await;
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Waits for SIGTERM (what an orchestrator sends) or SIGINT (Ctrl-C); says which.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
+/// Says, per broker, what the drain finished and what it could not: on the memory channel the
+/// events lost with the process, by number; on Kafka the offsets the next reader starts from.
+fn report_drain(reports: &[DrainReport]) {
+    for report in reports {
+        let broker = &report.broker;
+        if report.durable {
+            let left: Vec<String> = report
+                .left
+                .iter()
+                .map(|left| {
+                    let committed = left.committed.map_or("?".into(), |o| o.to_string());
+                    let end = left.end.map_or("?".into(), |o| o.to_string());
+                    format!("{}@{committed}/{end}", left.partition)
+                })
+                .collect();
+            if report.finished {
+                info!(%broker, "drained: every delivery handed out is final; partitions left to the next reader at (partition@committed/end) {}", left.join(" "));
+            } else {
+                warn!(%broker, "drain timed out with deliveries still running: the next reader delivers them again from (partition@committed/end) {}", left.join(" "));
+            }
+        } else if report.finished {
+            info!(%broker, "drained: every accepted event is final");
+        } else {
+            error!(%broker, lost = report.lost, "drain timed out: {} accepted event(s) not yet final for every trigger are lost (the memory channel does not outlive the node; raise --drain-timeout or use Kafka)", report.lost);
+        }
+    }
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {

@@ -28,7 +28,7 @@ use super::trigger::{Deliver, TriggerActor};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{
     ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, ReadBatch, ReadStats,
-    Record, StartAt,
+    Record, Release, StartAt,
 };
 use crate::event_span;
 use crate::filter::{Filter, FilterIndex};
@@ -47,6 +47,9 @@ const EMPTY_READ_PAUSE: Duration = Duration::from_millis(100);
 const FAILED_READ_PAUSE: Duration = Duration::from_secs(1);
 /// How often the partitions' and triggers' positions are published to the metrics.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long revoked partitions' deliveries may take to finish before the partitions go anyway
+/// (the Kafka channel waits a little longer for the answer).
+const HANDOVER_GRACE: Duration = Duration::from_secs(5);
 
 pub struct DispatcherActor {
     broker: ObjectKey,
@@ -72,6 +75,22 @@ pub struct DispatcherActor {
     targets: Vec<ObjectKey>,
     wanting: Vec<ObjectKey>,
     subscribed: bool,
+    /// Partitions the channel is about to revoke, finishing what they owe first.
+    handovers: Vec<Handover>,
+    /// Set once the node stops: finish, commit, report.
+    draining: Option<Draining>,
+}
+
+/// Partitions on their way to another reader: deliveries handed out for them finish (at most
+/// until `deadline`), then the commit, then the channel lets them go.
+struct Handover {
+    release: Release,
+    deadline: Instant,
+}
+
+struct Draining {
+    deadline: Instant,
+    reply: Option<tokio::sync::oneshot::Sender<DrainReport>>,
 }
 
 /// A trigger as the dispatcher sees it (what it owes is in the ledger).
@@ -109,6 +128,8 @@ impl DispatcherActor {
             targets: Vec::new(),
             wanting: Vec::new(),
             subscribed: false,
+            handovers: Vec::new(),
+            draining: None,
         }
     }
 
@@ -235,6 +256,131 @@ impl DispatcherActor {
             .settle(&settled.trigger, settled.partition, settled.offset)
         {
             self.catch_up(&settled.trigger, ctx);
+            if !self.handovers.is_empty() || self.draining.is_some() {
+                self.finish_handovers();
+                self.finish_draining();
+            }
+        }
+    }
+
+    /// The channel is about to revoke these partitions: finish what they owe, then commit.
+    fn on_revoking(&mut self, release: Release) {
+        info!(broker = %self.broker, partitions = ?release.partitions, "partitions being revoked; finishing their deliveries first");
+        for &partition in &release.partitions {
+            self.ledger.release(partition);
+        }
+        self.handovers.push(Handover {
+            release,
+            deadline: Instant::now() + HANDOVER_GRACE,
+        });
+        self.finish_handovers();
+    }
+
+    /// Lets go of the partitions whose deliveries finished (or whose time is up), after a commit
+    /// the channel has.
+    fn finish_handovers(&mut self) {
+        if self.handovers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let ledger = &self.ledger;
+        let (finished, pending): (Vec<Handover>, Vec<Handover>) =
+            std::mem::take(&mut self.handovers)
+                .into_iter()
+                .partition(|handover| {
+                    now >= handover.deadline
+                        || handover
+                            .release
+                            .partitions
+                            .iter()
+                            .all(|&partition| ledger.is_settled(partition))
+                });
+        self.handovers = pending;
+        if finished.is_empty() {
+            return;
+        }
+        self.commit_and_wait();
+        for handover in finished {
+            if now >= handover.deadline {
+                warn!(broker = %self.broker, partitions = ?handover.release.partitions,
+                    "deliveries of revoked partitions did not finish in {HANDOVER_GRACE:?}; their next reader delivers them again");
+            }
+            handover.release.done();
+        }
+    }
+
+    /// Whether the drain is complete: on a durable channel, what was handed out is final (the rest
+    /// stays in the channel for the next reader); on the memory channel, every record accepted
+    /// is final for every trigger.
+    fn drained(&self) -> bool {
+        if self.log.durable() {
+            return self
+                .ledger
+                .assigned()
+                .all(|partition| self.ledger.is_settled(partition));
+        }
+        self.ledger.partitions().iter().all(|progress| {
+            let end = self.stats.end(progress.partition).unwrap_or(0);
+            progress.committable.is_some_and(|done| done >= end)
+        })
+    }
+
+    /// Answers the node's drain once it is complete or its time is up.
+    fn finish_draining(&mut self) {
+        let Some(draining) = &self.draining else {
+            return;
+        };
+        let finished = self.drained();
+        if !finished && Instant::now() < draining.deadline {
+            return;
+        }
+        self.commit_and_wait();
+        let durable = self.log.durable();
+        let partitions = self.ledger.partitions();
+        let lost = if durable {
+            0
+        } else {
+            partitions
+                .iter()
+                .map(|progress| {
+                    let end = self.stats.end(progress.partition).unwrap_or(0);
+                    let done = progress.committable.or(progress.committed).unwrap_or(0);
+                    (end - done).max(0) as u64
+                })
+                .sum()
+        };
+        let left = partitions
+            .iter()
+            .map(|progress| PartitionLeft {
+                partition: progress.partition,
+                committed: progress.committed,
+                end: self.stats.end(progress.partition),
+            })
+            .collect();
+        let report = DrainReport {
+            broker: self.broker.clone(),
+            finished,
+            durable,
+            lost,
+            left,
+        };
+        if let Some(reply) = self.draining.as_mut().and_then(|d| d.reply.take()) {
+            let _ = reply.send(report);
+        }
+    }
+
+    /// Commits what is final and waits until the channel has it.
+    fn commit_and_wait(&mut self) {
+        let offsets = self.ledger.committable();
+        if offsets.is_empty() {
+            return;
+        }
+        let Some(committer) = &self.committer else {
+            return;
+        };
+        match committer.commit_and_wait(&offsets) {
+            Ok(()) => self.ledger.committed(&offsets),
+            Err(error) => warn!(broker = %self.broker, "commit failed: {error}"),
         }
     }
 
@@ -504,7 +650,9 @@ impl Actor for DispatcherActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.shared.options.commit_interval, |actor, _| {
-            actor.commit()
+            actor.commit();
+            actor.finish_handovers();
+            actor.finish_draining();
         });
         ctx.run_interval(PROGRESS_INTERVAL, |actor, _| actor.publish_progress());
     }
@@ -531,6 +679,7 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
                     self.ledger.assign(partition, committed);
                 }
             }
+            Ok(ChannelEvent::Revoking(release)) => self.on_revoking(release),
             Ok(ChannelEvent::Revoked(partitions)) => {
                 self.settle_counts();
                 for partition in partitions {
@@ -590,6 +739,67 @@ impl Handler<Settled> for DispatcherActor {
     /// Marks the delivery done; a lagging trigger with room again reads on.
     fn handle(&mut self, settled: Settled, ctx: &mut Context<Self>) {
         self.on_settled(settled, ctx);
+    }
+}
+
+/// The node stops: finish what this broker owes (on the memory channel, everything accepted; on a
+/// durable channel, what was handed out), commit, and report, by `deadline` at the latest.
+#[derive(Message)]
+#[rtype(result = "DrainReport")]
+pub struct DrainBroker {
+    pub deadline: Instant,
+}
+
+/// How a broker's drain ended.
+#[derive(Debug, Clone)]
+pub struct DrainReport {
+    pub broker: ObjectKey,
+    /// Everything it had to finish is final.
+    pub finished: bool,
+    /// Its channel keeps records for the next reader (Kafka).
+    pub durable: bool,
+    /// Memory channel: accepted events not yet final for every trigger, lost with the process.
+    pub lost: u64,
+    /// Where the next reader of each partition starts, and the partition's end.
+    pub left: Vec<PartitionLeft>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionLeft {
+    pub partition: Partition,
+    pub committed: Option<Offset>,
+    pub end: Option<Offset>,
+}
+
+impl Handler<DrainBroker> for DispatcherActor {
+    type Result = ResponseFuture<DrainReport>;
+
+    /// Stops taking records on a durable channel (they stay for the next reader), keeps
+    /// delivering what it owes, and answers when done or at the deadline.
+    fn handle(&mut self, drain: DrainBroker, _: &mut Context<Self>) -> Self::Result {
+        if self.log.durable() {
+            let assigned: Vec<Partition> = self.ledger.assigned().collect();
+            for partition in assigned {
+                self.ledger.release(partition);
+            }
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.draining = Some(Draining {
+            deadline: drain.deadline,
+            reply: Some(reply),
+        });
+        self.finish_draining();
+        let broker = self.broker.clone();
+        let durable = self.log.durable();
+        Box::pin(async move {
+            answer.await.unwrap_or(DrainReport {
+                broker,
+                finished: false,
+                durable,
+                lost: 0,
+                left: Vec::new(),
+            })
+        })
     }
 }
 

@@ -36,11 +36,11 @@ pub use broker::{
     BrokerActor, ListParked, ParkedEvent, ParkedList, Publish, PublishError, Redrive, RedriveReport,
 };
 pub use delivery::Outcome;
-pub use dispatcher::DispatcherActor;
+pub use dispatcher::{DispatcherActor, DrainReport, PartitionLeft};
 pub use local::LocalIngress;
 pub use node::{
-    ApplyRoutes, BrokerStatus, FaultTarget, GetStatus, IngressTable, InjectFault, Node, NodeError,
-    NodeStatus, NotRunning, ParkedOf, RedriveOf, TriggerStatus,
+    ApplyRoutes, BrokerStatus, Drain, FaultTarget, GetStatus, IngressGuard, IngressTable,
+    InjectFault, Node, NodeError, NodeStatus, NotRunning, ParkedOf, RedriveOf, TriggerStatus,
 };
 pub use source::{
     ApiServerSourceRuntime, ApplySources, SetSourcesActive, SourceActor, SourceManager,

@@ -11,7 +11,7 @@
 //! Answers: [`ApplyRoutes`], [`GetStatus`], [`ParkedOf`], [`RedriveOf`], [`InjectFault`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport};
-use super::dispatcher::{ApplyTriggers, DispatcherActor};
+use super::dispatcher::{ApplyTriggers, DispatcherActor, DrainBroker, DrainReport};
 use super::trigger::{TriggerActor, UpdateRoute};
 use super::{Crash, Role, Shared, Shutdown};
 use crate::channel::{ChannelError, EventLog, Partition, TopicSpec};
@@ -40,6 +40,10 @@ pub struct IngressTable {
     /// Brokers that exist but do not run (yet), and why.
     not_running: ArcSwap<HashMap<ObjectKey, NotRunning>>,
     ready: AtomicBool,
+    /// The node is stopping: it takes no new events.
+    draining: AtomicBool,
+    /// Ingress requests between [`IngressTable::enter`] and their answer.
+    in_flight: AtomicUsize,
     /// Counts the node's updates of this table, for those who wait for a broker to start.
     updates: watch::Sender<u64>,
 }
@@ -50,6 +54,8 @@ impl Default for IngressTable {
             brokers: ArcSwap::default(),
             not_running: ArcSwap::default(),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             updates: watch::Sender::new(0),
         }
     }
@@ -99,9 +105,40 @@ impl IngressTable {
     }
 
     /// True once the first routes are applied and every broker of them has started, or failed to
-    /// (and is being retried).
+    /// (and is being retried); false again once the node stops.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.is_draining()
+    }
+
+    /// An ingress request may take events: `None` once the node is stopping. The node's drain
+    /// waits for every guard given out to be dropped, so that nothing is appended to a broker
+    /// after its drain began.
+    pub fn enter(self: &Arc<Self>) -> Option<IngressGuard> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = IngressGuard(self.clone());
+        (!self.is_draining()).then_some(guard)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Takes no more events from now on (readiness off, new events refused).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// An ingress request in progress ([`IngressTable::enter`]).
+pub struct IngressGuard(Arc<IngressTable>);
+
+impl Drop for IngressGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -168,6 +205,8 @@ pub struct Node {
     arbiters: Vec<Arbiter>,
     next_arbiter: usize,
     applied_once: bool,
+    /// Stopping: no restarts, no new routes.
+    draining: bool,
 }
 
 impl Node {
@@ -184,6 +223,7 @@ impl Node {
             arbiters: (0..workers).map(|_| Arbiter::new()).collect(),
             next_arbiter: 0,
             applied_once: false,
+            draining: false,
         }
     }
 
@@ -411,6 +451,9 @@ impl Node {
 
     /// Restarts every cell in which an actor died.
     fn watch(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
         let dead: Vec<ObjectKey> = self
             .cells
             .iter()
@@ -602,12 +645,54 @@ impl Handler<ApplyRoutes> for Node {
 
     /// Reconciles the cells with the new routes.
     fn handle(&mut self, apply: ApplyRoutes, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
         for issue in apply.0.issues() {
             warn!("not running: {issue}");
         }
         self.routes = apply.0;
         self.applied_once = true;
         self.reconcile(ctx);
+    }
+}
+
+/// Stop gracefully (SIGTERM): take no more events, wait for the ingress requests under way,
+/// then let every broker finish what it owes ([`DrainBroker`]), commit, and report, within
+/// `timeout`.
+#[derive(Message)]
+#[rtype(result = "Vec<DrainReport>")]
+pub struct Drain {
+    pub timeout: Duration,
+}
+
+impl Handler<Drain> for Node {
+    type Result = ResponseFuture<Vec<DrainReport>>;
+
+    /// Drains every broker at once; answers when all are done or the time is up.
+    fn handle(&mut self, drain: Drain, _: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        self.ingress.start_draining();
+        let deadline = Instant::now() + drain.timeout;
+        let ingress = self.ingress.clone();
+        let dispatchers: Vec<Addr<DispatcherActor>> = self
+            .cells
+            .values()
+            .filter_map(|cell| cell.dispatcher.clone())
+            .collect();
+        Box::pin(async move {
+            while ingress.in_flight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let reports = dispatchers
+                .iter()
+                .map(|dispatcher| dispatcher.send(DrainBroker { deadline }));
+            futures::future::join_all(reports)
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect()
+        })
     }
 }
 

@@ -74,6 +74,7 @@ async fn read_records(
             .expect("no channel error");
         match next {
             ChannelEvent::Assigned(partitions) => assigned.extend(partitions),
+            ChannelEvent::Revoking(release) => release.done(),
             ChannelEvent::Revoked(partitions) => assigned.retain(|(p, _)| !partitions.contains(p)),
             ChannelEvent::Records(batch) => records.extend(batch),
         }

@@ -93,17 +93,49 @@ pub enum StartAt {
 }
 
 /// What a group subscription yields.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum ChannelEvent {
     /// These partitions are now this member's, with the group's committed offset where the
     /// member could learn it (reading starts there). `None`: the member could not learn it, or the
     /// group has none; reading starts where the channel's reset policy says, and the first record
     /// read tells where that is.
     Assigned(Vec<(Partition, Option<Offset>)>),
+    /// These partitions are about to be taken from this member (a rebalance): finish what was
+    /// handed out for them, commit, then let the [`Release`] go. The channel waits for that, a
+    /// bounded time, before it gives them up, so the next reader does not deliver again what
+    /// this member was finishing. `Revoked` follows.
+    Revoking(Release),
     /// These partitions are no longer this member's: forget their in-flight bookkeeping.
     Revoked(Vec<Partition>),
     /// Records of assigned partitions, in offset order within each partition.
     Records(Vec<Record>),
+}
+
+/// Partitions a channel is about to revoke ([`ChannelEvent::Revoking`]); dropping it (or
+/// [`Release::done`]) tells the channel the member is done with them.
+#[derive(Debug)]
+pub struct Release {
+    pub partitions: Vec<Partition>,
+    /// Dropped when done: the channel's end of it then sees the disconnection.
+    _done: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Release {
+    /// A release of `partitions`, and what the channel waits on: `recv_timeout` returns once the
+    /// release is done (dropped).
+    pub fn new(partitions: Vec<Partition>) -> (Self, std::sync::mpsc::Receiver<()>) {
+        let (done, wait) = std::sync::mpsc::sync_channel(0);
+        (
+            Self {
+                partitions,
+                _done: done,
+            },
+            wait,
+        )
+    }
+
+    /// The member finished and committed what it owed for these partitions.
+    pub fn done(self) {}
 }
 
 /// What one read of a partition returned ([`EventLog::read`]).
@@ -161,8 +193,15 @@ pub enum ChannelError {
 
 /// Commits a group's offsets for the partitions it holds.
 pub trait Committer: Send {
-    /// Records below each offset are done. Must never move a committed offset backwards.
+    /// Records below each offset are done. Must never move a committed offset backwards. May
+    /// return before the channel has the commit (the next commit carries later offsets anyway).
     fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError>;
+
+    /// Like [`Committer::commit`], returning once the channel has the commit: before partitions
+    /// go to another reader, or before the node stops.
+    fn commit_and_wait(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+        self.commit(offsets)
+    }
 }
 
 /// A member's view of a consumer group.
@@ -205,6 +244,12 @@ impl ReadStats {
 pub trait EventLog: Send + Sync + 'static {
     /// `memory` or `kafka`, for logs and `/readyz`.
     fn kind(&self) -> &'static str;
+
+    /// Whether what it stores outlives this process (Kafka), so that a node that stops may leave
+    /// records to the next reader; the memory channel's records die with the node.
+    fn durable(&self) -> bool {
+        false
+    }
 
     /// Creates the topic if it does not exist (an existing one is used as it is).
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), ChannelError>;

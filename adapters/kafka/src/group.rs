@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use futures::stream;
 use knactor_actors::channel::{
-    ChannelError, ChannelEvent, Committer, Offset, Partition, ReadStats, StartAt, Subscription,
+    ChannelError, ChannelEvent, Committer, Offset, Partition, ReadStats, Release, StartAt,
+    Subscription,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
@@ -33,9 +34,15 @@ use crate::settings::{KafkaSettings, PartitionAssignment};
 const MAX_BATCH: usize = 256;
 /// Batches in flight between the thread and the dispatcher.
 const PIPELINE: usize = 8;
+/// How long a revocation waits for the dispatcher to finish the partitions' deliveries (the
+/// dispatcher gives up a little earlier, see its own grace).
+const RELEASE_GRACE: Duration = Duration::from_secs(6);
 
 struct GroupContext {
     topic: String,
+    /// The dispatcher's end of the stream, for the release handshake of a revocation (set once
+    /// the stream exists).
+    events: Mutex<Option<Events>>,
     /// Assignment changes, queued by the callbacks for the thread to send in order.
     pending: Mutex<Vec<ChannelEvent>>,
     /// Bytes received and partition ends, from librdkafka's statistics.
@@ -63,7 +70,8 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions: Vec<Partition> =
                 list.elements().iter().map(|e| e.partition()).collect();
-            debug!(topic = %self.topic, ?partitions, "partitions revoked");
+            debug!(topic = %self.topic, ?partitions, "partitions being revoked");
+            self.release(partitions.clone());
             self.push(ChannelEvent::Revoked(partitions));
         }
     }
@@ -82,6 +90,30 @@ impl ConsumerContext for GroupContext {
 }
 
 impl GroupContext {
+    /// Before librdkafka gives partitions up: lets the dispatcher finish and commit what it owes
+    /// for them (at most [`RELEASE_GRACE`]), so their next reader does not deliver it again.
+    /// Called on the polling thread, inside `poll`; the group's heartbeats go on meanwhile.
+    fn release(&self, partitions: Vec<Partition>) {
+        let Some(events) = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let (release, done) = Release::new(partitions);
+        if events
+            .blocking_send(Ok(ChannelEvent::Revoking(release)))
+            .is_err()
+        {
+            return;
+        }
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(RELEASE_GRACE) {
+            warn!(topic = %self.topic, "the dispatcher did not finish the revoked partitions within {RELEASE_GRACE:?}; their next reader may deliver some records again");
+        }
+    }
+
     fn push(&self, event: ChannelEvent) {
         self.pending
             .lock()
@@ -133,6 +165,7 @@ pub fn subscribe(
     let stats = Arc::new(ReadStats::default());
     let context = GroupContext {
         topic: topic.to_string(),
+        events: Mutex::new(None),
         pending: Mutex::new(Vec::new()),
         stats: stats.clone(),
     };
@@ -148,6 +181,11 @@ pub fn subscribe(
     }
     let consumer = Arc::new(consumer);
     let (sender, receiver) = mpsc::channel(PIPELINE);
+    *consumer
+        .context()
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
     let polling = consumer.clone();
     let name = format!("kafka-{group}");
     thread::Builder::new()
@@ -281,7 +319,14 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext>, sender: &Events) {
             }
         }
     }
-    // Leaving the group now lets another member take the partitions at once.
+    // The dispatcher is gone: nobody to hand revocations to any more.
+    *consumer
+        .context()
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = None;
+    // Leaving the group now lets another member take the partitions at once (a static member,
+    // one with --node-id, keeps them until its session times out: it is expected back).
     consumer.unsubscribe();
 }
 
@@ -290,17 +335,31 @@ struct GroupCommitter {
     topic: String,
 }
 
-impl Committer for GroupCommitter {
-    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+impl GroupCommitter {
+    fn commit_in(
+        &self,
+        offsets: &[(Partition, Offset)],
+        mode: CommitMode,
+    ) -> Result<(), ChannelError> {
         let mut list = TopicPartitionList::new();
         for &(partition, offset) in offsets {
             list.add_partition_offset(&self.topic, partition, rdkafka::Offset::Offset(offset))
                 .map_err(|error| unavailable("building a commit", &error))?;
         }
+        self.consumer
+            .commit(&list, mode)
+            .map_err(|error| unavailable("committing offsets", &error))
+    }
+}
+
+impl Committer for GroupCommitter {
+    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
         // Asynchronous: the next commit carries later offsets anyway, and a lost one only means a
         // few redeliveries after a crash.
-        self.consumer
-            .commit(&list, CommitMode::Async)
-            .map_err(|error| unavailable("committing offsets", &error))
+        self.commit_in(offsets, CommitMode::Async)
+    }
+
+    fn commit_and_wait(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+        self.commit_in(offsets, CommitMode::Sync)
     }
 }

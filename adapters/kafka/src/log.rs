@@ -149,6 +149,10 @@ impl EventLog for KafkaLog {
         "kafka"
     }
 
+    fn durable(&self) -> bool {
+        true
+    }
+
     async fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), ChannelError> {
         if spec.external {
             let consumer = self.plain_consumer(None)?;
