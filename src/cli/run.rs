@@ -358,17 +358,24 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let reload_node = node.clone();
         let reload_every = args.reload_interval;
+        // In cluster mode: what gives the Lease up when the node stops, and its task.
+        let mut lease = None;
+        let give_up = Arc::new(tokio::sync::Notify::new());
         if let (Some(client), Some(config)) = (cluster_client, &kube_config) {
             let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let identity = args.node_id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| {
                 format!("{}-{}", hostname(), std::process::id())
             });
-            actix_rt::spawn(knactor_kube::lease::hold(
-                client.clone(),
-                lease_namespace.clone(),
-                args.lease_name.clone(),
-                identity,
-                leader.clone(),
+            lease = Some((
+                give_up.clone(),
+                actix_rt::spawn(knactor_kube::lease::hold(
+                    client.clone(),
+                    lease_namespace.clone(),
+                    args.lease_name.clone(),
+                    identity,
+                    leader.clone(),
+                    give_up.clone(),
+                )),
             ));
             let options = knactor_kube::cluster::ClusterOptions {
                 advertise: advertise.clone(),
@@ -465,7 +472,12 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             signal = stop_signal() => signal?,
         };
         info!(signal = stop, timeout = ?args.drain_timeout, "stopping: taking no more events, finishing what was accepted");
-        sources.do_send(SetSourcesActive(false));
+        let _ = sources.send(SetSourcesActive(false)).await;
+        if let Some((give_up, holding)) = lease {
+            // The sources stopped here: another replica may run them now.
+            give_up.notify_one();
+            let _ = tokio::time::timeout(Duration::from_secs(5), holding).await;
+        }
         let reports = drain_node
             .send(Drain {
                 timeout: args.drain_timeout,

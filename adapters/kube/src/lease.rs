@@ -1,5 +1,7 @@
 //! One active controller among the replicas: a `coordination.k8s.io/v1` Lease, taken when it is
-//! free or expired, renewed every [`RENEW_EVERY`], lost when it could not be renewed in time.
+//! free or expired, renewed every [`RENEW_EVERY`], lost when it could not be renewed in time, and
+//! given up when the replica stops (so another takes over at once instead of after the lease
+//! expires).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,13 +16,15 @@ use tracing::{info, warn};
 pub const LEASE_SECONDS: i32 = 15;
 const RENEW_EVERY: Duration = Duration::from_secs(3);
 
-/// Holds (or waits for) the lease forever, keeping `leader` current.
+/// Holds (or waits for) the lease, keeping `leader` current, until `give_up` is notified: then
+/// `leader` turns false and a lease this replica holds is released.
 pub async fn hold(
     client: Client,
     namespace: String,
     name: String,
     identity: String,
     leader: Arc<AtomicBool>,
+    give_up: Arc<tokio::sync::Notify>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     loop {
@@ -38,7 +42,38 @@ pub async fn hold(
                 info!(lease = %format!("{namespace}/{name}"), "this replica no longer leads");
             }
         }
-        tokio::time::sleep(RENEW_EVERY).await;
+        tokio::select! {
+            () = tokio::time::sleep(RENEW_EVERY) => {}
+            () = give_up.notified() => {
+                leader.store(false, Ordering::Relaxed);
+                match release(&api, &name, &identity).await {
+                    Ok(true) => info!(lease = %format!("{namespace}/{name}"), "lease given up: another replica takes over now"),
+                    Ok(false) => {}
+                    Err(error) => warn!(lease = %format!("{namespace}/{name}"), "cannot give the lease up; it expires in {LEASE_SECONDS}s: {}", crate::apiserver::describe(&error)),
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Releases the lease when this replica holds it, as client-go's leader election does on
+/// cancel: no holder, a one-second duration, so the next replica to look takes it.
+async fn release(api: &Api<Lease>, name: &str, identity: &str) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+    match api.replace(name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
