@@ -44,6 +44,36 @@ const MESH_ONLY_EXTENSIONS: [&str; 5] = [
     PARKED_AT_EXTENSION,
 ];
 
+/// The length of an attribute's text, without formatting it when it is already text.
+fn attribute_len(value: &cloudevents::event::AttributeValue<'_>) -> usize {
+    use cloudevents::event::AttributeValue;
+    match value {
+        AttributeValue::String(text) => text.len(),
+        AttributeValue::URI(uri) => uri.as_str().len(),
+        AttributeValue::URIRef(uri) => uri.len(),
+        AttributeValue::Boolean(_) | AttributeValue::Integer(_) => 8,
+        AttributeValue::Time(_) => 32,
+        other => other.to_string().len(),
+    }
+}
+
+/// About how many bytes a parsed JSON value takes: its strings, plus a word per scalar and per
+/// container entry.
+fn json_footprint(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(text) => 24 + text.len(),
+        Value::Array(items) => 24 + items.iter().map(json_footprint).sum::<usize>(),
+        Value::Object(entries) => {
+            48 + entries
+                .iter()
+                .map(|(key, value)| 24 + key.len() + json_footprint(value))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// Why the broker refused to take an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmitError {
@@ -91,6 +121,25 @@ impl Envelope {
 
     pub fn event(&self) -> &Event {
         &self.event
+    }
+
+    /// About how many bytes the event takes in memory: its attributes, extensions and data, plus
+    /// a fixed overhead per event. What the memory channel's byte budget counts; cheap (no
+    /// serialization).
+    pub fn footprint(&self) -> usize {
+        const OVERHEAD: usize = 256;
+        let attributes: usize = self
+            .event
+            .iter()
+            .map(|(name, value)| name.len() + attribute_len(&value))
+            .sum();
+        let data = match self.event.data() {
+            None => 0,
+            Some(cloudevents::Data::Binary(bytes)) => bytes.len(),
+            Some(cloudevents::Data::String(text)) => text.len(),
+            Some(cloudevents::Data::Json(value)) => json_footprint(value),
+        };
+        OVERHEAD + attributes + data
     }
 
     pub fn into_event(self) -> Event {

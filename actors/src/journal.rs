@@ -2,8 +2,11 @@
 //! source and id (what makes a CloudEvent unique), in memory and bounded, for a user without Jaeger
 //! (`knactor trace ID [--source S]`, `GET /-/events/ID[?source=S]`).
 //!
-//! The journal keeps at most `capacity` events; the oldest event is forgotten first, and an event
-//! keeps at most [`MAX_HOPS_PER_EVENT`] hops (a retry storm cannot grow it without end). It is
+//! The journal keeps at most `capacity` events and at most `max_bytes` of them (strings,
+//! hops and details counted); the oldest event is forgotten first. An event keeps at most
+//! [`MAX_HOPS_PER_EVENT`] hops (a retry storm cannot grow it without end), a detail at most
+//! [`MAX_DETAIL_BYTES`], and an event whose id or source is longer than [`MAX_KEY_BYTES`] is not
+//! journaled at all (nobody types such an id, and it would cost the journal its budget). It is
 //! split into shards by event id so that the threads of a node rarely wait on one another. It is
 //! on every event's path, so a hop costs one short lock and a push: details are kept as values and
 //! only rendered when asked for, and once the journal is full the trail of the event it forgets is
@@ -22,6 +25,12 @@ use crate::channel::{Offset, Partition};
 
 /// Hops kept per event; later ones are counted, not kept.
 pub const MAX_HOPS_PER_EVENT: usize = 64;
+/// Longest id or source journaled.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest detail kept (longer ones are cut, at a character boundary).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+/// Bytes a node's journal may hold by default.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 const SHARDS: usize = 16;
 
 /// What happened to an event at one hop.
@@ -145,8 +154,27 @@ impl Hop {
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Detail::Text(detail.into());
+        let mut text = detail.into();
+        if text.len() > MAX_DETAIL_BYTES {
+            let mut cut = MAX_DETAIL_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+            text.shrink_to_fit();
+        }
+        self.detail = Detail::Text(text);
         self
+    }
+
+    /// Bytes this hop holds.
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Hop>()
+            + match &self.detail {
+                Detail::Text(text) => text.capacity(),
+                _ => 0,
+            }
     }
 
     pub fn with(mut self, detail: Detail) -> Self {
@@ -165,18 +193,26 @@ pub struct Trail {
     pub hops: Vec<Hop>,
     /// Hops not kept once the event had [`MAX_HOPS_PER_EVENT`].
     pub dropped: u64,
+    /// Bytes it holds, as the journal's budget counts them.
+    weight: usize,
 }
 
 impl Trail {
-    /// Makes this trail the event's, keeping its allocations.
+    /// Makes this trail the event's, keeping its allocations (within [`MAX_KEY_BYTES`] each:
+    /// the journal's budget counts what a trail holds, not what it once needed).
     fn reset(&mut self, source: &str, id: &str) {
-        self.source.clear();
-        self.source.push_str(source);
-        self.id.clear();
-        self.id.push_str(id);
+        for (text, value) in [(&mut self.source, source), (&mut self.id, id)] {
+            text.clear();
+            text.shrink_to(MAX_KEY_BYTES);
+            text.push_str(value);
+        }
         self.trace_id = None;
         self.hops.clear();
         self.dropped = 0;
+        self.weight = std::mem::size_of::<Trail>()
+            + self.source.capacity()
+            + self.id.capacity()
+            + self.hops.capacity() * std::mem::size_of::<Hop>();
     }
 }
 
@@ -186,17 +222,30 @@ struct Shard {
     trails: FxHashMap<u64, Trail>,
     /// Hashes in the order their events were first seen: the front is forgotten first.
     order: VecDeque<u64>,
+    /// Bytes its trails hold.
+    bytes: usize,
+}
+
+impl Shard {
+    /// Forgets the oldest event, and gives its trail back for reuse.
+    fn forget_oldest(&mut self) -> Option<Trail> {
+        let oldest = self.order.pop_front()?;
+        let trail = self.trails.remove(&oldest)?;
+        self.bytes -= trail.weight;
+        Some(trail)
+    }
 }
 
 /// The bounded journal of a node.
 pub struct Journal {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+    bytes_per_shard: usize,
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Self::new(DEFAULT_CAPACITY)
+        Self::new(DEFAULT_CAPACITY, DEFAULT_MAX_BYTES)
     }
 }
 
@@ -204,13 +253,28 @@ impl Default for Journal {
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
 impl Journal {
-    /// A journal of about `capacity` events (0: off, nothing is recorded).
-    pub fn new(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS);
+    /// A journal of about `capacity` events holding about `max_bytes` (either 0: off, nothing
+    /// is recorded).
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+        let bytes_per_shard = max_bytes / SHARDS;
+        let per_shard = if bytes_per_shard == 0 {
+            0
+        } else {
+            capacity.div_ceil(SHARDS)
+        };
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard,
+            bytes_per_shard,
         }
+    }
+
+    /// Bytes the journal holds now.
+    pub fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|p| p.into_inner()).bytes)
+            .sum()
     }
 
     pub fn is_on(&self) -> bool {
@@ -243,32 +307,36 @@ impl Journal {
         trace_id: impl FnOnce() -> Option<TraceId>,
         hop: Hop,
     ) {
-        if self.per_shard == 0 {
+        if self.per_shard == 0 || id.len() > MAX_KEY_BYTES || source.len() > MAX_KEY_BYTES {
             return;
         }
         let hash = Self::key_of(source, id);
         let mut shard = self.shard_of(id).lock().unwrap_or_else(|p| p.into_inner());
         let shard = &mut *shard;
         if let Some(trail) = shard.trails.get_mut(&hash) {
+            let before = trail.weight;
             if trail.id != id || trail.source != source {
                 // Another event with the same hash: the newer event takes the place.
                 trail.reset(source, id);
             }
             trail.push(trace_id, hop);
-            return;
-        }
-        let mut trail = if shard.order.len() >= self.per_shard {
-            let oldest = shard.order.pop_front();
-            oldest
-                .and_then(|oldest| shard.trails.remove(&oldest))
-                .unwrap_or_default()
+            shard.bytes = shard.bytes - before + trail.weight;
         } else {
-            Trail::default()
-        };
-        trail.reset(source, id);
-        trail.push(trace_id, hop);
-        shard.order.push_back(hash);
-        shard.trails.insert(hash, trail);
+            let mut trail = if shard.order.len() >= self.per_shard {
+                shard.forget_oldest().unwrap_or_default()
+            } else {
+                Trail::default()
+            };
+            trail.reset(source, id);
+            trail.push(trace_id, hop);
+            shard.bytes += trail.weight;
+            shard.order.push_back(hash);
+            shard.trails.insert(hash, trail);
+        }
+        // Over budget: the oldest events go (never the one just recorded).
+        while shard.bytes > self.bytes_per_shard && shard.order.len() > 1 {
+            shard.forget_oldest();
+        }
     }
 
     /// What the journal holds about the events of id `id`, one trail per source (several
@@ -296,7 +364,10 @@ impl Trail {
             self.trace_id = trace_id();
         }
         if self.hops.len() < MAX_HOPS_PER_EVENT {
+            let capacity = self.hops.capacity();
+            self.weight += hop.weight();
             self.hops.push(hop);
+            self.weight += (self.hops.capacity() - capacity) * std::mem::size_of::<Hop>();
         } else {
             self.dropped += 1;
         }
@@ -316,8 +387,40 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_stays_within_its_byte_budget_and_skips_huge_ids() {
+        let budget = 64 * 1024;
+        let journal = Journal::new(100_000, budget);
+        let broker = broker();
+        let huge = "x".repeat(MAX_KEY_BYTES + 1);
+        journal.record("/s", &huge, || None, Hop::new(Stage::Stored, &broker));
+        assert!(
+            journal.trails(&huge).is_empty(),
+            "a huge id is not journaled"
+        );
+        for n in 0..5_000 {
+            let id = format!("event-{n}");
+            journal.record(
+                "/s",
+                &id,
+                || None,
+                Hop::new(Stage::Attempt, &broker).detail("e".repeat(5_000)),
+            );
+        }
+        assert!(
+            journal.bytes() <= budget + SHARDS * 8 * 1024,
+            "{} bytes held for a budget of {budget}",
+            journal.bytes()
+        );
+        let last = first(&journal, "event-4999").expect("the newest event is kept");
+        let Detail::Text(text) = &last.hops[0].detail else {
+            panic!("a text detail")
+        };
+        assert!(text.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
+    }
+
+    #[test]
     fn the_same_id_from_two_sources_is_two_events() {
-        let journal = Journal::new(100);
+        let journal = Journal::new(100, DEFAULT_MAX_BYTES);
         let broker = broker();
         journal.record("/orders", "1", || None, Hop::new(Stage::Stored, &broker));
         journal.record("/payments", "1", || None, Hop::new(Stage::Stored, &broker));
@@ -338,7 +441,7 @@ mod tests {
 
     #[test]
     fn hops_of_an_event_come_back_in_order_with_its_trace_id() {
-        let journal = Journal::new(100);
+        let journal = Journal::new(100, DEFAULT_MAX_BYTES);
         let broker = broker();
         let trigger: Arc<str> = Arc::from("team-a/t");
         journal.record("/src", "e1", || None, Hop::new(Stage::Stored, &broker));
@@ -368,7 +471,7 @@ mod tests {
 
     #[test]
     fn the_oldest_events_are_forgotten_first() {
-        let journal = Journal::new(SHARDS * 2);
+        let journal = Journal::new(SHARDS * 2, DEFAULT_MAX_BYTES);
         let broker = broker();
         for i in 0..1000 {
             journal.record(
@@ -388,7 +491,7 @@ mod tests {
 
     #[test]
     fn an_event_keeps_a_bounded_number_of_hops() {
-        let journal = Journal::new(10);
+        let journal = Journal::new(10, DEFAULT_MAX_BYTES);
         let broker = broker();
         for _ in 0..(MAX_HOPS_PER_EVENT + 5) {
             journal.record("/src", "e", || None, Hop::new(Stage::Attempt, &broker));
@@ -400,7 +503,7 @@ mod tests {
 
     #[test]
     fn a_journal_of_size_zero_records_nothing() {
-        let journal = Journal::new(0);
+        let journal = Journal::new(0, DEFAULT_MAX_BYTES);
         journal.record("/src", "e", || None, Hop::new(Stage::Stored, &broker()));
         assert!(first(&journal, "e").is_none());
         assert!(!journal.is_on());

@@ -240,10 +240,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry whose journal keeps about `journal_events` events (0: no journal).
-    pub fn with_journal(journal_events: usize) -> Self {
+    /// A registry whose journal keeps about `journal_events` events and `journal_bytes` bytes
+    /// (either 0: no journal).
+    pub fn with_journal(journal_events: usize, journal_bytes: usize) -> Self {
         Self {
-            journal: Journal::new(journal_events),
+            journal: Journal::new(journal_events, journal_bytes),
             ..Self::default()
         }
     }

@@ -203,7 +203,7 @@ async fn receive(
         Ok(Err(PublishError::Admit(refused))) => {
             Err(IngressError::TtlExhausted(refused.to_string()))
         }
-        Ok(Err(PublishError::Append(AppendError::Full { retry_after }))) => {
+        Ok(Err(PublishError::Append(AppendError::Full { retry_after, .. }))) => {
             Err(IngressError::Busy {
                 broker: broker_name,
                 retry_after,

@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Events the memory channel keeps per partition before it answers 503.
     #[arg(long, env = "KNACTOR_MEMORY_MAX_RECORDS", default_value_t = 100_000)]
     memory_max_records: usize,
+    /// Bytes of events the memory channel keeps in all (every broker, parking lots included)
+    /// before it answers 503 with Retry-After; a batch that could never fit gets 413.
+    #[arg(long, env = "KNACTOR_MEMORY_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    memory_max_bytes: usize,
     /// On SIGTERM (or Ctrl-C), how long the node may take to finish what it accepted before it
     /// exits: it takes no new events, delivers what it owes (on the memory channel: every event
     /// it accepted; on Kafka: what it handed out, the rest stays for the next reader), commits
@@ -267,6 +271,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
         let log = Arc::new(MemoryLog::new(MemoryLimits {
             max_records_per_partition: args.memory_max_records.max(1),
+            max_bytes: args.memory_max_bytes.max(1),
             ..MemoryLimits::default()
         }));
         let options = NodeOptions {
@@ -286,6 +291,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             fault_injection: args.fault_injection,
             delete_topics: args.kafka_delete_topics,
             journal_events: args.telemetry.trace_journal_events,
+            journal_bytes: args.telemetry.trace_journal_bytes,
         };
         let kafka = kafka_settings(&args);
         if let Some(kafka) = &kafka {

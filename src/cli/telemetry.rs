@@ -37,6 +37,10 @@ pub struct TelemetryArgs {
     /// Events whose hops the node remembers for `knactor trace EVENT_ID` (0: none).
     #[arg(long, env = "KNACTOR_TRACE_JOURNAL_EVENTS", default_value_t = knactor_actors::journal::DEFAULT_CAPACITY)]
     pub trace_journal_events: usize,
+    /// Bytes the journal may hold (ids, sources, hops and their details); the oldest events are
+    /// forgotten first. Events with an id or source over 1 KiB are not journaled.
+    #[arg(long, env = "KNACTOR_TRACE_JOURNAL_BYTES", default_value_t = knactor_actors::journal::DEFAULT_MAX_BYTES)]
+    pub trace_journal_bytes: usize,
 }
 
 impl TelemetryArgs {

@@ -121,9 +121,12 @@ impl Transport for LocalIngress {
         {
             Ok(Ok(())) => answer(202, String::new(), None),
             Ok(Err(PublishError::Admit(refused))) => answer(400, refused.to_string(), None),
-            Ok(Err(PublishError::Append(AppendError::Full { retry_after }))) => answer(
+            Ok(Err(PublishError::Append(AppendError::Full {
+                retry_after,
+                reason,
+            }))) => answer(
                 503,
-                format!("broker {key} cannot take more events now"),
+                format!("broker {key} cannot take more events now: {reason}"),
                 Some(retry_after),
             ),
             Ok(Err(PublishError::Append(too_large @ AppendError::TooLarge { .. }))) => {

@@ -142,6 +142,8 @@ pub struct NodeOptions {
     pub delete_topics: bool,
     /// Events whose hops the node remembers for `knactor trace` (0: none).
     pub journal_events: usize,
+    /// Bytes the journal may hold.
+    pub journal_bytes: usize,
 }
 
 impl Default for NodeOptions {
@@ -159,6 +161,7 @@ impl Default for NodeOptions {
             fault_injection: false,
             delete_topics: false,
             journal_events: crate::journal::DEFAULT_CAPACITY,
+            journal_bytes: crate::journal::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -183,7 +186,10 @@ impl Shared {
             subscribers: SubscriberPool::new(transport.clone(), &options),
             channels,
             transport,
-            metrics: Arc::new(Metrics::with_journal(options.journal_events)),
+            metrics: Arc::new(Metrics::with_journal(
+                options.journal_events,
+                options.journal_bytes,
+            )),
             options,
         })
     }

@@ -28,6 +28,9 @@ use crate::envelope::Envelope;
 pub struct MemoryLimits {
     /// Records kept per partition (committed ones are dropped first).
     pub max_records_per_partition: usize,
+    /// Bytes of events kept in all (every topic, parking lots included), as
+    /// [`Envelope::footprint`] counts them: what bounds the channel's memory.
+    pub max_bytes: usize,
     /// What a refused append asks the producer to wait.
     pub retry_after: Duration,
     /// Records handed to a subscriber at once.
@@ -38,6 +41,7 @@ impl Default for MemoryLimits {
     fn default() -> Self {
         Self {
             max_records_per_partition: 100_000,
+            max_bytes: 256 * 1024 * 1024,
             retry_after: Duration::from_secs(1),
             max_batch: 256,
         }
@@ -55,6 +59,8 @@ pub struct MemoryLog {
 struct State {
     topics: HashMap<String, Topic>,
     next_member: u64,
+    /// Bytes of every record held, in all topics.
+    bytes: usize,
 }
 
 struct Topic {
@@ -70,6 +76,8 @@ struct PartitionLog {
     /// Offset of `records[0]`.
     base: Offset,
     records: VecDeque<Record>,
+    /// Bytes of the records held (their footprints).
+    bytes: usize,
 }
 
 impl PartitionLog {
@@ -85,6 +93,28 @@ struct Group {
 }
 
 impl MemoryLog {
+    /// Why the channel is full: its budget, and the topics that hold the most of it.
+    fn who_holds(&self, state: &State, held: usize) -> String {
+        let mut topics: Vec<(&str, usize)> = state
+            .topics
+            .iter()
+            .map(|(name, topic)| (name.as_str(), topic.bytes()))
+            .filter(|(_, bytes)| *bytes > 0)
+            .collect();
+        topics.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+        let holders: Vec<String> = topics
+            .iter()
+            .take(3)
+            .map(|(name, bytes)| format!("{name} {} KiB", bytes / 1024))
+            .collect();
+        format!(
+            "the memory channel holds {} KiB of its {} KiB (--memory-max-bytes) in events not yet delivered to every trigger or parked: {}",
+            held / 1024,
+            self.limits.max_bytes / 1024,
+            holders.join(", ")
+        )
+    }
+
     pub fn new(limits: MemoryLimits) -> Self {
         Self {
             state: Arc::default(),
@@ -110,12 +140,13 @@ impl State {
 }
 
 impl Topic {
-    /// Drops records every group has committed past. A topic without groups keeps its records (the
-    /// parking lot is read by a group only when someone lists it).
-    fn trim(&mut self) {
+    /// Drops records every group has committed past; how many bytes that freed. A topic without
+    /// groups keeps its records (the parking lot is read by a group only when someone lists it).
+    fn trim(&mut self) -> usize {
         if self.groups.is_empty() {
-            return;
+            return 0;
         }
+        let mut freed = 0;
         for (index, partition) in self.partitions.iter_mut().enumerate() {
             let floor = self
                 .groups
@@ -123,11 +154,24 @@ impl Topic {
                 .map(|group| group.committed[index].unwrap_or(partition.base))
                 .min()
                 .unwrap_or(partition.base);
-            while partition.base < floor && !partition.records.is_empty() {
-                partition.records.pop_front();
+            while partition.base < floor {
+                let Some(record) = partition.records.pop_front() else {
+                    break;
+                };
+                let size = record.envelope.footprint();
+                partition.bytes -= size;
+                freed += size;
                 partition.base += 1;
             }
         }
+        freed
+    }
+
+    fn bytes(&self) -> usize {
+        self.partitions
+            .iter()
+            .map(|partition| partition.bytes)
+            .sum()
     }
 
     fn group(&mut self, name: &str) -> &mut Group {
@@ -140,7 +184,12 @@ impl Topic {
             })
     }
 
-    fn commit(&mut self, group: &str, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+    /// Commits and trims; how many bytes the trim freed.
+    fn commit(
+        &mut self,
+        group: &str,
+        offsets: &[(Partition, Offset)],
+    ) -> Result<usize, ChannelError> {
         let partitions = self.partitions.len();
         let group = self.group(group);
         for &(partition, offset) in offsets {
@@ -154,8 +203,7 @@ impl Topic {
             let committed = &mut group.committed[slot];
             *committed = Some(committed.map_or(offset, |current| current.max(offset)));
         }
-        self.trim();
-        Ok(())
+        Ok(self.trim())
     }
 }
 
@@ -182,30 +230,77 @@ impl EventLog for MemoryLog {
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), ChannelError> {
-        if let Some(removed) = self.lock().topics.remove(topic) {
+        let mut state = self.lock();
+        if let Some(removed) = state.topics.remove(topic) {
+            state.bytes -= removed.bytes();
             removed.notify.notify_waiters();
         }
         Ok(())
     }
 
     async fn append(&self, topic: &str, events: Vec<Envelope>) -> Result<(), AppendError> {
+        let limits = &self.limits;
         let mut state = self.lock();
+        let held = state.bytes;
         let topic_state = state
             .topics
             .get_mut(topic)
             .ok_or_else(|| AppendError::UnknownTopic(topic.to_string()))?;
         let count = topic_state.partitions.len() as u32;
-        for envelope in events {
-            let key = envelope.partition_key();
-            let partition = partition_for(key.as_deref(), count, &mut topic_state.round_robin);
-            let log = &mut topic_state.partitions[partition as usize];
-            if log.records.len() >= self.limits.max_records_per_partition {
-                topic_state.notify.notify_waiters();
-                return Err(AppendError::Full {
-                    retry_after: self.limits.retry_after,
+        // Where each event goes and what it weighs, before anything is stored: a batch is
+        // stored whole or not at all.
+        let mut round_robin = topic_state.round_robin;
+        let placed: Vec<(Partition, usize)> = events
+            .iter()
+            .map(|envelope| {
+                let key = envelope.partition_key();
+                let partition = partition_for(key.as_deref(), count, &mut round_robin);
+                (partition, envelope.footprint())
+            })
+            .collect();
+        let size: usize = placed.iter().map(|(_, size)| size).sum();
+        let mut per_partition = vec![0usize; count as usize];
+        for (partition, _) in &placed {
+            per_partition[*partition as usize] += 1;
+        }
+        let never_fits = size > limits.max_bytes
+            || per_partition
+                .iter()
+                .any(|&n| n > limits.max_records_per_partition);
+        if never_fits {
+            return Err(AppendError::TooLarge {
+                size,
+                limit: Some(limits.max_bytes),
+                events: events.len(),
+            });
+        }
+        let full_partition =
+            topic_state
+                .partitions
+                .iter()
+                .zip(&per_partition)
+                .position(|(log, &adding)| {
+                    log.records.len() + adding > limits.max_records_per_partition
                 });
-            }
+        if held + size > limits.max_bytes || full_partition.is_some() {
+            topic_state.notify.notify_waiters();
+            let reason = match full_partition {
+                Some(partition) => format!(
+                    "partition {partition} of {topic} holds {} events not yet delivered to every trigger (--memory-max-records)",
+                    topic_state.partitions[partition].records.len()
+                ),
+                None => self.who_holds(&state, held),
+            };
+            return Err(AppendError::Full {
+                retry_after: limits.retry_after,
+                reason,
+            });
+        }
+        topic_state.round_robin = round_robin;
+        for (envelope, (partition, size)) in events.into_iter().zip(placed) {
+            let log = &mut topic_state.partitions[partition as usize];
             let offset = log.high();
+            log.bytes += size;
             log.records.push_back(Record {
                 partition,
                 offset,
@@ -213,6 +308,7 @@ impl EventLog for MemoryLog {
             });
         }
         topic_state.notify.notify_waiters();
+        state.bytes += size;
         Ok(())
     }
 
@@ -344,7 +440,9 @@ impl EventLog for MemoryLog {
         offsets: &[(Partition, Offset)],
     ) -> Result<(), ChannelError> {
         let mut state = self.lock();
-        state.topic(topic)?.commit(group, offsets)
+        let freed = state.topic(topic)?.commit(group, offsets)?;
+        state.bytes -= freed;
+        Ok(())
     }
 }
 
@@ -438,7 +536,9 @@ impl Committer for MemoryCommitter {
         if topic.group(&self.group).member != Some(self.member) {
             return Ok(());
         }
-        topic.commit(&self.group, offsets)
+        let freed = topic.commit(&self.group, offsets)?;
+        state.bytes -= freed;
+        Ok(())
     }
 }
 
@@ -539,6 +639,64 @@ mod tests {
         assert_eq!(offsets[0].low, 1);
         assert_eq!(offsets[0].high, 3);
         assert_eq!(offsets[0].committed, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_fit_is_refused_whole() {
+        let limits = MemoryLimits {
+            max_records_per_partition: 3,
+            ..MemoryLimits::default()
+        };
+        let log = log_with_topic(limits).await;
+        log.append("t", vec![envelope("a"), envelope("b")])
+            .await
+            .unwrap();
+        let refused = log
+            .append("t", vec![envelope("c"), envelope("d")])
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, AppendError::Full { .. }), "{refused}");
+        let offsets = log.offsets("t", "g").await.unwrap();
+        assert_eq!(
+            offsets[0].high, 2,
+            "nothing of the refused batch was stored"
+        );
+        let never = log
+            .append("t", (0..4).map(|i| envelope(&i.to_string())).collect())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(never, AppendError::TooLarge { events: 4, .. }),
+            "{never}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_refuses_what_would_pass_it_and_frees_what_was_delivered() {
+        let one = envelope("x").footprint();
+        let limits = MemoryLimits {
+            max_bytes: one * 2,
+            ..MemoryLimits::default()
+        };
+        let log = log_with_topic(limits).await;
+        let subscription = log.subscribe("t", "g", StartAt::Earliest).unwrap();
+        log.append("t", vec![envelope("a"), envelope("b")])
+            .await
+            .unwrap();
+        let full = log.append("t", vec![envelope("c")]).await.unwrap_err();
+        match &full {
+            AppendError::Full { reason, .. } => {
+                assert!(reason.contains("--memory-max-bytes"), "{reason}")
+            }
+            other => panic!("expected Full, got {other}"),
+        }
+        subscription.committer.commit(&[(0, 1)]).unwrap();
+        log.append("t", vec![envelope("c")]).await.unwrap();
+        let too_big = log
+            .append("t", (0..3).map(|i| envelope(&i.to_string())).collect())
+            .await
+            .unwrap_err();
+        assert!(matches!(too_big, AppendError::TooLarge { .. }), "{too_big}");
     }
 
     #[tokio::test]

@@ -166,11 +166,19 @@ pub struct PartitionOffsets {
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     /// Back-pressure: the channel holds as much as it may; try again later (503 + Retry-After).
-    #[error("the channel is full; retry after {retry_after:?}")]
-    Full { retry_after: Duration },
-    /// The event can never be stored (413).
-    #[error("the event is {size} bytes, more than the channel accepts{}", limit.map(|l| format!(" ({l} bytes)")).unwrap_or_default())]
-    TooLarge { size: usize, limit: Option<usize> },
+    /// `reason` says what fills it.
+    #[error("the channel is full ({reason}); retry after {retry_after:?}")]
+    Full {
+        retry_after: Duration,
+        reason: String,
+    },
+    /// The event, or the batch (`events` of them), can never be stored (413). Nothing of it was.
+    #[error("{} {size} bytes, more than the channel ever holds{}", if *events > 1 { format!("the batch of {events} events is") } else { "the event is".to_string() }, limit.map(|l| format!(" ({l} bytes)")).unwrap_or_default())]
+    TooLarge {
+        size: usize,
+        limit: Option<usize>,
+        events: usize,
+    },
     #[error("topic {0} does not exist")]
     UnknownTopic(String),
     /// The channel could not store the event now (Kafka down, timeout): 503.
@@ -256,8 +264,9 @@ pub trait EventLog: Send + Sync + 'static {
 
     async fn delete_topic(&self, topic: &str) -> Result<(), ChannelError>;
 
-    /// Stores the events, in order, and returns once they are stored. On error some of them may be
-    /// stored (the producer retries; subscribers accept duplicates, per the data-plane contract).
+    /// Stores the events, in order, and returns once they are stored. The memory channel stores
+    /// a batch whole or not at all; on Kafka an error may leave some of a batch stored (the
+    /// producer retries; subscribers accept duplicates, per the data-plane contract).
     async fn append(&self, topic: &str, events: Vec<Envelope>) -> Result<(), AppendError>;
 
     /// Joins `group` on `topic`. A group without committed offsets starts at `start`.

@@ -569,10 +569,15 @@ pub(crate) fn to_record<M: Message>(message: &M) -> Option<Record> {
 fn append_error(topic: &str, error: &KafkaError, size: usize) -> AppendError {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
-            AppendError::TooLarge { size, limit: None }
+            AppendError::TooLarge {
+                size,
+                limit: None,
+                events: 1,
+            }
         }
         Some(RDKafkaErrorCode::QueueFull) => AppendError::Full {
             retry_after: Duration::from_secs(1),
+            reason: "the Kafka producer's queue is full (Kafka does not keep up)".into(),
         },
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
             AppendError::UnknownTopic(topic.to_string())
