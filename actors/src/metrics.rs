@@ -222,6 +222,10 @@ pub struct TriggerMetrics {
     pub behind: AtomicU64,
     /// Partitions on which the trigger fell behind (gauge).
     pub lagging_partitions: AtomicU64,
+    /// Appends to the parking lot that failed (each is retried until it succeeds).
+    pub park_failures: AtomicU64,
+    /// When a parking failure was last logged (seconds since the epoch), to log a few a minute.
+    pub park_failure_logged: AtomicU64,
 }
 
 /// A counter's name, help text, and where to find it.
@@ -325,7 +329,7 @@ impl Metrics {
             }
         }
 
-        let trigger_counters: [Described<TriggerMetrics>; 9] = [
+        let trigger_counters: [Described<TriggerMetrics>; 10] = [
             (
                 "knactor_trigger_events_matched_total",
                 "Events a trigger's filter passed (dispatched to the trigger).",
@@ -368,6 +372,11 @@ impl Metrics {
                 "knactor_trigger_events_parked_total",
                 "Events parked after every attempt and the dead-letter sink failed.",
                 |m| &m.parked,
+            ),
+            (
+                "knactor_trigger_park_failures_total",
+                "Appends to the parking lot that failed and are being retried (the channel is full or away).",
+                |m| &m.park_failures,
             ),
         ];
         for (name, help, counter) in trigger_counters {

@@ -475,7 +475,7 @@ impl DeliveryJob {
                     return Outcome::Parked;
                 }
                 Err(error) => {
-                    warn!(trigger = %self.route.key, id = envelope.id(), "parking failed, retrying: {error}");
+                    self.parking_failed(envelope, &error);
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
@@ -483,6 +483,35 @@ impl DeliveryJob {
         }
     }
 }
+
+impl DeliveryJob {
+    /// Counts a failed append to the parking lot; logs at most one warning per trigger every
+    /// [`PARK_FAILURE_LOG_EVERY`] (a full channel fails every parked event of a dead subscriber,
+    /// and the log must not drown in them).
+    fn parking_failed(&self, envelope: &Envelope, error: &crate::channel::AppendError) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let failures = self.metrics.park_failures.fetch_add(1, Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let last = self.metrics.park_failure_logged.load(Relaxed);
+        if now.saturating_sub(last) >= PARK_FAILURE_LOG_EVERY.as_secs()
+            && self
+                .metrics
+                .park_failure_logged
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            warn!(trigger = %self.route.key, id = envelope.id(), failures,
+                "parking failed; the event stays outstanding and parking is retried (knactor_trigger_park_failures_total counts every failure): {error}");
+        } else {
+            debug!(trigger = %self.route.key, id = envelope.id(), "parking failed, retrying: {error}");
+        }
+    }
+}
+
+/// How often a trigger's parking failures are logged at most.
+const PARK_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 fn classify(url: &Url, result: Result<Response, TransportError>) -> Attempt {
     match result {

@@ -65,6 +65,8 @@ struct State {
 
 struct Topic {
     partitions: Vec<PartitionLog>,
+    /// Records kept per partition at most (`None`: only the byte budget bounds it).
+    max_records: Option<usize>,
     groups: HashMap<String, Group>,
     /// Woken on every append and on every change of membership.
     notify: Arc<Notify>,
@@ -222,6 +224,7 @@ impl EventLog for MemoryLog {
                 partitions: (0..spec.partitions.max(1))
                     .map(|_| PartitionLog::default())
                     .collect(),
+                max_records: (!spec.parking).then_some(self.limits.max_records_per_partition),
                 groups: HashMap::new(),
                 notify: Arc::new(Notify::new()),
                 round_robin: 0,
@@ -263,10 +266,9 @@ impl EventLog for MemoryLog {
         for (partition, _) in &placed {
             per_partition[*partition as usize] += 1;
         }
-        let never_fits = size > limits.max_bytes
-            || per_partition
-                .iter()
-                .any(|&n| n > limits.max_records_per_partition);
+        let max_records = topic_state.max_records.unwrap_or(usize::MAX);
+        let never_fits =
+            size > limits.max_bytes || per_partition.iter().any(|&n| n > max_records);
         if never_fits {
             return Err(AppendError::TooLarge {
                 size,

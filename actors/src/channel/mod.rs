@@ -49,6 +49,9 @@ pub struct TopicSpec {
     pub config: BTreeMap<String, String>,
     /// An existing topic to use as it is: checked, never created.
     pub external: bool,
+    /// A broker's parking lot: on the memory channel only the byte budget bounds it (not the
+    /// record count per partition), so that parking does not fail while there is room.
+    pub parking: bool,
 }
 
 impl TopicSpec {
@@ -59,6 +62,7 @@ impl TopicSpec {
             replication_factor: None,
             config: BTreeMap::new(),
             external: false,
+            parking: false,
         }
     }
 
@@ -71,6 +75,7 @@ impl TopicSpec {
             replication_factor: kafka.and_then(|k| k.replication_factor),
             config: kafka.map(|k| k.topic_config.clone()).unwrap_or_default(),
             external: kafka.is_some_and(|k| k.external),
+            parking: false,
         };
         let park = TopicSpec {
             name: channel.park_topic(),
@@ -78,6 +83,7 @@ impl TopicSpec {
             replication_factor: main.replication_factor,
             config: BTreeMap::new(),
             external: false,
+            parking: true,
         };
         [main, park]
     }
