@@ -1,6 +1,11 @@
 //! The node's admin API under `/-/` (no Kubernetes namespace can start with `-`, so these paths
 //! never shadow a broker): status, parked events, re-drive, and fault injection for tests.
 //!
+//! Every route is behind [`AdminAccess`]: a bearer token (`--admin-token-file`) when one is set;
+//! without one, the API is open only on a loopback listener (only this machine reaches it) and off
+//! elsewhere. The token travels in the `Authorization` header only, never a cookie, so no other
+//! site can make a browser use it (no CSRF).
+//!
 //! ```text
 //!   GET  /-/status
 //!   GET  /-/events/{id}                          the hops of one event (the node's journal)
@@ -10,8 +15,12 @@
 //!   POST /-/faults/trigger/{namespace}/{broker}/{trigger}
 //! ```
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use std::future::{ready, Ready};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use knactor_actors::actor::{FaultTarget, GetStatus, InjectFault, NodeError, ParkedOf, RedriveOf};
 use knactor_actors::journal::Detail;
 use knactor_actors::resources::ObjectKey;
@@ -43,8 +52,95 @@ pub fn configure(config: &mut web::ServiceConfig) {
         );
 }
 
+/// Who may use the admin API on one listener.
+#[derive(Clone)]
+pub enum AdminAccess {
+    /// Callers that present this bearer token.
+    Token(Arc<str>),
+    /// Anyone who reaches the listener: a loopback listener without a token (this machine only).
+    Local,
+    /// Nobody: a listener other machines reach, and no token set.
+    Off,
+}
+
+impl std::fmt::Debug for AdminAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.write_str(match self {
+            AdminAccess::Token(_) => "Token(..)",
+            AdminAccess::Local => "Local",
+            AdminAccess::Off => "Off",
+        })
+    }
+}
+
+impl AdminAccess {
+    /// The access of a listener bound to `address`, given the token (if any).
+    pub fn for_listener(token: Option<&Arc<str>>, address: SocketAddr) -> Self {
+        match token {
+            Some(token) => AdminAccess::Token(token.clone()),
+            None if address.ip().is_loopback() => AdminAccess::Local,
+            None => AdminAccess::Off,
+        }
+    }
+
+    fn check(&self, request: &HttpRequest) -> Result<(), AdminError> {
+        match self {
+            AdminAccess::Local => Ok(()),
+            AdminAccess::Off => Err(AdminError::Off),
+            AdminAccess::Token(token) => {
+                let presented = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .map(str::trim);
+                match presented {
+                    Some(presented) if same(presented.as_bytes(), token.as_bytes()) => Ok(()),
+                    Some(_) => Err(AdminError::Unauthorized("the token is not the node's")),
+                    None => Err(AdminError::Unauthorized(
+                        "send the node's admin token as Authorization: Bearer <token>",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so that timing tells nothing of the token.
+fn same(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
+
+/// A request the listener's [`AdminAccess`] lets in: every handler of the admin API takes one.
+pub struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = AdminError;
+    type Future = Ready<Result<Self, AdminError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let access = request
+            .app_data::<web::Data<GatewayState>>()
+            .map_or(AdminAccess::Off, |state| state.admin_access.clone());
+        ready(access.check(request).map(|()| Authorized))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error(
+        "the admin API is off on this listener: other machines reach it and the node has no \
+         admin token (start it with --admin-token-file, or serve the API on --admin-listen)"
+    )]
+    Off,
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error("the node is not answering")]
@@ -68,16 +164,21 @@ impl ResponseError for AdminError {
             AdminError::Node(NodeError::NotDispatching) => StatusCode::CONFLICT,
             AdminError::Node(NodeError::Channel(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::NotFound(_) | AdminError::Off => StatusCode::NOT_FOUND,
+            AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let AdminError::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"knactor\""));
+        }
+        response.json(json!({ "error": self.to_string() }))
     }
 }
 
-async fn status(state: web::Data<GatewayState>) -> Result<HttpResponse, AdminError> {
+async fn status(_: Authorized, state: web::Data<GatewayState>) -> Result<HttpResponse, AdminError> {
     let status = state
         .node
         .send(GetStatus)
@@ -145,6 +246,7 @@ struct TrailQuery {
 /// "Where did my event go": what this node recorded about one event, oldest hop first. An id
 /// alone names the most recent event of that id; `?source=` picks one of several producers'.
 async fn event_trail(
+    _: Authorized,
     path: web::Path<String>,
     query: web::Query<TrailQuery>,
     state: web::Data<GatewayState>,
@@ -200,6 +302,7 @@ struct ParkedQuery {
 }
 
 async fn parked(
+    _: Authorized,
     path: web::Path<(String, String)>,
     query: web::Query<ParkedQuery>,
     state: web::Data<GatewayState>,
@@ -237,6 +340,7 @@ struct RedriveQuery {
 }
 
 async fn redrive(
+    _: Authorized,
     path: web::Path<(String, String)>,
     query: web::Query<RedriveQuery>,
     state: web::Data<GatewayState>,
@@ -267,6 +371,7 @@ async fn redrive(
 }
 
 async fn fault(
+    _: Authorized,
     path: web::Path<(String, String, String)>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {
@@ -275,6 +380,7 @@ async fn fault(
 }
 
 async fn trigger_fault(
+    _: Authorized,
     path: web::Path<(String, String, String, String)>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {

@@ -39,6 +39,8 @@ pub struct GatewayState {
     pub max_body_bytes: usize,
     /// A dispatch-only node answers 421 to events.
     pub role: Role,
+    /// Who may use the admin API on this listener.
+    pub admin_access: crate::admin::AdminAccess,
 }
 
 /// Where a node serves its admin API (`/-/...`).

@@ -47,9 +47,36 @@ enum ParkedAction {
     },
 }
 
+/// A client for the node's admin API, carrying its token when one is given:
+/// `KNACTOR_ADMIN_TOKEN`, or the file `KNACTOR_ADMIN_TOKEN_FILE` names (the variable the node
+/// reads its own token from).
 pub(super) fn client() -> anyhow::Result<reqwest::blocking::Client> {
+    let token = match (
+        std::env::var("KNACTOR_ADMIN_TOKEN").ok(),
+        std::env::var_os("KNACTOR_ADMIN_TOKEN_FILE"),
+    ) {
+        (Some(token), _) if !token.trim().is_empty() => Some(token.trim().to_string()),
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "KNACTOR_ADMIN_TOKEN_FILE={}: cannot read it",
+                    std::path::Path::new(&path).display()
+                )
+            })?;
+            Some(text.lines().next().unwrap_or_default().trim().to_string())
+        }
+        _ => None,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the admin token is not valid in an HTTP header")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::blocking::Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .build()
         .context("cannot build the HTTP client")
 }

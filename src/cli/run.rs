@@ -19,6 +19,7 @@ use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes, KAFKA_BROKER_CLASSES};
 use knactor_actors::source::{FileStateStore, StateStore};
+use knactor_gateway::admin::AdminAccess;
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
@@ -76,6 +77,11 @@ pub struct RunArgs {
     /// address only, not on --listen: keep it off the gateway Service every workload can reach.
     #[arg(long, env = "KNACTOR_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// A file holding the admin API's bearer token: every `/-/` request must carry
+    /// `Authorization: Bearer <token>` (`knactor status` and friends read the same variable).
+    /// Without it the admin API is open on a loopback listener and off on any other.
+    #[arg(long, env = "KNACTOR_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// The ingress URL others use to reach this node (default: http://<listen>/).
     #[arg(long, env = "KNACTOR_ADVERTISE")]
     advertise: Option<Url>,
@@ -261,6 +267,19 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let admin_token = match &args.admin_token_file {
+        Some(path) => Some(read_admin_token(path)?),
+        None => None,
+    };
+    if let Some(listener) = &admin_listener {
+        let address = listener.local_addr()?;
+        if admin_token.is_none() && !address.ip().is_loopback() {
+            anyhow::bail!(
+                "--admin-listen {address} is reachable from other machines: give --admin-token-file \
+                 (the admin API shows parked payloads and re-drives events), or listen on 127.0.0.1"
+            );
+        }
+    }
     let advertise = match &args.advertise {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
@@ -429,12 +448,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             sources: source_board,
             max_body_bytes: args.max_body_bytes,
             role: args.role,
+            admin_access: AdminAccess::for_listener(admin_token.as_ref(), bound),
         };
         // Signals are the node's to handle: a stop drains before the listeners close.
         let admin = match admin_listener {
             Some(admin_listener) => {
                 let admin_bound = admin_listener.local_addr()?;
-                let admin_state = state.clone();
+                let admin_state = GatewayState {
+                    admin_access: AdminAccess::for_listener(admin_token.as_ref(), admin_bound),
+                    ..state.clone()
+                };
                 let server = HttpServer::new(move || {
                     App::new().configure(configure_admin(admin_state.clone()))
                 })
@@ -496,6 +519,21 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The admin token in `path`: its first line, trimmed; never empty.
+fn read_admin_token(path: &std::path::Path) -> anyhow::Result<Arc<str>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--admin-token-file {}: cannot read it", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.len() < 16 {
+        anyhow::bail!(
+            "--admin-token-file {}: the token must be at least 16 characters (it has {})",
+            path.display(),
+            token.len()
+        );
+    }
+    Ok(Arc::from(token))
 }
 
 /// Waits for SIGTERM (what an orchestrator sends) or SIGINT (Ctrl-C); says which.
