@@ -99,7 +99,7 @@ async fn readyz(state: web::Data<GatewayState>) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("text/plain")
             .body("ready\n")
-    } else if state.ingress.is_draining() {
+    } else if state.ingress.is_stopping() {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("not ready: the node is shutting down\n")

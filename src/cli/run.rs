@@ -132,6 +132,11 @@ pub struct RunArgs {
     /// and flushes its traces. Keep it below the pod's termination grace period.
     #[arg(long, env = "KNACTOR_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration_flag)]
     drain_timeout: Duration,
+    /// On SIGTERM, how long the node still takes events, not ready any more, before it refuses
+    /// new ones and drains: time for the Services in front of it to stop sending (in Kubernetes,
+    /// a few seconds; on a laptop, none).
+    #[arg(long, env = "KNACTOR_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration_flag)]
+    drain_delay: Duration,
     /// How often the configuration is checked for changes.
     #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
     reload_interval: Duration,
@@ -477,6 +482,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             AdminApi::Here
         };
         let drain_node = state.node.clone();
+        let drain_ingress = state.ingress.clone();
         let server =
             HttpServer::new(move || App::new().configure(configure(state.clone(), placement)))
                 .workers(args.http_workers.max(1))
@@ -500,7 +506,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             signal = stop_signal() => signal?,
         };
-        info!(signal = stop, timeout = ?args.drain_timeout, "stopping: taking no more events, finishing what was accepted");
+        info!(signal = stop, delay = ?args.drain_delay, timeout = ?args.drain_timeout, "stopping: not ready any more; after the delay no more events are taken and what was accepted is finished");
+        drain_ingress.stop_being_ready();
+        tokio::time::sleep(args.drain_delay).await;
         let _ = sources.send(SetSourcesActive(false)).await;
         if let Some((give_up, holding)) = lease {
             // The sources stopped here: another replica may run them now.

@@ -40,6 +40,8 @@ pub struct IngressTable {
     /// Brokers that exist but do not run (yet), and why.
     not_running: ArcSwap<HashMap<ObjectKey, NotRunning>>,
     ready: AtomicBool,
+    /// The node is stopping: not ready any more (it may still take events for a moment).
+    stopping: AtomicBool,
     /// The node is stopping: it takes no new events.
     draining: AtomicBool,
     /// Ingress requests between [`IngressTable::enter`] and their answer.
@@ -54,6 +56,7 @@ impl Default for IngressTable {
             brokers: ArcSwap::default(),
             not_running: ArcSwap::default(),
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             updates: watch::Sender::new(0),
@@ -107,7 +110,19 @@ impl IngressTable {
     /// True once the first routes are applied and every broker of them has started, or failed to
     /// (and is being retried); false again once the node stops.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.is_draining()
+        self.ready.load(Ordering::Acquire) && !self.is_stopping()
+    }
+
+    /// Whether the node is stopping (readiness off), taking events or not.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire) || self.is_draining()
+    }
+
+    /// Readiness off, events still taken: what a stopping node does first, while the load
+    /// balancers in front of it stop sending (Kubernetes removes it from its Services only once
+    /// it is told, and then asynchronously).
+    pub fn stop_being_ready(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// An ingress request may take events: `None` once the node is stopping. The node's drain

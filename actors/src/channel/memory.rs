@@ -267,8 +267,7 @@ impl EventLog for MemoryLog {
             per_partition[*partition as usize] += 1;
         }
         let max_records = topic_state.max_records.unwrap_or(usize::MAX);
-        let never_fits =
-            size > limits.max_bytes || per_partition.iter().any(|&n| n > max_records);
+        let never_fits = size > limits.max_bytes || per_partition.iter().any(|&n| n > max_records);
         if never_fits {
             return Err(AppendError::TooLarge {
                 size,

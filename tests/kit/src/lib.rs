@@ -10,6 +10,7 @@
 mod collector;
 mod http;
 mod kube;
+mod load;
 mod node;
 mod recorder;
 mod tansu;
@@ -17,6 +18,7 @@ mod tansu;
 pub use collector::Collector;
 pub use http::{http, send, send_with};
 pub use kube::KubeApiServer;
+pub use load::{wait_for_delivery, Load, Sent, Tally};
 pub use node::{Channel, NodeProcess};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tansu::Tansu;

@@ -107,10 +107,10 @@ impl Load {
                                 Duration::from_secs(s).min(Duration::from_secs(1))
                             });
                             thread::sleep(wait);
-                            if stop.load(Ordering::SeqCst)
-                                && began.elapsed() > Duration::from_secs(120)
-                            {
-                                panic!("event {id} was never accepted (last status {status})");
+                            // Stopped: an event never accepted is abandoned (nothing was
+                            // promised for it).
+                            if stop.load(Ordering::SeqCst) {
+                                break;
                             }
                         }
                         shared.sent.fetch_add(1, Ordering::SeqCst);
@@ -137,7 +137,7 @@ impl Load {
         self.shared.accepted.lock().unwrap().len()
     }
 
-    /// Stops sending (each sender finishes the event it is on) and says what was sent.
+    /// Stops sending (each sender gives its current event one more try) and says what was sent.
     pub fn stop(self) -> Sent {
         self.stop.store(true, Ordering::SeqCst);
         for sender in self.senders {
@@ -205,10 +205,7 @@ impl Tally {
             if self.lost.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " (e.g. {:?})",
-                    &self.lost[..self.lost.len().min(10)]
-                )
+                format!(" (e.g. {:?})", &self.lost[..self.lost.len().min(10)])
             }
         )
     }
