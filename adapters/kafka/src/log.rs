@@ -205,7 +205,26 @@ impl EventLog for KafkaLog {
                 }
             }
         }
-        Ok(())
+        // Kafka answers CreateTopics before every broker knows the topic and its partitions
+        // have leaders: until then reads of its offsets fail. Return once it is usable.
+        let producer = self.producer();
+        let topic = spec.name.clone();
+        Self::blocking(move || {
+            let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+            loop {
+                match topic_ready(&producer, &topic) {
+                    Ok(()) => return Ok(()),
+                    Err(error) if std::time::Instant::now() >= deadline => {
+                        return Err(ChannelError::TopicCreateFailed {
+                            topic: topic.clone(),
+                            reason: format!("created, but not usable in time: {error}"),
+                        })
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+        .await
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), ChannelError> {
@@ -239,32 +258,7 @@ impl EventLog for KafkaLog {
     async fn probe(&self, topic: &str) -> Result<(), ChannelError> {
         let producer = self.producer();
         let topic = topic.to_string();
-        Self::blocking(move || {
-            let metadata = producer
-                .client()
-                .fetch_metadata(Some(&topic), QUERY_TIMEOUT)
-                .map_err(|error| unavailable("reading topic metadata", &error))?;
-            let found = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                .ok_or_else(|| ChannelError::UnknownTopic(topic.clone()))?;
-            let leaderless: Vec<Partition> = found
-                .partitions()
-                .iter()
-                .filter(|p| p.leader() < 0 || p.error().is_some())
-                .map(|p| p.id())
-                .collect();
-            if leaderless.is_empty() {
-                Ok(())
-            } else {
-                Err(ChannelError::Unavailable(format!(
-                    "partitions {leaderless:?} of topic {topic} have no leader"
-                )))
-            }
-        })
-        .await
+        Self::blocking(move || topic_ready(&producer, &topic)).await
     }
 
     fn subscribe(
@@ -312,41 +306,18 @@ impl EventLog for KafkaLog {
         let consumer = self.plain_consumer(Some(group))?;
         let topic = topic.to_string();
         Self::blocking(move || {
-            let partitions = Self::partitions_of(&consumer, &topic)?;
-            let mut list = TopicPartitionList::new();
-            for &partition in &partitions {
-                list.add_partition(&topic, partition);
-            }
-            // Watermarks before committed offsets: a node appends to a new broker only after it
-            // committed the group's start, so "no commit yet" read after the watermarks means the
-            // watermarks still are that start (two nodes starting one broker commit the same).
-            let watermarks = partitions
-                .iter()
-                .map(|&partition| {
-                    consumer
-                        .fetch_watermarks(&topic, partition, QUERY_TIMEOUT)
-                        .map_err(|error| unavailable("reading watermarks", &error))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let committed = consumer
-                .committed_offsets(list, QUERY_TIMEOUT)
-                .map_err(|error| unavailable("reading committed offsets", &error))?;
-            Ok(partitions
-                .into_iter()
-                .zip(watermarks)
-                .map(|(partition, (low, high))| {
-                    let committed = committed
-                        .find_partition(&topic, partition)
-                        .and_then(|element| element.offset().to_raw())
-                        .filter(|offset| *offset >= 0);
-                    PartitionOffsets {
-                        partition,
-                        low,
-                        high,
-                        committed,
+            // A leader that moved (a broker restarting, a topic just created) fails a query for
+            // a moment: ask again a few times before giving up.
+            let mut attempts = 0;
+            loop {
+                match offsets_of(&consumer, &topic) {
+                    Err(ChannelError::Unavailable(_)) if attempts < 20 => {
+                        attempts += 1;
+                        std::thread::sleep(Duration::from_millis(100 * attempts));
                     }
-                })
-                .collect())
+                    result => return result,
+                }
+            }
         })
         .await
     }
@@ -410,6 +381,73 @@ impl EventLog for KafkaLog {
                 .map_err(|error| unavailable("committing offsets", &error))
         })
         .await
+    }
+}
+
+/// Low and high watermarks of every partition of `topic`, and the consumer's group's commits.
+fn offsets_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<PartitionOffsets>, ChannelError> {
+    let topic = topic.to_string();
+    let partitions = KafkaLog::partitions_of(consumer, &topic)?;
+    let mut list = TopicPartitionList::new();
+    for &partition in &partitions {
+        list.add_partition(&topic, partition);
+    }
+    // Watermarks before committed offsets: a node appends to a new broker only after it
+    // committed the group's start, so "no commit yet" read after the watermarks means the
+    // watermarks still are that start (two nodes starting one broker commit the same).
+    let watermarks = partitions
+        .iter()
+        .map(|&partition| {
+            consumer
+                .fetch_watermarks(&topic, partition, QUERY_TIMEOUT)
+                .map_err(|error| unavailable("reading watermarks", &error))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let committed = consumer
+        .committed_offsets(list, QUERY_TIMEOUT)
+        .map_err(|error| unavailable("reading committed offsets", &error))?;
+    Ok(partitions
+        .into_iter()
+        .zip(watermarks)
+        .map(|(partition, (low, high))| {
+            let committed = committed
+                .find_partition(&topic, partition)
+                .and_then(|element| element.offset().to_raw())
+                .filter(|offset| *offset >= 0);
+            PartitionOffsets {
+                partition,
+                low,
+                high,
+                committed,
+            }
+        })
+        .collect())
+}
+
+/// Whether `topic` exists and every partition of it has a leader, as the cluster's metadata says.
+fn topic_ready(producer: &FutureProducer, topic: &str) -> Result<(), ChannelError> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), QUERY_TIMEOUT)
+        .map_err(|error| unavailable("reading topic metadata", &error))?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| ChannelError::UnknownTopic(topic.to_string()))?;
+    let leaderless: Vec<Partition> = found
+        .partitions()
+        .iter()
+        .filter(|p| p.leader() < 0 || p.error().is_some())
+        .map(|p| p.id())
+        .collect();
+    if leaderless.is_empty() {
+        Ok(())
+    } else {
+        Err(ChannelError::Unavailable(format!(
+            "partitions {leaderless:?} of topic {topic} have no leader"
+        )))
     }
 }
 
