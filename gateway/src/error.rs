@@ -21,7 +21,7 @@ pub enum IngressError {
     UnknownBroker(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("the event is too large for broker {broker}'s channel: {detail}")]
+    #[error("too large for broker {broker}'s channel: {detail}")]
     TooLargeForChannel { broker: String, detail: String },
     #[error("could not read the request body: {0}")]
     UnreadableBody(String),
@@ -29,10 +29,11 @@ pub enum IngressError {
     InvalidEvent(#[from] DecodeError),
     #[error("{0}")]
     TtlExhausted(String),
-    #[error("broker {broker} cannot take more events now; retry after {}s", retry_after.as_secs().max(1))]
+    #[error("broker {broker} cannot take more events now: {reason}; retry after {}s", retry_after.as_secs().max(1))]
     Busy {
         broker: String,
         retry_after: Duration,
+        reason: String,
     },
     #[error("broker {broker} cannot store events right now; retry later")]
     Unavailable { broker: String },

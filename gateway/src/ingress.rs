@@ -205,12 +205,14 @@ async fn receive(
         Ok(Err(PublishError::Admit(refused))) => {
             Err(IngressError::TtlExhausted(refused.to_string()))
         }
-        Ok(Err(PublishError::Append(AppendError::Full { retry_after, .. }))) => {
-            Err(IngressError::Busy {
-                broker: broker_name,
-                retry_after,
-            })
-        }
+        Ok(Err(PublishError::Append(AppendError::Full {
+            retry_after,
+            reason,
+        }))) => Err(IngressError::Busy {
+            broker: broker_name,
+            retry_after,
+            reason,
+        }),
         Ok(Err(PublishError::Append(too_large @ AppendError::TooLarge { .. }))) => {
             Err(IngressError::TooLargeForChannel {
                 broker: broker_name,

@@ -267,22 +267,31 @@ impl EventLog for MemoryLog {
             per_partition[*partition as usize] += 1;
         }
         let max_records = topic_state.max_records.unwrap_or(usize::MAX);
-        let never_fits = size > limits.max_bytes || per_partition.iter().any(|&n| n > max_records);
-        if never_fits {
+        let most_in_a_partition = per_partition.iter().copied().max().unwrap_or(0);
+        let never_fits = if size > limits.max_bytes {
+            Some(format!(
+                "{} KiB in all, --memory-max-bytes",
+                limits.max_bytes / 1024
+            ))
+        } else if most_in_a_partition > max_records {
+            Some(format!(
+                "{max_records} events per partition, --memory-max-records; {most_in_a_partition} would go to one"
+            ))
+        } else {
+            None
+        };
+        if let Some(limit) = never_fits {
             return Err(AppendError::TooLarge {
                 size,
-                limit: Some(limits.max_bytes),
+                limit: Some(limit),
                 events: events.len(),
             });
         }
-        let full_partition =
-            topic_state
-                .partitions
-                .iter()
-                .zip(&per_partition)
-                .position(|(log, &adding)| {
-                    log.records.len() + adding > limits.max_records_per_partition
-                });
+        let full_partition = topic_state
+            .partitions
+            .iter()
+            .zip(&per_partition)
+            .position(|(log, &adding)| log.records.len() + adding > max_records);
         if held + size > limits.max_bytes || full_partition.is_some() {
             topic_state.notify.notify_waiters();
             let reason = match full_partition {

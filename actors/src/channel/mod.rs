@@ -179,10 +179,11 @@ pub enum AppendError {
         reason: String,
     },
     /// The event, or the batch (`events` of them), can never be stored (413). Nothing of it was.
-    #[error("{} {size} bytes, more than the channel ever holds{}", if *events > 1 { format!("the batch of {events} events is") } else { "the event is".to_string() }, limit.map(|l| format!(" ({l} bytes)")).unwrap_or_default())]
+    /// `limit` says which limit it passes, when the channel knows.
+    #[error("{} {size} bytes: more than the channel ever holds{}", if *events > 1 { format!("the batch of {events} events is") } else { "the event is".to_string() }, limit.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())]
     TooLarge {
         size: usize,
-        limit: Option<usize>,
+        limit: Option<String>,
         events: usize,
     },
     #[error("topic {0} does not exist")]
