@@ -360,9 +360,10 @@ install() {
     grep -qx 'apiVersion: policy/v1beta1' "$work/installed.yaml"
     k get -n $NAMESPACE deployment/knactor service/knactor-gateway hpa/knactor pdb/knactor serviceaccount/knactor role/knactor
     k get clusterrole/knactor clusterrolebinding/knactor
-    # The admin API (re-drive, event trails) is on the pods' port 9090, which the gateway Service
-    # every workload reaches does not expose.
-    k get -n $NAMESPACE deployment/knactor -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -qF -- '--admin-listen=0.0.0.0:9090'
+    # The admin API (re-drive, event trails) is on the pods' loopback port 9090, behind the token
+    # of the admin Secret, and the gateway Service every workload reaches does not expose it.
+    k get -n $NAMESPACE deployment/knactor -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -qF -- '--admin-listen=127.0.0.1:9090'
+    k get -n $NAMESPACE secret/knactor-admin-token
     [[ $(k get -n $NAMESPACE service/knactor-gateway -o jsonpath='{.spec.ports[*].targetPort}') == http ]] ||
         { echo "the gateway Service exposes more than the ingress port"; return 1; }
 }

@@ -142,6 +142,43 @@ is served from 1.23, policy/v1 from 1.21, and no real cluster older than that se
 {{- end }}
 
 {{/*
+The admin API's token: the Secret holding it and its key, and where the pods read it
+(--admin-token-file). The chart's own Secret is "<base name>-admin-token", key "token";
+admin.existingSecret replaces it.
+*/}}
+{{- define "knactor.adminSecretName" -}}
+{{- default (printf "%s-admin-token" (include "knactor.fullname" .)) .Values.admin.existingSecret }}
+{{- end }}
+
+{{- define "knactor.adminSecretKey" -}}
+{{- if .Values.admin.existingSecret }}{{ .Values.admin.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+
+{{- define "knactor.adminTokenPath" -}}/etc/knactor/admin/token{{- end }}
+
+{{/*
+The generated token, base64 as in the Secret's data: the one the release's Secret already holds
+(lookup, so `helm upgrade` keeps it), else a new random one (48 letters and digits). `helm template`
+and `helm install --dry-run` cannot look up, so they render a fresh token each time. The Secret and
+the pods' checksum annotation both call this in one render: the first call keeps its answer in
+.Values (rendering only; never stored in the release) so both see the same token.
+*/}}
+{{- define "knactor.adminToken" -}}
+{{- if not (hasKey .Values "knactorGeneratedAdminToken") }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "knactor.adminSecretName" .) }}
+{{- $token := "" }}
+{{- if $secret }}
+{{- $token = index (default dict $secret.data) "token" | default "" }}
+{{- end }}
+{{- if not $token }}
+{{- $token = randAlphaNum 48 | b64enc }}
+{{- end }}
+{{- $_ := set .Values "knactorGeneratedAdminToken" $token }}
+{{- end }}
+{{- .Values.knactorGeneratedAdminToken }}
+{{- end }}
+
+{{/*
 Value combinations the schema cannot express. Included by every Deployment, so rendering fails with
 one of these messages before anything is installed.
 */}}
