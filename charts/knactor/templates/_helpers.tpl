@@ -262,6 +262,20 @@ one of these messages before anything is installed.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if and .Values.networkPolicy.adminFrom (eq .Values.admin.listenAddress "127.0.0.1") }}
+{{- fail "networkPolicy.adminFrom: the admin API listens on the pods' loopback (admin.listenAddress 127.0.0.1), which no other pod can reach whatever the policy allows; set admin.listenAddress: 0.0.0.0 for the peers to reach it" }}
+{{- end }}
+{{- $grace := int .Values.terminationGracePeriodSeconds }}
+{{- $delay := int .Values.drain.delaySeconds }}
+{{- $margin := int (include "knactor.drainMarginSeconds" .) }}
+{{- if .Values.drain.timeoutSeconds }}
+{{- $need := add $delay (int .Values.drain.timeoutSeconds) $margin }}
+{{- if gt $need $grace }}
+{{- fail (printf "drain: drain.delaySeconds (%d) + drain.timeoutSeconds (%d) + %d s (Lease hand-over, listeners closing, spans flushed) is %d s, more than terminationGracePeriodSeconds (%d): the kubelet would kill the node in the middle of its drain; raise terminationGracePeriodSeconds to %d or shorten the drain" $delay (int .Values.drain.timeoutSeconds) $margin $need $grace $need) }}
+{{- end }}
+{{- else if lt (int (include "knactor.drainTimeout" .)) 1 }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) leaves the node no time to drain: it needs drain.delaySeconds (%d) + %d s (Lease hand-over, listeners closing, spans flushed) + the drain itself; give it at least %d" $grace $delay $margin (add $delay $margin 1)) }}
+{{- end }}
 {{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
 {{- fail (printf "keda: minReplicas (%d) is greater than maxReplicas (%d)" (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
 {{- end }}
