@@ -354,11 +354,14 @@ check "a Broker with an unknown spec field is refused" \
 
 echo "== helm install, upgrade, uninstall (the README's commands)"
 install() {
-    h install $RELEASE $CHART --namespace $NAMESPACE --set roles.all.autoscaling.enabled=true
+    # The example ApiServerSource's account (examples/resources/) may be impersonated.
+    h install $RELEASE $CHART --namespace $NAMESPACE --set roles.all.autoscaling.enabled=true \
+        --set 'apiServerSource.serviceAccounts[0].namespace=demo,apiServerSource.serviceAccounts[0].name=events-sa'
     h get manifest $RELEASE --namespace $NAMESPACE >"$work/installed.yaml"
     grep -qx 'apiVersion: autoscaling/v2beta2' "$work/installed.yaml"
     grep -qx 'apiVersion: policy/v1beta1' "$work/installed.yaml"
     k get -n $NAMESPACE deployment/knactor service/knactor-gateway hpa/knactor pdb/knactor serviceaccount/knactor role/knactor
+    k get -n demo role/knactor-impersonate rolebinding/knactor-impersonate
     k get clusterrole/knactor clusterrolebinding/knactor
     # The admin API (re-drive, event trails) is on the pods' loopback port 9090, behind the token
     # of the admin Secret, and the gateway Service every workload reaches does not expose it.
@@ -405,7 +408,14 @@ rbac_all() {
     rbac_group yes watch serving.knative.dev services || bad=1
     rbac_group no create serving.knative.dev services || bad=1
     rbac yes list namespaces || bad=1
-    rbac yes impersonate serviceaccounts -n demo || bad=1
+    # Impersonation: the ServiceAccount apiServerSource.serviceAccounts lists, and no other.
+    rbac yes impersonate serviceaccounts/events-sa -n demo || bad=1
+    rbac no impersonate serviceaccounts/default -n demo || bad=1
+    rbac no impersonate serviceaccounts -n demo || bad=1
+    rbac no impersonate serviceaccounts/events-sa -n default || bad=1
+    rbac no impersonate serviceaccounts/default -n kube-system || bad=1
+    rbac no impersonate serviceaccounts/namespace-controller -n kube-system || bad=1
+    rbac no impersonate serviceaccounts -A || bad=1
     # What it must not do: nothing beyond what the code calls (tests/kube_cluster.rs runs a node
     # under exactly these rules).
     rbac no update brokers.eventing.knative.dev -n demo || bad=1
@@ -432,7 +442,8 @@ check "knactor's account: what it may do, and no more (kubectl auth can-i)" rbac
 
 upgrade() {
     h upgrade $RELEASE $CHART --namespace $NAMESPACE -f $CHART/examples/split-roles.yaml \
-        --set metrics.serviceMonitor.enabled=false --set logLevel=debug --set 'rbac.brokerConfigNamespaces={knative-eventing}'
+        --set metrics.serviceMonitor.enabled=false --set logLevel=debug --set 'rbac.brokerConfigNamespaces={knative-eventing}' \
+        --set rbac.impersonateAnyServiceAccount=true
     k get -n $NAMESPACE deployment/knactor-ingress deployment/knactor-dispatch hpa/knactor-ingress hpa/knactor-dispatch
     ! k get -n $NAMESPACE deployment/knactor 2>/dev/null || { echo "deployment/knactor is still there"; return 1; }
     k get -n $NAMESPACE deployment/knactor-dispatch -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -F -- '--log=debug'
@@ -442,8 +453,13 @@ upgrade() {
     rbac yes get configmaps -n knative-eventing
     rbac no list secrets -n knative-eventing
     rbac no get secrets -n demo
+    # rbac.impersonateAnyServiceAccount: every ServiceAccount, kube-system's included (what the
+    # README says it grants); the per-namespace Role is gone.
+    rbac yes impersonate serviceaccounts/namespace-controller -n kube-system
+    rbac yes impersonate serviceaccounts -A
+    ! k get -n demo role/knactor-impersonate 2>/dev/null || { echo "role/knactor-impersonate is still there"; return 1; }
 }
-check "helm upgrade to split roles: Deployments replaced, flags changed, broker-config access" upgrade
+check "helm upgrade to split roles: Deployments replaced, flags changed, broker-config access, impersonate any account" upgrade
 
 uninstall() {
     h uninstall $RELEASE --namespace $NAMESPACE

@@ -84,8 +84,16 @@ fn apply_seed(kube: &KubeApiServer, recorder: &Recorder) {
 /// The release namespace the chart's account lives in, as `helm install -n knactor-system`.
 const RELEASE_NAMESPACE: &str = "knactor-system";
 
-/// Installs the chart's ServiceAccount and RBAC (rendered by helm, with `values`) and returns a
-/// kubeconfig of that account: a node started with it has the rights an installed knactor has.
+/// The ServiceAccount the seed's ApiServerSource runs as (`tests/fixtures/seed/00-rbac.yaml`): the
+/// chart lets knactor impersonate only the accounts `apiServerSource.serviceAccounts` lists.
+const SEED_SOURCE_ACCOUNT: [&str; 2] = [
+    "apiServerSource.serviceAccounts[0].namespace=default",
+    "apiServerSource.serviceAccounts[0].name=events-sa",
+];
+
+/// Installs the chart's ServiceAccount and RBAC (rendered by helm, with the seed's source account
+/// listed and `values`) and returns a kubeconfig of that account: a node started with it has the
+/// rights an installed knactor has.
 fn the_charts_account(kube: &KubeApiServer, values: &[&str]) -> std::path::PathBuf {
     kube.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {RELEASE_NAMESPACE}}}\n"
@@ -96,7 +104,7 @@ fn the_charts_account(kube: &KubeApiServer, values: &[&str]) -> std::path::PathB
         .args(["--namespace", RELEASE_NAMESPACE])
         .args(["--show-only", "templates/serviceaccount.yaml"])
         .args(["--show-only", "templates/rbac.yaml"]);
-    for value in values {
+    for value in SEED_SOURCE_ACCOUNT.iter().chain(values) {
         helm.args(["--set", value]);
     }
     let output = helm.output().expect("helm runs");
