@@ -7,10 +7,13 @@
 #     Prometheus Operator objects against schemas generated from their CRDs (npm @kubernetes-models/*);
 #   - 1.20 renders and the example resources with `kubectl apply --dry-run=server` against a real
 #     kube-apiserver v1.20.2 (scripts/kube-up.sh), the chart's CRDs applied first;
+#   - what the admin token, the NetworkPolicy and the impersonation Roles render to;
 #   - every rendered Deployment's args are accepted by the knactor binary (`knactor run --dry-run`),
-#     with the role that Deployment is for;
+#     with the role that Deployment is for, and a node started with the rendered admin, drain and
+#     budget flags and token locks its admin API and stops on SIGTERM within the grace period;
 #   - helm install, upgrade and uninstall into that API server, and what knactor's ServiceAccount may
-#     and may not do there (kubectl auth can-i);
+#     and may not do there (kubectl auth can-i), impersonation included; the admin token read as
+#     NOTES.txt says and kept by helm upgrade;
 #   - each checker first shows it can fail (a broken object must be refused).
 # Whether crds/ matches the Rust types is a cargo test (adapters/kube), not repeated here.
 #
