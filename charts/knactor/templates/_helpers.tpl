@@ -159,7 +159,7 @@ admin.existingSecret replaces it.
 {{/*
 The generated token, base64 as in the Secret's data: the one the release's Secret already holds
 (lookup, so `helm upgrade` keeps it), else a new random one (48 letters and digits). `helm template`
-and `helm install --dry-run` cannot look up, so they render a fresh token each time. The Secret and
+and a client-side `--dry-run` cannot look up, so they render a fresh token each time. The Secret and
 the pods' checksum annotation both call this in one render: the first call keeps its answer in
 .Values (rendering only; never stored in the release) so both see the same token.
 */}}
