@@ -7,10 +7,13 @@
 #     Prometheus Operator objects against schemas generated from their CRDs (npm @kubernetes-models/*);
 #   - 1.20 renders and the example resources with `kubectl apply --dry-run=server` against a real
 #     kube-apiserver v1.20.2 (scripts/kube-up.sh), the chart's CRDs applied first;
+#   - what the admin token, the NetworkPolicy and the impersonation Roles render to;
 #   - every rendered Deployment's args are accepted by the knactor binary (`knactor run --dry-run`),
-#     with the role that Deployment is for;
+#     with the role that Deployment is for, and a node started with the rendered admin, drain and
+#     budget flags and token locks its admin API and stops on SIGTERM within the grace period;
 #   - helm install, upgrade and uninstall into that API server, and what knactor's ServiceAccount may
-#     and may not do there (kubectl auth can-i);
+#     and may not do there (kubectl auth can-i), impersonation included; the admin token read as
+#     NOTES.txt says and kept by helm upgrade;
 #   - each checker first shows it can fail (a broken object must be refused).
 # Whether crds/ matches the Rust types is a cargo test (adapters/kube), not repeated here.
 #
@@ -167,19 +170,23 @@ render() {  # render OUT KUBE_VERSION [helm args...]
 }
 
 # Values sets: name, helm arguments, and the objects each must render.
-sets=(default kafka-sasl split-roles keda)
+sets=(default kafka-sasl split-roles keda restricted)
 declare -A args=(
     [default]=""
     [kafka-sasl]="-f $CHART/examples/kafka-sasl.yaml"
     [split-roles]="-f $CHART/examples/split-roles.yaml"
     [keda]="-f $CHART/examples/keda.yaml"
+    [restricted]="-f $CHART/examples/restricted.yaml"
 )
-common="ServiceAccount=1 ClusterRole=1 ClusterRoleBinding=1"
+# Every set: knactor's account, the NetworkPolicy; the generated admin-token Secret unless
+# admin.existingSecret names one (restricted).
+common="ServiceAccount=1 ClusterRole=1 ClusterRoleBinding=1 NetworkPolicy=1"
 declare -A kinds=(
-    [default]="$common Deployment=1 Service=1 PodDisruptionBudget=1 HorizontalPodAutoscaler=0 Role=1 RoleBinding=1 ScaledObject=0 ServiceMonitor=0"
-    [kafka-sasl]="$common Deployment=1 Service=1 PodDisruptionBudget=1 HorizontalPodAutoscaler=1 Role=2 RoleBinding=2 ScaledObject=0"
-    [split-roles]="$common Deployment=2 Service=2 PodDisruptionBudget=2 HorizontalPodAutoscaler=2 Role=1 ServiceMonitor=1 ScaledObject=0"
-    [keda]="$common Deployment=2 Service=1 PodDisruptionBudget=2 HorizontalPodAutoscaler=1 ScaledObject=1 TriggerAuthentication=1"
+    [default]="$common Secret=1 Deployment=1 Service=1 PodDisruptionBudget=1 HorizontalPodAutoscaler=0 Role=1 RoleBinding=1 ScaledObject=0 ServiceMonitor=0"
+    [kafka-sasl]="$common Secret=1 Deployment=1 Service=1 PodDisruptionBudget=1 HorizontalPodAutoscaler=1 Role=2 RoleBinding=2 ScaledObject=0"
+    [split-roles]="$common Secret=1 Deployment=2 Service=2 PodDisruptionBudget=2 HorizontalPodAutoscaler=2 Role=1 ServiceMonitor=1 ScaledObject=0"
+    [keda]="$common Secret=1 Deployment=2 Service=1 PodDisruptionBudget=2 HorizontalPodAutoscaler=1 ScaledObject=1 TriggerAuthentication=1"
+    [restricted]="$common Secret=0 Deployment=1 Service=1 PodDisruptionBudget=1 Role=2 RoleBinding=2"
 )
 examples=("$CHART"/examples/*.yaml)
 ((${#examples[@]} == ${#sets[@]} - 1)) || die "a file in $CHART/examples/ has no entry in sets= here"
@@ -254,7 +261,9 @@ contract() {
     for arg in run --kubernetes --lease-namespace=$NAMESPACE --lease-name=knactor-controller --listen=0.0.0.0:8080 \
         --advertise=http://knactor-gateway.$NAMESPACE.svc.cluster.local --role=all '--node-id=$(POD_NAME)' \
         --default-broker-selector=knative-eventing-injection=enabled --log=info --state-dir=/var/lib/knactor \
-        '--default-delivery={"backoffDelay":"PT0.2S","backoffPolicy":"exponential","retry":10}'; do
+        '--default-delivery={"backoffDelay":"PT0.2S","backoffPolicy":"exponential","retry":10}' \
+        --admin-listen=127.0.0.1:9090 --admin-token-file=/etc/knactor/admin/token --drain-delay=5s \
+        --drain-timeout=40s --memory-max-bytes=268435456 --trace-journal-bytes=67108864; do
         "$py" -c 'import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"]
 args = docs[0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -272,6 +281,76 @@ sys.exit(0 if sys.argv[2] in args else f"{sys.argv[2]} not in {args}")' "$f" "$a
     grep -qF -- '--role=ingress' "$work/split-roles-new.yaml"
 }
 check "default and kafka-sasl: flags, env, gateway Service name" contract
+
+# locked: what the admin token, the NetworkPolicy and the impersonation Roles render to, per set.
+# The pods mount the token Secret's key read-only as --admin-token-file; the generated token is 48
+# letters and digits; no Service exposes 9090; the NetworkPolicy opens 8080 (to everyone, or to the
+# peers named plus the release's own pods) and 9090 only to networkPolicy.adminFrom;
+# apiServerSource.serviceAccounts becomes a Role per namespace naming exactly those accounts, and
+# the ClusterRole impersonates nothing.
+locked() {
+    "$py" - "$work" <<'EOF'
+import base64, sys, yaml
+work = sys.argv[1]
+own = {"app.kubernetes.io/name": "knactor", "app.kubernetes.io/instance": "knactor"}
+problems = []
+def expect(cond, what):
+    if not cond:
+        problems.append(what)
+# set, admin Secret and key, networkPolicy.adminFrom, how many ingressFrom peers, impersonated accounts
+cases = [
+    ("default", "knactor-admin-token", "token", None, None, {}),
+    ("split-roles", "knactor-admin-token", "token", None, None, {}),
+    ("restricted", "knactor-admin", "token",
+     [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+       "podSelector": {"matchLabels": {"app": "knactor-console"}}}],
+     2, {"demo": ["events-sa"]}),
+]
+for name, secret, key, admin_from, ingress_from, accounts in cases:
+    docs = [d for d in yaml.safe_load_all(open(f"{work}/{name}-new.yaml")) if d]
+    o = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")): d for d in docs}
+    kind = lambda k: [d for (dk, _, _), d in o.items() if dk == k]
+    generated = [d for d in kind("Secret") if d["metadata"]["name"] == "knactor-admin-token"]
+    expect(bool(generated) == (secret == "knactor-admin-token"), f"{name}: the admin-token Secret rendered: {bool(generated)}")
+    for d in generated:
+        token = base64.b64decode(d["data"]["token"]).decode()
+        expect(len(token) == 48 and token.isalnum(), f"{name}: the generated token is not 48 letters and digits")
+    for d in kind("Service"):
+        expect(all(p.get("targetPort") != "admin" and p.get("port") != 9090 for p in d["spec"]["ports"]),
+               f"{name}: Service {d['metadata']['name']} exposes the admin port")
+    for d in kind("Deployment"):
+        pod = d["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        volume = next(v for v in pod["volumes"] if v["name"] == "admin-token")
+        expect(volume["secret"]["secretName"] == secret and volume["secret"]["items"] == [{"key": key, "path": "token"}],
+               f"{name}: admin-token volume {volume}")
+        expect({"name": "admin-token", "mountPath": "/etc/knactor/admin", "readOnly": True} in c["volumeMounts"],
+               f"{name}: the token is not mounted read-only at /etc/knactor/admin")
+        expect("--admin-token-file=/etc/knactor/admin/token" in c["args"], f"{name}: no --admin-token-file")
+        annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+        expect(("checksum/admin-token" in annotations) == bool(generated), f"{name}: the token checksum annotation")
+    policy = kind("NetworkPolicy")[0]["spec"]
+    expect(policy["podSelector"] == {"matchLabels": own} and policy["policyTypes"] == ["Ingress"], f"{name}: policy {policy}")
+    rules = {r["ports"][0]["port"]: r for r in policy["ingress"]}
+    expect(set(rules) == ({"http", "admin"} if admin_from else {"http"}), f"{name}: policy ports {set(rules)}")
+    if ingress_from is None:
+        expect("from" not in rules["http"], f"{name}: port 8080 is not open to everyone")
+    else:
+        peers = rules["http"].get("from", [])
+        expect(len(peers) == ingress_from + 1 and {"podSelector": {"matchLabels": own}} in peers, f"{name}: port 8080 peers {peers}")
+    if admin_from:
+        expect(rules["admin"]["from"] == admin_from, f"{name}: port 9090 peers {rules['admin']['from']}")
+    roles = {d["metadata"]["namespace"]: d["rules"][0]["resourceNames"] for d in kind("Role")
+             if d["metadata"]["name"] == "knactor-impersonate"}
+    expect(roles == accounts, f"{name}: impersonation Roles {roles}, expected {accounts}")
+    for d in kind("ClusterRole"):
+        expect(not any("impersonate" in r["verbs"] for r in d["rules"]), f"{name}: the ClusterRole impersonates")
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+EOF
+}
+check "admin token, NetworkPolicy and impersonation as rendered (default, split-roles, restricted)" locked
 
 # runs BIN SET: `knactor run` accepts what each Deployment of SET's render passes it (--dry-run
 # parses and checks every flag, then exits), with the role that Deployment is for.
@@ -307,6 +386,88 @@ for set in "${sets[@]}"; do
     check "$set: every Deployment's args pass knactor run --dry-run" runs "$knactor_bin" "$set"
 done
 
+# admin_api BIN SET: a node started (for real, on an empty --config) with the admin, drain and
+# budget flags SET's Deployment passes and the token its admin Secret would mount: it starts, its
+# admin API answers 401 without the token and `knactor status` with KNACTOR_ADMIN_TOKEN (as NOTES.txt
+# says), and SIGTERM stops it after the drain delay, within the pod's grace period.
+admin_api() {
+    "$py" - "$1" "$work/$2-new.yaml" "$work/admin-$2" <<'EOF'
+import base64, os, re, secrets, signal, subprocess, sys, time, yaml
+binary, path, scratch = sys.argv[1:4]
+os.makedirs(f"{scratch}/config", exist_ok=True)
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+deployment = next(d for d in docs if d["kind"] == "Deployment")
+pod = deployment["spec"]["template"]["spec"]
+secret = next((d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "knactor-admin-token"), None)
+# The chart's generated token, or one of the user's own (admin.existingSecret), as the README makes it.
+token = base64.b64decode(secret["data"]["token"]) if secret else secrets.token_hex(32).encode()
+open(f"{scratch}/token", "wb").write(token)
+args, host, delay = [], None, 0
+for arg in pod["containers"][0]["args"]:
+    if arg.startswith("--admin-listen="):
+        host = arg.split("=", 1)[1].rsplit(":", 1)[0]
+        arg = f"--admin-listen={host}:0"        # the rendered address, any free port
+    elif arg.startswith("--admin-token-file="):
+        arg = f"--admin-token-file={scratch}/token"
+    elif arg.startswith("--drain-delay="):
+        delay = int(arg.split("=", 1)[1].rstrip("s"))
+    elif not arg.startswith(("--drain-timeout=", "--memory-max-bytes=", "--trace-journal-bytes=")):
+        continue
+    args.append(arg)
+grace = pod["terminationGracePeriodSeconds"]
+command = [binary, "run", "--config", f"{scratch}/config", "--listen", "127.0.0.1:0", "--state-dir", f"{scratch}/state", *args]
+print("knactor", " ".join(command[1:]))
+env = {"PATH": "/usr/bin:/bin"}
+node = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(f"{scratch}/node.log", "w"), text=True, env=env)
+try:
+    admin = None
+    deadline = time.monotonic() + 30
+    while admin is None and time.monotonic() < deadline:
+        line = node.stdout.readline()
+        if not line:
+            break
+        found = re.search(r"admin API on (http://\S+)", line)
+        if found:
+            admin = found.group(1)
+    if admin is None:
+        sys.exit(f"the node did not start its admin API:\n{open(f'{scratch}/node.log').read()}")
+    if not admin.startswith(f"http://{host}:"):
+        sys.exit(f"admin API on {admin}, rendered {host}")
+    url = admin.replace("0.0.0.0", "127.0.0.1")
+    status = lambda extra: subprocess.run([binary, "status", "--node", url], capture_output=True, text=True, env={**env, **extra})
+    without = status({})
+    if without.returncode == 0 or "401" not in without.stderr:
+        sys.exit(f"knactor status without the token: exit {without.returncode}\n{without.stdout}{without.stderr}")
+    print("without the token:", without.stderr.strip())
+    wrong = status({"KNACTOR_ADMIN_TOKEN": "not-the-token-of-this-node"})
+    if wrong.returncode == 0 or "401" not in wrong.stderr:
+        sys.exit(f"knactor status with a wrong token: exit {wrong.returncode}\n{wrong.stdout}{wrong.stderr}")
+    with_token = status({"KNACTOR_ADMIN_TOKEN": token.decode()})
+    if with_token.returncode != 0 or "role: all" not in with_token.stdout:
+        sys.exit(f"knactor status with the token: exit {with_token.returncode}\n{with_token.stdout}{with_token.stderr}")
+    print("with KNACTOR_ADMIN_TOKEN:", with_token.stdout.splitlines()[0])
+    started = time.monotonic()
+    node.send_signal(signal.SIGTERM)
+    code = node.wait(timeout=grace)
+    took = time.monotonic() - started
+    print(f"SIGTERM: exit {code} after {took:.1f} s (drain delay {delay} s, grace period {grace} s)")
+    if code != 0 or took < delay - 0.5:
+        sys.exit(f"SIGTERM: exit {code} after {took:.1f} s\n{open(f'{scratch}/node.log').read()}")
+finally:
+    if node.poll() is None:
+        node.kill()
+EOF
+}
+echo "== the admin API with the chart's token (knactor run, not in a cluster)"
+mkdir -p "$work/no-resources"
+check "knactor refuses a reachable admin API without a token (the check can fail)" \
+    fails "is reachable from other machines" "$knactor_bin" run --config "$work/no-resources" --listen 127.0.0.1:0 \
+    --admin-listen=0.0.0.0:0 --state-dir "$work/no-resources/state"
+for set in default restricted; do
+    check "$set: the node starts with the rendered admin flags and token; 401 without it, knactor status with it; SIGTERM within the grace period" \
+        admin_api "$knactor_bin" "$set"
+done
+
 echo "== bad values are refused"
 bad() { check "refused: $1" fails "$2" "$helm" template "$RELEASE" "$CHART" "${@:3}"; }
 bad "negative replicas" "roles.all.replicas: Must be greater than or equal to 0" --set roles.all.replicas=-1
@@ -329,6 +490,18 @@ bad "KEDA SASL without the auth Secret" "keda.sasl: KEDA reads the SASL user and
     --set keda.enabled=true,channel=kafka,kafka.bootstrapServers=k:9092,keda.brokers[0].namespace=a,keda.brokers[0].name=b,keda.sasl=plaintext
 bad "autoscaling minReplicas above maxReplicas" "roles.all.autoscaling: minReplicas (5) is greater than maxReplicas (2)" \
     --set roles.all.autoscaling.enabled=true,roles.all.autoscaling.minReplicas=5,roles.all.autoscaling.maxReplicas=2
+bad "a drain that does not fit the grace period" "raise terminationGracePeriodSeconds to 70" --set drain.timeoutSeconds=50
+bad "a grace period that leaves no time to drain" "terminationGracePeriodSeconds (20) leaves the node no time to drain" \
+    --set terminationGracePeriodSeconds=20
+bad "a memory limit below the byte budgets" "roles.all.resources.limits.memory (256Mi) is below the node's budgets, 384 MiB" \
+    --set roles.all.resources.limits.memory=256Mi
+bad "admin peers while the admin API is on the loopback" "networkPolicy.adminFrom: the admin API listens on the pods' loopback" \
+    --set 'networkPolicy.adminFrom[0].podSelector.matchLabels.app=console'
+bad "an admin address other than the loopback or all" "admin.listenAddress must be one of the following" --set admin.listenAddress=10.0.0.1
+bad "an ApiServerSource account without a name" "apiServerSource.serviceAccounts.0: name is required" \
+    --set 'apiServerSource.serviceAccounts[0].namespace=demo'
+bad "a misspelt NetworkPolicy peer" "Additional property podSelecter is not allowed" \
+    --set 'networkPolicy.ingressFrom[0].podSelecter.matchLabels.app=x'
 
 echo "== against kube-apiserver v$OLD_KUBE (scripts/kube-up.sh)"
 kubeconfig=$(scripts/kube-up.sh "$kube_dir")
@@ -354,19 +527,32 @@ check "a Broker with an unknown spec field is refused" \
 
 echo "== helm install, upgrade, uninstall (the README's commands)"
 install() {
-    h install $RELEASE $CHART --namespace $NAMESPACE --set roles.all.autoscaling.enabled=true
+    # The example ApiServerSource's account (examples/resources/) may be impersonated.
+    h install $RELEASE $CHART --namespace $NAMESPACE --set roles.all.autoscaling.enabled=true \
+        --set 'apiServerSource.serviceAccounts[0].namespace=demo,apiServerSource.serviceAccounts[0].name=events-sa' >"$work/notes"
     h get manifest $RELEASE --namespace $NAMESPACE >"$work/installed.yaml"
     grep -qx 'apiVersion: autoscaling/v2beta2' "$work/installed.yaml"
     grep -qx 'apiVersion: policy/v1beta1' "$work/installed.yaml"
     k get -n $NAMESPACE deployment/knactor service/knactor-gateway hpa/knactor pdb/knactor serviceaccount/knactor role/knactor
+    k get -n demo role/knactor-impersonate rolebinding/knactor-impersonate
     k get clusterrole/knactor clusterrolebinding/knactor
-    # The admin API (re-drive, event trails) is on the pods' port 9090, which the gateway Service
-    # every workload reaches does not expose.
-    k get -n $NAMESPACE deployment/knactor -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -qF -- '--admin-listen=0.0.0.0:9090'
+    # The admin API (re-drive, event trails) is on the pods' loopback port 9090, behind the token
+    # of the admin Secret, and the gateway Service every workload reaches does not expose it.
+    k get -n $NAMESPACE deployment/knactor -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -qF -- '--admin-listen=127.0.0.1:9090'
     [[ $(k get -n $NAMESPACE service/knactor-gateway -o jsonpath='{.spec.ports[*].targetPort}') == http ]] ||
         { echo "the gateway Service exposes more than the ingress port"; return 1; }
+    k get -n $NAMESPACE networkpolicy/knactor
+    # The token, read with the command NOTES.txt prints, and the pods' checksum of it, kept for the
+    # upgrade below.
+    local read_token
+    read_token=$(sed -n 's/^ *KNACTOR_ADMIN_TOKEN=\$(kubectl \(.*\)) \\$/\1/p' "$work/notes")
+    [[ $read_token == *"get secret knactor-admin-token"* ]] || { echo "NOTES.txt does not say how to read the token:"; cat "$work/notes"; return 1; }
+    eval "k $read_token" >"$work/token-installed"
+    [[ $(wc -c <"$work/token-installed") == 48 ]] || { echo "the admin token is not 48 characters"; return 1; }
+    k get -n $NAMESPACE deployment/knactor -o jsonpath='{.spec.template.metadata.annotations.checksum/admin-token}' >"$work/token-checksum"
+    [[ -s $work/token-checksum ]]
 }
-check "helm install (HPA on): the API server's own versions picked (v2beta2, v1beta1); the admin API off the Service" install
+check "helm install (HPA on): the API server's own versions picked (v2beta2, v1beta1); admin API on the loopback, off the Service, behind a 48-character token; NetworkPolicy" install
 
 # rbac yes|no VERB RESOURCE [kubectl auth can-i args]: the API server's answer for knactor's account.
 sa=system:serviceaccount:$NAMESPACE:knactor
@@ -404,7 +590,14 @@ rbac_all() {
     rbac_group yes watch serving.knative.dev services || bad=1
     rbac_group no create serving.knative.dev services || bad=1
     rbac yes list namespaces || bad=1
-    rbac yes impersonate serviceaccounts -n demo || bad=1
+    # Impersonation: the ServiceAccount apiServerSource.serviceAccounts lists, and no other.
+    rbac yes impersonate serviceaccounts/events-sa -n demo || bad=1
+    rbac no impersonate serviceaccounts/default -n demo || bad=1
+    rbac no impersonate serviceaccounts -n demo || bad=1
+    rbac no impersonate serviceaccounts/events-sa -n default || bad=1
+    rbac no impersonate serviceaccounts/default -n kube-system || bad=1
+    rbac no impersonate serviceaccounts/namespace-controller -n kube-system || bad=1
+    rbac no impersonate serviceaccounts -A || bad=1
     # What it must not do: nothing beyond what the code calls (tests/kube_cluster.rs runs a node
     # under exactly these rules).
     rbac no update brokers.eventing.knative.dev -n demo || bad=1
@@ -431,7 +624,8 @@ check "knactor's account: what it may do, and no more (kubectl auth can-i)" rbac
 
 upgrade() {
     h upgrade $RELEASE $CHART --namespace $NAMESPACE -f $CHART/examples/split-roles.yaml \
-        --set metrics.serviceMonitor.enabled=false --set logLevel=debug --set 'rbac.brokerConfigNamespaces={knative-eventing}'
+        --set metrics.serviceMonitor.enabled=false --set logLevel=debug --set 'rbac.brokerConfigNamespaces={knative-eventing}' \
+        --set rbac.impersonateAnyServiceAccount=true
     k get -n $NAMESPACE deployment/knactor-ingress deployment/knactor-dispatch hpa/knactor-ingress hpa/knactor-dispatch
     ! k get -n $NAMESPACE deployment/knactor 2>/dev/null || { echo "deployment/knactor is still there"; return 1; }
     k get -n $NAMESPACE deployment/knactor-dispatch -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -F -- '--log=debug'
@@ -441,13 +635,27 @@ upgrade() {
     rbac yes get configmaps -n knative-eventing
     rbac no list secrets -n knative-eventing
     rbac no get secrets -n demo
+    # rbac.impersonateAnyServiceAccount: every ServiceAccount, kube-system's included (what the
+    # README says it grants); the per-namespace Role is gone.
+    rbac yes impersonate serviceaccounts/namespace-controller -n kube-system
+    rbac yes impersonate serviceaccounts -A
+    ! k get -n demo role/knactor-impersonate 2>/dev/null || { echo "role/knactor-impersonate is still there"; return 1; }
+    # The admin token survives the upgrade (lookup), so the new pods carry the same checksum.
+    k get -n $NAMESPACE secret/knactor-admin-token -o jsonpath='{.data.token}' | base64 -d | cmp - "$work/token-installed" ||
+        { echo "helm upgrade changed the admin token"; return 1; }
+    for role in ingress dispatch; do
+        [[ $(k get -n $NAMESPACE deployment/knactor-$role -o jsonpath='{.spec.template.metadata.annotations.checksum/admin-token}') == \
+            "$(cat "$work/token-checksum")" ]] || { echo "knactor-$role: another token checksum"; return 1; }
+    done
 }
-check "helm upgrade to split roles: Deployments replaced, flags changed, broker-config access" upgrade
+check "helm upgrade to split roles: Deployments replaced, flags changed, broker-config access, impersonate any account, the admin token unchanged" upgrade
 
 uninstall() {
     h uninstall $RELEASE --namespace $NAMESPACE
     ! k get -n $NAMESPACE deployment/knactor-ingress 2>/dev/null || { echo "deployment/knactor-ingress is still there"; return 1; }
     ! k get clusterrole/knactor 2>/dev/null || { echo "clusterrole/knactor is still there"; return 1; }
+    ! k get -n $NAMESPACE secret/knactor-admin-token 2>/dev/null || { echo "the admin token Secret is still there"; return 1; }
+    ! k get -n $NAMESPACE networkpolicy/knactor 2>/dev/null || { echo "networkpolicy/knactor is still there"; return 1; }
     k get crd brokers.eventing.knative.dev triggers.eventing.knative.dev apiserversources.sources.knative.dev pingsources.sources.knative.dev
 }
 check "helm uninstall: the release's objects go, the CRDs stay" uninstall

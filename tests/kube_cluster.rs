@@ -4,7 +4,8 @@
 //! seed story works end to end with `kubectl apply`; when the leader dies, a second replica takes
 //! the Lease and its sources go on from the saved positions. The node runs as the chart's ServiceAccount,
 //! with a token the API server issued and the chart's own RBAC rendered by helm: what it needs and
-//! the chart does not grant fails here.
+//! the chart does not grant fails here, and an ApiServerSource whose account the chart does not
+//! list says knactor may not impersonate it.
 
 mod support;
 
@@ -84,8 +85,16 @@ fn apply_seed(kube: &KubeApiServer, recorder: &Recorder) {
 /// The release namespace the chart's account lives in, as `helm install -n knactor-system`.
 const RELEASE_NAMESPACE: &str = "knactor-system";
 
-/// Installs the chart's ServiceAccount and RBAC (rendered by helm, with `values`) and returns a
-/// kubeconfig of that account: a node started with it has the rights an installed knactor has.
+/// The ServiceAccount the seed's ApiServerSource runs as (`tests/fixtures/seed/00-rbac.yaml`): the
+/// chart lets knactor impersonate only the accounts `apiServerSource.serviceAccounts` lists.
+const SEED_SOURCE_ACCOUNT: [&str; 2] = [
+    "apiServerSource.serviceAccounts[0].namespace=default",
+    "apiServerSource.serviceAccounts[0].name=events-sa",
+];
+
+/// Installs the chart's ServiceAccount and RBAC (rendered by helm, with the seed's source account
+/// listed and `values`) and returns a kubeconfig of that account: a node started with it has the
+/// rights an installed knactor has.
 fn the_charts_account(kube: &KubeApiServer, values: &[&str]) -> std::path::PathBuf {
     kube.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {RELEASE_NAMESPACE}}}\n"
@@ -96,7 +105,7 @@ fn the_charts_account(kube: &KubeApiServer, values: &[&str]) -> std::path::PathB
         .args(["--namespace", RELEASE_NAMESPACE])
         .args(["--show-only", "templates/serviceaccount.yaml"])
         .args(["--show-only", "templates/rbac.yaml"]);
-    for value in values {
+    for value in SEED_SOURCE_ACCOUNT.iter().chain(values) {
         helm.args(["--set", value]);
     }
     let output = helm.output().expect("helm runs");
@@ -676,4 +685,63 @@ fn singleton_sources_move_with_the_lease_without_missing_or_doubling_a_point() {
         "{.spec.leaseTransitions}",
     );
     assert_eq!(transitions, "2");
+}
+
+/// The chart lets knactor impersonate only the ServiceAccounts `apiServerSource.serviceAccounts`
+/// lists: an ApiServerSource running as another account, one that may read Events itself, is not
+/// Ready and its status says knactor may not impersonate that account, while the seed's source,
+/// whose account is listed, runs beside it.
+#[test]
+fn an_apiserversource_whose_account_the_chart_does_not_list_is_not_ready_and_says_why() {
+    let kube = api_server_with_crds(&[]);
+    let recorder = Recorder::start();
+    apply_seed(&kube, &recorder);
+    kube.apply(
+        r"apiVersion: v1
+kind: ServiceAccount
+metadata: {name: unlisted-sa, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: unlisted-sa-watches-events}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: event-watcher}
+subjects: [{kind: ServiceAccount, name: unlisted-sa, namespace: default}]
+---
+apiVersion: sources.knative.dev/v1
+kind: ApiServerSource
+metadata: {name: unlisted, namespace: default}
+spec:
+  mode: Resource
+  serviceAccountName: unlisted-sa
+  resources: [{apiVersion: v1, kind: Event}]
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+",
+    );
+    let account = the_charts_account(&kube, &[]);
+    let node = NodeProcess::spawn_cluster(
+        Path::new(BIN),
+        &account,
+        &[
+            "--lease-namespace",
+            RELEASE_NAMESPACE,
+            "--node-id",
+            "node-a",
+        ],
+    );
+    wait_until("the listed account's source is Ready", MINUTE, || {
+        condition(&kube, &["apiserversource", "k8s-events"], "Ready").0 == "True"
+    });
+    let refused = knactor_testkit::poll(MINUTE, || {
+        condition(&kube, &["apiserversource", "unlisted"], "Ready").0 == "False"
+            && ready_message(&kube, &["apiserversource", "unlisted"]).contains("impersonate")
+    });
+    let message = ready_message(&kube, &["apiserversource", "unlisted"]);
+    assert!(
+        refused,
+        "the unlisted account's source: {:?} {message}\nnode log:\n{}",
+        condition(&kube, &["apiserversource", "unlisted"], "Ready"),
+        node.log()
+    );
+    println!("an ApiServerSource as an unlisted account: {message}");
+    assert!(message.contains("unlisted-sa"), "{message}");
 }

@@ -142,6 +142,89 @@ is served from 1.23, policy/v1 from 1.21, and no real cluster older than that se
 {{- end }}
 
 {{/*
+The admin API's token: the Secret holding it and its key, and where the pods read it
+(--admin-token-file). The chart's own Secret is "<base name>-admin-token", key "token";
+admin.existingSecret replaces it.
+*/}}
+{{- define "knactor.adminSecretName" -}}
+{{- default (printf "%s-admin-token" (include "knactor.fullname" .)) .Values.admin.existingSecret }}
+{{- end }}
+
+{{- define "knactor.adminSecretKey" -}}
+{{- if .Values.admin.existingSecret }}{{ .Values.admin.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+
+{{- define "knactor.adminTokenPath" -}}/etc/knactor/admin/token{{- end }}
+
+{{/*
+The generated token, base64 as in the Secret's data: the one the release's Secret already holds
+(lookup, so `helm upgrade` keeps it), else a new random one (48 letters and digits). `helm template`
+and a client-side `--dry-run` cannot look up, so they render a fresh token each time. The Secret and
+the pods' checksum annotation both call this in one render: the first call keeps its answer in
+.Values (rendering only; never stored in the release) so both see the same token.
+*/}}
+{{- define "knactor.adminToken" -}}
+{{- if not (hasKey .Values "knactorGeneratedAdminToken") }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "knactor.adminSecretName" .) }}
+{{- $token := "" }}
+{{- if $secret }}
+{{- $token = index (default dict $secret.data) "token" | default "" }}
+{{- end }}
+{{- if not $token }}
+{{- $token = randAlphaNum 48 | b64enc }}
+{{- end }}
+{{- $_ := set .Values "knactorGeneratedAdminToken" $token }}
+{{- end }}
+{{- .Values.knactorGeneratedAdminToken }}
+{{- end }}
+
+{{/*
+The stop, after SIGTERM, within terminationGracePeriodSeconds (the kubelet kills the container at
+its end; there is no preStop hook: the delay is the node's own, so the whole period is known here):
+
+  SIGTERM ─ delaySeconds ─┬─ Lease handed over ─┬─ drain: timeoutSeconds ─┬─ listeners close, spans flushed ─ exit
+  not ready, still takes  │ (the holder; ≤ 5 s) │ 503 to new events,      │ (≤ 5 s + ≤ 5 s)
+  events (endpoints go)   │                     │ finish what it accepted │
+
+"knactor.drainMarginSeconds" is what the node may spend outside the delay and the drain (15 s);
+"knactor.drainTimeout" is drain.timeoutSeconds, or when 0 what the grace period leaves.
+*/}}
+{{- define "knactor.drainMarginSeconds" -}}15{{- end }}
+
+{{- define "knactor.drainTimeout" -}}
+{{- if .Values.drain.timeoutSeconds }}
+{{- int .Values.drain.timeoutSeconds }}
+{{- else }}
+{{- sub (int .Values.terminationGracePeriodSeconds) (add (int .Values.drain.delaySeconds) (int (include "knactor.drainMarginSeconds" .))) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes memory quantity ("512Mi", "1Gi", "1.5G", 536870912) in bytes, for comparing a memory
+limit with the byte budgets. Called with the quantity.
+*/}}
+{{- define "knactor.bytes" -}}
+{{- $q := toString . }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?(e[+-]?[0-9]+)?" $q }}
+{{- $unit := trimPrefix $number $q }}
+{{- $units := dict "" 1 "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 }}
+{{- mulf (float64 $number) (index $units $unit) | int64 }}
+{{- end }}
+
+{{/*
+What a node may hold beyond its base: the memory channel's budget (role all only: split roles run
+Kafka brokers alone), the journal's, and 64 MiB for the process itself and request bodies in flight
+(README "Memory"). Called with (dict "root" $ "role" ROLE); bytes.
+*/}}
+{{- define "knactor.memoryNeed" -}}
+{{- $need := add (int64 .root.Values.traceJournal.maxBytes) 67108864 }}
+{{- if eq .role "all" }}
+{{- $need = add $need (int64 .root.Values.memory.maxBytes) }}
+{{- end }}
+{{- $need }}
+{{- end }}
+
+{{/*
 Value combinations the schema cannot express. Included by every Deployment, so rendering fails with
 one of these messages before anything is installed.
 */}}
@@ -169,6 +252,29 @@ one of these messages before anything is installed.
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- fail (printf "roles.%s.autoscaling: minReplicas (%d) is greater than maxReplicas (%d)" $role (int $a.minReplicas) (int $a.maxReplicas)) }}
 {{- end }}
+{{- end }}
+{{- range $role := fromJsonArray (include "knactor.roles" .) }}
+{{- $limit := dig "limits" "memory" "" (index $.Values.roles $role).resources }}
+{{- if $limit }}
+{{- $need := int64 (include "knactor.memoryNeed" (dict "root" $ "role" $role)) }}
+{{- if lt (int64 (include "knactor.bytes" $limit)) $need }}
+{{- fail (printf "roles.%s.resources.limits.memory (%v) is below the node's budgets, %d MiB: %straceJournal.maxBytes (%d MiB) + 64 MiB for the process and request bodies in flight. The kernel would kill the pod before the budgets answer 503: raise the limit or lower the budgets" $role $limit (div $need 1048576) (ternary (printf "memory.maxBytes (%d MiB) + " (div (int64 $.Values.memory.maxBytes) 1048576)) "" (eq $role "all")) (div (int64 $.Values.traceJournal.maxBytes) 1048576)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.networkPolicy.adminFrom (eq .Values.admin.listenAddress "127.0.0.1") }}
+{{- fail "networkPolicy.adminFrom: the admin API listens on the pods' loopback (admin.listenAddress 127.0.0.1), which no other pod can reach whatever the policy allows; set admin.listenAddress: 0.0.0.0 for the peers to reach it" }}
+{{- end }}
+{{- $grace := int .Values.terminationGracePeriodSeconds }}
+{{- $delay := int .Values.drain.delaySeconds }}
+{{- $margin := int (include "knactor.drainMarginSeconds" .) }}
+{{- if .Values.drain.timeoutSeconds }}
+{{- $need := add $delay (int .Values.drain.timeoutSeconds) $margin }}
+{{- if gt $need $grace }}
+{{- fail (printf "drain: drain.delaySeconds (%d) + drain.timeoutSeconds (%d) + %d s (Lease hand-over, listeners closing, spans flushed) is %d s, more than terminationGracePeriodSeconds (%d): the kubelet would kill the node in the middle of its drain; raise terminationGracePeriodSeconds to %d or shorten the drain" $delay (int .Values.drain.timeoutSeconds) $margin $need $grace $need) }}
+{{- end }}
+{{- else if lt (int (include "knactor.drainTimeout" .)) 1 }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) leaves the node no time to drain: it needs drain.delaySeconds (%d) + %d s (Lease hand-over, listeners closing, spans flushed) + the drain itself; give it at least %d" $grace $delay $margin (add $delay $margin 1)) }}
 {{- end }}
 {{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
 {{- fail (printf "keda: minReplicas (%d) is greater than maxReplicas (%d)" (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
