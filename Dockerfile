@@ -34,7 +34,8 @@ COPY --from=build /out/knactor /usr/local/bin/knactor
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532
 # The broker ingress, /healthz, /readyz and /metrics (`knactor run --listen`), and the admin API
-# when the node is given `--admin-listen=0.0.0.0:9090` (as the Helm chart does).
+# when the node is given `--admin-listen=0.0.0.0:9090` with `--admin-token-file` (the Helm chart
+# keeps it on 127.0.0.1:9090, reached with kubectl port-forward).
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/knactor"]
 CMD ["run", "--listen=0.0.0.0:8080"]

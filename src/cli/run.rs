@@ -244,6 +244,18 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             args.role
         );
     }
+    let admin_token = match &args.admin_token_file {
+        Some(path) => Some(read_admin_token(path)?),
+        None => None,
+    };
+    if let Some(address) = args.admin_listen {
+        if admin_token.is_none() && !address.ip().is_loopback() {
+            anyhow::bail!(
+                "--admin-listen {address} is reachable from other machines: give --admin-token-file \
+                 (the admin API shows parked payloads and re-drives events), or listen on 127.0.0.1"
+            );
+        }
+    }
     if args.dry_run {
         print!("{}", dry_run_summary(&args));
         return Ok(ExitCode::SUCCESS);
@@ -272,19 +284,6 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let admin_token = match &args.admin_token_file {
-        Some(path) => Some(read_admin_token(path)?),
-        None => None,
-    };
-    if let Some(listener) = &admin_listener {
-        let address = listener.local_addr()?;
-        if admin_token.is_none() && !address.ip().is_loopback() {
-            anyhow::bail!(
-                "--admin-listen {address} is reachable from other machines: give --admin-token-file \
-                 (the admin API shows parked payloads and re-drives events), or listen on 127.0.0.1"
-            );
-        }
-    }
     let advertise = match &args.advertise {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
@@ -603,14 +602,18 @@ fn dry_run_summary(args: &RunArgs) -> String {
          default broker class: {}\n\
          Kafka bootstrap servers: {kafka}\n\
          listen: {}\n\
-         admin API: {}\n",
+         admin API: {}{}\n",
         args.role,
         args.default_broker_class,
         args.listen,
         args.admin_listen.map_or_else(
             || "on the listen address".to_string(),
             |address| address.to_string()
-        )
+        ),
+        match &args.admin_token_file {
+            Some(path) => format!(", bearer token from {}", path.display()),
+            None => ", no token (open on a loopback listener only)".to_string(),
+        }
     )
 }
 
