@@ -13,7 +13,6 @@ mod kafka;
 mod kube;
 mod node;
 mod recorder;
-mod tansu;
 
 pub use collector::Collector;
 pub use http::{http, send, send_with};
@@ -21,7 +20,6 @@ pub use kafka::Kafka;
 pub use kube::KubeApiServer;
 pub use node::{Channel, NodeProcess};
 pub use recorder::{Recorded, Recorder, Reply};
-pub use tansu::Tansu;
 
 use std::path::{Path, PathBuf};
 use std::thread;

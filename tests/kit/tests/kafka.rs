@@ -93,21 +93,29 @@ fn a_three_broker_cluster_takes_acks_all_writes_with_a_broker_down() {
     let kafka = Kafka::cluster(3);
     assert_eq!(kafka.bootstrap.split(',').count(), 3);
     kafka.create_topic("replicated", 3);
-    wait_until("three replicas of each partition", Duration::from_secs(30), || {
-        replicas(&kafka, "replicated") == [3, 3, 3]
-    });
+    wait_until(
+        "three replicas of each partition",
+        Duration::from_secs(30),
+        || replicas(&kafka, "replicated") == [3, 3, 3],
+    );
     produce(&kafka, "replicated", 0..10);
 
     // Two in-sync replicas of three are enough for acks=all (min.insync.replicas=2).
     kafka.kill_broker(2);
     assert!(!running(&kafka.dir().join("broker-2.pid")));
     produce(&kafka, "replicated", 10..20);
-    assert_eq!(read_all(&kafka, "replicated", 3, 20), (0..20).collect::<Vec<_>>());
+    assert_eq!(
+        read_all(&kafka, "replicated", 3, 20),
+        (0..20).collect::<Vec<_>>()
+    );
 
     kafka.restart_broker(2);
     assert!(running(&kafka.dir().join("broker-2.pid")));
     produce(&kafka, "replicated", 20..30);
-    assert_eq!(read_all(&kafka, "replicated", 3, 30), (0..30).collect::<Vec<_>>());
+    assert_eq!(
+        read_all(&kafka, "replicated", 3, 30),
+        (0..30).collect::<Vec<_>>()
+    );
     assert_eq!(kafka.topics(), [("replicated".to_string(), 3)]);
 }
 
@@ -123,13 +131,20 @@ fn a_stopped_broker_comes_back_with_its_topics_and_a_dropped_one_is_gone() {
     assert_eq!(kafka.bootstrap, bootstrap);
     assert_eq!(kafka.topics(), [("kept".to_string(), 2)]);
     assert_eq!(read_all(&kafka, "kept", 2, 5), (0..5).collect::<Vec<_>>());
-    assert!(kafka.log().contains("Kafka Server started"), "{}", kafka.log());
+    assert!(
+        kafka.log().contains("Kafka Server started"),
+        "{}",
+        kafka.log()
+    );
 
     let pid = std::fs::read_to_string(kafka.dir().join("broker-1.pid")).unwrap();
     let dir = kafka.dir().to_path_buf();
     drop(kafka);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim()));
-    assert!(cmdline.map_or(true, |cmdline| cmdline.is_empty()), "the broker runs on");
+    assert!(
+        cmdline.map_or(true, |cmdline| cmdline.is_empty()),
+        "the broker runs on"
+    );
     assert!(!dir.exists());
 }
 
