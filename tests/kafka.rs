@@ -37,6 +37,7 @@ fn a_kafka_broker_takes_its_topic_settings_from_knatives_configmap() {
         kafka.bootstrap
     );
     let node = NodeProcess::start_on(&config, &[], Channel::Memory);
+    node.wait_for_kafka_brokers();
     let status = node.status();
     assert_eq!(status["brokers"][0]["channel"], "kafka");
     assert_eq!(status["brokers"][0]["topic"], "knative-broker-e2e-orders");
@@ -88,6 +89,7 @@ fn an_external_topic_is_used_as_it_is() {
         &["--kafka-bootstrap", &kafka.bootstrap],
         Channel::Memory,
     );
+    node.wait_for_kafka_brokers();
     assert_eq!(node.status()["brokers"][0]["topic"], "existing-orders");
     assert_eq!(send(&node.broker("e2e", "external"), "x1", "t"), 202);
     wait_until("delivery", Duration::from_secs(20), || {

@@ -53,6 +53,8 @@ fn an_ingress_node_takes_events_in_and_a_dispatch_node_delivers_them() {
     };
     let ingress = NodeProcess::start_on(&config, &on_kafka("ingress"), Channel::Memory);
     let mut dispatch = NodeProcess::start_on(&config, &on_kafka("dispatch"), Channel::Memory);
+    ingress.wait_for_kafka_brokers();
+    dispatch.wait_for_kafka_brokers();
     assert_eq!(ingress.status()["role"], "ingress");
     assert_eq!(dispatch.status()["role"], "dispatch");
     let status = String::from_utf8(dispatch.cli(&["status"]).stdout).unwrap();

@@ -180,18 +180,23 @@ impl NodeProcess {
                 .send()
                 .is_ok_and(|r| r.status() == 200)
         });
-        self.wait_for_starting_brokers();
+        if self.kafka.is_some() {
+            self.wait_for_kafka_brokers();
+        }
     }
 
-    /// Waits, up to 30 s, until no broker is on its way to running: each runs, or is reported not
-    /// running for a reason of its configuration (not `ChannelUnavailable`, which is retried).
+    /// Waits, up to 30 s, until no broker on Kafka is on its way to running: each runs, or is
+    /// reported not running for a reason of its configuration (not `ChannelUnavailable`, which is
+    /// retried). Nodes the testkit gives a Kafka ([`Channel::Kafka`],
+    /// [`NodeProcess::spawn_with_kafka`]) wait so when they start; a test that names a Kafka
+    /// another way calls this itself.
     ///
     /// `/readyz` may answer 200 before: a broker whose first start failed no longer holds the
     /// node's readiness, and on Apache Kafka a new broker's first start often fails (the topic it
-    /// just created is not listed yet, see `a_new_kafka_broker_runs_at_its_first_start` in
+    /// just created is not usable yet, see `a_new_kafka_broker_runs_at_its_first_start` in
     /// tests/kafka.rs) and succeeds when it is retried 5 s later. A test starts from running
     /// brokers; a long wait is said on stderr.
-    fn wait_for_starting_brokers(&self) {
+    pub fn wait_for_kafka_brokers(&self) {
         let began = Instant::now();
         let settled = poll(Duration::from_secs(30), || {
             let status = self.status();
@@ -199,19 +204,22 @@ impl NodeProcess {
                 .filter(|issue| issue["reason"] == "ChannelUnavailable")
                 .filter_map(|issue| Some((issue["namespace"].as_str()?, issue["name"].as_str()?)))
                 .collect();
-            let settled = list(&status["brokers"]).all(|broker| {
-                let key = (
-                    broker["namespace"].as_str().unwrap_or_default(),
-                    broker["name"].as_str().unwrap_or_default(),
-                );
-                broker["running"] == true || (!retried.contains(&key) && is_reported(&status, key))
-            });
+            let settled = list(&status["brokers"])
+                .filter(|broker| broker["channel"] == "kafka")
+                .all(|broker| {
+                    let key = (
+                        broker["namespace"].as_str().unwrap_or_default(),
+                        broker["name"].as_str().unwrap_or_default(),
+                    );
+                    broker["running"] == true
+                        || (!retried.contains(&key) && is_reported(&status, key))
+                });
             settled
         });
         let waited = began.elapsed();
         if !settled || waited > Duration::from_secs(1) {
             eprintln!(
-                "knactor-testkit: the node's brokers {} {waited:.1?} after /readyz answered 200",
+                "knactor-testkit: the node's Kafka brokers {} {waited:.1?} after /readyz answered 200",
                 if settled { "ran" } else { "still did not run" },
             );
         }
