@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README "Test"; .ci/run runs exactly this). It installs what the tests run
-# against (Debian packages for librdkafka's build, tansu as the Kafka-protocol broker, etcd and
-# kube-apiserver for the Kubernetes tests, helm and kubectl for the chart), checks
-# formatting and lints, runs every test of the workspace on the embedded memory channel, then runs
-# the end-to-end scenario suite again with every broker on Kafka.
+# against (Debian packages for librdkafka's build, Apache Kafka from Maven Central, etcd and
+# kube-apiserver for the Kubernetes tests, helm and kubectl for the chart), checks formatting and
+# lints, runs every test of the workspace on the embedded memory channel, then runs the end-to-end
+# scenario suite again with every broker on Kafka. Tests start the Kafka brokers they need
+# (scripts/kafka-up.sh, one shared per test process).
 #
 # Honours CARGO_TARGET_DIR (CI may keep the build cache outside the clone; the tools live in it
 # too) and KNACTOR_TOOLS_CACHE (prebuilt tool binaries, default ../shared/tools).
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== tools"
-tools_env=$(scripts/install-tools.sh --only debs,tansu,kube,helm | tail -n 1 | sed 's/^source //')
+tools_env=$(scripts/install-tools.sh --only debs,kafka,kube,helm | tail -n 1 | sed 's/^source //')
 # shellcheck disable=SC1090
 source "$tools_env"
 
@@ -24,7 +25,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests (memory channel)"
 cargo test --workspace --locked
 
-echo "== end-to-end scenarios on Kafka (tansu)"
+echo "== end-to-end scenarios on Kafka (Apache Kafka 4, KRaft)"
 KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
     --test ingress --test filters --test delivery --test supervision --test reload \
     --test sources --test kube_sources --test tracing
