@@ -28,8 +28,15 @@ while (($#)); do
     esac
 done
 
+# running PID: the process exists and is not a zombie (exited, not yet reaped by its parent).
+running() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ ${stat##*) } != Z* ]]
+}
+
 if [[ -n $after ]]; then
-    while [[ -d /proc/$after ]]; do sleep 0.5; done
+    while running "$after"; do sleep 0.5; done
 fi
 [[ -d $dir ]] || exit 0
 dir=$(cd "$dir" && pwd)
