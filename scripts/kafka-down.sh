@@ -36,7 +36,12 @@ running() {
 }
 
 if [[ -n $after ]]; then
-    while running "$after"; do sleep 0.5; done
+    # Waits come what may: a sleep killed from outside, or a SIGTERM to this watcher, ends the
+    # wait (and the cluster), never the watcher alone.
+    stop_now=
+    trap 'stop_now=1' TERM
+    trap '' INT HUP
+    while [[ -z $stop_now ]] && running "$after"; do sleep 0.5 || true; done
 fi
 [[ -d $dir ]] || exit 0
 dir=$(cd "$dir" && pwd)

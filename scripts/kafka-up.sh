@@ -22,7 +22,7 @@
 #
 # --owner PID: the cluster lives no longer than process PID. A watcher (kafka-down.sh --after PID)
 # kills the brokers and deletes DIR once PID is gone: what a test harness wants, since a test
-# process may exit without dropping what it shares, or be killed.
+# process may exit without dropping what it shares, or be killed. DIR/owner keeps PID.
 set -euo pipefail
 source "$(dirname "$0")/tools-lib.sh"
 
@@ -44,7 +44,8 @@ done
 [[ -z $owner || -d /proc/$owner ]] || die "--owner $owner: no such process"
 
 load_tools
-libs=${KNACTOR_KAFKA_LIBS:-}
+# From the environment, else from tools.env (an environment loaded before Kafka was installed).
+libs=${KNACTOR_KAFKA_LIBS:-$(sed -n "s/^export KNACTOR_KAFKA_LIBS='\(.*\)'$/\1/p" "$TOOLS_DIR/tools.env" 2>/dev/null || true)}
 [[ -n $libs ]] && compgen -G "$libs/kafka_2.13-*.jar" >/dev/null ||
     die "Apache Kafka is not installed${libs:+ at $libs}: run scripts/install-tools.sh --only kafka"
 java=${KNACTOR_JAVA:-$(command -v java || true)}
@@ -143,6 +144,7 @@ start_broker() {
 # The watcher of --owner: one per cluster, kept across broker restarts.
 watch_owner() {
     [[ -n $owner ]] || return 0
+    echo "$owner" >"$dir/owner"  # for whoever cleans up after an owner whose watcher was killed
     alive "$(cat "$dir/owner-watch.pid" 2>/dev/null || true)" kafka-down.sh && return
     local detach=
     if command -v setsid >/dev/null; then detach=setsid; fi  # outlives a Ctrl-C of the owner's group

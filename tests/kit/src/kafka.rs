@@ -10,11 +10,12 @@
 //! No JVM outlives the test process. Dropping a `Kafka` kills its brokers (a panicking test drops
 //! it too), and every cluster starts with `kafka-up.sh --owner <this process>`, whose watcher
 //! kills the brokers and deletes their directory once the process is gone: that covers the shared
-//! broker, which is never dropped, and a test process that was killed.
+//! broker, which is never dropped, and a test process that was killed. Should a watcher itself be
+//! killed, the next test process that starts a Kafka kills what its owner left.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,6 +24,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use crate::wait_until;
+
+/// Where the clusters live: a directory of this name in the system's temporary directory.
+const DIR_PREFIX: &str = "knactor-kafka-";
 
 pub struct Kafka {
     /// The bootstrap list: `127.0.0.1:P1,127.0.0.1:P2,...`.
@@ -55,8 +59,9 @@ impl Kafka {
 
     fn launch(brokers: usize, shared: bool) -> Self {
         assert!(brokers >= 1, "a cluster has at least one broker");
+        reap_orphans();
         let dir = tempfile::Builder::new()
-            .prefix("knactor-kafka-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .unwrap();
         let printed = script(
@@ -219,6 +224,38 @@ impl Drop for Kafka {
             .arg("--kill")
             .output();
     }
+}
+
+/// Kills and deletes the clusters of test processes that are gone, in case a watcher was killed
+/// before its owner (once per process, before its first cluster starts).
+fn reap_orphans() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+                continue;
+            }
+            let Ok(owner) = std::fs::read_to_string(dir.join("owner")) else {
+                continue;
+            };
+            if Path::new("/proc").join(owner.trim()).exists() {
+                continue;
+            }
+            eprintln!(
+                "knactor-testkit: {} outlived its test process {}: killed",
+                dir.display(),
+                owner.trim()
+            );
+            let _ = Command::new(script_path("kafka-down.sh"))
+                .arg(&dir)
+                .args(["--kill", "--remove"])
+                .output();
+        }
+    });
 }
 
 fn script_path(name: &str) -> PathBuf {
