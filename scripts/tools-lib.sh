@@ -1,4 +1,5 @@
-# Helpers shared by scripts/install-tools.sh, tansu-up/down.sh and kube-up/down.sh (sourced, not run).
+# Helpers shared by scripts/install-tools.sh, kafka-up/down.sh, tansu-up/down.sh and kube-up/down.sh
+# (sourced, not run).
 #
 # Sets KNACTOR_REPO and TOOLS_DIR (${KNACTOR_TOOLS_DIR:-${CARGO_TARGET_DIR:-<repo>/target}/knactor-tools};
 # a relative CARGO_TARGET_DIR is taken from the repo root, where cargo runs) and loads $TOOLS_DIR/tools.env

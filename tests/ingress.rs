@@ -192,7 +192,10 @@ fn a_broker_whose_kafka_is_down_answers_503_with_retry_after() {
         broker_yaml("{}"),
         trigger_yaml("all", "filter: {}", &recorder.at("/all"), None)
     );
-    let node = NodeProcess::start_on(&config, &["--kafka-append-timeout", "2s"], Channel::Kafka);
+    // A Kafka of its own, to stop.
+    let kafka = std::sync::Arc::new(Kafka::start());
+    let node =
+        NodeProcess::start_with_kafka(&config, &["--kafka-append-timeout", "2s"], kafka.clone());
     let broker = node.broker("e2e", "default");
     assert_eq!(send(&broker, "before", "t"), 202);
     wait_until(
@@ -200,7 +203,7 @@ fn a_broker_whose_kafka_is_down_answers_503_with_retry_after() {
         Duration::from_secs(10),
         || recorder.ids("/all") == vec!["before"],
     );
-    node.tansu.as_ref().unwrap().stop();
+    kafka.stop();
     let response = send_with(&broker, "during", "t", &[]);
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");

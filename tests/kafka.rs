@@ -1,6 +1,6 @@
-//! What only the Kafka channel does, through the real binary against a real Kafka-protocol
-//! broker (tansu): topics from Knative's ConfigMap keys and the class annotation, external topics,
-//! topic deletion only when configured, size limits, per-partition order.
+//! What only the Kafka channel does, through the real binary against Apache Kafka (the broker this
+//! test process shares): topics from Knative's ConfigMap keys and the class annotation, external
+//! topics, topic deletion only when configured, size limits, per-partition order.
 
 mod support;
 
@@ -22,7 +22,7 @@ fn trigger_on(broker: &str, name: &str, subscriber: &str, annotations: &str) -> 
 
 #[test]
 fn a_kafka_broker_takes_its_topic_settings_from_knatives_configmap() {
-    let tansu = knactor_testkit::Tansu::start();
+    let kafka = Kafka::shared();
     let recorder = Recorder::start();
     // The node itself has no Kafka: the ConfigMap names the cluster.
     let config = format!(
@@ -34,13 +34,14 @@ fn a_kafka_broker_takes_its_topic_settings_from_knatives_configmap() {
             "  config: {apiVersion: v1, kind: ConfigMap, name: kafka-broker-config, namespace: knative-eventing}\n"
         ),
         trigger_on("orders", "all", &recorder.at("/all"), ""),
-        tansu.bootstrap
+        kafka.bootstrap
     );
     let node = NodeProcess::start_on(&config, &[], Channel::Memory);
+    node.wait_for_kafka_brokers();
     let status = node.status();
     assert_eq!(status["brokers"][0]["channel"], "kafka");
     assert_eq!(status["brokers"][0]["topic"], "knative-broker-e2e-orders");
-    assert!(tansu
+    assert!(kafka
         .topics()
         .contains(&("knative-broker-e2e-orders".to_string(), 3)));
     assert_eq!(send(&node.broker("e2e", "orders"), "o1", "t"), 202);
@@ -81,19 +82,20 @@ fn an_external_topic_is_used_as_it_is() {
         ),
         trigger_on("external", "all", &recorder.at("/all"), "")
     );
-    let tansu = knactor_testkit::Tansu::start();
-    tansu.create_topic("existing-orders", 2);
+    let kafka = Kafka::shared();
+    kafka.create_topic("existing-orders", 2);
     let node = NodeProcess::start_on(
         &config,
-        &["--kafka-bootstrap", &tansu.bootstrap],
+        &["--kafka-bootstrap", &kafka.bootstrap],
         Channel::Memory,
     );
+    node.wait_for_kafka_brokers();
     assert_eq!(node.status()["brokers"][0]["topic"], "existing-orders");
     assert_eq!(send(&node.broker("e2e", "external"), "x1", "t"), 202);
     wait_until("delivery", Duration::from_secs(20), || {
         recorder.count("/all") == 1
     });
-    let topics = tansu.topics();
+    let topics = kafka.topics();
     assert!(
         topics.contains(&("existing-orders".to_string(), 2)),
         "{topics:?}"
@@ -128,7 +130,7 @@ fn an_external_topic_is_used_as_it_is() {
                 })
         },
     );
-    assert!(!tansu
+    assert!(!kafka
         .topics()
         .iter()
         .any(|(name, _)| name == "no-such-topic"));
@@ -142,9 +144,10 @@ fn a_deleted_brokers_topics_are_deleted_only_when_configured() {
         kafka_broker("kept", "", "  {}\n"),
         trigger_on("kept", "all", &recorder.at("/kept"), "")
     );
-    let node = NodeProcess::start_on(&keep, &[], Channel::Kafka);
-    let tansu = node.tansu.clone().unwrap();
-    assert!(tansu
+    // Knative's topic names on the shared broker (no other test here has brokers kept or gone).
+    let kafka = Kafka::shared();
+    let node = NodeProcess::start_with_kafka(&keep, &[], kafka.clone());
+    assert!(kafka
         .topics()
         .iter()
         .any(|(name, _)| name == "knative-broker-e2e-kept"));
@@ -154,7 +157,7 @@ fn a_deleted_brokers_topics_are_deleted_only_when_configured() {
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        tansu
+        kafka
             .topics()
             .iter()
             .any(|(name, _)| name == "knative-broker-e2e-kept"),
@@ -162,17 +165,16 @@ fn a_deleted_brokers_topics_are_deleted_only_when_configured() {
     );
     drop(node);
 
-    let deleting = NodeProcess::start_on(
+    let deleting = NodeProcess::start_with_kafka(
         &format!(
             "{}{}",
             kafka_broker("gone", "", "  {}\n"),
             trigger_on("gone", "all", &recorder.at("/gone"), "")
         ),
         &["--kafka-delete-topics"],
-        Channel::Kafka,
+        kafka.clone(),
     );
-    let tansu = deleting.tansu.clone().unwrap();
-    let topics = tansu.topics();
+    let topics = kafka.topics();
     assert!(
         topics
             .iter()
@@ -193,16 +195,24 @@ fn a_deleted_brokers_topics_are_deleted_only_when_configured() {
             .iter()
             .all(|topic| log.contains(&format!("topic deleted topic={topic}\n")))
     });
-    // ...and when tansu can list its topics again (0.6 sometimes cannot after a deletion, and
-    // loses the other topics too), they are gone.
-    if let Ok(topics) = tansu.try_topics() {
-        assert!(
-            !topics
+    // ...and they are gone, while the other broker's topic stays.
+    wait_until(
+        "Kafka no longer lists them",
+        Duration::from_secs(20),
+        || {
+            !kafka
+                .topics()
                 .iter()
-                .any(|(name, _)| name.starts_with("knative-broker-e2e-gone")),
-            "{topics:?}"
-        );
-    }
+                .any(|(name, _)| name.starts_with("knative-broker-e2e-gone"))
+        },
+    );
+    let topics = kafka.topics();
+    assert!(
+        topics
+            .iter()
+            .any(|(name, _)| name == "knative-broker-e2e-kept"),
+        "{topics:?}"
+    );
 }
 
 #[test]
@@ -280,4 +290,27 @@ fn an_ordered_trigger_keeps_the_order_of_each_partition_key() {
             .collect();
         assert_eq!(order, (0..20).collect::<Vec<_>>(), "{key}");
     }
+}
+
+/// A new broker's topics are there when the node is ready, and the broker runs at its first start
+/// (README: `/readyz` answers 200 once every broker runs).
+#[test]
+#[ignore = "product bug on Apache Kafka: KafkaLog::ensure_topic returns once CreateTopics did, \
+            before the topic is usable, so the broker's first start fails ('cannot create the \
+            broker's topics, retrying in 5s: topic ... does not exist', or '... reading \
+            watermarks: ... NotLeaderForPartition'); /readyz answers 200 meanwhile, and events \
+            get 503 until the retry"]
+fn a_new_kafka_broker_runs_at_its_first_start() {
+    let recorder = Recorder::start();
+    let config = format!(
+        "{}{}",
+        kafka_broker("fresh", "", "  {}\n"),
+        trigger_on("fresh", "all", &recorder.at("/all"), "")
+    );
+    let node = NodeProcess::start_on(&config, &[], Channel::Kafka);
+    let log = node.log();
+    assert!(
+        !log.contains("cannot create the broker's topics"),
+        "the first start failed:\n{log}"
+    );
 }

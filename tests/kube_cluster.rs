@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cloudevents::AttributesReader as _;
-use knactor_testkit::{KubeApiServer, Tansu};
+use knactor_testkit::{Kafka, KubeApiServer};
 use support::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -353,13 +353,13 @@ fn kafka_broker(name: &str, config_map: &str) -> String {
 #[test]
 fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
     let kube = api_server_with_crds(&[]);
-    let tansu = Tansu::start();
+    let kafka = Kafka::shared();
     let recorder = Recorder::start();
     kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-eventing}\n");
     kube.apply(&format!(
         "{}{}{}---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: all-orders, namespace: default}}\n\
          spec: {{broker: orders, subscriber: {{uri: '{}'}}}}\n",
-        kafka_broker_config(&tansu.bootstrap, "PLAINTEXT"),
+        kafka_broker_config(&kafka.bootstrap, "PLAINTEXT"),
         kafka_broker("orders", "kafka-broker-config"),
         kafka_broker("unconfigured", "no-such-config"),
         recorder.at("/orders"),
@@ -398,7 +398,7 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
     wait_until("delivery through the topic", MINUTE, || {
         recorder.count("/orders") == 1
     });
-    let topics = tansu.topics();
+    let topics = kafka.topics();
     assert!(
         topics.contains(&("knative-broker-default-orders".to_string(), 3)),
         "the ConfigMap's partitions: {topics:?}"
@@ -427,7 +427,7 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
 
     // A change of the Secret reaches the broker: a protocol Kafka does not have makes it not
     // ready, naming the Secret.
-    kube.apply(&kafka_broker_config(&tansu.bootstrap, "CARRIER_PIGEON"));
+    kube.apply(&kafka_broker_config(&kafka.bootstrap, "CARRIER_PIGEON"));
     wait_until("the broker reports its Secret", MINUTE, || {
         ready_message(&kube, &["broker", "orders"]).contains("Secret knative-eventing/kafka-auth")
     });

@@ -321,8 +321,9 @@ fn a_restart_in_the_middle_of_a_burst_misses_no_change() {
          roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: event-watcher}\n\
          subjects: [{kind: ServiceAccount, name: events-sa, namespace: burst}]\n",
     );
-    // On Kafka, one node reads every partition: tansu never evicts a killed group member (see
-    // tests/no_loss.rs).
+    // On Kafka, one node reads every partition: in a consumer group, the restarted node would
+    // wait for its killed self to be evicted (the session timeout, 10 s), which is not what this
+    // test is about.
     let mut node = NodeProcess::start(
         &config,
         &[

@@ -1,4 +1,4 @@
-//! No loss on Kafka: 10,000 events through a node backed by a real Kafka-protocol broker (tansu),
+//! No loss on Kafka: 10,000 events through a node backed by Apache Kafka (the testkit's broker),
 //! the node killed with SIGKILL in the middle and started again. Every event the gateway accepted
 //! reaches the subscriber at least once; duplicates are counted and reported.
 
@@ -30,9 +30,9 @@ fn a_node_killed_mid_stream_loses_no_accepted_event() {
             Some("{retry: 3, backoffPolicy: linear, backoffDelay: PT0.2S}")
         )
     );
-    // One node reading every partition: tansu 0.6 never evicts a consumer-group member that was
-    // killed, so a restarted group member would wait for its partitions forever (Kafka evicts it
-    // after session.timeout.ms).
+    // One node reading every partition: a killed consumer-group member keeps its partitions until
+    // Kafka evicts it (after session.timeout.ms); chosen when the test broker (tansu 0.6) never
+    // evicted one.
     let node = Arc::new(Mutex::new(NodeProcess::start_on(
         &config,
         &["--kafka-partition-assignment", "all"],

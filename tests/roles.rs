@@ -1,6 +1,6 @@
 //! Split roles, as the chart's `roles.split` runs them: a `--role ingress` node takes events in
 //! and appends them to the broker's topic, a `--role dispatch` node reads the topic and delivers,
-//! both on one real Kafka-protocol broker (tansu).
+//! both on one Apache Kafka broker.
 
 mod support;
 
@@ -8,7 +8,6 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use knactor_testkit::Tansu;
 use support::*;
 
 fn memory_broker(name: &str) -> String {
@@ -19,7 +18,7 @@ fn memory_broker(name: &str) -> String {
 
 #[test]
 fn an_ingress_node_takes_events_in_and_a_dispatch_node_delivers_them() {
-    let tansu = Tansu::start();
+    let kafka = Kafka::shared();
     let recorder = Recorder::start();
     recorder.on("/orders", |_, _| {
         Reply::event("confirmation-1", "order.confirmed")
@@ -41,22 +40,21 @@ fn an_ingress_node_takes_events_in_and_a_dispatch_node_delivers_them() {
         ),
     );
     let config = format!("{kafka_only}{}", memory_broker("local"));
-    // One dispatch node reading every partition: tansu never evicts a stopped group member, so a
-    // restarted member would wait for its partitions (see tests/no_loss.rs).
-    let kafka = |role: &'static str| {
+    // The dispatch node reads the topic in its consumer group, as by default.
+    let on_kafka = |role: &'static str| {
         [
             "--channel",
             "kafka",
             "--kafka-bootstrap",
-            tansu.bootstrap.as_str(),
-            "--kafka-partition-assignment",
-            "all",
+            kafka.bootstrap.as_str(),
             "--role",
             role,
         ]
     };
-    let ingress = NodeProcess::start_on(&config, &kafka("ingress"), Channel::Memory);
-    let mut dispatch = NodeProcess::start_on(&config, &kafka("dispatch"), Channel::Memory);
+    let ingress = NodeProcess::start_on(&config, &on_kafka("ingress"), Channel::Memory);
+    let mut dispatch = NodeProcess::start_on(&config, &on_kafka("dispatch"), Channel::Memory);
+    ingress.wait_for_kafka_brokers();
+    dispatch.wait_for_kafka_brokers();
     assert_eq!(ingress.status()["role"], "ingress");
     assert_eq!(dispatch.status()["role"], "dispatch");
     let status = String::from_utf8(dispatch.cli(&["status"]).stdout).unwrap();

@@ -28,8 +28,9 @@ fn a_ping_source_ticks_through_a_broker_once_per_point_across_a_restart() {
             None
         ),
     );
-    // On Kafka, one node reads every partition: tansu never evicts a killed group member (see
-    // tests/no_loss.rs).
+    // On Kafka, one node reads every partition: in a consumer group, the restarted node would
+    // wait for its killed self to be evicted (the session timeout, 10 s), which is not what this
+    // test is about.
     let mut node = NodeProcess::start(&config, &["--kafka-partition-assignment", "all"]);
     wait_until("three ticks", Duration::from_secs(30), || {
         recorder.count("/ping") >= 3

@@ -6,7 +6,8 @@
 
 #[allow(unused_imports)]
 pub use knactor_testkit::{
-    http, repo_path, send, send_with, wait_until, Channel, NodeProcess, Recorded, Recorder, Reply,
+    http, repo_path, send, send_with, wait_until, Channel, Kafka, NodeProcess, Recorded, Recorder,
+    Reply,
 };
 
 use std::io::{BufRead, BufReader};
@@ -21,6 +22,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_knactor");
 pub trait Start {
     fn start(config: &str, extra: &[&str]) -> Self;
     fn start_on(config: &str, extra: &[&str], channel: Channel) -> Self;
+    /// Every broker on `kafka`, with Knative's default topic names.
+    fn start_with_kafka(config: &str, extra: &[&str], kafka: Arc<Kafka>) -> Self;
 }
 
 impl Start for NodeProcess {
@@ -30,6 +33,10 @@ impl Start for NodeProcess {
 
     fn start_on(config: &str, extra: &[&str], channel: Channel) -> Self {
         NodeProcess::spawn_on(std::path::Path::new(BIN), config, extra, channel)
+    }
+
+    fn start_with_kafka(config: &str, extra: &[&str], kafka: Arc<Kafka>) -> Self {
+        NodeProcess::spawn_with_kafka(std::path::Path::new(BIN), config, extra, kafka)
     }
 }
 

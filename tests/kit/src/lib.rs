@@ -1,27 +1,27 @@
 //! knactor-testkit: what every knactor test suite needs from the outside world, real and on
-//! loopback: the `knactor` binary as a process ([`NodeProcess`]), a Kafka-protocol broker
-//! ([`Tansu`]), a Kubernetes API server ([`KubeApiServer`]), an OTLP collector with Jaeger's query
-//! API ([`Collector`]), a recording subscriber ([`Recorder`]), and waiting helpers.
+//! loopback: the `knactor` binary as a process ([`NodeProcess`]), Apache Kafka, one broker or a
+//! cluster ([`Kafka`]), a Kubernetes API server ([`KubeApiServer`]), an OTLP collector with
+//! Jaeger's query API ([`Collector`]), a recording subscriber ([`Recorder`]), and waiting helpers.
 //!
 //! External tools are found through the variables `scripts/install-tools.sh` writes
-//! (`KNACTOR_TANSU`, `KNACTOR_TOOLS_BIN`), or in `target/knactor-tools/bin`. A missing tool fails
-//! the test with the command that installs it; nothing is skipped.
+//! (`KNACTOR_TOOLS_BIN`, `KNACTOR_KAFKA_LIBS`, ...), or in `target/knactor-tools`. A missing tool
+//! fails the test with the command that installs it; nothing is skipped.
 
 mod collector;
 mod http;
+mod kafka;
 mod kube;
 mod load;
 mod node;
 mod recorder;
-mod tansu;
 
 pub use collector::Collector;
 pub use http::{http, send, send_with};
+pub use kafka::Kafka;
 pub use kube::KubeApiServer;
 pub use load::{wait_for_delivery, Load, Sent, Tally};
 pub use node::{Channel, NodeProcess};
 pub use recorder::{Recorded, Recorder, Reply};
-pub use tansu::Tansu;
 
 use std::path::{Path, PathBuf};
 use std::thread;

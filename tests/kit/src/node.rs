@@ -1,17 +1,19 @@
 //! A running `knactor run`, on an ephemeral loopback port, killed when dropped.
 //!
 //! Which channel its brokers use comes from `KNACTOR_E2E_CHANNEL` (`memory`, the default, or
-//! `kafka`), so one scenario suite runs against both: with `kafka`, the node gets a tansu broker of
-//! its own and makes every broker a Kafka broker.
+//! `kafka`), so one scenario suite runs against both: with `kafka`, the node makes every broker a
+//! Kafka broker on the test process's shared Apache Kafka ([`Kafka::shared`]), with topic names
+//! no other node has (a topic template of its own), so its topics and consumer groups start empty.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::{http, wait_until, Tansu};
+use crate::{http, poll, wait_until, Kafka};
 
 /// The channel a test node's brokers live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +41,8 @@ pub struct NodeProcess {
     pub url: String,
     pub channel: Channel,
     pub config_dir: tempfile::TempDir,
-    pub tansu: Option<Arc<Tansu>>,
+    /// The Kafka its brokers live on (on [`Channel::Kafka`]).
+    pub kafka: Option<Arc<Kafka>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -69,7 +72,7 @@ impl NodeProcess {
             url,
             channel: Channel::Memory,
             config_dir,
-            tansu: None,
+            kafka: None,
             stderr,
         };
         node.wait_ready();
@@ -89,6 +92,32 @@ impl NodeProcess {
         channel: Channel,
         env: &[(&str, &str)],
     ) -> Self {
+        match channel {
+            Channel::Memory => Self::launch_on(bin, config, extra, None, env),
+            Channel::Kafka => {
+                // Topics (and so consumer groups) of its own on the shared broker; the test's
+                // own --kafka-topic-template or environment still wins.
+                let template = unique_topic_template();
+                let mut with_template = vec![("KNACTOR_KAFKA_TOPIC_TEMPLATE", template.as_str())];
+                with_template.extend_from_slice(env);
+                Self::launch_on(bin, config, extra, Some(Kafka::shared()), &with_template)
+            }
+        }
+    }
+
+    /// `bin run` with every broker on `kafka` (a Kafka the test owns, to stop or kill it, or the
+    /// shared one when the test wants Knative's default topic names), as on [`Channel::Kafka`].
+    pub fn spawn_with_kafka(bin: &Path, config: &str, extra: &[&str], kafka: Arc<Kafka>) -> Self {
+        Self::launch_on(bin, config, extra, Some(kafka), &[])
+    }
+
+    fn launch_on(
+        bin: &Path,
+        config: &str,
+        extra: &[&str],
+        kafka: Option<Arc<Kafka>>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         std::fs::write(config_dir.path().join("config.yaml"), config).unwrap();
         let mut args: Vec<String> = [
@@ -106,23 +135,18 @@ impl NodeProcess {
         // Sources keep their positions beside the configuration (kept across restarts).
         args.push("--state-dir".into());
         args.push(config_dir.path().join(".state").display().to_string());
-        let tansu = match channel {
-            Channel::Memory => None,
-            Channel::Kafka => {
-                let tansu = Arc::new(Tansu::start());
-                args.extend(
-                    [
-                        "--kafka-bootstrap",
-                        &tansu.bootstrap,
-                        "--default-broker-class",
-                        "Kafka",
-                    ]
-                    .iter()
-                    .map(ToString::to_string),
-                );
-                Some(tansu)
-            }
-        };
+        if let Some(kafka) = &kafka {
+            args.extend(
+                [
+                    "--kafka-bootstrap",
+                    &kafka.bootstrap,
+                    "--default-broker-class",
+                    "Kafka",
+                ]
+                .iter()
+                .map(ToString::to_string),
+            );
+        }
         args.extend(extra.iter().map(ToString::to_string));
         let env: Vec<(String, String)> = env
             .iter()
@@ -136,9 +160,13 @@ impl NodeProcess {
             env,
             child,
             url,
-            channel,
+            channel: if kafka.is_some() {
+                Channel::Kafka
+            } else {
+                Channel::Memory
+            },
             config_dir,
-            tansu,
+            kafka,
             stderr,
         };
         node.wait_ready();
@@ -152,6 +180,49 @@ impl NodeProcess {
                 .send()
                 .is_ok_and(|r| r.status() == 200)
         });
+        if self.kafka.is_some() {
+            self.wait_for_kafka_brokers();
+        }
+    }
+
+    /// Waits, up to 30 s, until no broker on Kafka is on its way to running: each runs, or is
+    /// reported not running for a reason of its configuration (not `ChannelUnavailable`, which is
+    /// retried). Nodes the testkit gives a Kafka ([`Channel::Kafka`],
+    /// [`NodeProcess::spawn_with_kafka`]) wait so when they start; a test that names a Kafka
+    /// another way calls this itself.
+    ///
+    /// `/readyz` may answer 200 before: a broker whose first start failed no longer holds the
+    /// node's readiness, and on Apache Kafka a new broker's first start often fails (the topic it
+    /// just created is not usable yet, see `a_new_kafka_broker_runs_at_its_first_start` in
+    /// tests/kafka.rs) and succeeds when it is retried 5 s later. A test starts from running
+    /// brokers; a long wait is said on stderr.
+    pub fn wait_for_kafka_brokers(&self) {
+        let began = Instant::now();
+        let settled = poll(Duration::from_secs(30), || {
+            let status = self.status();
+            let retried: Vec<(&str, &str)> = list(&status["notRunning"])
+                .filter(|issue| issue["reason"] == "ChannelUnavailable")
+                .filter_map(|issue| Some((issue["namespace"].as_str()?, issue["name"].as_str()?)))
+                .collect();
+            let settled = list(&status["brokers"])
+                .filter(|broker| broker["channel"] == "kafka")
+                .all(|broker| {
+                    let key = (
+                        broker["namespace"].as_str().unwrap_or_default(),
+                        broker["name"].as_str().unwrap_or_default(),
+                    );
+                    broker["running"] == true
+                        || (!retried.contains(&key) && is_reported(&status, key))
+                });
+            settled
+        });
+        let waited = began.elapsed();
+        if !settled || waited > Duration::from_secs(1) {
+            eprintln!(
+                "knactor-testkit: the node's Kafka brokers {} {waited:.1?} after /readyz answered 200",
+                if settled { "ran" } else { "still did not run" },
+            );
+        }
     }
 
     /// Stops the node with SIGTERM, as an orchestrator does, and waits for it to exit (it flushes
@@ -244,6 +315,33 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn list(value: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    value.as_array().into_iter().flatten()
+}
+
+/// Whether `status` reports the broker `(namespace, name)` as not running, for any reason.
+fn is_reported(status: &serde_json::Value, (namespace, name): (&str, &str)) -> bool {
+    list(&status["notRunning"]).any(|issue| {
+        issue["kind"] == "Broker" && issue["namespace"] == namespace && issue["name"] == name
+    })
+}
+
+/// A topic template no other node of this or an earlier test process has:
+/// `knative-broker-{{.Namespace}}-{{.Name}}` behind this process's id, a count and the time.
+fn unique_topic_template() -> String {
+    static NODES: AtomicUsize = AtomicUsize::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!(
+        "t{}-{}-{}-knative-broker-{{{{.Namespace}}}}-{{{{.Name}}}}",
+        std::process::id(),
+        NODES.fetch_add(1, Ordering::Relaxed),
+        millis % 100_000
+    )
 }
 
 /// Starts the process and waits for its "listening on" line.
