@@ -26,18 +26,9 @@ echo "== tests (memory channel)"
 cargo test --workspace --locked
 
 echo "== end-to-end scenarios on Kafka (Apache Kafka 4, KRaft)"
-# Skipped here (they run on the memory channel above): a PingSource ticking from the node's start
-# gets 503 for its first ticks, because a new Kafka broker's first start fails and the broker runs
-# only at the retry 5 s later (a product bug, pinned by tests/kafka.rs
-# a_new_kafka_broker_runs_at_its_first_start): the source counts retries, and the held-back ticks
-# are delivered in one burst, which the test's kill right after it redelivers (more than the one
-# repeat it allows).
 KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
     --test ingress --test filters --test delivery --test supervision --test reload \
-    --test sources --test kube_sources --test tracing -- \
-    --skip a_source_reaches_its_nodes_broker_while_the_gateway_address_is_unreachable \
-    --skip a_ping_source_ticks_through_a_broker_once_per_point_across_a_restart \
-    --skip a_source_emit_starts_the_trace_of_its_event
+    --test sources --test kube_sources --test tracing
 
 echo "== Helm chart (lint, render, schemas, dry-run, install/upgrade/uninstall against kube-apiserver 1.20)"
 scripts/chart-check.sh

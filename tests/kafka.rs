@@ -295,11 +295,6 @@ fn an_ordered_trigger_keeps_the_order_of_each_partition_key() {
 /// A new broker's topics are there when the node is ready, and the broker runs at its first start
 /// (README: `/readyz` answers 200 once every broker runs).
 #[test]
-#[ignore = "product bug on Apache Kafka: KafkaLog::ensure_topic returns once CreateTopics did, \
-            before the topic is usable, so the broker's first start fails ('cannot create the \
-            broker's topics, retrying in 5s: topic ... does not exist', or '... reading \
-            watermarks: ... NotLeaderForPartition'); /readyz answers 200 meanwhile, and events \
-            get 503 until the retry"]
 fn a_new_kafka_broker_runs_at_its_first_start() {
     let recorder = Recorder::start();
     let config = format!(

@@ -19,9 +19,6 @@ async fn the_kafka_channel_conforms() {
 
 /// Beside the other scenarios, on the same broker: deleting one topic leaves the others alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug on Apache Kafka, fails about every other run: KafkaLog::ensure_topic \
-            returns once CreateTopics did, before the topic is listed, so the scenario's offsets \
-            right after it fail with UnknownTopic(\"kafka-deleted\")"]
 async fn a_deleted_kafka_topic_is_gone() {
     conformance::a_deleted_topic_is_gone(kafka_log(), "kafka").await;
 }

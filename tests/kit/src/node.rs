@@ -180,22 +180,13 @@ impl NodeProcess {
                 .send()
                 .is_ok_and(|r| r.status() == 200)
         });
-        if self.kafka.is_some() {
-            self.wait_for_kafka_brokers();
-        }
     }
 
     /// Waits, up to 30 s, until no broker on Kafka is on its way to running: each runs, or is
     /// reported not running for a reason of its configuration (not `ChannelUnavailable`, which is
-    /// retried). Nodes the testkit gives a Kafka ([`Channel::Kafka`],
-    /// [`NodeProcess::spawn_with_kafka`]) wait so when they start; a test that names a Kafka
-    /// another way calls this itself.
-    ///
-    /// `/readyz` may answer 200 before: a broker whose first start failed no longer holds the
-    /// node's readiness, and on Apache Kafka a new broker's first start often fails (the topic it
-    /// just created is not usable yet, see `a_new_kafka_broker_runs_at_its_first_start` in
-    /// tests/kafka.rs) and succeeds when it is retried 5 s later. A test starts from running
-    /// brokers; a long wait is said on stderr.
+    /// retried). `/readyz` answers 200 once every broker had its first start or failed it; a
+    /// test that must start from running Kafka brokers (a first start that fails is retried 5 s
+    /// later) calls this; a long wait is said on stderr.
     pub fn wait_for_kafka_brokers(&self) {
         let began = Instant::now();
         let settled = poll(Duration::from_secs(30), || {

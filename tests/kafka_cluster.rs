@@ -1,0 +1,167 @@
+//! Actors supervised across nodes: three knactor nodes in the default group assignment, with
+//! stable `--node-id`s, on a three-broker Apache Kafka cluster (replication 3,
+//! `min.insync.replicas` 2), one broker of 10 partitions and two triggers, under a steady load of
+//! events with unique ids. One node is killed mid-stream and restarted, all three are restarted
+//! one at a time, and a Kafka broker is killed; every accepted event reaches both triggers, and
+//! the test prints its counts.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use knactor_testkit::{wait_for_delivery, Kafka, Load};
+use support::*;
+
+const PARTITIONS: usize = 10;
+/// Events per second, in all.
+const RATE: u32 = 200;
+
+fn config(recorder: &Recorder) -> String {
+    let delivery = Some("{retry: 5, backoffPolicy: exponential, backoffDelay: PT0.2S}");
+    format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: e2e\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\nspec: {{}}\n{}{}",
+        trigger_yaml("a", "filter: {}", &recorder.at("/a"), delivery),
+        trigger_yaml("b", "filter: {}", &recorder.at("/b"), delivery),
+    )
+}
+
+fn partitions_of(node: &NodeProcess) -> BTreeSet<i64> {
+    let Ok(response) = http().get(format!("{}/-/status", node.url)).send() else {
+        return BTreeSet::new();
+    };
+    let status: serde_json::Value = response.json().unwrap_or_default();
+    status["brokers"][0]["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["partition"].as_i64())
+        .collect()
+}
+
+/// Waits until the live nodes hold every partition between them, each some and none twice; how
+/// long it took.
+fn wait_for_spread(nodes: &[&NodeProcess], what: &str, limit: Duration) -> Duration {
+    let began = Instant::now();
+    wait_until(what, limit, || {
+        let held: Vec<BTreeSet<i64>> = nodes.iter().map(|node| partitions_of(node)).collect();
+        let total: usize = held.iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<i64> = held.iter().flatten().copied().collect();
+        held.iter().all(|h| !h.is_empty() && h.len() < PARTITIONS)
+            && total == PARTITIONS
+            && union.len() == PARTITIONS
+    });
+    began.elapsed()
+}
+
+#[test]
+fn three_nodes_lose_nothing_through_a_crash_restarts_and_a_kafka_broker_loss() {
+    let kafka = Kafka::cluster(3);
+    let recorder = Recorder::start();
+    let config = config(&recorder);
+    let node = |id: &str| {
+        NodeProcess::start_on(
+            &config,
+            &[
+                "--kafka-bootstrap",
+                &kafka.bootstrap,
+                "--node-id",
+                id,
+                "--kafka-partitions",
+                &PARTITIONS.to_string(),
+                "--kafka-replication-factor",
+                "3",
+                "--drain-timeout",
+                "20s",
+            ],
+            Channel::Memory,
+        )
+    };
+    let mut nodes = [node("node-1"), node("node-2"), node("node-3")];
+    let spread = wait_for_spread(
+        &nodes.iter().collect::<Vec<_>>(),
+        "the partitions spread over the three nodes",
+        Duration::from_secs(90),
+    );
+    for node in &nodes {
+        println!("{}: partitions {:?}", node.url, partitions_of(node));
+    }
+    let status = String::from_utf8(nodes[0].cli(&["status"]).stdout).unwrap();
+    assert!(status.contains("partitions read here:"), "{status}");
+    println!("spread in {spread:?}");
+
+    let targets: Vec<String> = nodes.iter().map(|n| n.broker("e2e", "default")).collect();
+    let load = Load::start(&targets, RATE, 6, "cluster", "t");
+    std::thread::sleep(Duration::from_secs(5));
+
+    // SIGKILL one node mid-stream: its partitions go to the others once its session times out.
+    nodes[1].kill();
+    let resumed = wait_for_spread(
+        &[&nodes[0], &nodes[2]],
+        "the killed node's partitions resume on the others",
+        Duration::from_secs(60),
+    );
+    println!("after SIGKILL of node-2, its partitions resumed on the others in {resumed:?}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // It comes back under the same id and takes partitions back.
+    nodes[1].restart();
+    let back = wait_for_spread(
+        &nodes.iter().collect::<Vec<_>>(),
+        "the restarted node takes partitions back",
+        Duration::from_secs(60),
+    );
+    println!("node-2 took partitions back in {back:?}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // A rolling restart of all three, one at a time (SIGTERM: each drains).
+    for i in 0..nodes.len() {
+        nodes[i].terminate();
+        nodes[i].restart();
+        wait_for_spread(
+            &nodes.iter().collect::<Vec<_>>(),
+            "the restarted node holds partitions again",
+            Duration::from_secs(60),
+        );
+    }
+    println!("rolling restart done");
+
+    // A Kafka broker dies: replication keeps every accepted event, the cluster goes on.
+    kafka.kill_broker(2);
+    std::thread::sleep(Duration::from_secs(10));
+    kafka.restart_broker(2);
+    std::thread::sleep(Duration::from_secs(5));
+
+    let sent = load.stop();
+    let a = wait_for_delivery(
+        &sent.accepted,
+        || recorder.ids("/a"),
+        Duration::from_secs(180),
+    );
+    let b = wait_for_delivery(
+        &sent.accepted,
+        || recorder.ids("/b"),
+        Duration::from_secs(60),
+    );
+    println!(
+        "three nodes, three Kafka brokers, {RATE} events/s: refused {:?} (503 without Retry-After: {}), longest wait for a 202 {:?}\n  {}\n  {}",
+        sent.refused,
+        sent.unavailable_without_retry_after,
+        sent.longest_to_accept,
+        a.line("trigger a"),
+        b.line("trigger b"),
+    );
+    assert!(a.lost.is_empty(), "{}", a.line("trigger a"));
+    assert!(b.lost.is_empty(), "{}", b.line("trigger b"));
+    assert_eq!(
+        sent.unavailable_without_retry_after, 0,
+        "a 503 without Retry-After"
+    );
+    for tally in [&a, &b] {
+        assert!(
+            tally.duplicate_percent() <= 0.1,
+            "more than 0.1 % duplicates: {}",
+            tally.line("")
+        );
+    }
+}
