@@ -18,6 +18,8 @@ fn kafka_broker() -> String {
 /// Flags of a node on `kafka`, with topics of this test's own.
 fn on_kafka(kafka: &Kafka, test: &str, extra: &[&str]) -> Vec<String> {
     let mut flags: Vec<String> = [
+        "--channel",
+        "kafka",
         "--kafka-bootstrap",
         &kafka.bootstrap,
         "--kafka-topic-template",

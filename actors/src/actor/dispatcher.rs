@@ -49,7 +49,9 @@ const FAILED_READ_PAUSE: Duration = Duration::from_secs(1);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// How long revoked partitions' deliveries may take to finish before the partitions go anyway
 /// (the Kafka channel waits a little longer for the answer).
-const HANDOVER_GRACE: Duration = Duration::from_secs(5);
+const HANDOVER_GRACE: Duration = Duration::from_secs(4);
+/// How long a commit the dispatcher waits for (a handover, a drain) may take.
+const COMMIT_WAIT: Duration = Duration::from_secs(1);
 
 pub struct DispatcherActor {
     broker: ObjectKey,
@@ -62,7 +64,7 @@ pub struct DispatcherActor {
     triggers: HashMap<ObjectKey, TriggerSlot>,
     /// What every trigger owes on every assigned partition, and what may be committed.
     ledger: Ledger<ObjectKey>,
-    committer: Option<Box<dyn Committer>>,
+    committer: Option<Arc<dyn Committer>>,
     /// What the group member learns about the topic (bytes read, partition ends).
     stats: Arc<ReadStats>,
     /// Records (not re-driven ones) the shared read took from each partition, for the triggers'
@@ -91,6 +93,8 @@ struct Handover {
 struct Draining {
     deadline: Instant,
     reply: Option<tokio::sync::oneshot::Sender<DrainReport>>,
+    /// Done or timed out: the last commit and the report are under way.
+    finishing: bool,
 }
 
 /// A trigger as the dispatcher sees it (what it owes is in the ledger).
@@ -142,7 +146,7 @@ impl DispatcherActor {
             .subscribe(&self.topic, &self.group, StartAt::Earliest)
         {
             Ok(subscription) => {
-                self.committer = Some(subscription.committer);
+                self.committer = Some(Arc::from(subscription.committer));
                 self.stats = subscription.stats;
                 ctx.add_stream(subscription.events);
                 self.subscribed = true;
@@ -257,14 +261,14 @@ impl DispatcherActor {
         {
             self.catch_up(&settled.trigger, ctx);
             if !self.handovers.is_empty() || self.draining.is_some() {
-                self.finish_handovers();
-                self.finish_draining();
+                self.finish_handovers(ctx);
+                self.finish_draining(ctx);
             }
         }
     }
 
     /// The channel is about to revoke these partitions: finish what they owe, then commit.
-    fn on_revoking(&mut self, release: Release) {
+    fn on_revoking(&mut self, release: Release, ctx: &mut Context<Self>) {
         info!(broker = %self.broker, partitions = ?release.partitions, "partitions being revoked; finishing their deliveries first");
         for &partition in &release.partitions {
             self.ledger.release(partition);
@@ -273,12 +277,12 @@ impl DispatcherActor {
             release,
             deadline: Instant::now() + HANDOVER_GRACE,
         });
-        self.finish_handovers();
+        self.finish_handovers(ctx);
     }
 
     /// Lets go of the partitions whose deliveries finished (or whose time is up), after a commit
     /// the channel has.
-    fn finish_handovers(&mut self) {
+    fn finish_handovers(&mut self, ctx: &mut Context<Self>) {
         if self.handovers.is_empty() {
             return;
         }
@@ -299,14 +303,17 @@ impl DispatcherActor {
         if finished.is_empty() {
             return;
         }
-        self.commit_and_wait();
-        for handover in finished {
+        for handover in &finished {
             if now >= handover.deadline {
                 warn!(broker = %self.broker, partitions = ?handover.release.partitions,
                     "deliveries of revoked partitions did not finish in {HANDOVER_GRACE:?}; their next reader delivers them again");
             }
-            handover.release.done();
         }
+        self.commit_then(ctx, move |_, _| {
+            for handover in finished {
+                handover.release.done();
+            }
+        });
     }
 
     /// Whether the drain is complete: on a durable channel, what was handed out is final (the rest
@@ -325,16 +332,24 @@ impl DispatcherActor {
         })
     }
 
-    /// Answers the node's drain once it is complete or its time is up.
-    fn finish_draining(&mut self) {
-        let Some(draining) = &self.draining else {
+    /// Answers the node's drain once it is complete or its time is up, after a last commit.
+    fn finish_draining(&mut self, ctx: &mut Context<Self>) {
+        let Some(draining) = &mut self.draining else {
             return;
         };
+        if draining.finishing {
+            return;
+        }
         let finished = self.drained();
+        let draining = self.draining.as_mut().expect("checked above");
         if !finished && Instant::now() < draining.deadline {
             return;
         }
-        self.commit_and_wait();
+        draining.finishing = true;
+        self.commit_then(ctx, move |actor, _| actor.report_drain(finished));
+    }
+
+    fn report_drain(&mut self, finished: bool) {
         let durable = self.log.durable();
         let partitions = self.ledger.partitions();
         let lost = if durable {
@@ -369,19 +384,37 @@ impl DispatcherActor {
         }
     }
 
-    /// Commits what is final and waits until the channel has it.
-    fn commit_and_wait(&mut self) {
+    /// Commits what is final, waits (off the actor's thread, at most [`COMMIT_WAIT`]) until the
+    /// channel has the commit, then goes on with `then`. A channel call that blocks never runs on
+    /// the actor's thread: during a rebalance a synchronous Kafka commit can wait for the very
+    /// revocation this actor is finishing.
+    fn commit_then(
+        &mut self,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
         let offsets = self.ledger.committable();
-        if offsets.is_empty() {
-            return;
-        }
-        let Some(committer) = &self.committer else {
+        let Some(committer) = self.committer.clone().filter(|_| !offsets.is_empty()) else {
+            then(self, ctx);
             return;
         };
-        match committer.commit_and_wait(&offsets) {
-            Ok(()) => self.ledger.committed(&offsets),
-            Err(error) => warn!(broker = %self.broker, "commit failed: {error}"),
-        }
+        let committing = offsets.clone();
+        let commit = async move {
+            let commit =
+                tokio::task::spawn_blocking(move || committer.commit_and_wait(&committing));
+            match tokio::time::timeout(COMMIT_WAIT, commit).await {
+                Ok(Ok(result)) => result.map_err(|error| error.to_string()),
+                Ok(Err(panicked)) => Err(format!("the commit panicked: {panicked}")),
+                Err(_) => Err(format!("no answer within {COMMIT_WAIT:?}")),
+            }
+        };
+        ctx.spawn(commit.into_actor(self).map(move |result, actor, ctx| {
+            match result {
+                Ok(()) => actor.ledger.committed(&offsets),
+                Err(error) => warn!(broker = %actor.broker, "commit failed: {error}"),
+            }
+            then(actor, ctx);
+        }));
     }
 
     /// Starts a read for every partition on which `trigger` lags, when it has room again.
@@ -649,10 +682,10 @@ impl Actor for DispatcherActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.shared.options.commit_interval, |actor, _| {
+        ctx.run_interval(self.shared.options.commit_interval, |actor, ctx| {
             actor.commit();
-            actor.finish_handovers();
-            actor.finish_draining();
+            actor.finish_handovers(ctx);
+            actor.finish_draining(ctx);
         });
         ctx.run_interval(PROGRESS_INTERVAL, |actor, _| actor.publish_progress());
     }
@@ -670,7 +703,7 @@ impl Actor for DispatcherActor {
 
 impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
     /// Assignment changes and records from the group subscription.
-    fn handle(&mut self, event: Result<ChannelEvent, ChannelError>, _: &mut Context<Self>) {
+    fn handle(&mut self, event: Result<ChannelEvent, ChannelError>, ctx: &mut Context<Self>) {
         match event {
             Ok(ChannelEvent::Records(records)) => self.on_records(records),
             Ok(ChannelEvent::Assigned(partitions)) => {
@@ -679,7 +712,7 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
                     self.ledger.assign(partition, committed);
                 }
             }
-            Ok(ChannelEvent::Revoking(release)) => self.on_revoking(release),
+            Ok(ChannelEvent::Revoking(release)) => self.on_revoking(release, ctx),
             Ok(ChannelEvent::Revoked(partitions)) => {
                 self.settle_counts();
                 for partition in partitions {
@@ -776,7 +809,7 @@ impl Handler<DrainBroker> for DispatcherActor {
 
     /// Stops taking records on a durable channel (they stay for the next reader), keeps
     /// delivering what it owes, and answers when done or at the deadline.
-    fn handle(&mut self, drain: DrainBroker, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, drain: DrainBroker, ctx: &mut Context<Self>) -> Self::Result {
         if self.log.durable() {
             let assigned: Vec<Partition> = self.ledger.assigned().collect();
             for partition in assigned {
@@ -787,8 +820,9 @@ impl Handler<DrainBroker> for DispatcherActor {
         self.draining = Some(Draining {
             deadline: drain.deadline,
             reply: Some(reply),
+            finishing: false,
         });
-        self.finish_draining();
+        self.finish_draining(ctx);
         let broker = self.broker.clone();
         let durable = self.log.durable();
         Box::pin(async move {

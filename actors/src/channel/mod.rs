@@ -207,13 +207,14 @@ pub enum ChannelError {
 }
 
 /// Commits a group's offsets for the partitions it holds.
-pub trait Committer: Send {
+pub trait Committer: Send + Sync {
     /// Records below each offset are done. Must never move a committed offset backwards. May
     /// return before the channel has the commit (the next commit carries later offsets anyway).
     fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError>;
 
     /// Like [`Committer::commit`], returning once the channel has the commit: before partitions
-    /// go to another reader, or before the node stops.
+    /// go to another reader, or before the node stops. May block: never call it on an actor's
+    /// thread.
     fn commit_and_wait(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
         self.commit(offsets)
     }
