@@ -25,7 +25,7 @@ use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
 
-use crate::config::{parse_duration_flag, ConfigSource};
+use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -125,6 +125,8 @@ pub struct RunArgs {
     /// How often the configuration is checked for changes.
     #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
     reload_interval: Duration,
+    #[command(flatten)]
+    config_limits: ReadLimitArgs,
     /// Threads serving HTTP.
     #[arg(long, env = "KNACTOR_HTTP_WORKERS", default_value_t = super::default_threads())]
     http_workers: usize,
@@ -244,7 +246,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         Strictness::Lenient
     };
     let mut source = match &args.config {
-        Some(config) => Some(ConfigSource::new(config, strictness)?),
+        Some(config) => {
+            Some(ConfigSource::new(config, strictness)?.with_limits(args.config_limits.limits()))
+        }
         None => None,
     };
     let listener = TcpListener::bind(args.listen)
@@ -263,7 +267,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     let system = actix_rt::System::new();
-    system.block_on(async move {
+    system.block_on(settled(async move {
         let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
         let log = Arc::new(MemoryLog::new(MemoryLimits {
             max_records_per_partition: args.memory_max_records.max(1),
@@ -395,26 +399,36 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             actix_rt::spawn(knactor_kube::cluster::run(client, options, handles));
         }
         let reload_sources = sources.clone();
-        actix_rt::spawn(async move {
-            let Some(mut source) = source else {
-                return;
-            };
-            let mut ticks = tokio::time::interval(reload_every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if let Err(failure) = apply_config(
-                    &mut source,
-                    &reload_node,
-                    &reload_sources,
-                    &advertise,
-                    &channels,
-                    &knative_default,
-                ) {
-                    error!("reloading the configuration failed, keeping what runs: {failure:#}");
-                }
-            }
-        });
+        // Reading files blocks (a slow disk, a hung mount): never on the thread the node's actor
+        // runs on. A failure is said once, not at every interval.
+        if let Some(mut source) = source {
+            std::thread::Builder::new()
+                .name("config-reload".into())
+                .spawn(move || {
+                    let mut failing = None;
+                    loop {
+                        std::thread::sleep(reload_every);
+                        match apply_config(
+                            &mut source,
+                            &reload_node,
+                            &reload_sources,
+                            &advertise,
+                            &channels,
+                            &knative_default,
+                        ) {
+                            Ok(()) => failing = None,
+                            Err(failure) => {
+                                let failure = format!("{failure:#}");
+                                if failing.as_ref() != Some(&failure) {
+                                    error!("reloading the configuration failed, keeping what runs: {failure}");
+                                }
+                                failing = Some(failure);
+                            }
+                        }
+                    }
+                })
+                .context("cannot start the configuration reloader")?;
+        }
 
         let state = GatewayState {
             ingress,
@@ -489,7 +503,23 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             handle.stop(true).await;
         }
         Ok(ExitCode::SUCCESS)
-    })
+    }))
+}
+
+/// Runs the node's start and life; when it fails, first lets the actors started so far run once.
+/// An actor that was never polled is started by actix while the runtime is being dropped, outside
+/// any reactor, and its first timer panics ("there is no reactor running"): a failed start must
+/// end with its one-line error only.
+async fn settled<T>(
+    node: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let outcome = node.await;
+    if outcome.is_err() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+    outcome
 }
 
 /// Waits for SIGTERM (what an orchestrator sends) or SIGINT (Ctrl-C); says which.
