@@ -25,6 +25,10 @@ pub enum IngressError {
     TooLargeForChannel { broker: String, detail: String },
     #[error("could not read the request body: {0}")]
     UnreadableBody(String),
+    #[error("the request body did not arrive within {}s of its head", limit.as_secs_f64())]
+    RequestTimeout { limit: Duration },
+    #[error("this node is reading as many request bodies as it holds at once; retry after 1s")]
+    BodyBuffersFull,
     #[error("invalid CloudEvent: {0}")]
     InvalidEvent(#[from] DecodeError),
     #[error("{0}")]
@@ -36,6 +40,8 @@ pub enum IngressError {
     },
     #[error("broker {broker} cannot store events right now; retry later")]
     Unavailable { broker: String },
+    #[error("broker {broker} is not running on this node right now; retry later")]
+    NotRunning { broker: String },
     #[error("this node is shutting down and takes no more events; retry (another node of the broker takes them)")]
     ShuttingDown,
     #[error(
@@ -49,11 +55,32 @@ impl IngressError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             IngressError::Busy { retry_after, .. } => Some(*retry_after),
-            IngressError::Unavailable { .. } | IngressError::ShuttingDown => {
-                Some(Duration::from_secs(1))
-            }
+            IngressError::Unavailable { .. }
+            | IngressError::NotRunning { .. }
+            | IngressError::ShuttingDown
+            | IngressError::BodyBuffersFull => Some(Duration::from_secs(1)),
             _ => None,
         }
+    }
+
+    /// A 5xx that is the ingress holding a limit or a broker that is not running, not a failure
+    /// of the node: counted and summed up with the client errors instead of logged each time.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            IngressError::BodyBuffersFull | IngressError::NotRunning { .. }
+        )
+    }
+
+    /// Answered before the whole body was read: the connection cannot carry another request.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            IngressError::TooLarge { .. }
+                | IngressError::RequestTimeout { .. }
+                | IngressError::BodyBuffersFull
+                | IngressError::UnreadableBody(_)
+        )
     }
 }
 
@@ -62,6 +89,7 @@ impl ResponseError for IngressError {
         match self {
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::RootPath | IngressError::UnknownBroker(_) => StatusCode::NOT_FOUND,
+            IngressError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             IngressError::BadPath(_)
             | IngressError::UnreadableBody(_)
             | IngressError::InvalidEvent(_)
@@ -71,6 +99,8 @@ impl ResponseError for IngressError {
             }
             IngressError::Busy { .. }
             | IngressError::Unavailable { .. }
+            | IngressError::NotRunning { .. }
+            | IngressError::BodyBuffersFull
             | IngressError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::NotAnIngress => StatusCode::MISDIRECTED_REQUEST,
         }
@@ -84,6 +114,9 @@ impl ResponseError for IngressError {
         }
         if let Some(wait) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
+        }
+        if self.closes_connection() {
+            response.force_close();
         }
         response.body(format!("{self}\n"))
     }

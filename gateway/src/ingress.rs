@@ -12,6 +12,7 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
 use knactor_actors::actor::{IngressTable, Node, Publish, PublishError, Role};
@@ -22,10 +23,14 @@ use knactor_actors::resources::ObjectKey;
 use knactor_actors::routes::broker_of_path;
 use knactor_actors::source::SourceBoard;
 use knactor_actors::trace::{self, TraceParent};
-use tracing::error;
+use tracing::{debug, error};
 
-use crate::binding::decode_message;
+use crate::binding::{
+    check_attribute_limits, decode_message, media_type, AttributeLimits, DecodeError,
+    BATCH_CONTENT_TYPE,
+};
 use crate::error::IngressError;
+use crate::limits::{BodyReservation, Limits};
 
 /// What the HTTP side needs from the node.
 #[derive(Clone)]
@@ -39,6 +44,8 @@ pub struct GatewayState {
     pub max_body_bytes: usize,
     /// A dispatch-only node answers 421 to events.
     pub role: Role,
+    /// What the ingress holds for its clients at most, and what it refused.
+    pub limits: Arc<Limits>,
 }
 
 /// Where a node serves its admin API (`/-/...`).
@@ -72,6 +79,16 @@ fn probes_and_metrics(config: &mut web::ServiceConfig, state: &GatewayState) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
+}
+
+/// The probe listener (`--probe-listen`): `/healthz` and `/readyz` only.
+pub fn configure_probes(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |config: &mut web::ServiceConfig| {
+        config
+            .app_data(web::Data::new(state.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz));
+    }
 }
 
 /// The admin listener (`--admin-listen`): the admin API, the probes and the metrics.
@@ -109,9 +126,11 @@ async fn readyz(state: web::Data<GatewayState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<GatewayState>) -> HttpResponse {
+    let mut text = state.metrics.render();
+    state.limits.render_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(text)
 }
 
 /// The broker ingress (and everything no other route took), in the spans of the request (see
@@ -122,7 +141,18 @@ async fn ingress(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, IngressError> {
     let mut spans = Vec::new();
+    let limits = state.limits.clone();
+    let path = request.path().to_string();
     let result = receive(request, payload, state, &mut spans).await;
+    if let Err(error) = &result {
+        // A client's mistake, or what it asked for beyond the limits: at debug one by one, summed
+        // up at warn (see `limits`), so nobody can flood the log.
+        let status = actix_web::ResponseError::status_code(error);
+        if status.is_client_error() || error.is_refusal() {
+            limits.refusals.request(status.as_u16());
+            debug!(status = status.as_u16(), %path, "refused: {error}");
+        }
+    }
     if !spans.is_empty() {
         let status = match &result {
             Ok(response) => response.status(),
@@ -160,8 +190,8 @@ async fn receive(
     let Some(broker) = state.ingress.broker(&key) else {
         return Err(match state.ingress.not_running(&key) {
             Some(reason) => {
-                error!(broker = %key, "refused an event: the broker is not running: {reason}");
-                IngressError::Unavailable {
+                debug!(broker = %key, "refused an event: the broker is not running: {reason}");
+                IngressError::NotRunning {
                     broker: key.to_string(),
                 }
             }
@@ -178,14 +208,13 @@ async fn receive(
     if declared.is_some_and(|length| length > limit) {
         return Err(IngressError::TooLarge { limit });
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| IngressError::UnreadableBody(error.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(IngressError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    // Held until the answer: the body's bytes count against the budget until they are stored.
+    let limits = state.limits.clone();
+    let mut reservation = limits.bodies.reservation();
+    let deadline = limits.settings.request_timeout;
+    let body = tokio::time::timeout(deadline, read_body(&mut payload, limit, &mut reservation))
+        .await
+        .map_err(|_| IngressError::RequestTimeout { limit: deadline })??;
 
     let headers = request
         .headers()
@@ -196,6 +225,7 @@ async fn receive(
     if events.is_empty() {
         return Ok(HttpResponse::Accepted().finish());
     }
+    check_limits(&request, &events, &limits.settings.attributes)?;
     *spans = propagate(&request, &mut events);
     let broker_name = key.to_string();
     match broker.send(Publish { events }).await {
@@ -229,6 +259,68 @@ async fn receive(
             })
         }
     }
+}
+
+/// Reads a body of at most `limit` bytes, each byte held in `reservation` (413 over the limit,
+/// 503 when the bodies being read hold the whole budget). Chunks are kept as they arrive and
+/// joined once at the end, so a slow body holds what it sent, not what it declared.
+async fn read_body(
+    payload: &mut web::Payload,
+    limit: usize,
+    reservation: &mut BodyReservation<'_>,
+) -> Result<Bytes, IngressError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| IngressError::UnreadableBody(error.to_string()))?;
+        if size + chunk.len() > limit {
+            return Err(IngressError::TooLarge { limit });
+        }
+        if !reservation.grow(chunk.len()) {
+            return Err(IngressError::BodyBuffersFull);
+        }
+        size += chunk.len();
+        chunks.push(chunk);
+    }
+    if chunks.len() <= 1 {
+        return Ok(chunks.pop().unwrap_or_default());
+    }
+    // Joining holds the chunks and their copy for a moment.
+    if !reservation.grow(size) {
+        return Err(IngressError::BodyBuffersFull);
+    }
+    let mut joined = web::BytesMut::with_capacity(size);
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    reservation.shrink(size);
+    Ok(joined.freeze())
+}
+
+/// Refuses events with attributes over the node's limits, naming the event of a batch.
+fn check_limits(
+    request: &HttpRequest,
+    events: &[Event],
+    limits: &AttributeLimits,
+) -> Result<(), IngressError> {
+    let batch = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| media_type(value) == BATCH_CONTENT_TYPE);
+    for (index, event) in events.iter().enumerate() {
+        check_attribute_limits(event, limits).map_err(|error| {
+            if batch {
+                DecodeError::InBatch {
+                    index,
+                    error: Box::new(error),
+                }
+            } else {
+                error
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Carries the producers' trace contexts into the events and returns the request's spans.

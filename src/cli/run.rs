@@ -21,6 +21,8 @@ use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes, KAFKA_B
 use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
+use knactor_gateway::limits::Limits;
+use knactor_gateway::server::{serve_ingress, serve_probes};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
@@ -127,6 +129,8 @@ pub struct RunArgs {
     reload_interval: Duration,
     #[command(flatten)]
     config_limits: ReadLimitArgs,
+    #[command(flatten)]
+    ingress_limits: super::limits::IngressLimitArgs,
     /// Threads serving HTTP.
     #[arg(long, env = "KNACTOR_HTTP_WORKERS", default_value_t = super::default_threads())]
     http_workers: usize,
@@ -235,7 +239,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", dry_run_summary(&args));
         return Ok(ExitCode::SUCCESS);
     }
-    let _telemetry = args.telemetry.init(&args.log)?;
+    let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {
         let auth = kafka_auth(dir)?;
         args.kafka_config.extend(auth);
@@ -258,6 +262,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(address) => Some(
             TcpListener::bind(address)
                 .with_context(|| format!("cannot listen on {address} (--admin-listen)"))?,
+        ),
+        None => None,
+    };
+    let probe_listener = match args.ingress_limits.probe_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .with_context(|| format!("cannot listen on {address} (--probe-listen)"))?,
         ),
         None => None,
     };
@@ -437,6 +448,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             sources: source_board,
             max_body_bytes: args.max_body_bytes,
             role: args.role,
+            limits: Limits::new(args.ingress_limits.checked_limits()),
         };
         // Signals are the node's to handle: a stop drains before the listeners close.
         let admin = match admin_listener {
@@ -462,20 +474,26 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             AdminApi::Here
         };
         let drain_node = state.node.clone();
-        let server =
-            HttpServer::new(move || App::new().configure(configure(state.clone(), placement)))
-                .workers(args.http_workers.max(1))
-                .disable_signals()
-                .shutdown_timeout(5)
-                .listen(listener)?
-                .run();
+        let probes = match probe_listener {
+            Some(probe_listener) => {
+                let probe_bound = probe_listener.local_addr()?;
+                let probes = serve_probes(probe_listener, state.clone())?;
+                println!("knactor probes on http://{probe_bound}");
+                Some(probes)
+            }
+            None => None,
+        };
+        let limits = state.limits.clone();
+        let server = serve_ingress(listener, args.http_workers, limits, move || {
+            App::new().configure(configure(state.clone(), placement))
+        })?;
         println!("knactor listening on http://{bound}");
         info!("node running; brokers at http://{bound}/<namespace>/<broker>");
         let mut handles = vec![server.handle()];
         let mut serving = vec![actix_rt::spawn(server)];
-        if let Some(admin) = admin {
-            handles.push(admin.handle());
-            serving.push(actix_rt::spawn(admin));
+        for other in [admin, probes].into_iter().flatten() {
+            handles.push(other.handle());
+            serving.push(actix_rt::spawn(other));
         }
         // A listener that fails ends the node; a signal drains it first.
         let stop = tokio::select! {

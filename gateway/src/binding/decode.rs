@@ -31,11 +31,90 @@ pub enum DecodeError {
     InvalidHeader(String),
     #[error("invalid structured event: {0}")]
     InvalidJson(String),
+    #[error("attribute {name:?} is {size} bytes, over this node's limit of {limit}")]
+    AttributeTooLarge {
+        name: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("the event has {count} extension attributes, over this node's limit of {limit}")]
+    TooManyExtensions { count: usize, limit: usize },
     #[error("event {index} of the batch: {error}")]
     InBatch {
         index: usize,
         error: Box<DecodeError>,
     },
+}
+
+/// How large a decoded event's attributes may be. CloudEvents and Knative set no limit; these
+/// defaults are far above what real events carry (and what HTTP proxies pass in one header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeLimits {
+    /// Bytes of any one attribute's value (id, source, type, subject, every extension...) and of
+    /// an extension's name.
+    pub max_attribute_bytes: usize,
+    /// Extension attributes on one event.
+    pub max_extensions: usize,
+}
+
+impl Default for AttributeLimits {
+    fn default() -> Self {
+        Self {
+            max_attribute_bytes: 4096,
+            max_extensions: 100,
+        }
+    }
+}
+
+/// Refuses an event with an attribute or an extension name over `limits`, or too many
+/// extensions, naming the first one found.
+pub fn check_attribute_limits(event: &Event, limits: &AttributeLimits) -> Result<(), DecodeError> {
+    let count = event.iter_extensions().count();
+    if count > limits.max_extensions {
+        return Err(DecodeError::TooManyExtensions {
+            count,
+            limit: limits.max_extensions,
+        });
+    }
+    let limit = limits.max_attribute_bytes;
+    let check = |name: &str, size: usize| {
+        if size > limit {
+            Err(DecodeError::AttributeTooLarge {
+                name: shortened(name),
+                size,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    check("id", event.id().len())?;
+    check("source", event.source().len())?;
+    check("type", event.ty().len())?;
+    if let Some(subject) = event.subject() {
+        check("subject", subject.len())?;
+    }
+    if let Some(schema) = event.dataschema() {
+        check("dataschema", schema.as_str().len())?;
+    }
+    if let Some(content_type) = event.datacontenttype() {
+        check("datacontenttype", content_type.len())?;
+    }
+    for (name, value) in event.iter_extensions() {
+        check(name, name.len())?;
+        if let ExtensionValue::String(text) = value {
+            check(name, text.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// A name as it goes into a refusal: at most 64 characters of it.
+fn shortened(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_string(),
+    }
 }
 
 /// The media type of a `Content-Type` value, lowercased, without parameters.
@@ -438,6 +517,70 @@ mod tests {
             "event 1 of the batch: missing required attribute \"id\""
         );
         assert_eq!(decode(&ct, b"[]"), Ok(vec![]), "an empty batch is valid");
+    }
+
+    #[test]
+    fn attributes_and_extensions_over_the_limits_are_refused_by_name() {
+        let limits = AttributeLimits {
+            max_attribute_bytes: 8,
+            max_extensions: 2,
+        };
+        let event = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = pairs.to_vec();
+            for (name, value) in [
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ] {
+                if !pairs.iter().any(|(given, _)| *given == name) {
+                    all.push((name, value));
+                }
+            }
+            decode(&all, b"").unwrap().remove(0)
+        };
+        assert_eq!(check_attribute_limits(&event(&[]), &limits), Ok(()));
+        assert_eq!(
+            check_attribute_limits(&event(&[("ce-id", "123456789")]), &limits)
+                .unwrap_err()
+                .to_string(),
+            "attribute \"id\" is 9 bytes, over this node's limit of 8"
+        );
+        // The decoded value counts: "eu west-1".
+        assert_eq!(
+            check_attribute_limits(&event(&[("ce-region", "eu%20west-1")]), &limits),
+            Err(DecodeError::AttributeTooLarge {
+                name: "region".into(),
+                size: 9,
+                limit: 8
+            })
+        );
+        assert_eq!(
+            check_attribute_limits(&event(&[("ce-longername", "x")]), &limits),
+            Err(DecodeError::AttributeTooLarge {
+                name: "longername".into(),
+                size: 10,
+                limit: 8
+            })
+        );
+        assert_eq!(
+            check_attribute_limits(
+                &event(&[("ce-a", "1"), ("ce-b", "2"), ("ce-c", "3")]),
+                &limits
+            ),
+            Err(DecodeError::TooManyExtensions { count: 3, limit: 2 })
+        );
+        let long_name = "n".repeat(100);
+        let refused = check_attribute_limits(
+            &event(&[]),
+            &AttributeLimits {
+                max_attribute_bytes: 0,
+                max_extensions: 0,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(refused, DecodeError::AttributeTooLarge { ref name, .. } if name == "id"));
+        assert_eq!(shortened(&long_name).len(), 67);
     }
 
     #[test]
