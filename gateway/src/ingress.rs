@@ -261,40 +261,35 @@ async fn receive(
     }
 }
 
-/// Reads a body of at most `limit` bytes, each byte held in `reservation` (413 over the limit,
-/// 503 when the bodies being read hold the whole budget). Chunks are kept as they arrive and
-/// joined once at the end, so a slow body holds what it sent, not what it declared.
+/// Reads a body of at most `limit` bytes into one buffer whose every byte of capacity is held in
+/// `reservation` (413 over the limit, 503 when the bodies being read hold the whole budget). Each
+/// chunk is copied as it arrives, so the connection's read buffer is free for the next one; the
+/// buffer grows as bytes arrive (doubling), so a slow body holds what it sent, not what it
+/// declared.
 async fn read_body(
     payload: &mut web::Payload,
     limit: usize,
     reservation: &mut BodyReservation<'_>,
 ) -> Result<Bytes, IngressError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut size = 0;
+    let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| IngressError::UnreadableBody(error.to_string()))?;
-        if size + chunk.len() > limit {
+        let needed = body.len() + chunk.len();
+        if needed > limit {
             return Err(IngressError::TooLarge { limit });
         }
-        if !reservation.grow(chunk.len()) {
-            return Err(IngressError::BodyBuffersFull);
+        if needed > body.capacity() {
+            let wanted = needed.max(body.capacity() * 2).min(limit);
+            if !reservation.grow(wanted - body.capacity()) {
+                return Err(IngressError::BodyBuffersFull);
+            }
+            let mut grown = web::BytesMut::with_capacity(wanted);
+            grown.extend_from_slice(&body);
+            body = grown;
         }
-        size += chunk.len();
-        chunks.push(chunk);
+        body.extend_from_slice(&chunk);
     }
-    if chunks.len() <= 1 {
-        return Ok(chunks.pop().unwrap_or_default());
-    }
-    // Joining holds the chunks and their copy for a moment.
-    if !reservation.grow(size) {
-        return Err(IngressError::BodyBuffersFull);
-    }
-    let mut joined = web::BytesMut::with_capacity(size);
-    for chunk in chunks {
-        joined.extend_from_slice(&chunk);
-    }
-    reservation.shrink(size);
-    Ok(joined.freeze())
+    Ok(body.freeze())
 }
 
 /// Refuses events with attributes over the node's limits, naming the event of a batch.

@@ -44,7 +44,7 @@ impl Default for IngressLimits {
             request_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(5),
-            max_connections: 4096,
+            max_connections: 1024,
             max_connections_per_client: 256,
             body_buffer_bytes: 128 * 1024 * 1024,
             attributes: AttributeLimits::default(),
