@@ -7,6 +7,8 @@
 //!                 │ within the limits: the connection holds a permit until it closes
 //!                 ▼
 //!             actix-http HTTP/1 (head within --header-timeout, idle keep-alive --keep-alive)
+//!                 │   a later request's head, too: actix-http times only the first one, so the
+//!                 │   connection's HeadClock does it for the others
 //!                 │
 //!                 ▼
 //!             the App (ingress: body within --request-timeout and the body budget)
@@ -16,10 +18,13 @@
 //! `HttpServer`, because `HttpServer` gives no way to refuse a connection before its dispatcher
 //! (and its buffers) exist.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::Future as _;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,11 +34,12 @@ use actix_http::{body::MessageBody, HttpService, KeepAlive, Protocol, Request};
 use actix_rt::net::TcpStream;
 use actix_server::Server;
 use actix_service::{
-    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+    apply_fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
 };
 use actix_web::dev::{AppConfig, Response, Service};
 use actix_web::{App, HttpServer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
 use crate::ingress::{configure_probes, GatewayState};
@@ -92,8 +98,11 @@ where
                 .client_request_timeout(settings.header_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(address)
+                .on_connect_ext(|io: &Counted, data| {
+                    data.insert(io.clock.clone());
+                })
                 // The ingress reads neither the host nor the scheme from the app's config.
-                .finish(map_config(app, |_| AppConfig::default()));
+                .finish(timed_heads(map_config(app, |_| AppConfig::default())));
             let admitting = limits.clone();
             let noting = limits.clone();
             fn_service(move |io: TcpStream| {
@@ -140,6 +149,9 @@ async fn admit(
                 Counted {
                     io,
                     _permit: permit,
+                    clock: Rc::new(HeadClock::default()),
+                    head_timeout: limits.settings.header_timeout,
+                    timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
                 },
                 Protocol::Http1,
                 Some(peer),
@@ -184,10 +196,80 @@ fn note(limits: &Limits, error: &DispatchError) {
     }
 }
 
-/// An admitted connection: its permit is given back when the HTTP layer drops it.
+/// Marks the requests of a connection on its [`HeadClock`] as the app takes and answers them.
+fn timed_heads<SF>(
+    app: SF,
+) -> impl ServiceFactory<
+    Request,
+    Config = (),
+    Response = SF::Response,
+    Error = SF::Error,
+    InitError = SF::InitError,
+>
+where
+    SF: ServiceFactory<Request, Config = ()>,
+    <SF::Service as Service<Request>>::Future: 'static,
+{
+    apply_fn_factory(app, |request: Request, service: &SF::Service| {
+        let clock = request.conn_data::<Rc<HeadClock>>().cloned();
+        if let Some(clock) = &clock {
+            clock.phase.set(Phase::InRequest);
+        }
+        let answer = service.call(request);
+        async move {
+            let answer = answer.await;
+            if let Some(clock) = clock {
+                clock.phase.set(Phase::Idle);
+            }
+            answer
+        }
+    })
+}
+
+/// Where a connection is between its requests. actix-http times the head of a connection's first
+/// request only (`--header-timeout`) and an idle keep-alive connection (`--keep-alive`); a client
+/// that answers one request and then trickles the next head a byte at a time would hold the
+/// connection forever. The clock starts when bytes arrive on an idle connection and stops when
+/// the app takes the request; the connection is closed when it runs past `--header-timeout`.
+#[derive(Debug, Default)]
+struct HeadClock {
+    phase: Cell<Phase>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between requests, nothing of the next one read.
+    #[default]
+    Idle,
+    /// Bytes of a request head arrived at this instant; the app has not taken it yet.
+    Head(Instant),
+    /// The app is answering a request (its body is timed by the ingress).
+    InRequest,
+}
+
+/// An admitted connection: its permit is given back when the HTTP layer drops it; its reads
+/// follow the [`HeadClock`].
 struct Counted {
     io: TcpStream,
     _permit: ConnectionPermit,
+    clock: Rc<HeadClock>,
+    head_timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Counted {
+    /// Whether the head now arriving is past its deadline; arms the timer (which wakes the
+    /// connection at the deadline) otherwise.
+    fn head_too_slow(&mut self, cx: &mut Context<'_>) -> bool {
+        let Phase::Head(since) = self.clock.phase.get() else {
+            return false;
+        };
+        let deadline = since + self.head_timeout;
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl AsyncRead for Counted {
@@ -196,7 +278,23 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.head_too_slow(cx) {
+            debug!("closed a connection whose request head took longer than --header-timeout");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request head did not arrive within --header-timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let read = matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        if read && this.clock.phase.get() == Phase::Idle {
+            this.clock.phase.set(Phase::Head(Instant::now()));
+            // Registers the timer's wake-up.
+            let _ = this.head_too_slow(cx);
+        }
+        polled
     }
 }
 
