@@ -455,6 +455,23 @@ fn bodies_held_open_cannot_take_more_memory_than_the_body_budget() {
     );
     assert!(buffered <= budget as f64);
     assert!(refused_503 > 0.0);
+
+    // JSON counts as what it takes once parsed: 1 MiB of [1,1,...] is a tree of about 45 MB.
+    let ones = format!("[{}1]", "1,".repeat(512 * 1024));
+    let structured = format!(
+        r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{ones}}}"#
+    );
+    let refused = http()
+        .post(node.broker("e2e", "default"))
+        .header("content-type", "application/cloudevents+json")
+        .body(structured)
+        .send()
+        .unwrap();
+    let status = refused.status();
+    let reason = refused.text().unwrap();
+    println!("1 MiB of JSON numbers with a 32 MiB budget: {status} {reason:?}");
+    assert_eq!(status, 413);
+    assert!(reason.contains("more than this node holds for the requests it reads"));
     // Without the budget the node held every body: +400 MiB.
     assert!(
         rss_holding - rss_before < 150.0,

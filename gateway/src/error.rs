@@ -21,6 +21,11 @@ pub enum IngressError {
     UnknownBroker(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "decoded, this request would take about {size} bytes, more than this node holds for the \
+         requests it reads ({limit} bytes, --body-buffer-bytes): send fewer or smaller events at once"
+    )]
+    TooLargeDecoded { size: usize, limit: usize },
     #[error("the event is too large for broker {broker}'s channel: {detail}")]
     TooLargeForChannel { broker: String, detail: String },
     #[error("could not read the request body: {0}")]
@@ -94,9 +99,9 @@ impl ResponseError for IngressError {
             | IngressError::UnreadableBody(_)
             | IngressError::InvalidEvent(_)
             | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
-            IngressError::TooLarge { .. } | IngressError::TooLargeForChannel { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            IngressError::TooLarge { .. }
+            | IngressError::TooLargeDecoded { .. }
+            | IngressError::TooLargeForChannel { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Busy { .. }
             | IngressError::Unavailable { .. }
             | IngressError::NotRunning { .. }

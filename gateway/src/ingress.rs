@@ -26,7 +26,7 @@ use knactor_actors::trace::{self, TraceParent};
 use tracing::{debug, error};
 
 use crate::binding::{
-    check_attribute_limits, decode_message, media_type, AttributeLimits, DecodeError,
+    check_attribute_limits, decode_message, decoded_size, media_type, AttributeLimits, DecodeError,
     BATCH_CONTENT_TYPE,
 };
 use crate::error::IngressError;
@@ -221,6 +221,17 @@ async fn receive(
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect::<Vec<_>>();
+    // The decoded events share the budget with the body until they are stored.
+    let decoded = decoded_size(&headers, &body);
+    if reservation.bytes() + decoded > limits.bodies.limit() {
+        return Err(IngressError::TooLargeDecoded {
+            size: reservation.bytes() + decoded,
+            limit: limits.bodies.limit(),
+        });
+    }
+    if !reservation.grow(decoded) {
+        return Err(IngressError::BodyBuffersFull);
+    }
     let mut events = decode_message(&headers, &body)?;
     if events.is_empty() {
         return Ok(HttpResponse::Accepted().finish());

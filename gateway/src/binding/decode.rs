@@ -117,6 +117,45 @@ fn shortened(name: &str) -> String {
     }
 }
 
+/// About how many bytes the events decoded from a message take, at most: binary-mode data is a
+/// copy of the body; JSON (structured and batched modes) becomes a tree of values that takes
+/// far more than its text (`[1,1,1,...]` about forty times), counted here from the number of
+/// values and keys in one linear pass over the text, before it is parsed.
+pub fn decoded_size(headers: &[(&str, &[u8])], body: &[u8]) -> usize {
+    let json = headers.iter().any(|&(name, value)| {
+        name == "content-type"
+            && std::str::from_utf8(value).is_ok_and(|ct| {
+                let media = media_type(ct);
+                media == STRUCTURED_CONTENT_TYPE || media == BATCH_CONTENT_TYPE
+            })
+    });
+    if !json {
+        return body.len();
+    }
+    let mut values = 1usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' | b':' => values += 1,
+                _ => {}
+            }
+        }
+    }
+    // A value (or a map key's string) and its slot in its array or map.
+    let per_value = std::mem::size_of::<serde_json::Value>() + 16;
+    body.len().saturating_add(values.saturating_mul(per_value))
+}
+
 /// The media type of a `Content-Type` value, lowercased, without parameters.
 pub fn media_type(content_type: &str) -> String {
     content_type
@@ -581,6 +620,26 @@ mod tests {
         .unwrap_err();
         assert!(matches!(refused, DecodeError::AttributeTooLarge { ref name, .. } if name == "id"));
         assert_eq!(shortened(&long_name).len(), 67);
+    }
+
+    #[test]
+    fn json_is_counted_by_its_values_and_binary_data_by_its_bytes() {
+        let binary = headers(&[("ce-specversion", "1.0")]);
+        assert_eq!(decoded_size(&binary, &[0u8; 1000]), 1000);
+        let structured = headers(&[("content-type", "application/cloudevents+json")]);
+        let ones = format!("[{}1]", "1,".repeat(1000));
+        let per_value = std::mem::size_of::<serde_json::Value>() + 16;
+        assert_eq!(
+            decoded_size(&structured, ones.as_bytes()),
+            ones.len() + 1002 * per_value
+        );
+        assert!(decoded_size(&structured, ones.as_bytes()) > 20 * ones.len());
+        // What is inside strings does not count: one object, one key, one value.
+        let text = format!("{{\"data\":\"{}\"}}", "[,{:".repeat(100));
+        assert_eq!(
+            decoded_size(&structured, text.as_bytes()),
+            text.len() + 3 * per_value
+        );
     }
 
     #[test]
