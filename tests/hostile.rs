@@ -458,9 +458,8 @@ fn bodies_held_open_cannot_take_more_memory_than_the_body_budget() {
 
     // JSON counts as what it takes once parsed: 1 MiB of [1,1,...] is a tree of about 45 MB.
     let ones = format!("[{}1]", "1,".repeat(512 * 1024));
-    let structured = format!(
-        r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{ones}}}"#
-    );
+    let structured =
+        format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{ones}}}"#);
     let refused = http()
         .post(node.broker("e2e", "default"))
         .header("content-type", "application/cloudevents+json")

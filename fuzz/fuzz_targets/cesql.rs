@@ -34,7 +34,12 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     let event: Event = builder.build().unwrap_or_else(|_| {
-        EventBuilderV10::new().id("1").source("/s").ty("t").build().unwrap()
+        EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .build()
+            .unwrap()
     });
     let evaluation = expression.evaluate(&event);
     let matched = expression.matches(&event);

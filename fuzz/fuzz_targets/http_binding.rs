@@ -13,7 +13,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
     let (head, body) = split(input);
-    let names: Vec<String> = head.iter().map(|(name, _)| name.to_ascii_lowercase()).collect();
+    let names: Vec<String> = head
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect();
     let headers: Vec<(&str, &[u8])> = names
         .iter()
         .zip(&head)
@@ -24,7 +27,10 @@ fuzz_target!(|input: &[u8]| {
     };
     let binary_mode = headers.iter().any(|(name, _)| *name == "ce-specversion")
         && !headers.iter().any(|(name, value)| {
-            *name == "content-type" && value.to_ascii_lowercase().starts_with(b"application/cloudevents")
+            *name == "content-type"
+                && value
+                    .to_ascii_lowercase()
+                    .starts_with(b"application/cloudevents")
         });
     for event in &events {
         let _ = check_attribute_limits(event, &AttributeLimits::default());
