@@ -1,6 +1,7 @@
 //! Every way an ingress request can fail, and its HTTP status, in one place (Knative's broker
 //! ingress contract). 4xx bodies say what to fix; 5xx bodies say what to do and reveal nothing
-//! internal (the cause is logged where it happens).
+//! internal (the cause is logged where it happens). A connection refused over a connection limit
+//! gets its answer before any request exists, from [`crate::limits::OverLimit::response`].
 
 use std::time::Duration;
 

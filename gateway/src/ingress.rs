@@ -6,6 +6,10 @@
 //!
 //! A 202 means the events are stored in the broker's channel (on Kafka: acknowledged by all
 //! in-sync replicas), not merely received.
+//!
+//! A request is held to the node's [`Limits`]: its body within `--request-timeout` of its head,
+//! its bytes and its decoded events within the shared body budget, its attributes within their
+//! sizes; every refusal is counted and logged at debug (summed up at warn, see [`crate::limits`]).
 
 use std::sync::Arc;
 
