@@ -805,3 +805,43 @@ fn yaml_nested_100k_deep_is_refused_at_once_and_the_node_keeps_answering() {
     assert!(slowest_status < Duration::from_secs(3));
     assert_eq!(send(&node.broker("e2e", "default"), "after", "t"), 202);
 }
+
+#[test]
+fn a_start_that_fails_after_the_actors_started_says_one_line_and_never_panics() {
+    // Listing 20,000 files takes longer than the 1 ms allowed: the first read fails once the
+    // node's actors exist, which used to print actix's "no reactor running" panics.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), BROKER_A).unwrap();
+    for index in 0..20_000 {
+        std::fs::write(dir.path().join(format!("f{index}.txt")), "").unwrap();
+    }
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--config-read-timeout",
+            "1ms",
+        ])
+        .arg("--config")
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(dir.path().join(".state"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!(
+        "a failed start ({:?}, exit {:?}) printed:\n{stderr}",
+        started.elapsed(),
+        output.status.code()
+    );
+    assert!(!output.status.success());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: listing ") && last.contains("took longer than 1ms"),
+        "{last}"
+    );
+}
