@@ -250,7 +250,7 @@ fn kafka_going_away_gets_503_with_retry_after_and_loses_nothing_accepted() {
         &on_kafka(&kafka, "outage", &["--kafka-append-timeout", "3s"]),
     );
     let broker = node.broker("e2e", "default");
-    let load = Load::start(&[broker.clone()], 200, 4, "outage", "t");
+    let load = Load::start(std::slice::from_ref(&broker), 200, 4, "outage", "t");
     std::thread::sleep(Duration::from_secs(3));
     kafka.stop();
     wait_until(

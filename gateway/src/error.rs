@@ -1,6 +1,7 @@
 //! Every way an ingress request can fail, and its HTTP status, in one place (Knative's broker
 //! ingress contract). 4xx bodies say what to fix; 5xx bodies say what to do and reveal nothing
-//! internal (the cause is logged where it happens).
+//! internal (the cause is logged where it happens). A connection refused over a connection limit
+//! gets its answer before any request exists, from [`crate::limits::OverLimit::response`].
 
 use std::time::Duration;
 
@@ -21,10 +22,19 @@ pub enum IngressError {
     UnknownBroker(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "decoded, this request would take about {size} bytes, more than this node holds for the \
+         requests it reads ({limit} bytes, --body-buffer-bytes): send fewer or smaller events at once"
+    )]
+    TooLargeDecoded { size: usize, limit: usize },
     #[error("too large for broker {broker}'s channel: {detail}")]
     TooLargeForChannel { broker: String, detail: String },
     #[error("could not read the request body: {0}")]
     UnreadableBody(String),
+    #[error("the request body did not arrive within {}s of its head", limit.as_secs_f64())]
+    RequestTimeout { limit: Duration },
+    #[error("this node is reading as many request bodies as it holds at once; retry after 1s")]
+    BodyBuffersFull,
     #[error("invalid CloudEvent: {0}")]
     InvalidEvent(#[from] DecodeError),
     #[error("{0}")]
@@ -37,6 +47,8 @@ pub enum IngressError {
     },
     #[error("broker {broker} cannot store events right now; retry later")]
     Unavailable { broker: String },
+    #[error("broker {broker} is not running on this node right now; retry later")]
+    NotRunning { broker: String },
     #[error("this node is shutting down and takes no more events; retry (another node of the broker takes them)")]
     ShuttingDown,
     #[error(
@@ -50,11 +62,32 @@ impl IngressError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             IngressError::Busy { retry_after, .. } => Some(*retry_after),
-            IngressError::Unavailable { .. } | IngressError::ShuttingDown => {
-                Some(Duration::from_secs(1))
-            }
+            IngressError::Unavailable { .. }
+            | IngressError::NotRunning { .. }
+            | IngressError::ShuttingDown
+            | IngressError::BodyBuffersFull => Some(Duration::from_secs(1)),
             _ => None,
         }
+    }
+
+    /// A 5xx that is the ingress holding a limit or a broker that is not running, not a failure
+    /// of the node: counted and summed up with the client errors instead of logged each time.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            IngressError::BodyBuffersFull | IngressError::NotRunning { .. }
+        )
+    }
+
+    /// Answered before the whole body was read: the connection cannot carry another request.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            IngressError::TooLarge { .. }
+                | IngressError::RequestTimeout { .. }
+                | IngressError::BodyBuffersFull
+                | IngressError::UnreadableBody(_)
+        )
     }
 }
 
@@ -63,15 +96,18 @@ impl ResponseError for IngressError {
         match self {
             IngressError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::RootPath | IngressError::UnknownBroker(_) => StatusCode::NOT_FOUND,
+            IngressError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             IngressError::BadPath(_)
             | IngressError::UnreadableBody(_)
             | IngressError::InvalidEvent(_)
             | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
-            IngressError::TooLarge { .. } | IngressError::TooLargeForChannel { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            IngressError::TooLarge { .. }
+            | IngressError::TooLargeDecoded { .. }
+            | IngressError::TooLargeForChannel { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Busy { .. }
             | IngressError::Unavailable { .. }
+            | IngressError::NotRunning { .. }
+            | IngressError::BodyBuffersFull
             | IngressError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::NotAnIngress => StatusCode::MISDIRECTED_REQUEST,
         }
@@ -85,6 +121,9 @@ impl ResponseError for IngressError {
         }
         if let Some(wait) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
+        }
+        if self.closes_connection() {
+            response.force_close();
         }
         response.body(format!("{self}\n"))
     }

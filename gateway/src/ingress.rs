@@ -6,12 +6,17 @@
 //!
 //! A 202 means the events are stored in the broker's channel (on Kafka: acknowledged by all
 //! in-sync replicas), not merely received.
+//!
+//! A request is held to the node's [`Limits`]: its body within `--request-timeout` of its head,
+//! its bytes and its decoded events within the shared body budget, its attributes within their
+//! sizes; every refusal is counted and logged at debug (summed up at warn, see [`crate::limits`]).
 
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
 use knactor_actors::actor::{IngressTable, Node, Publish, PublishError, Role};
@@ -22,10 +27,14 @@ use knactor_actors::resources::ObjectKey;
 use knactor_actors::routes::broker_of_path;
 use knactor_actors::source::SourceBoard;
 use knactor_actors::trace::{self, TraceParent};
-use tracing::error;
+use tracing::{debug, error};
 
-use crate::binding::decode_message;
+use crate::binding::{
+    check_attribute_limits, decode_message, decoded_size, media_type, AttributeLimits, DecodeError,
+    BATCH_CONTENT_TYPE,
+};
 use crate::error::IngressError;
+use crate::limits::{BodyReservation, Limits};
 
 /// What the HTTP side needs from the node.
 #[derive(Clone)]
@@ -41,6 +50,8 @@ pub struct GatewayState {
     pub role: Role,
     /// Who may use the admin API on this listener.
     pub admin_access: crate::admin::AdminAccess,
+    /// What the ingress holds for its clients at most, and what it refused.
+    pub limits: Arc<Limits>,
 }
 
 /// Where a node serves its admin API (`/-/...`).
@@ -74,6 +85,16 @@ fn probes_and_metrics(config: &mut web::ServiceConfig, state: &GatewayState) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
+}
+
+/// The probe listener (`--probe-listen`): `/healthz` and `/readyz` only.
+pub fn configure_probes(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |config: &mut web::ServiceConfig| {
+        config
+            .app_data(web::Data::new(state.clone()))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz));
+    }
 }
 
 /// The admin listener (`--admin-listen`): the admin API, the probes and the metrics.
@@ -111,9 +132,11 @@ async fn readyz(state: web::Data<GatewayState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<GatewayState>) -> HttpResponse {
+    let mut text = state.metrics.render();
+    state.limits.render_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(text)
 }
 
 /// The broker ingress (and everything no other route took), in the spans of the request (see
@@ -124,7 +147,18 @@ async fn ingress(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, IngressError> {
     let mut spans = Vec::new();
+    let limits = state.limits.clone();
+    let path = request.path().to_string();
     let result = receive(request, payload, state, &mut spans).await;
+    if let Err(error) = &result {
+        // A client's mistake, or what it asked for beyond the limits: at debug one by one, summed
+        // up at warn (see `limits`), so nobody can flood the log.
+        let status = actix_web::ResponseError::status_code(error);
+        if status.is_client_error() || error.is_refusal() {
+            limits.refusals.request(status.as_u16());
+            debug!(status = status.as_u16(), %path, "refused: {error}");
+        }
+    }
     if !spans.is_empty() {
         let status = match &result {
             Ok(response) => response.status(),
@@ -162,8 +196,8 @@ async fn receive(
     let Some(broker) = state.ingress.broker(&key) else {
         return Err(match state.ingress.not_running(&key) {
             Some(reason) => {
-                error!(broker = %key, "refused an event: the broker is not running: {reason}");
-                IngressError::Unavailable {
+                debug!(broker = %key, "refused an event: the broker is not running: {reason}");
+                IngressError::NotRunning {
                     broker: key.to_string(),
                 }
             }
@@ -180,24 +214,35 @@ async fn receive(
     if declared.is_some_and(|length| length > limit) {
         return Err(IngressError::TooLarge { limit });
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| IngressError::UnreadableBody(error.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(IngressError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    // Held until the answer: the body's bytes count against the budget until they are stored.
+    let limits = state.limits.clone();
+    let mut reservation = limits.bodies.reservation();
+    let deadline = limits.settings.request_timeout;
+    let body = tokio::time::timeout(deadline, read_body(&mut payload, limit, &mut reservation))
+        .await
+        .map_err(|_| IngressError::RequestTimeout { limit: deadline })??;
 
     let headers = request
         .headers()
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect::<Vec<_>>();
+    // The decoded events share the budget with the body until they are stored.
+    let decoded = decoded_size(&headers, &body);
+    if reservation.bytes() + decoded > limits.bodies.limit() {
+        return Err(IngressError::TooLargeDecoded {
+            size: reservation.bytes() + decoded,
+            limit: limits.bodies.limit(),
+        });
+    }
+    if !reservation.grow(decoded) {
+        return Err(IngressError::BodyBuffersFull);
+    }
     let mut events = decode_message(&headers, &body)?;
     if events.is_empty() {
         return Ok(HttpResponse::Accepted().finish());
     }
+    check_limits(&request, &events, &limits.settings.attributes)?;
     *spans = propagate(&request, &mut events);
     let broker_name = key.to_string();
     match broker.send(Publish { events }).await {
@@ -233,6 +278,63 @@ async fn receive(
             })
         }
     }
+}
+
+/// Reads a body of at most `limit` bytes into one buffer whose every byte of capacity is held in
+/// `reservation` (413 over the limit, 503 when the bodies being read hold the whole budget). Each
+/// chunk is copied as it arrives, so the connection's read buffer is free for the next one; the
+/// buffer grows as bytes arrive (doubling), so a slow body holds what it sent, not what it
+/// declared.
+async fn read_body(
+    payload: &mut web::Payload,
+    limit: usize,
+    reservation: &mut BodyReservation<'_>,
+) -> Result<Bytes, IngressError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| IngressError::UnreadableBody(error.to_string()))?;
+        let needed = body.len() + chunk.len();
+        if needed > limit {
+            return Err(IngressError::TooLarge { limit });
+        }
+        if needed > body.capacity() {
+            let wanted = needed.max(body.capacity() * 2).min(limit);
+            if !reservation.grow(wanted - body.capacity()) {
+                return Err(IngressError::BodyBuffersFull);
+            }
+            let mut grown = web::BytesMut::with_capacity(wanted);
+            grown.extend_from_slice(&body);
+            body = grown;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Refuses events with attributes over the node's limits, naming the event of a batch.
+fn check_limits(
+    request: &HttpRequest,
+    events: &[Event],
+    limits: &AttributeLimits,
+) -> Result<(), IngressError> {
+    let batch = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| media_type(value) == BATCH_CONTENT_TYPE);
+    for (index, event) in events.iter().enumerate() {
+        check_attribute_limits(event, limits).map_err(|error| {
+            if batch {
+                DecodeError::InBatch {
+                    index,
+                    error: Box::new(error),
+                }
+            } else {
+                error
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Carries the producers' trace contexts into the events and returns the request's spans.

@@ -2,7 +2,9 @@
 //! into `Publish` messages for the broker actors, answering with Knative's status contract
 //! ([`error::IngressError`]); outbound, [`client::HttpTransport`] implements the actors' delivery
 //! port over HTTP. [`binding`] is the CloudEvents HTTP protocol binding both ways; [`display`] is
-//! the event-display sink. Start with [`ingress::configure`].
+//! the event-display sink. [`server`] runs the ingress listener within the [`limits`] a node's
+//! clients cannot push it past (connections, body bytes and time, attribute sizes). Start with
+//! [`ingress::configure`].
 
 pub mod admin;
 pub mod binding;
@@ -10,3 +12,5 @@ pub mod client;
 pub mod display;
 pub mod error;
 pub mod ingress;
+pub mod limits;
+pub mod server;

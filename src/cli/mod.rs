@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod crdgen;
 pub mod display;
+pub mod limits;
 pub mod run;
 pub mod send;
 pub mod telemetry;

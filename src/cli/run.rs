@@ -22,11 +22,13 @@ use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::admin::AdminAccess;
 use knactor_gateway::client::HttpTransport;
 use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
+use knactor_gateway::limits::Limits;
+use knactor_gateway::server::{serve_ingress, serve_probes};
 use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
 
-use crate::config::{parse_duration_flag, ConfigSource};
+use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -140,6 +142,10 @@ pub struct RunArgs {
     /// How often the configuration is checked for changes.
     #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
     reload_interval: Duration,
+    #[command(flatten)]
+    config_limits: ReadLimitArgs,
+    #[command(flatten)]
+    ingress_limits: super::limits::IngressLimitArgs,
     /// Threads serving HTTP.
     #[arg(long, env = "KNACTOR_HTTP_WORKERS", default_value_t = super::default_threads())]
     http_workers: usize,
@@ -260,7 +266,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", dry_run_summary(&args));
         return Ok(ExitCode::SUCCESS);
     }
-    let _telemetry = args.telemetry.init(&args.log)?;
+    let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {
         let auth = kafka_auth(dir)?;
         args.kafka_config.extend(auth);
@@ -271,7 +277,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         Strictness::Lenient
     };
     let mut source = match &args.config {
-        Some(config) => Some(ConfigSource::new(config, strictness)?),
+        Some(config) => {
+            Some(ConfigSource::new(config, strictness)?.with_limits(args.config_limits.limits()))
+        }
         None => None,
     };
     let listener = TcpListener::bind(args.listen)
@@ -284,13 +292,20 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let probe_listener = match args.ingress_limits.probe_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .with_context(|| format!("cannot listen on {address} (--probe-listen)"))?,
+        ),
+        None => None,
+    };
     let advertise = match &args.advertise {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
     };
 
     let system = actix_rt::System::new();
-    system.block_on(async move {
+    system.block_on(settled(async move {
         let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
         let log = Arc::new(MemoryLog::new(MemoryLimits {
             max_records_per_partition: args.memory_max_records.max(1),
@@ -424,26 +439,36 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             actix_rt::spawn(knactor_kube::cluster::run(client, options, handles));
         }
         let reload_sources = sources.clone();
-        actix_rt::spawn(async move {
-            let Some(mut source) = source else {
-                return;
-            };
-            let mut ticks = tokio::time::interval(reload_every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                if let Err(failure) = apply_config(
-                    &mut source,
-                    &reload_node,
-                    &reload_sources,
-                    &advertise,
-                    &channels,
-                    &knative_default,
-                ) {
-                    error!("reloading the configuration failed, keeping what runs: {failure:#}");
-                }
-            }
-        });
+        // Reading files blocks (a slow disk, a hung mount): never on the thread the node's actor
+        // runs on. A failure is said once, not at every interval.
+        if let Some(mut source) = source {
+            std::thread::Builder::new()
+                .name("config-reload".into())
+                .spawn(move || {
+                    let mut failing = None;
+                    loop {
+                        std::thread::sleep(reload_every);
+                        match apply_config(
+                            &mut source,
+                            &reload_node,
+                            &reload_sources,
+                            &advertise,
+                            &channels,
+                            &knative_default,
+                        ) {
+                            Ok(()) => failing = None,
+                            Err(failure) => {
+                                let failure = format!("{failure:#}");
+                                if failing.as_ref() != Some(&failure) {
+                                    error!("reloading the configuration failed, keeping what runs: {failure}");
+                                }
+                                failing = Some(failure);
+                            }
+                        }
+                    }
+                })
+                .context("cannot start the configuration reloader")?;
+        }
 
         let state = GatewayState {
             ingress,
@@ -453,6 +478,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: args.max_body_bytes,
             role: args.role,
             admin_access: AdminAccess::for_listener(admin_token.as_ref(), bound),
+            limits: Limits::new(args.ingress_limits.checked_limits()),
         };
         // Signals are the node's to handle: a stop drains before the listeners close.
         let admin = match admin_listener {
@@ -482,20 +508,26 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let drain_node = state.node.clone();
         let drain_ingress = state.ingress.clone();
-        let server =
-            HttpServer::new(move || App::new().configure(configure(state.clone(), placement)))
-                .workers(args.http_workers.max(1))
-                .disable_signals()
-                .shutdown_timeout(5)
-                .listen(listener)?
-                .run();
+        let probes = match probe_listener {
+            Some(probe_listener) => {
+                let probe_bound = probe_listener.local_addr()?;
+                let probes = serve_probes(probe_listener, state.clone())?;
+                println!("knactor probes on http://{probe_bound}");
+                Some(probes)
+            }
+            None => None,
+        };
+        let limits = state.limits.clone();
+        let server = serve_ingress(listener, args.http_workers, limits, move || {
+            App::new().configure(configure(state.clone(), placement))
+        })?;
         println!("knactor listening on http://{bound}");
         info!("node running; brokers at http://{bound}/<namespace>/<broker>");
         let mut handles = vec![server.handle()];
         let mut serving = vec![actix_rt::spawn(server)];
-        if let Some(admin) = admin {
-            handles.push(admin.handle());
-            serving.push(actix_rt::spawn(admin));
+        for other in [admin, probes].into_iter().flatten() {
+            handles.push(other.handle());
+            serving.push(actix_rt::spawn(other));
         }
         // A listener that fails ends the node; a signal drains it first.
         let stop = tokio::select! {
@@ -525,7 +557,23 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             handle.stop(true).await;
         }
         Ok(ExitCode::SUCCESS)
-    })
+    }))
+}
+
+/// Runs the node's start and life; when it fails, first lets the actors started so far run once.
+/// An actor that was never polled is started by actix while the runtime is being dropped, outside
+/// any reactor, and its first timer panics ("there is no reactor running"): a failed start must
+/// end with its one-line error only.
+async fn settled<T>(
+    node: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let outcome = node.await;
+    if outcome.is_err() {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    }
+    outcome
 }
 
 /// The admin token in `path`: its first line, trimmed; never empty.

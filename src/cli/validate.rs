@@ -7,7 +7,7 @@ use clap::Args;
 use knactor_actors::resources::Strictness;
 use knactor_actors::routes::Catalog;
 
-use crate::config::ConfigSource;
+use crate::config::{ConfigSource, ReadLimitArgs};
 
 #[derive(Args)]
 pub struct ValidateArgs {
@@ -16,6 +16,8 @@ pub struct ValidateArgs {
     /// Refuse exactly what Knative's webhook refuses.
     #[arg(long)]
     strict: bool,
+    #[command(flatten)]
+    read_limits: ReadLimitArgs,
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -24,7 +26,8 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         Strictness::Lenient
     };
-    let mut source = ConfigSource::new(&args.path, strictness)?;
+    let mut source =
+        ConfigSource::new(&args.path, strictness)?.with_limits(args.read_limits.limits());
     let snapshot = source
         .poll()?
         .unwrap_or_else(|| unreachable!("the first poll always reads"));

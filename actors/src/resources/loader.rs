@@ -15,6 +15,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use super::depth::{check_depth, MAX_DEPTH};
 use super::field::{Checked, Checker, FieldError, Strictness};
 use super::legacy;
 use super::node_config::{NodeConfigSpec, NodeSettings};
@@ -192,8 +193,27 @@ pub fn load_value(value: Value, source: &str, strictness: Strictness) -> LoadRep
 }
 
 /// Reads every document of one file's text. `source` names the file in messages.
+///
+/// A text nested deeper than [`MAX_DEPTH`] is refused as a whole, before the YAML parser sees it
+/// (see [`super::depth`]).
 pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport {
     let mut report = LoadReport::default();
+    if let Err(too_deep) = check_depth(text, MAX_DEPTH) {
+        report.refused.push(Refusal {
+            origin: Origin {
+                source: source.to_string(),
+                document: 1,
+            },
+            resource: None,
+            errors: vec![FieldError::new(
+                "",
+                format!(
+                    "not valid YAML: {too_deep} (knactor reads YAML up to {MAX_DEPTH} levels deep)"
+                ),
+            )],
+        });
+        return report;
+    }
     for (position, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
             source: source.to_string(),
@@ -589,6 +609,23 @@ mod tests {
             report.warnings.len(),
             2,
             "missing broker and subscriber are told"
+        );
+    }
+
+    #[test]
+    fn yaml_nested_too_deep_is_refused_in_one_line_without_parsing_it() {
+        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let report = load(&deep);
+        let lines = refusal_lines(&report);
+        assert_eq!(
+            lines,
+            vec!["test.yaml: not valid YAML: nested more than 64 levels deep at line 1 column 67 (knactor reads YAML up to 64 levels deep)"]
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "refusing took {:?}",
+            started.elapsed()
         );
     }
 

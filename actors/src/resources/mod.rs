@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod delivery;
+pub mod depth;
 pub mod destination;
 pub mod field;
 pub mod filter;

@@ -31,11 +31,129 @@ pub enum DecodeError {
     InvalidHeader(String),
     #[error("invalid structured event: {0}")]
     InvalidJson(String),
+    #[error("attribute {name:?} is {size} bytes, over this node's limit of {limit}")]
+    AttributeTooLarge {
+        name: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("the event has {count} extension attributes, over this node's limit of {limit}")]
+    TooManyExtensions { count: usize, limit: usize },
     #[error("event {index} of the batch: {error}")]
     InBatch {
         index: usize,
         error: Box<DecodeError>,
     },
+}
+
+/// How large a decoded event's attributes may be. CloudEvents and Knative set no limit; these
+/// defaults are far above what real events carry (and what HTTP proxies pass in one header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeLimits {
+    /// Bytes of any one attribute's value (id, source, type, subject, every extension...) and of
+    /// an extension's name.
+    pub max_attribute_bytes: usize,
+    /// Extension attributes on one event.
+    pub max_extensions: usize,
+}
+
+impl Default for AttributeLimits {
+    fn default() -> Self {
+        Self {
+            max_attribute_bytes: 4096,
+            max_extensions: 100,
+        }
+    }
+}
+
+/// Refuses an event with an attribute or an extension name over `limits`, or too many
+/// extensions, naming the first one found.
+pub fn check_attribute_limits(event: &Event, limits: &AttributeLimits) -> Result<(), DecodeError> {
+    let count = event.iter_extensions().count();
+    if count > limits.max_extensions {
+        return Err(DecodeError::TooManyExtensions {
+            count,
+            limit: limits.max_extensions,
+        });
+    }
+    let limit = limits.max_attribute_bytes;
+    let check = |name: &str, size: usize| {
+        if size > limit {
+            Err(DecodeError::AttributeTooLarge {
+                name: shortened(name),
+                size,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    check("id", event.id().len())?;
+    check("source", event.source().len())?;
+    check("type", event.ty().len())?;
+    if let Some(subject) = event.subject() {
+        check("subject", subject.len())?;
+    }
+    if let Some(schema) = event.dataschema() {
+        check("dataschema", schema.as_str().len())?;
+    }
+    if let Some(content_type) = event.datacontenttype() {
+        check("datacontenttype", content_type.len())?;
+    }
+    for (name, value) in event.iter_extensions() {
+        check(name, name.len())?;
+        if let ExtensionValue::String(text) = value {
+            check(name, text.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// A name as it goes into a refusal: at most 64 characters of it.
+fn shortened(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_string(),
+    }
+}
+
+/// About how many bytes the events decoded from a message take, at most: binary-mode data is a
+/// copy of the body; JSON (structured and batched modes) becomes a tree of values that takes
+/// far more than its text (`[1,1,1,...]` about forty times), counted here from the number of
+/// values and keys in one linear pass over the text, before it is parsed.
+pub fn decoded_size(headers: &[(&str, &[u8])], body: &[u8]) -> usize {
+    let json = headers.iter().any(|&(name, value)| {
+        name == "content-type"
+            && std::str::from_utf8(value).is_ok_and(|ct| {
+                let media = media_type(ct);
+                media == STRUCTURED_CONTENT_TYPE || media == BATCH_CONTENT_TYPE
+            })
+    });
+    if !json {
+        return body.len();
+    }
+    let mut values = 1usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' | b':' => values += 1,
+                _ => {}
+            }
+        }
+    }
+    // A value (or a map key's string) and its slot in its array or map.
+    let per_value = std::mem::size_of::<serde_json::Value>() + 16;
+    body.len().saturating_add(values.saturating_mul(per_value))
 }
 
 /// The media type of a `Content-Type` value, lowercased, without parameters.
@@ -438,6 +556,90 @@ mod tests {
             "event 1 of the batch: missing required attribute \"id\""
         );
         assert_eq!(decode(&ct, b"[]"), Ok(vec![]), "an empty batch is valid");
+    }
+
+    #[test]
+    fn attributes_and_extensions_over_the_limits_are_refused_by_name() {
+        let limits = AttributeLimits {
+            max_attribute_bytes: 8,
+            max_extensions: 2,
+        };
+        let event = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = pairs.to_vec();
+            for (name, value) in [
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ] {
+                if !pairs.iter().any(|(given, _)| *given == name) {
+                    all.push((name, value));
+                }
+            }
+            decode(&all, b"").unwrap().remove(0)
+        };
+        assert_eq!(check_attribute_limits(&event(&[]), &limits), Ok(()));
+        assert_eq!(
+            check_attribute_limits(&event(&[("ce-id", "123456789")]), &limits)
+                .unwrap_err()
+                .to_string(),
+            "attribute \"id\" is 9 bytes, over this node's limit of 8"
+        );
+        // The decoded value counts: "eu west-1".
+        assert_eq!(
+            check_attribute_limits(&event(&[("ce-region", "eu%20west-1")]), &limits),
+            Err(DecodeError::AttributeTooLarge {
+                name: "region".into(),
+                size: 9,
+                limit: 8
+            })
+        );
+        assert_eq!(
+            check_attribute_limits(&event(&[("ce-longername", "x")]), &limits),
+            Err(DecodeError::AttributeTooLarge {
+                name: "longername".into(),
+                size: 10,
+                limit: 8
+            })
+        );
+        assert_eq!(
+            check_attribute_limits(
+                &event(&[("ce-a", "1"), ("ce-b", "2"), ("ce-c", "3")]),
+                &limits
+            ),
+            Err(DecodeError::TooManyExtensions { count: 3, limit: 2 })
+        );
+        let long_name = "n".repeat(100);
+        let refused = check_attribute_limits(
+            &event(&[]),
+            &AttributeLimits {
+                max_attribute_bytes: 0,
+                max_extensions: 0,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(refused, DecodeError::AttributeTooLarge { ref name, .. } if name == "id"));
+        assert_eq!(shortened(&long_name).len(), 67);
+    }
+
+    #[test]
+    fn json_is_counted_by_its_values_and_binary_data_by_its_bytes() {
+        let binary = headers(&[("ce-specversion", "1.0")]);
+        assert_eq!(decoded_size(&binary, &[0u8; 1000]), 1000);
+        let structured = headers(&[("content-type", "application/cloudevents+json")]);
+        let ones = format!("[{}1]", "1,".repeat(1000));
+        let per_value = std::mem::size_of::<serde_json::Value>() + 16;
+        assert_eq!(
+            decoded_size(&structured, ones.as_bytes()),
+            ones.len() + 1002 * per_value
+        );
+        assert!(decoded_size(&structured, ones.as_bytes()) > 20 * ones.len());
+        // What is inside strings does not count: one object, one key, one value.
+        let text = format!("{{\"data\":\"{}\"}}", "[,{:".repeat(100));
+        assert_eq!(
+            decoded_size(&structured, text.as_bytes()),
+            text.len() + 3 * per_value
+        );
     }
 
     #[test]

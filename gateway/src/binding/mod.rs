@@ -5,8 +5,9 @@ mod encode;
 mod headers;
 
 pub use decode::{
-    check_extension_name, decode_batch, decode_message, decode_structured, looks_like_event,
-    media_type, DecodeError, BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE,
+    check_attribute_limits, check_extension_name, decode_batch, decode_message, decode_structured,
+    decoded_size, looks_like_event, media_type, AttributeLimits, DecodeError, BATCH_CONTENT_TYPE,
+    STRUCTURED_CONTENT_TYPE,
 };
 pub use encode::{format_time, to_binary, to_structured};
 pub use headers::{percent_decode, percent_encode};
