@@ -24,7 +24,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.2 --locked
 fi
 
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+# KNACTOR_FUZZ_TOOLCHAIN=stable takes the stable path even where nightly is installed (what CI
+# does: a fresh machine has only the project's pinned stable toolchain).
+if [[ ${KNACTOR_FUZZ_TOOLCHAIN:-} != stable ]] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     fuzz=(cargo +nightly fuzz)
     sanitizer=(--sanitizer address)
 else
