@@ -11,9 +11,9 @@
 //!              done    ^ first pending -> commit 12
 //! ```
 //!
-//! Records are registered in read order with how many deliveries they owe. A trigger catching up on
-//! its own (see the dispatcher) may add deliveries to an earlier record again, as long as that record
-//! is not committed yet.
+//! Records are registered in read order with how many deliveries they owe. (Deliveries a trigger
+//! reads itself, catching up, are the [`crate::ledger::Ledger`]'s to count, against that
+//! trigger's place.)
 
 use std::collections::BTreeMap;
 
@@ -43,15 +43,6 @@ impl OffsetTracker {
             *self.pending.entry(offset).or_default() += deliveries;
         }
         self.read_up_to = self.read_up_to.max(offset + 1);
-    }
-
-    /// One more delivery owed by an already registered, not yet committed record.
-    pub fn reopen(&mut self, offset: i64) {
-        debug_assert!(
-            offset < self.read_up_to,
-            "only records already read can be reopened"
-        );
-        *self.pending.entry(offset).or_default() += 1;
     }
 
     /// One delivery of `offset` became final. Unknown offsets are ignored (a partition that was
@@ -111,17 +102,6 @@ mod tests {
         tracker.register(0, 0);
         tracker.register(5, 0);
         assert_eq!(tracker.committable(), 6);
-    }
-
-    #[test]
-    fn a_reopened_record_holds_the_commit_back_again() {
-        let mut tracker = OffsetTracker::new(0);
-        tracker.register(0, 0);
-        tracker.register(1, 0);
-        tracker.reopen(1);
-        assert_eq!(tracker.committable(), 1);
-        tracker.complete(1);
-        assert_eq!(tracker.committable(), 2);
     }
 
     #[test]

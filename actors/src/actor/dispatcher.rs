@@ -27,8 +27,8 @@ use super::broker::trace_id_of;
 use super::trigger::{Deliver, TriggerActor};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{
-    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, ReadBatch, ReadStats,
-    Record, Release, StartAt,
+    ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, Position, ReadBatch,
+    ReadStats, Record, Release, StartAt,
 };
 use crate::event_span;
 use crate::filter::{Filter, FilterIndex};
@@ -328,7 +328,7 @@ impl DispatcherActor {
         }
         self.ledger.partitions().iter().all(|progress| {
             let end = self.stats.end(progress.partition).unwrap_or(0);
-            progress.committable.is_some_and(|done| done >= end)
+            progress.floor.is_some_and(|done| done >= end)
         })
     }
 
@@ -359,7 +359,7 @@ impl DispatcherActor {
                 .iter()
                 .map(|progress| {
                     let end = self.stats.end(progress.partition).unwrap_or(0);
-                    let done = progress.committable.or(progress.committed).unwrap_or(0);
+                    let done = progress.floor.or(progress.committed).unwrap_or(0);
                     (end - done).max(0) as u64
                 })
                 .sum()
@@ -398,7 +398,7 @@ impl DispatcherActor {
             then(self, ctx);
             return;
         };
-        let committing = offsets.clone();
+        let committing = named(&offsets);
         let commit = async move {
             let commit =
                 tokio::task::spawn_blocking(move || committer.commit_and_wait(&committing));
@@ -514,7 +514,7 @@ impl DispatcherActor {
         let Some(committer) = &self.committer else {
             return;
         };
-        match committer.commit(&offsets) {
+        match committer.commit(&named(&offsets)) {
             Ok(()) => self.ledger.committed(&offsets),
             Err(error) => warn!(broker = %self.broker, "commit failed, will retry: {error}"),
         }
@@ -709,6 +709,9 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
             Ok(ChannelEvent::Assigned(partitions)) => {
                 for (partition, committed) in partitions {
                     info!(broker = %self.broker, partition, ?committed, "partition assigned");
+                    // Triggers are named by their keys in a committed position.
+                    let committed = committed
+                        .map(|position| position.map_keys(|name| name.parse::<ObjectKey>().ok()));
                     self.ledger.assign(partition, committed);
                 }
             }
@@ -854,6 +857,17 @@ impl Handler<Crash> for DispatcherActor {
             self.broker
         );
     }
+}
+
+/// Positions as the channel keeps them: triggers by `<namespace>/<name>`.
+fn named(positions: &[(Partition, Position<ObjectKey>)]) -> Vec<(Partition, Position)> {
+    positions
+        .iter()
+        .map(|(partition, position)| {
+            let position = position.clone().map_keys(|key| Some(key.to_string()));
+            (*partition, position)
+        })
+        .collect()
 }
 
 /// The span of one record read from the channel and matched against the triggers: a child of the

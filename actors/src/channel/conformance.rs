@@ -12,7 +12,9 @@ use chrono::Utc;
 use cloudevents::{EventBuilder, EventBuilderV10};
 use futures::StreamExt;
 
-use super::{ChannelEvent, EventLog, Offset, Partition, Record, StartAt, Subscription, TopicSpec};
+use super::{
+    ChannelEvent, EventLog, Offset, Partition, Position, Record, StartAt, Subscription, TopicSpec,
+};
 use crate::envelope::{Envelope, DEFAULT_MAX_TTL, PARTITION_KEY_EXTENSION};
 
 /// How long a scenario waits for something a real broker does asynchronously (group joins).
@@ -56,7 +58,7 @@ fn ids(records: &[Record]) -> Vec<String> {
 async fn read_records(
     subscription: &mut Subscription,
     count: usize,
-) -> (Vec<(Partition, Option<Offset>)>, Vec<Record>) {
+) -> (Vec<(Partition, Option<Position>)>, Vec<Record>) {
     let mut assigned = Vec::new();
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -83,7 +85,7 @@ async fn read_records(
 }
 
 /// Waits until the subscription reports its assignment.
-async fn assignment(subscription: &mut Subscription) -> Vec<(Partition, Option<Offset>)> {
+async fn assignment(subscription: &mut Subscription) -> Vec<(Partition, Option<Position>)> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let next = tokio::time::timeout_at(deadline, subscription.events.next())
@@ -152,7 +154,7 @@ pub async fn a_group_resumes_at_its_committed_offset(log: Arc<dyn EventLog>, pre
         // Done with the first two only.
         subscription
             .committer
-            .commit(&[(records[0].partition, records[2].offset)])
+            .commit(&[(records[0].partition, Position::at(records[2].offset))])
             .expect("commit");
         wait_for_commit(&log, &topic, &group, records[2].offset).await;
     }
@@ -161,6 +163,68 @@ pub async fn a_group_resumes_at_its_committed_offset(log: Arc<dyn EventLog>, pre
         .expect("subscribe again");
     let (_, records) = read_records(&mut again, 2).await;
     assert_eq!(ids(&records), vec!["r2", "r3"]);
+}
+
+/// A position with readers behind it is what the next member of the group is given, and the
+/// records those readers still need stay readable.
+pub async fn a_position_with_readers_behind_is_kept_for_the_next_member(
+    log: Arc<dyn EventLog>,
+    prefix: &str,
+) {
+    let topic = format!("{prefix}-behind");
+    let group = format!("{prefix}-g");
+    log.ensure_topic(&TopicSpec::new(&topic, 1))
+        .await
+        .expect("topic created");
+    log.append(
+        &topic,
+        (0..6).map(|i| envelope(&format!("b{i}"), None)).collect(),
+    )
+    .await
+    .expect("append");
+    let position = {
+        let mut subscription = log
+            .subscribe(&topic, &group, StartAt::Earliest)
+            .expect("subscribe");
+        let (_, records) = read_records(&mut subscription, 6).await;
+        let position = Position {
+            offset: records[5].offset,
+            behind: BTreeMap::from([
+                ("ns/slow".to_string(), records[1].offset),
+                ("ns/slower".to_string(), records[0].offset + 1),
+            ]),
+        };
+        subscription
+            .committer
+            .commit_and_wait(&[(records[0].partition, position.clone())])
+            .expect("commit");
+        wait_for_commit(&log, &topic, &group, position.offset).await;
+        position
+    };
+    let mut again = log
+        .subscribe(&topic, &group, StartAt::Earliest)
+        .expect("subscribe again");
+    let assigned = assignment(&mut again).await;
+    assert_eq!(
+        assigned,
+        vec![(0, Some(position.clone()))],
+        "the position as committed"
+    );
+    let (_, records) = read_records(&mut again, 1).await;
+    assert_eq!(
+        ids(&records),
+        vec!["b5"],
+        "the shared read starts at the offset"
+    );
+    let read = log
+        .read(&topic, 0, position.floor(), 10)
+        .await
+        .expect("read behind");
+    assert_eq!(
+        ids(&read.records).first().map(String::as_str),
+        Some("b1"),
+        "what the readers behind need is still there"
+    );
 }
 
 async fn wait_for_commit(log: &Arc<dyn EventLog>, topic: &str, group: &str, offset: Offset) {
@@ -356,6 +420,7 @@ pub async fn a_deleted_topic_is_gone(log: Arc<dyn EventLog>, prefix: &str) {
 pub async fn run_all(log: Arc<dyn EventLog>, prefix: &str) {
     appended_events_are_read_back_in_order(log.clone(), prefix).await;
     a_group_resumes_at_its_committed_offset(log.clone(), prefix).await;
+    a_position_with_readers_behind_is_kept_for_the_next_member(log.clone(), prefix).await;
     a_new_group_at_latest_sees_only_new_events(log.clone(), prefix).await;
     reads_offsets_and_commits_work_without_a_group(log.clone(), prefix).await;
     a_partition_key_keeps_its_events_in_order(log.clone(), prefix).await;

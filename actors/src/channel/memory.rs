@@ -9,7 +9,7 @@
 //! What it cannot do is survive the process: events in memory are gone when the node stops. Use the
 //! Kafka channel for that.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::{
     partition_for, AppendError, ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition,
-    PartitionOffsets, ReadBatch, ReadStats, Record, StartAt, Subscription, TopicSpec,
+    PartitionOffsets, Position, ReadBatch, ReadStats, Record, StartAt, Subscription, TopicSpec,
 };
 use crate::envelope::Envelope;
 
@@ -90,8 +90,30 @@ impl PartitionLog {
 
 struct Group {
     committed: Vec<Option<Offset>>,
+    /// Per partition, the readers that stand behind the committed offset (see [`Position`]).
+    behind: Vec<BTreeMap<String, Offset>>,
     /// The member currently holding every partition; a newer member takes over.
     member: Option<u64>,
+}
+
+impl Group {
+    /// The first offset of partition `index` some reader of the group still needs.
+    fn floor(&self, index: usize) -> Option<Offset> {
+        let committed = self.committed[index]?;
+        Some(
+            self.behind[index]
+                .values()
+                .copied()
+                .fold(committed, Offset::min),
+        )
+    }
+
+    fn position(&self, index: usize) -> Option<Position> {
+        Some(Position {
+            offset: self.committed[index]?,
+            behind: self.behind[index].clone(),
+        })
+    }
 }
 
 impl MemoryLog {
@@ -153,7 +175,7 @@ impl Topic {
             let floor = self
                 .groups
                 .values()
-                .map(|group| group.committed[index].unwrap_or(partition.base))
+                .map(|group| group.floor(index).unwrap_or(partition.base))
                 .min()
                 .unwrap_or(partition.base);
             while partition.base < floor {
@@ -182,6 +204,7 @@ impl Topic {
             .entry(name.to_string())
             .or_insert_with(|| Group {
                 committed: vec![None; partitions],
+                behind: vec![BTreeMap::new(); partitions],
                 member: None,
             })
     }
@@ -190,20 +213,23 @@ impl Topic {
     fn commit(
         &mut self,
         group: &str,
-        offsets: &[(Partition, Offset)],
+        positions: &[(Partition, Position)],
     ) -> Result<usize, ChannelError> {
         let partitions = self.partitions.len();
         let group = self.group(group);
-        for &(partition, offset) in offsets {
-            let slot = usize::try_from(partition)
+        for (partition, position) in positions {
+            let slot = usize::try_from(*partition)
                 .ok()
                 .filter(|&p| p < partitions)
                 .ok_or_else(|| ChannelError::UnknownPartition {
                     topic: String::new(),
-                    partition,
+                    partition: *partition,
                 })?;
             let committed = &mut group.committed[slot];
-            *committed = Some(committed.map_or(offset, |current| current.max(offset)));
+            if committed.is_none_or(|current| position.offset >= current) {
+                *committed = Some(position.offset);
+                group.behind[slot] = position.behind.clone();
+            }
         }
         Ok(self.trim())
     }
@@ -450,7 +476,11 @@ impl EventLog for MemoryLog {
         offsets: &[(Partition, Offset)],
     ) -> Result<(), ChannelError> {
         let mut state = self.lock();
-        let freed = state.topic(topic)?.commit(group, offsets)?;
+        let positions: Vec<(Partition, Position)> = offsets
+            .iter()
+            .map(|&(partition, offset)| (partition, Position::at(offset)))
+            .collect();
+        let freed = state.topic(topic)?.commit(group, &positions)?;
         state.bytes -= freed;
         Ok(())
     }
@@ -492,6 +522,9 @@ impl GroupReader {
                     return Some(Ok(ChannelEvent::Revoked(revoked)));
                 }
                 let committed = group.committed.clone();
+                let positions: Vec<Option<Position>> = (0..committed.len())
+                    .map(|index| group.position(index))
+                    .collect();
                 let Some(cursors) = &mut self.cursors else {
                     let start: Vec<Offset> = topic
                         .partitions
@@ -506,7 +539,13 @@ impl GroupReader {
                     let assigned = start
                         .iter()
                         .enumerate()
-                        .map(|(partition, &offset)| (partition as Partition, Some(offset)))
+                        .map(|(index, &offset)| {
+                            let position = positions[index]
+                                .clone()
+                                .filter(|position| position.offset == offset)
+                                .unwrap_or_else(|| Position::at(offset));
+                            (index as Partition, Some(position))
+                        })
                         .collect();
                     self.cursors = Some(start);
                     return Some(Ok(ChannelEvent::Assigned(assigned)));
@@ -539,14 +578,14 @@ struct MemoryCommitter {
 }
 
 impl Committer for MemoryCommitter {
-    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
+    fn commit(&self, positions: &[(Partition, Position)]) -> Result<(), ChannelError> {
         let mut state = self.log.lock();
         let topic = state.topic(&self.topic)?;
         // A member that lost the group must not move its offsets (Kafka refuses such commits too).
         if topic.group(&self.group).member != Some(self.member) {
             return Ok(());
         }
-        let freed = topic.commit(&self.group, offsets)?;
+        let freed = topic.commit(&self.group, positions)?;
         state.bytes -= freed;
         Ok(())
     }
@@ -602,10 +641,10 @@ mod tests {
             .unwrap();
         let mut first = log.subscribe("t", "g", StartAt::Earliest).unwrap();
         assert!(
-            matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, Some(0))])
+            matches!(next(&mut first).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, Some(Position::at(0)))])
         );
         assert_eq!(ids(next(&mut first).await), vec!["a", "b", "c"]);
-        first.committer.commit(&[(0, 1)]).unwrap();
+        first.committer.commit(&[(0, Position::at(1))]).unwrap();
 
         let mut second = log.subscribe("t", "g", StartAt::Earliest).unwrap();
         assert!(
@@ -613,7 +652,7 @@ mod tests {
             "the old member loses the group"
         );
         assert!(
-            matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, Some(1))])
+            matches!(next(&mut second).await, ChannelEvent::Assigned(ref a) if a == &vec![(0, Some(Position::at(1)))])
         );
         assert_eq!(ids(next(&mut second).await), vec!["b", "c"]);
     }
@@ -643,7 +682,10 @@ mod tests {
             log.append("t", vec![envelope("c")]).await,
             Err(AppendError::Full { .. })
         ));
-        subscription.committer.commit(&[(0, 1)]).unwrap();
+        subscription
+            .committer
+            .commit(&[(0, Position::at(1))])
+            .unwrap();
         log.append("t", vec![envelope("c")]).await.unwrap();
         let offsets = log.offsets("t", "g").await.unwrap();
         assert_eq!(offsets[0].low, 1);
@@ -700,7 +742,10 @@ mod tests {
             }
             other => panic!("expected Full, got {other}"),
         }
-        subscription.committer.commit(&[(0, 1)]).unwrap();
+        subscription
+            .committer
+            .commit(&[(0, Position::at(1))])
+            .unwrap();
         log.append("t", vec![envelope("c")]).await.unwrap();
         let too_big = log
             .append("t", (0..3).map(|i| envelope(&i.to_string())).collect())

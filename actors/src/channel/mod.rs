@@ -101,11 +101,13 @@ pub enum StartAt {
 /// What a group subscription yields.
 #[derive(Debug)]
 pub enum ChannelEvent {
-    /// These partitions are now this member's, with the group's committed offset where the
-    /// member could learn it (reading starts there). `None`: the member could not learn it, or the
+    /// These partitions are now this member's, with the group's committed position (reading
+    /// starts at its offset; the readers it names as behind start further back). `None`: the
     /// group has none; reading starts where the channel's reset policy says, and the first record
-    /// read tells where that is.
-    Assigned(Vec<(Partition, Option<Offset>)>),
+    /// read tells where that is. A channel that cannot learn a partition's position does not
+    /// hand the partition over (it ends the subscription instead): a position's readers behind
+    /// would be lost with it.
+    Assigned(Vec<(Partition, Option<Position>)>),
     /// These partitions are about to be taken from this member (a rebalance): finish what was
     /// handed out for them, commit, then let the [`Release`] go. The channel waits for that, a
     /// bounded time, before it gives them up, so the next reader does not deliver again what
@@ -115,6 +117,48 @@ pub enum ChannelEvent {
     Revoked(Vec<Partition>),
     /// Records of assigned partitions, in offset order within each partition.
     Records(Vec<Record>),
+}
+
+/// Where a group stands on one partition: every record below `offset` is final for every reader,
+/// except that the readers in `behind` (a trigger catching up on its own, by name) still read from
+/// the offset given for each. Committing a position lets the group move on past a slow reader
+/// without losing its place: the next member of the group starts the shared read at `offset`
+/// and each reader behind at its own offset, and the channel keeps their records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position<K = String> {
+    pub offset: Offset,
+    pub behind: BTreeMap<K, Offset>,
+}
+
+impl<K: Ord> Position<K> {
+    /// A position with no reader behind it.
+    pub fn at(offset: Offset) -> Self {
+        Self {
+            offset,
+            behind: BTreeMap::new(),
+        }
+    }
+
+    /// The first offset some reader still needs: records below it may go.
+    pub fn floor(&self) -> Offset {
+        self.behind
+            .values()
+            .copied()
+            .min()
+            .map_or(self.offset, |behind| behind.min(self.offset))
+    }
+
+    /// The same position with other reader names.
+    pub fn map_keys<L: Ord>(self, mut rename: impl FnMut(K) -> Option<L>) -> Position<L> {
+        Position {
+            offset: self.offset,
+            behind: self
+                .behind
+                .into_iter()
+                .filter_map(|(reader, offset)| Some((rename(reader)?, offset)))
+                .collect(),
+        }
+    }
 }
 
 /// Partitions a channel is about to revoke ([`ChannelEvent::Revoking`]); dropping it (or
@@ -206,17 +250,18 @@ pub enum ChannelError {
     Unavailable(String),
 }
 
-/// Commits a group's offsets for the partitions it holds.
+/// Commits a group's positions for the partitions it holds.
 pub trait Committer: Send + Sync {
-    /// Records below each offset are done. Must never move a committed offset backwards. May
-    /// return before the channel has the commit (the next commit carries later offsets anyway).
-    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError>;
+    /// Records below each position are done (see [`Position`]). Must never move a committed
+    /// offset backwards. May return before the channel has the commit (the next commit carries
+    /// later positions anyway).
+    fn commit(&self, positions: &[(Partition, Position)]) -> Result<(), ChannelError>;
 
     /// Like [`Committer::commit`], returning once the channel has the commit: before partitions
     /// go to another reader, or before the node stops. May block: never call it on an actor's
     /// thread.
-    fn commit_and_wait(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
-        self.commit(offsets)
+    fn commit_and_wait(&self, positions: &[(Partition, Position)]) -> Result<(), ChannelError> {
+        self.commit(positions)
     }
 }
 

@@ -12,6 +12,7 @@
 //! The stream is bounded, so a dispatcher that does not keep up slows the polling down instead of
 //! buffering without limit. Dropping the subscription ends the thread, which leaves the group.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -19,8 +20,8 @@ use std::time::Duration;
 
 use futures::stream;
 use knactor_actors::channel::{
-    ChannelError, ChannelEvent, Committer, Offset, Partition, ReadStats, Release, StartAt,
-    Subscription,
+    ChannelError, ChannelEvent, Committer, Offset, Partition, Position, ReadStats, Release,
+    StartAt, Subscription,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
@@ -40,6 +41,9 @@ const RELEASE_GRACE: Duration = Duration::from_secs(6);
 
 struct GroupContext {
     topic: String,
+    /// Set when the member cannot take what it was assigned: the polling thread ends the
+    /// subscription, the dispatcher stops and the node starts it again (a new member).
+    give_up: std::sync::atomic::AtomicBool,
     /// The dispatcher's end of the stream, for the release handshake of a revocation (set once
     /// the stream exists).
     events: Mutex<Option<Events>>,
@@ -78,11 +82,16 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(list) => {
-                let assigned = self.start_positions(consumer, list);
-                debug!(topic = %self.topic, ?assigned, "partitions assigned");
-                self.push(ChannelEvent::Assigned(assigned));
-            }
+            Rebalance::Assign(list) => match self.start_positions(consumer, list) {
+                Ok(assigned) => {
+                    debug!(topic = %self.topic, ?assigned, "partitions assigned");
+                    self.push(ChannelEvent::Assigned(assigned));
+                }
+                Err(error) => {
+                    error!(topic = %self.topic, "cannot take the partitions assigned without their committed positions; leaving the group to join again: {error}");
+                    self.give_up.store(true, Ordering::Relaxed);
+                }
+            },
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => error!(topic = %self.topic, "rebalance failed: {error}"),
         }
@@ -121,35 +130,91 @@ impl GroupContext {
             .push(event);
     }
 
-    /// Where each assigned partition starts: the group's committed offset, when the member can
-    /// learn it. Never a guess: a partition whose committed offset could not be read (the
-    /// coordinator is moving, a timeout) starts where the consumer's reset policy says, and the
-    /// dispatcher learns that position from the first record it reads. (Guessing the high
-    /// watermark here once let a dispatcher commit past records it had not read yet.)
+    /// Where each assigned partition starts: the group's committed position (its offset, and
+    /// in the commit's metadata the triggers that stand behind it), or `None` where the group
+    /// has no commit. Never a guess: a position whose triggers behind would be lost with it
+    /// must be read, so the query is retried, and a member that cannot read it gives up its
+    /// subscription (`Err`) rather than run the partitions without it.
     fn start_positions(
         &self,
         consumer: &BaseConsumer<Self>,
         list: &TopicPartitionList,
-    ) -> Vec<(Partition, Option<Offset>)> {
-        let committed = match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
-            Ok(committed) => Some(committed),
-            Err(error) => {
-                warn!(topic = %self.topic, "cannot read the group's committed offsets; the positions will come from the first records: {error}");
-                None
+    ) -> Result<Vec<(Partition, Option<Position>)>, ChannelError> {
+        let mut attempt = 0;
+        let committed = loop {
+            match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+                Ok(committed) => break committed,
+                Err(error) if attempt < 4 => {
+                    attempt += 1;
+                    warn!(topic = %self.topic, attempt, "cannot read the group's committed positions yet, asking again: {error}");
+                    thread::sleep(Duration::from_millis(500 * attempt));
+                }
+                Err(error) => {
+                    return Err(unavailable(
+                        "reading the group's committed positions",
+                        &error,
+                    ))
+                }
             }
         };
-        list.elements()
+        Ok(list
+            .elements()
             .iter()
             .map(|element| {
                 let partition = element.partition();
-                let start = committed
-                    .as_ref()
-                    .and_then(|c| c.find_partition(&self.topic, partition))
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|offset| *offset >= 0);
-                (partition, start)
+                let position = committed
+                    .find_partition(&self.topic, partition)
+                    .and_then(|e| {
+                        let offset = e.offset().to_raw().filter(|offset| *offset >= 0)?;
+                        Some(Position {
+                            offset,
+                            behind: decode_behind(e.metadata()),
+                        })
+                    });
+                (partition, position)
             })
-            .collect()
+            .collect())
+    }
+}
+
+/// Commit metadata that names triggers behind the committed offset: `knactor/1 ns/a=12 ns/b=40`.
+const BEHIND_PREFIX: &str = "knactor/1";
+/// Kafka keeps at most `offset.metadata.max.bytes` (4,096 by default) of metadata per partition.
+const MAX_METADATA: usize = 4_000;
+
+fn encode_behind(behind: &BTreeMap<String, Offset>) -> String {
+    let mut text = String::from(BEHIND_PREFIX);
+    for (reader, offset) in behind {
+        text.push(' ');
+        text.push_str(reader);
+        text.push('=');
+        text.push_str(&offset.to_string());
+    }
+    text
+}
+
+fn decode_behind(metadata: &str) -> BTreeMap<String, Offset> {
+    let mut words = metadata.split(' ');
+    if words.next() != Some(BEHIND_PREFIX) {
+        return BTreeMap::new();
+    }
+    words
+        .filter_map(|word| {
+            let (reader, offset) = word.rsplit_once('=')?;
+            Some((reader.to_string(), offset.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A position as Kafka keeps it: the offset and the triggers behind it in the metadata. When the
+/// metadata would not fit, the offset falls back to the first place some trigger still needs (no
+/// trigger behind: the fast triggers get some records again after a rebalance, none is lost).
+fn as_committed(position: &Position) -> (Offset, String) {
+    let metadata = encode_behind(&position.behind);
+    if metadata.len() <= MAX_METADATA {
+        (position.offset, metadata)
+    } else {
+        (position.floor(), String::new())
     }
 }
 
@@ -165,6 +230,7 @@ pub fn subscribe(
     let stats = Arc::new(ReadStats::default());
     let context = GroupContext {
         topic: topic.to_string(),
+        give_up: std::sync::atomic::AtomicBool::new(false),
         events: Mutex::new(None),
         pending: Mutex::new(Vec::new()),
         stats: stats.clone(),
@@ -238,7 +304,7 @@ fn assign_all(consumer: &BaseConsumer<GroupContext>, sender: &Events) -> bool {
 
 fn try_assign_all(
     consumer: &BaseConsumer<GroupContext>,
-) -> Result<Vec<(Partition, Option<Offset>)>, ChannelError> {
+) -> Result<Vec<(Partition, Option<Position>)>, ChannelError> {
     let context = consumer.context();
     let topic = &context.topic;
     let metadata = consumer
@@ -255,11 +321,16 @@ fn try_assign_all(
     for &partition in &partitions {
         list.add_partition(topic, partition);
     }
-    let starts = context.start_positions(consumer, &list);
+    let starts = context.start_positions(consumer, &list)?;
     let mut assignment = TopicPartitionList::new();
-    for &(partition, offset) in &starts {
+    for (partition, position) in &starts {
+        let partition = *partition;
         // Without a committed offset the consumer fetches its own and resets as configured.
-        let offset = offset.map_or(rdkafka::Offset::Stored, rdkafka::Offset::Offset);
+        let offset = position
+            .as_ref()
+            .map_or(rdkafka::Offset::Stored, |position| {
+                rdkafka::Offset::Offset(position.offset)
+            });
         assignment
             .add_partition_offset(topic, partition, offset)
             .map_err(|error| unavailable("building the assignment", &error))?;
@@ -274,7 +345,7 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext>, sender: &Events) {
     let mut batch = Vec::new();
     let send = |event: Result<ChannelEvent, ChannelError>| sender.blocking_send(event).is_ok();
     loop {
-        if sender.is_closed() {
+        if sender.is_closed() || consumer.context().give_up.load(Ordering::Relaxed) {
             break;
         }
         // Wait only when there is nothing to hand over; otherwise take what is already there.
@@ -338,13 +409,17 @@ struct GroupCommitter {
 impl GroupCommitter {
     fn commit_in(
         &self,
-        offsets: &[(Partition, Offset)],
+        positions: &[(Partition, Position)],
         mode: CommitMode,
     ) -> Result<(), ChannelError> {
         let mut list = TopicPartitionList::new();
-        for &(partition, offset) in offsets {
-            list.add_partition_offset(&self.topic, partition, rdkafka::Offset::Offset(offset))
+        for (partition, position) in positions {
+            let (offset, metadata) = as_committed(position);
+            list.add_partition_offset(&self.topic, *partition, rdkafka::Offset::Offset(offset))
                 .map_err(|error| unavailable("building a commit", &error))?;
+            if let Some(mut element) = list.find_partition(&self.topic, *partition) {
+                element.set_metadata(metadata);
+            }
         }
         self.consumer
             .commit(&list, mode)
@@ -353,13 +428,44 @@ impl GroupCommitter {
 }
 
 impl Committer for GroupCommitter {
-    fn commit(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
-        // Asynchronous: the next commit carries later offsets anyway, and a lost one only means a
-        // few redeliveries after a crash.
-        self.commit_in(offsets, CommitMode::Async)
+    fn commit(&self, positions: &[(Partition, Position)]) -> Result<(), ChannelError> {
+        // Asynchronous: the next commit carries later positions anyway, and a lost one only means
+        // a few redeliveries after a crash.
+        self.commit_in(positions, CommitMode::Async)
     }
 
-    fn commit_and_wait(&self, offsets: &[(Partition, Offset)]) -> Result<(), ChannelError> {
-        self.commit_in(offsets, CommitMode::Sync)
+    fn commit_and_wait(&self, positions: &[(Partition, Position)]) -> Result<(), ChannelError> {
+        self.commit_in(positions, CommitMode::Sync)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_behind_survive_the_commit_metadata() {
+        let behind = BTreeMap::from([("ns/slow".to_string(), 12), ("other/t".to_string(), 40)]);
+        let position = Position {
+            offset: 100,
+            behind: behind.clone(),
+        };
+        let (offset, metadata) = as_committed(&position);
+        assert_eq!(offset, 100);
+        assert_eq!(decode_behind(&metadata), behind);
+        assert!(decode_behind("").is_empty());
+        assert!(decode_behind("written by another tool").is_empty());
+    }
+
+    #[test]
+    fn too_many_triggers_behind_fall_back_to_the_first_place_needed() {
+        let behind = (0..500)
+            .map(|n| (format!("namespace/trigger-{n}"), 1_000 + n))
+            .collect();
+        let position = Position {
+            offset: 5_000,
+            behind,
+        };
+        assert_eq!(as_committed(&position), (1_000, String::new()));
     }
 }
