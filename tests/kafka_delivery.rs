@@ -188,8 +188,31 @@ fn a_rebalance_while_a_trigger_is_behind_loses_nothing() {
         slow.line("slow trigger"),
         fast.line("fast trigger")
     );
-    assert!(slow.lost.is_empty(), "{}", slow.line("slow trigger"));
-    assert!(fast.lost.is_empty(), "{}", fast.line("fast trigger"));
+    let logs = || {
+        let interesting = |log: String| -> String {
+            log.lines()
+                .filter(|line| !line.contains(" DEBUG "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        format!(
+            "first node:\n{}\nsecond node:\n{}",
+            interesting(first.log()),
+            interesting(second.log())
+        )
+    };
+    assert!(
+        slow.lost.is_empty(),
+        "{}\n{}",
+        slow.line("slow trigger"),
+        logs()
+    );
+    assert!(
+        fast.lost.is_empty(),
+        "{}\n{}",
+        fast.line("fast trigger"),
+        logs()
+    );
     drop(second);
 }
 

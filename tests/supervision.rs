@@ -146,3 +146,62 @@ fn a_slow_subscriber_never_delays_the_other_triggers() {
     let slow: HashSet<String> = recorder.ids("/slow").into_iter().collect();
     assert_eq!(slow.len(), 100, "the slow trigger got every event");
 }
+
+/// A dispatcher that dies while one trigger is far behind comes back with that trigger's place
+/// from the committed position: the slow trigger goes on from where it was (nothing lost), and
+/// the fast one is not given again what it already had (no redelivery storm).
+#[test]
+fn a_restarted_dispatcher_resumes_a_trigger_behind_from_its_place() {
+    let recorder = Recorder::start();
+    recorder.on("/slow", |_, _| {
+        Reply::accepted().after(Duration::from_millis(20))
+    });
+    let config = format!(
+        "{}{}{}",
+        broker_yaml("{}"),
+        trigger_yaml("slow", "filter: {}", &recorder.at("/slow"), None),
+        trigger_yaml("fast", "filter: {}", &recorder.at("/fast"), None),
+    );
+    let node = NodeProcess::start(
+        &config,
+        &["--trigger-queue", "20", "--trigger-concurrency", "4"],
+    );
+    let broker = node.broker("e2e", "default");
+    let ids: Vec<String> = (0..600).map(|i| format!("behind-{i}")).collect();
+    for id in &ids {
+        assert_eq!(send(&broker, id, "t"), 202);
+    }
+    wait_until(
+        "the fast trigger has everything",
+        Duration::from_secs(30),
+        || recorder.count("/fast") >= ids.len(),
+    );
+    let slow_before = recorder.count("/slow");
+    assert!(
+        slow_before < ids.len() / 2,
+        "the slow trigger was not behind ({slow_before})"
+    );
+    // Let a commit carry the slow trigger's place, then crash the dispatcher.
+    thread::sleep(Duration::from_millis(300));
+    let response = http()
+        .post(format!("{}/-/faults/dispatcher/e2e/default", node.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let slow =
+        knactor_testkit::wait_for_delivery(&ids, || recorder.ids("/slow"), Duration::from_secs(60));
+    let fast = knactor_testkit::Tally::of(&ids, &recorder.ids("/fast"));
+    println!(
+        "dispatcher crashed with the slow trigger at {slow_before} of {}:\n  {}\n  {}",
+        ids.len(),
+        slow.line("slow trigger"),
+        fast.line("fast trigger")
+    );
+    assert!(slow.lost.is_empty(), "{}", slow.line("slow trigger"));
+    assert!(fast.lost.is_empty(), "{}", fast.line("fast trigger"));
+    assert!(
+        fast.duplicates <= 20,
+        "the fast trigger got {} events again",
+        fast.duplicates
+    );
+}

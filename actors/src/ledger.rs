@@ -254,10 +254,16 @@ impl<T: Clone + Eq + Hash + Ord> Ledger<T> {
     /// Whether nothing handed out for `partition` is still running (true for a partition this
     /// ledger does not hold).
     pub fn is_settled(&self, partition: Partition) -> bool {
-        self.partitions
+        let shared = self
+            .partitions
             .get(&partition)
             .and_then(|book| book.tracker.as_ref())
-            .is_none_or(|tracker| tracker.outstanding() == 0)
+            .is_none_or(|tracker| tracker.outstanding() == 0);
+        shared
+            && self
+                .triggers
+                .values()
+                .all(|book| !book.reading.contains_key(&partition))
     }
 
     pub fn assigned(&self) -> impl Iterator<Item = Partition> + '_ {

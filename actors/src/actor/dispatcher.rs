@@ -714,6 +714,11 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
                         .map(|position| position.map_keys(|name| name.parse::<ObjectKey>().ok()));
                     self.ledger.assign(partition, committed);
                 }
+                // Triggers the committed positions name as behind read on their own from now.
+                let keys: Vec<ObjectKey> = self.triggers.keys().cloned().collect();
+                for key in keys {
+                    self.catch_up(&key, ctx);
+                }
             }
             Ok(ChannelEvent::Revoking(release)) => self.on_revoking(release, ctx),
             Ok(ChannelEvent::Revoked(partitions)) => {
