@@ -32,3 +32,6 @@ KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
 
 echo "== Helm chart (lint, render, schemas, dry-run, install/upgrade/uninstall against kube-apiserver 1.20)"
 scripts/chart-check.sh
+
+echo "== fuzzing: every cargo-fuzz target for 30 s, on the stable toolchain a fresh machine has"
+KNACTOR_FUZZ_TOOLCHAIN=stable scripts/fuzz.sh 30
