@@ -146,46 +146,37 @@ impl PartitionGauges {
     }
 }
 
-/// Whether a broker's channel stores what it is given: the outcome of the last append, and of
-/// the last probe of the channel (a Kafka topic whose partitions all have a leader).
+/// Whether a broker's channel stores what it is given: the latest evidence wins, an append (stored
+/// or refused) or a probe of the channel (a Kafka topic whose partitions all have a leader).
 #[derive(Debug, Default)]
 pub struct ChannelHealth {
-    state: Mutex<HealthState>,
-}
-
-#[derive(Debug, Default)]
-struct HealthState {
-    append_failure: Option<String>,
-    probe_failure: Option<String>,
+    /// Why the channel did not store, as the latest evidence says; `None`: it stores.
+    problem: Mutex<Option<String>>,
 }
 
 impl ChannelHealth {
     /// An append was stored.
     pub fn stored(&self) {
-        self.lock().append_failure = None;
+        *self.lock() = None;
     }
 
     /// An append could not be stored (the channel is away, or full).
     pub fn refused(&self, reason: impl Into<String>) {
-        self.lock().append_failure = Some(reason.into());
+        *self.lock() = Some(reason.into());
     }
 
     /// The outcome of a probe of the channel.
     pub fn probed(&self, outcome: Result<(), String>) {
-        self.lock().probe_failure = outcome.err();
+        *self.lock() = outcome.err();
     }
 
     /// Why the channel does not store events now, if it does not.
     pub fn problem(&self) -> Option<String> {
-        let state = self.lock();
-        state
-            .probe_failure
-            .clone()
-            .or_else(|| state.append_failure.clone())
+        self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.problem.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
