@@ -154,7 +154,7 @@ fn a_slow_subscriber_never_delays_the_other_triggers() {
 fn a_restarted_dispatcher_resumes_a_trigger_behind_from_its_place() {
     let recorder = Recorder::start();
     recorder.on("/slow", |_, _| {
-        Reply::accepted().after(Duration::from_millis(20))
+        Reply::accepted().after(Duration::from_millis(100))
     });
     let config = format!(
         "{}{}{}",
@@ -179,7 +179,8 @@ fn a_restarted_dispatcher_resumes_a_trigger_behind_from_its_place() {
     let slow_before = recorder.count("/slow");
     assert!(
         slow_before < ids.len() / 2,
-        "the slow trigger was not behind ({slow_before})"
+        "the slow trigger was not behind ({slow_before})\n{}",
+        node.log()
     );
     // Let a commit carry the slow trigger's place, then crash the dispatcher.
     thread::sleep(Duration::from_millis(300));

@@ -130,7 +130,8 @@ pub enum Handoff {
 pub enum CatchUp {
     /// The cursor reached the shared read's position: the shared read serves the trigger again.
     CaughtUp,
-    /// Progress, and more to read: [`Ledger::reads_due`] has the next read once there is room.
+    /// Progress, or no room left for what came back, and more to read: [`Ledger::reads_due`] has
+    /// the next read once there is room.
     Behind,
     /// Nothing came back (a timeout, or records not readable yet): read again after a pause,
     /// with [`Ledger::resume`]. Never taken for "caught up".
@@ -308,6 +309,15 @@ impl<T: Clone + Eq + Hash + Ord> Ledger<T> {
 
     pub fn has_trigger(&self, trigger: &T) -> bool {
         self.triggers.contains_key(trigger)
+    }
+
+    /// The next offset `trigger` reads itself on `partition`, when it lags there.
+    pub fn cursor(&self, trigger: &T, partition: Partition) -> Option<Offset> {
+        self.triggers
+            .get(trigger)?
+            .lagging
+            .get(&partition)
+            .map(|lag| lag.cursor)
     }
 
     /// Whether the next record handed to `trigger` would make it fall behind.
@@ -493,7 +503,9 @@ impl<T: Clone + Eq + Hash + Ord> Ledger<T> {
         }
         let progressed = cursor > lag.cursor;
         lag.cursor = cursor;
-        if progressed {
+        if progressed || full {
+            // A trigger that had no room left reads again once it has (its other reads filled
+            // it): that is not an empty read.
             lag.state = LagState::Idle;
             CatchUp::Behind
         } else {

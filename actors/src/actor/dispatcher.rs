@@ -79,6 +79,10 @@ pub struct DispatcherActor {
     subscribed: bool,
     /// Partitions the channel is about to revoke, finishing what they owe first.
     handovers: Vec<Handover>,
+    /// What a catch-up read brought beyond the room its trigger had, kept for that trigger's
+    /// next read of the partition (at most one read's worth each): a trigger behind reads the
+    /// channel once per batch, not once per slot that frees up.
+    read_ahead: HashMap<(ObjectKey, Partition), ReadBatch>,
     /// Set once the node stops: finish, commit, report.
     draining: Option<Draining>,
 }
@@ -133,6 +137,7 @@ impl DispatcherActor {
             wanting: Vec::new(),
             subscribed: false,
             handovers: Vec::new(),
+            read_ahead: HashMap::new(),
             draining: None,
         }
     }
@@ -419,7 +424,12 @@ impl DispatcherActor {
 
     /// Starts a read for every partition on which `trigger` lags, when it has room again.
     fn catch_up(&mut self, trigger: &ObjectKey, ctx: &mut Context<Self>) {
+        let mut ready = Vec::new();
         for (partition, from) in self.ledger.reads_due(trigger) {
+            if let Some(batch) = self.take_read_ahead(trigger, partition, from) {
+                ready.push((partition, from, batch));
+                continue;
+            }
             let log = self.log.clone();
             let topic = self.topic.clone();
             let key = trigger.clone();
@@ -428,6 +438,21 @@ impl DispatcherActor {
                 actor.on_caught_up(key, partition, from, result, ctx);
             }));
         }
+        for (partition, from, batch) in ready {
+            self.on_caught_up(trigger.clone(), partition, from, Ok(batch), ctx);
+        }
+    }
+
+    /// The records kept from `trigger`'s last read of `partition`, from `from` on, if any.
+    fn take_read_ahead(
+        &mut self,
+        trigger: &ObjectKey,
+        partition: Partition,
+        from: Offset,
+    ) -> Option<ReadBatch> {
+        let mut kept = self.read_ahead.remove(&(trigger.clone(), partition))?;
+        kept.records.retain(|record| record.offset >= from);
+        (!kept.records.is_empty()).then_some(kept)
     }
 
     fn on_caught_up(
@@ -469,6 +494,25 @@ impl DispatcherActor {
                 slot.send(record, now, context_of(&span));
             },
         );
+        if outcome == CatchUp::Behind {
+            // Out of room before the end of the batch: keep the rest for the next read.
+            if let Some(cursor) = self.ledger.cursor(&trigger, partition) {
+                let records: Vec<Record> = batch
+                    .records
+                    .into_iter()
+                    .filter(|record| record.offset >= cursor)
+                    .collect();
+                if !records.is_empty() {
+                    self.read_ahead.insert(
+                        (trigger.clone(), partition),
+                        ReadBatch {
+                            records,
+                            next: batch.next,
+                        },
+                    );
+                }
+            }
+        }
         match outcome {
             CatchUp::CaughtUp => {
                 // From here on the shared read considers this partition for the trigger again.
@@ -593,6 +637,9 @@ impl DispatcherActor {
             slots.insert(trigger.key.clone(), slot);
         }
         // Triggers that went away owe nothing any more.
+        let removed: Vec<&ObjectKey> = self.triggers.keys().collect();
+        self.read_ahead
+            .retain(|(trigger, _), _| !removed.contains(&trigger));
         for key in self.triggers.keys() {
             self.ledger.remove_trigger(key);
             info!(broker = %self.broker, trigger = %key, "trigger removed");
@@ -726,6 +773,7 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
                 for partition in partitions {
                     info!(broker = %self.broker, partition, "partition revoked");
                     self.ledger.revoke(partition);
+                    self.read_ahead.retain(|(_, p), _| *p != partition);
                     self.seen.remove(&partition);
                     self.metrics
                         .partitions
