@@ -117,19 +117,29 @@ done
 port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
 
 read -ra extra_args <<<"${KNACTOR_KUBE_APISERVER_ARGS:-}"
-start kube-apiserver "$apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
-    --secure-port="$APISERVER_PORT" --insecure-port=0 --cert-dir="$pki" \
-    --tls-cert-file="$pki/server.crt" --tls-private-key-file="$pki/server.key" --client-ca-file="$pki/ca.crt" \
-    --token-auth-file="$pki/tokens.csv" --authorization-mode=RBAC \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
-    --service-cluster-ip-range=10.96.0.0/24 --disable-admission-plugins=ServiceAccount --profiling=false \
-    "${extra_args[@]}"
-for ((i = 0; i < 240; i++)); do  # 120 s
-    "$kubectl" "${kc[@]}" get --raw /readyz >/dev/null 2>&1 && break
-    alive "$(pid_of kube-apiserver)" kube-apiserver || fail kube-apiserver "kube-apiserver exited"
-    sleep 0.5
+# Up to 3 tries: on a loaded machine kube-apiserver may give up on etcd at start ("context
+# deadline exceeded") and exit; a second start finds etcd answering.
+for attempt in 1 2 3; do
+    start kube-apiserver "$apiserver" \
+        --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+        --secure-port="$APISERVER_PORT" --insecure-port=0 --cert-dir="$pki" \
+        --tls-cert-file="$pki/server.crt" --tls-private-key-file="$pki/server.key" --client-ca-file="$pki/ca.crt" \
+        --token-auth-file="$pki/tokens.csv" --authorization-mode=RBAC \
+        --service-account-issuer=https://kubernetes.default.svc \
+        --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
+        --service-cluster-ip-range=10.96.0.0/24 --disable-admission-plugins=ServiceAccount --profiling=false \
+        "${extra_args[@]}"
+    exited=
+    for ((i = 0; i < 240; i++)); do  # 120 s
+        "$kubectl" "${kc[@]}" get --raw /readyz >/dev/null 2>&1 && break
+        if ! alive "$(pid_of kube-apiserver)" kube-apiserver; then exited=1; break; fi
+        sleep 0.5
+    done
+    [[ -z $exited ]] && break
+    ((attempt < 3)) || fail kube-apiserver "kube-apiserver exited (3 tries)"
+    echo "kube-up.sh: kube-apiserver exited at start (try $attempt of 3), starting it again" >&2
+    sed -i '/^kube-apiserver /d' "$dir/pids"
+    sleep 1
 done
 ((i < 240)) || fail kube-apiserver "kube-apiserver not ready after 120 s"
 # /readyz can answer before the bootstrap controller has created the "default" namespace (it does so
