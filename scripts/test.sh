@@ -28,7 +28,7 @@ cargo test --workspace --locked
 echo "== end-to-end scenarios on Kafka (Apache Kafka 4, KRaft)"
 KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
     --test ingress --test filters --test delivery --test supervision --test reload \
-    --test sources --test kube_sources --test tracing
+    --test sources --test kube_sources --test tracing --test contract
 
 echo "== Helm chart (lint, render, schemas, dry-run, install/upgrade/uninstall against kube-apiserver 1.20)"
 scripts/chart-check.sh

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudevents::event::ExtensionValue;
-use cloudevents::{AttributesReader, Event};
+use cloudevents::{AttributesReader, AttributesWriter, Event};
 
 /// Hops left before the broker refuses the event (Knative's loop guard). Hidden from subscribers.
 pub const TTL_EXTENSION: &str = "knativebrokerttl";
@@ -28,12 +28,22 @@ pub const REDRIVE_TARGET_EXTENSION: &str = "knactorredriveto";
 pub const PARKED_TRIGGER_EXTENSION: &str = "knactorparkedfor";
 pub const PARKED_REASON_EXTENSION: &str = "knactorparkreason";
 pub const PARKED_AT_EXTENSION: &str = "knactorparkedat";
+/// knactor's own, in memory only: the `dataschema` exactly as its producer wrote it, when the
+/// URL type would write it otherwise (`http://Example.COM/Schema` comes back as
+/// `http://example.com/Schema`). The bindings write it as the `dataschema` and never as an
+/// extension, so on the wire an event's attributes are byte for byte what the producer sent;
+/// filters and CESQL read it as the `dataschema`.
+pub use knactor_cesql::DATASCHEMA_AS_SENT_EXTENSION;
 
 /// The hop budget a new event starts with (Knative's `MAX_TTL`).
 pub const DEFAULT_MAX_TTL: i32 = 255;
 
-/// The dead-letter sink gets at most this many bytes of the last response body (Knative's limit).
+/// A failure report keeps at most this many bytes of the last response body (more than
+/// `knativeerrordata` can show, for the parking reason and the logs).
 pub const MAX_ERROR_DATA_BYTES: usize = 1024;
+/// `knativeerrordata` is the response body base64-encoded, the encoded text cut to this many
+/// characters (Knative's dispatcher cuts after encoding: 768 bytes of body).
+pub const MAX_ERROR_DATA_CHARS: usize = 1024;
 
 /// Extensions a subscriber must never see.
 const MESH_ONLY_EXTENSIONS: [&str; 5] = [
@@ -43,6 +53,31 @@ const MESH_ONLY_EXTENSIONS: [&str; 5] = [
     PARKED_REASON_EXTENSION,
     PARKED_AT_EXTENSION,
 ];
+
+/// An event's `dataschema` (`schemaurl` in 0.3) as its producer wrote it.
+pub fn dataschema_as_sent(event: &Event) -> Option<&str> {
+    match event.extension(DATASCHEMA_AS_SENT_EXTENSION) {
+        Some(ExtensionValue::String(text)) => Some(text),
+        _ => event.dataschema().map(url::Url::as_str),
+    }
+}
+
+/// Sets `dataschema` from the text a producer sent, parsed as `url`; keeps the text when the
+/// URL would write it otherwise.
+pub fn set_dataschema_as_sent(event: &mut Event, text: &str, url: url::Url) {
+    let normalized = url.as_str() != text;
+    event.set_dataschema(Some(url));
+    if normalized {
+        event.set_extension(DATASCHEMA_AS_SENT_EXTENSION, text);
+    } else {
+        event.remove_extension(DATASCHEMA_AS_SENT_EXTENSION);
+    }
+}
+
+/// Whether an extension is one a binding writes as an attribute instead (never on the wire).
+pub fn is_attribute_stash(name: &str) -> bool {
+    name == DATASCHEMA_AS_SENT_EXTENSION
+}
 
 /// The length of an attribute's text, without formatting it when it is already text.
 fn attribute_len(value: &cloudevents::event::AttributeValue<'_>) -> usize {
@@ -240,10 +275,10 @@ impl FailureReport {
             ExtensionValue::Integer(i64::from(self.code)),
         );
         if !self.data.is_empty() {
-            event.set_extension(
-                ERROR_DATA_EXTENSION,
-                base64::engine::general_purpose::STANDARD.encode(&self.data),
-            );
+            // As Knative's dispatcher does: the body is encoded, and the encoded text cut.
+            let mut encoded = base64::engine::general_purpose::STANDARD.encode(&self.data);
+            encoded.truncate(MAX_ERROR_DATA_CHARS);
+            event.set_extension(ERROR_DATA_EXTENSION, encoded);
         }
     }
 }
@@ -330,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn dead_letters_carry_the_failure_with_the_body_cut_to_1024_bytes() {
+    fn dead_letters_carry_the_failure_with_the_encoded_body_cut_to_1024_characters() {
         let envelope = Envelope::admit(event(), DEFAULT_MAX_TTL, now()).unwrap();
         let report = FailureReport::new("http://sub/", 503, &[b'x'; 2000]);
         let dead = envelope.dead_letter(&report);
@@ -343,10 +378,12 @@ mod tests {
             "503"
         );
         use base64::Engine as _;
+        let text = dead.extension(ERROR_DATA_EXTENSION).unwrap().to_string();
+        assert_eq!(text.len(), 1024, "the encoded text, cut");
         let data = base64::engine::general_purpose::STANDARD
-            .decode(dead.extension(ERROR_DATA_EXTENSION).unwrap().to_string())
+            .decode(&text)
             .unwrap();
-        assert_eq!(data.len(), 1024);
+        assert_eq!(data, [b'x'; 768], "768 bytes of the body");
         assert!(dead.extension(TTL_EXTENSION).is_none());
     }
 }

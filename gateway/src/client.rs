@@ -108,7 +108,9 @@ impl Transport for HttpTransport {
             let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        let reply = if (200..300).contains(&status) {
+        // A reply is an event in a 2xx answer, except a 202: the data-plane contract says a
+        // `202 Accepted` MUST NOT be processed as a reply, whatever its body holds.
+        let reply = if (200..300).contains(&status) && status != 202 {
             let pairs: Vec<(&str, &[u8])> = headers
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_slice()))

@@ -141,7 +141,10 @@ impl Attribute {
                     .time()?
                     .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             )),
-            Attribute::DataSchema => borrowed(event.dataschema()?.as_str()),
+            Attribute::DataSchema => match event.extension(crate::DATASCHEMA_AS_SENT_EXTENSION) {
+                Some(ExtensionValue::String(as_sent)) => borrowed(as_sent),
+                _ => borrowed(event.dataschema()?.as_str()),
+            },
             Attribute::DataContentType => borrowed(event.datacontenttype()?),
             Attribute::Extension(name) => match event.extension(name)? {
                 ExtensionValue::String(s) => borrowed(s),

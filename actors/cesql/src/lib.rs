@@ -23,6 +23,12 @@
 //!   it is a literal backslash;
 //! * `time` renders as RFC 3339 in UTC, the only form the SDK keeps.
 
+/// The extension in which knactor keeps, in memory only, an event's `dataschema` exactly as its
+/// producer wrote it when the URL type would write it otherwise (`http://Example.COM/Schema` comes
+/// back as `http://example.com/Schema`): expressions compare what the producer sent. Defined here,
+/// the crate every other knactor crate depends on; `knactor_actors::envelope` says the rest.
+pub const DATASCHEMA_AS_SENT_EXTENSION: &str = "knactordataschemaassent";
+
 mod ast;
 mod error;
 mod eval;
@@ -377,5 +383,29 @@ mod tests {
                 let _ = expr.matches(&event());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod dataschema_tests {
+    use super::*;
+    use cloudevents::{AttributesWriter, EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn dataschema_is_compared_as_its_producer_sent_it() {
+        let as_sent = "http://Example.COM:80/Schema/../v1";
+        let mut event = EventBuilderV10::new()
+            .id("1")
+            .source("HTTP://Producer.Example:80/A")
+            .ty("t")
+            .build()
+            .unwrap();
+        event.set_dataschema(Some(url::Url::parse(as_sent).unwrap()));
+        event.set_extension(DATASCHEMA_AS_SENT_EXTENSION, as_sent);
+        let expression = Expression::parse(&format!(
+            "dataschema = '{as_sent}' AND source = 'HTTP://Producer.Example:80/A'"
+        ))
+        .unwrap();
+        assert!(expression.matches(&event));
     }
 }

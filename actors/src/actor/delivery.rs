@@ -247,7 +247,13 @@ impl DeliveryJob {
             span.record("otel.status_code", "error");
         }
         let to_sink = *url != self.route.subscriber;
-        let attempt = classify(url, result);
+        // The dead-letter extension names the subscriber as its trigger gave it.
+        let reported = if to_sink {
+            url.as_str()
+        } else {
+            &*self.route.subscriber_uri
+        };
+        let attempt = classify(reported, result);
         // The attempt the subscriber took is the delivery: one hop, not two.
         let stage = match attempt {
             Attempt::Delivered | Attempt::Reply(_) if !to_sink => Stage::Delivered,
@@ -513,12 +519,13 @@ impl DeliveryJob {
 /// How often a trigger's parking failures are logged at most.
 const PARK_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
-fn classify(url: &Url, result: Result<Response, TransportError>) -> Attempt {
+/// What an attempt to `destination` (as it is reported) came to.
+fn classify(destination: &str, result: Result<Response, TransportError>) -> Attempt {
     match result {
         Err(error) => Attempt::Failed {
             retryable: true,
             report: FailureReport::new(
-                url.as_str(),
+                destination,
                 500,
                 format!("dispatch error: {error}").as_bytes(),
             ),
@@ -530,7 +537,7 @@ fn classify(url: &Url, result: Result<Response, TransportError>) -> Attempt {
             // Knative's filter answers 502 for this, which the dispatcher retries.
             ReplyBody::NotAnEvent(_) => Attempt::Failed {
                 retryable: true,
-                report: FailureReport::new(url.as_str(), 502, &response.body),
+                report: FailureReport::new(destination, 502, &response.body),
                 retry_after: None,
             },
         },
@@ -539,7 +546,7 @@ fn classify(url: &Url, result: Result<Response, TransportError>) -> Attempt {
             retry_after: matches!(response.status, 429 | 503)
                 .then_some(response.retry_after)
                 .flatten(),
-            report: FailureReport::new(url.as_str(), response.status, &response.body),
+            report: FailureReport::new(destination, response.status, &response.body),
         },
     }
 }

@@ -21,7 +21,7 @@ pub fn lookup<'a>(event: &'a Event, name: &str) -> Option<Cow<'a, str>> {
         }),
         "subject" => Cow::Borrowed(event.subject()?),
         "time" => Cow::Owned(event.time()?.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        "dataschema" | "schemaurl" => Cow::Borrowed(event.dataschema()?.as_str()),
+        "dataschema" | "schemaurl" => Cow::Borrowed(crate::envelope::dataschema_as_sent(event)?),
         "datacontenttype" => Cow::Borrowed(event.datacontenttype()?),
         "datamediatype" => Cow::Borrowed(
             event

@@ -54,7 +54,7 @@ impl DestinationSpec {
                 None
             }
             (None, Some(uri)) => match Url::parse(uri) {
-                Ok(url) if url.has_host() => Some(Destination::Url(url)),
+                Ok(url) if url.has_host() => Some(Destination::Url(url, uri.to_string())),
                 _ => {
                     checker.error(
                         join(path, "uri"),
@@ -142,7 +142,8 @@ mod tests {
         assert_eq!(
             destination,
             Ok(Destination::Url(
-                Url::parse("http://127.0.0.1:8081/events").unwrap()
+                Url::parse("http://127.0.0.1:8081/events").unwrap(),
+                "http://127.0.0.1:8081/events".to_string()
             ))
         );
     }

@@ -10,7 +10,9 @@ use crate::resources::ObjectKey;
 /// A validated `Destination`: a URL, or a reference to resolve (plus an optional path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Url(Url),
+    /// An absolute URL, and the text it was written as (Knative reports a destination as
+    /// written: `http://host` stays without the slash the URL type adds).
+    Url(Url, String),
     Ref {
         target: Reference,
         /// Resolved against the target's address (`/events`, `sub/path`).
@@ -52,7 +54,7 @@ pub trait Resolver: Send + Sync {
 
     fn resolve(&self, destination: &Destination) -> Result<Url, String> {
         match destination {
-            Destination::Url(url) => Ok(url.clone()),
+            Destination::Url(url, _) => Ok(url.clone()),
             Destination::Ref { target, uri } => {
                 let base = self.resolve_reference(target)?;
                 match uri {
@@ -60,6 +62,30 @@ pub trait Resolver: Send + Sync {
                     Some(path) => join_path(&base, path).map_err(|error| {
                         format!("uri {path:?} cannot be joined to {base}: {error}")
                     }),
+                }
+            }
+        }
+    }
+}
+
+impl Destination {
+    /// How Knative reports this destination once resolved to `resolved` (a Trigger's
+    /// `status.subscriberUri`, the dead-letter extension `knativeerrordest`): a `uri` exactly as
+    /// written; a reference as Go's URL type prints its address, without the slash Rust's adds to
+    /// an empty path.
+    pub fn as_reported(&self, resolved: &Url) -> String {
+        match self {
+            Destination::Url(_, text) => text.clone(),
+            Destination::Ref { uri: Some(_), .. } => resolved.to_string(),
+            Destination::Ref { uri: None, .. } => {
+                let text = resolved.as_str();
+                if resolved.path() == "/"
+                    && resolved.query().is_none()
+                    && resolved.fragment().is_none()
+                {
+                    text.strip_suffix('/').unwrap_or(text).to_string()
+                } else {
+                    text.to_string()
                 }
             }
         }

@@ -156,6 +156,9 @@ pub struct TriggerRoute {
     pub broker: ObjectKey,
     pub filter: Filter,
     pub subscriber: Url,
+    /// The subscriber as Knative reports it (`status.subscriberUri`, `knativeerrordest`): a `uri`
+    /// exactly as written.
+    pub subscriber_uri: Arc<str>,
     pub delivery: ResolvedDelivery,
     pub order: DeliveryOrder,
     pub start: StartPosition,
@@ -282,8 +285,11 @@ impl Routes {
                 ));
                 continue;
             };
-            let subscriber = match resolver.resolve(subscriber) {
-                Ok(url) => url,
+            let (subscriber, subscriber_uri) = match resolver.resolve(subscriber) {
+                Ok(url) => {
+                    let reported = subscriber.as_reported(&url);
+                    (url, Arc::from(reported))
+                }
                 Err(problem) => {
                     issues.push(not_ready("SubscriberResolveFailed", problem));
                     continue;
@@ -306,6 +312,7 @@ impl Routes {
                 broker: broker_key.clone(),
                 filter: trigger.filter.clone(),
                 subscriber,
+                subscriber_uri,
                 delivery,
                 order: trigger.order,
                 start: trigger.start,

@@ -16,7 +16,10 @@ use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{
     AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10,
 };
-use knactor_actors::envelope::{Envelope, PARTITION_KEY_EXTENSION};
+use knactor_actors::envelope::{
+    dataschema_as_sent, is_attribute_stash, set_dataschema_as_sent, Envelope,
+    PARTITION_KEY_EXTENSION,
+};
 
 const PREFIX: &str = "ce_";
 const CONTENT_TYPE: &str = "content-type";
@@ -83,14 +86,17 @@ pub fn encode(envelope: &Envelope) -> RecordParts {
             &time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         );
     }
-    if let Some(schema) = event.dataschema() {
+    if let Some(schema) = dataschema_as_sent(event) {
         let name = match version {
             SpecVersion::V03 => "schemaurl",
             SpecVersion::V10 => "dataschema",
         };
-        header(name, schema.as_str());
+        header(name, schema);
     }
     for (name, value) in event.iter_extensions() {
+        if is_attribute_stash(name) {
+            continue;
+        }
         header(name, &value.to_string());
     }
     if let Some(content_type) = event.datacontenttype() {
@@ -184,7 +190,7 @@ pub fn decode(headers: &[(&str, &[u8])], value: Option<&[u8]>) -> Result<Envelop
                         name: name.clone(),
                         reason: error.to_string(),
                     })?;
-                event.set_dataschema(Some(url));
+                set_dataschema_as_sent(&mut event, value, url);
             }
             "datacontenttype" => {
                 if content_type.is_none() {

@@ -540,7 +540,7 @@ fn build(
             },
         };
         let extra = match &route {
-            Some(route) => json!({"subscriberUri": route.subscriber.to_string()}),
+            Some(route) => json!({"subscriberUri": &*route.subscriber_uri}),
             None => Value::Null,
         };
         statuses.insert(

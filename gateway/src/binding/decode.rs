@@ -7,6 +7,7 @@ use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{
     AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10,
 };
+use knactor_actors::envelope::set_dataschema_as_sent;
 use url::Url;
 
 use super::headers::percent_decode;
@@ -281,7 +282,8 @@ fn set_schema(event: &mut Event, name: &str, value: &str) -> Result<(), DecodeEr
         name: name.into(),
         reason: format!("{value:?} is not an absolute URI ({error})"),
     })?;
-    event.set_dataschema(Some(url));
+    // Kept as written: a subscriber and a filter see exactly what the producer sent.
+    set_dataschema_as_sent(event, value, url);
     Ok(())
 }
 
@@ -376,7 +378,22 @@ fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError>
             check_extension_name(name)?;
         }
     }
-    serde_json::from_value(value).map_err(|error| DecodeError::InvalidJson(error.to_string()))
+    let schema_key = if spec_version == "0.3" {
+        "schemaurl"
+    } else {
+        "dataschema"
+    };
+    let schema_as_sent = match object.get(schema_key) {
+        Some(serde_json::Value::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let mut event: Event = serde_json::from_value(value)
+        .map_err(|error| DecodeError::InvalidJson(error.to_string()))?;
+    if let (Some(text), Some(url)) = (schema_as_sent, event.dataschema().cloned()) {
+        // Kept as written: a subscriber and a filter see exactly what the producer sent.
+        set_dataschema_as_sent(&mut event, &text, url);
+    }
+    Ok(event)
 }
 
 /// Batched mode: a JSON array of structured events (possibly empty, which the spec allows).

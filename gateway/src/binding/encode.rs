@@ -11,6 +11,8 @@ use cloudevents::{AttributesReader, Event};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use knactor_actors::envelope::{dataschema_as_sent, is_attribute_stash};
+
 use super::decode::{media_type, STRUCTURED_CONTENT_TYPE};
 use super::headers::percent_encode;
 
@@ -33,14 +35,17 @@ pub fn to_binary(event: &Event) -> (Vec<(String, String)>, Vec<u8>) {
     if let Some(time) = event.time() {
         headers.push(("ce-time".into(), format_time(time)));
     }
-    if let Some(schema) = event.dataschema() {
+    if let Some(schema) = dataschema_as_sent(event) {
         let name = match version {
             SpecVersion::V03 => "ce-schemaurl",
             SpecVersion::V10 => "ce-dataschema",
         };
-        headers.push((name.into(), percent_encode(schema.as_str())));
+        headers.push((name.into(), percent_encode(schema)));
     }
     for (name, value) in event.iter_extensions() {
+        if is_attribute_stash(name) {
+            continue;
+        }
         headers.push((format!("ce-{name}"), percent_encode(&value.to_string())));
     }
     if let Some(content_type) = event.datacontenttype() {
@@ -82,17 +87,20 @@ pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
     if let Some(time) = event.time() {
         object.insert("time".into(), Value::String(format_time(time)));
     }
-    if let Some(schema) = event.dataschema() {
+    if let Some(schema) = dataschema_as_sent(event) {
         let name = match version {
             SpecVersion::V03 => "schemaurl",
             SpecVersion::V10 => "dataschema",
         };
-        object.insert(name.into(), Value::String(schema.as_str().into()));
+        object.insert(name.into(), Value::String(schema.into()));
     }
     if let Some(content_type) = event.datacontenttype() {
         object.insert("datacontenttype".into(), Value::String(content_type.into()));
     }
     for (name, value) in event.iter_extensions() {
+        if is_attribute_stash(name) {
+            continue;
+        }
         let value = match value {
             ExtensionValue::String(text) => Value::String(text.clone()),
             ExtensionValue::Boolean(flag) => Value::Bool(*flag),
