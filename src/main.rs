@@ -10,9 +10,11 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// knactor: an eventing mesh that speaks Knative Eventing.
 #[derive(Parser)]
-#[command(after_help = "Errors are one line on standard error and a non-zero exit (2: invalid \
+#[command(
+    after_help = "Errors are one line on standard error and a non-zero exit (2: invalid \
     arguments). status, parked, trace and validate print JSON or YAML with -o json|yaml; the \
-    fields are in docs/cli.md.")]
+    fields are in docs/cli.md."
+)]
 #[command(
     name = "knactor",
     version,

@@ -87,11 +87,10 @@ fi
 
 echo
 echo "sending one event to ${node_url}/default/default ..."
-sent="$("$bin" send "${node_url}/default/default" \
-  --type dev.knactor.quickstart --source /quickstart --data '{"hello":"knactor"}')"
-echo "$sent"
+"$bin" send "${node_url}/default/default" \
+  --type dev.knactor.quickstart --source /quickstart --data '{"hello":"knactor"}' | tee "$work/sent"
 sleep 1
-id="$(sed -n 's/^id: //p' <<<"$sent")"
+id="$(sed -n 's/^id: //p' "$work/sent")"
 echo
 echo "where it went (knactor trace $id):"
 "$bin" trace "$id" --node "$node_url"

@@ -118,9 +118,9 @@ fn broker_key(broker: &str, namespace: Option<&str>) -> anyhow::Result<(String, 
         bail!("{broker:?} is not a broker: give <broker> (with -n <namespace>) or <namespace>/<broker>");
     }
     let namespace = match (from_argument, namespace) {
-        (Some(given), Some(flag)) if given != flag => bail!(
-            "{broker:?} is in namespace {given:?} but -n says {flag:?}: give one of them"
-        ),
+        (Some(given), Some(flag)) if given != flag => {
+            bail!("{broker:?} is in namespace {given:?} but -n says {flag:?}: give one of them")
+        }
         (Some(given), _) => given,
         (None, Some("")) => bail!("-n: the namespace is empty"),
         (None, Some(flag)) => flag,
@@ -130,7 +130,11 @@ fn broker_key(broker: &str, namespace: Option<&str>) -> anyhow::Result<(String, 
 }
 
 /// `{node}/-/brokers/{namespace}/{name}/{tail...}`, each part escaped.
-fn broker_url(node: &Url, (namespace, name): &(String, String), tail: &[&str]) -> anyhow::Result<Url> {
+fn broker_url(
+    node: &Url,
+    (namespace, name): &(String, String),
+    tail: &[&str],
+) -> anyhow::Result<Url> {
     let mut url = node.clone();
     url.path_segments_mut()
         .ok()
@@ -289,12 +293,18 @@ mod tests {
         assert_eq!(key("default", None), pair("default", "default"));
         assert_eq!(key("orders", Some("team-a")), pair("team-a", "orders"));
         assert_eq!(key("team-a/orders", None), pair("team-a", "orders"));
-        assert_eq!(key("team-a/orders", Some("team-a")), pair("team-a", "orders"));
+        assert_eq!(
+            key("team-a/orders", Some("team-a")),
+            pair("team-a", "orders")
+        );
         assert!(key("team-a/orders", Some("team-b"))
             .unwrap_err()
             .contains("but -n says \"team-b\""));
         for bad in ["", "/orders", "team-a/", "a/b/c"] {
-            assert!(key(bad, None).unwrap_err().contains("is not a broker"), "{bad}");
+            assert!(
+                key(bad, None).unwrap_err().contains("is not a broker"),
+                "{bad}"
+            );
         }
     }
 }

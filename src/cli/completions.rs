@@ -37,9 +37,11 @@ impl CompletionShell {
 }
 
 #[derive(Args)]
-#[command(after_help = "Install: bash: source <(knactor completions bash); zsh: knactor completions \
+#[command(
+    after_help = "Install: bash: source <(knactor completions bash); zsh: knactor completions \
     zsh > \"${fpath[1]}/_knactor\"; fish: knactor completions fish > \
-    ~/.config/fish/completions/knactor.fish")]
+    ~/.config/fish/completions/knactor.fish"
+)]
 pub struct CompletionsArgs {
     /// The shell to print the completions of.
     #[arg(value_enum, required_unless_present_any = ["out", "check"])]
@@ -85,7 +87,12 @@ pub fn man(args: ManArgs, command: Command) -> anyhow::Result<ExitCode> {
         print!("{}", String::from_utf8_lossy(&pages["knactor.1"]));
         return Ok(ExitCode::SUCCESS);
     }
-    write_or_check(&pages, args.out.as_deref(), args.check.as_deref(), "man --out")
+    write_or_check(
+        &pages,
+        args.out.as_deref(),
+        args.check.as_deref(),
+        "man --out",
+    )
 }
 
 /// The command as the generated files describe it: without what differs between machines (the
@@ -233,7 +240,16 @@ mod tests {
         let files = completion_files(crate::Cli::command());
         for (name, script) in &files {
             let script = String::from_utf8_lossy(script);
-            for command in ["run", "send", "validate", "status", "parked", "trace", "completions", "man"] {
+            for command in [
+                "run",
+                "send",
+                "validate",
+                "status",
+                "parked",
+                "trace",
+                "completions",
+                "man",
+            ] {
                 assert!(script.contains(command), "{name} lacks {command}");
             }
         }
@@ -245,6 +261,10 @@ mod tests {
         let run = String::from_utf8_lossy(&pages["knactor-run.1"]);
         assert!(run.contains("the CPUs, at most 4"), "{run}");
         assert!(pages.contains_key("knactor-parked-list.1"));
-        assert!(!pages.keys().any(|name| name.contains("help")), "{:?}", pages.keys());
+        assert!(
+            !pages.keys().any(|name| name.contains("help")),
+            "{:?}",
+            pages.keys()
+        );
     }
 }

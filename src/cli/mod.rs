@@ -48,9 +48,9 @@ fn http_url(text: &str, example: &str) -> Result<Url, String> {
         }
         _ => {}
     }
-    let fixed = Url::parse(&format!("http://{text}"))
-        .ok()
-        .filter(|url| url.has_host() && !text.contains("://") && !text.contains(char::is_whitespace));
+    let fixed = Url::parse(&format!("http://{text}")).ok().filter(|url| {
+        url.has_host() && !text.contains("://") && !text.contains(char::is_whitespace)
+    });
     Err(match fixed {
         Some(url) => format!(
             "no http:// or https:// scheme: write {}",

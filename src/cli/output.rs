@@ -21,7 +21,13 @@ pub enum Format {
 #[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
     /// Output format: text for people, json or yaml for scripts (the fields are in docs/cli.md).
-    #[arg(short = 'o', long = "output", value_enum, default_value = "text", global = true)]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     output: Format,
     /// Same as -o json.
     #[arg(long, global = true, conflicts_with = "output")]

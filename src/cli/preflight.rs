@@ -12,16 +12,25 @@ use crate::config::ReadLimits;
 
 /// `--dry-run` with `--config`: what `knactor validate` says of it; non-zero when a resource would
 /// be refused. In cluster mode the resources are the cluster's, read only once the node runs.
-pub fn dry_run(config: Option<&Path>, strict: bool, limits: ReadLimits) -> anyhow::Result<ExitCode> {
+pub fn dry_run(
+    config: Option<&Path>,
+    strict: bool,
+    limits: ReadLimits,
+) -> anyhow::Result<ExitCode> {
     let Some(config) = config else {
-        println!("(the cluster's resources are checked by its webhook and read once the node runs)");
+        println!(
+            "(the cluster's resources are checked by its webhook and read once the node runs)"
+        );
         return Ok(ExitCode::SUCCESS);
     };
     let report = ConfigReport::read(config, strict, limits)?;
     report.print();
     let refused = report.refused().len();
     if refused > 0 {
-        println!("knactor run would refuse {refused} resource(s) of --config {}", config.display());
+        println!(
+            "knactor run would refuse {refused} resource(s) of --config {}",
+            config.display()
+        );
     }
     Ok(report.exit_code())
 }

@@ -152,10 +152,11 @@ fn event_data(bytes: &[u8], content_type: &str) -> anyhow::Result<Data> {
         })?;
         return Ok(Data::Json(value));
     }
-    let binary = content_type
-        .split(';')
-        .next()
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/octet-stream"));
+    let binary = content_type.split(';').next().is_some_and(|essence| {
+        essence
+            .trim()
+            .eq_ignore_ascii_case("application/octet-stream")
+    });
     Ok(match std::str::from_utf8(bytes) {
         Ok(text) if !binary => Data::String(text.to_string()),
         _ => Data::Binary(bytes.to_vec()),
@@ -422,7 +423,10 @@ mod tests {
             event_data(b"[1]", "application/cloudevents-batch+json; charset=utf-8").unwrap(),
             Data::Json(json!([1]))
         );
-        let error = format!("{:#}", event_data(b"hello", "application/json").unwrap_err());
+        let error = format!(
+            "{:#}",
+            event_data(b"hello", "application/json").unwrap_err()
+        );
         assert!(error.starts_with("--data is not valid JSON"), "{error}");
         assert!(error.contains("--content-type text/plain"), "{error}");
         assert_eq!(
