@@ -178,7 +178,7 @@ complete -c knactor -n "__fish_knactor_using_subcommand run" -l dispatch-workers
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l kubernetes -d 'Take the resources from the cluster this pod runs in (its ServiceAccount). Implied inside a pod (KUBERNETES_SERVICE_HOST set) when neither --config nor a kubeconfig is given'
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l strict -d 'Refuse exactly what Knative\'s webhook refuses, instead of loading its docs\' shapes with a warning'
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l kafka-delete-topics -d 'Delete a broker\'s topics when the broker is deleted (never an external topic)'
-complete -c knactor -n "__fish_knactor_using_subcommand run" -l dry-run -d 'Check the flags, print what the node would run, and exit without starting it'
+complete -c knactor -n "__fish_knactor_using_subcommand run" -l dry-run -d 'Check the flags and --config (as validate does), print what the node would run, and exit without starting it: non-zero when a resource would be refused'
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l fault-injection -d 'Allow POST /-/faults/... to crash actors (supervision tests only)'
 complete -c knactor -n "__fish_knactor_using_subcommand run" -s h -l help -d 'Print help'
 complete -c knactor -n "__fish_knactor_using_subcommand help; and not __fish_seen_subcommand_from display send validate status parked trace crdgen completions man run help" -f -a "display" -d 'Run an event-display sink that prints every CloudEvent it receives, like Knative\'s'

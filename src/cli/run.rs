@@ -216,7 +216,8 @@ pub struct RunArgs {
     log: String,
     #[command(flatten)]
     telemetry: super::telemetry::TelemetryArgs,
-    /// Check the flags, print what the node would run, and exit without starting it.
+    /// Check the flags and --config (as validate does), print what the node would run, and exit
+    /// without starting it: non-zero when a resource would be refused.
     #[arg(long)]
     dry_run: bool,
     /// Allow POST /-/faults/... to crash actors (supervision tests only).
