@@ -205,6 +205,22 @@ fn errors_are_one_line_and_a_non_zero_exit() {
             vec!["status", "--node", "http://127.0.0.1:9"],
             "the node did not answer",
         ),
+        (
+            vec!["run", "--config", ".", "--otlp-endpoint", "127.0.0.1:4317"],
+            "'127.0.0.1:4317' for '--otlp-endpoint <URL>': not a usable OTLP endpoint: no http:// \
+             or https:// scheme: write http://127.0.0.1:4317",
+        ),
+        // An empty source: the flag and the form, not the SDK's "Invalid value setting attribute
+        // 'source' with uriref type" once the event is built.
+        (
+            vec!["send", "http://127.0.0.1:9/", "--type", "t", "--source", ""],
+            "invalid value '' for '--source <SOURCE>': a CloudEvent's source is a non-empty URI \
+             reference, such as /my/app or https://example.com/app",
+        ),
+        (
+            vec!["send", "http://127.0.0.1:9/", "--type", "", "--source", "/s"],
+            "invalid value '' for '--type <TYPE>': a CloudEvent's type is a non-empty string",
+        ),
         (vec!["frobnicate"], "error:"),
     ];
     for (args, expected) in cases {
@@ -213,7 +229,10 @@ fn errors_are_one_line_and_a_non_zero_exit() {
         let stderr = text(&output.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
         assert!(stderr.contains(expected), "{args:?}: {stderr:?}");
-        assert!(!stderr.contains("relative URL"), "{args:?}: {stderr:?}");
+        assert!(
+            !stderr.contains("relative URL") && !stderr.contains("uriref"),
+            "{args:?}: {stderr:?}"
+        );
     }
 }
 

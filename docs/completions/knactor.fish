@@ -39,12 +39,12 @@ complete -c knactor -n "__fish_knactor_needs_command" -f -a "run" -d 'Run a node
 complete -c knactor -n "__fish_knactor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c knactor -n "__fish_knactor_using_subcommand display" -l listen -d 'Address to receive CloudEvents on (any path)' -r
 complete -c knactor -n "__fish_knactor_using_subcommand display" -s h -l help -d 'Print help'
-complete -c knactor -n "__fish_knactor_using_subcommand send" -l type -d 'The events\' `type`' -r
-complete -c knactor -n "__fish_knactor_using_subcommand send" -l source -d 'The events\' `source`' -r
+complete -c knactor -n "__fish_knactor_using_subcommand send" -l type -d 'The events\' `type`, e.g. com.example.order.created' -r
+complete -c knactor -n "__fish_knactor_using_subcommand send" -l source -d 'The events\' `source`, a URI reference, e.g. /my/app or https://example.com/app' -r
 complete -c knactor -n "__fish_knactor_using_subcommand send" -l id -d 'The event id (a fresh UUID per event by default; with --count, "<id>-<n>")' -r
 complete -c knactor -n "__fish_knactor_using_subcommand send" -l data -d 'The events\' data: the text itself, or @FILE to read it from a file (@- reads standard input). JSON unless --content-type says otherwise' -r
 complete -c knactor -n "__fish_knactor_using_subcommand send" -l content-type -d 'The data\'s media type (`datacontenttype`), e.g. text/plain or application/octet-stream; data of a JSON type (application/json, *+json) must be valid JSON' -r
-complete -c knactor -n "__fish_knactor_using_subcommand send" -l subject -r
+complete -c knactor -n "__fish_knactor_using_subcommand send" -l subject -d 'The events\' `subject` (non-empty when given)' -r
 complete -c knactor -n "__fish_knactor_using_subcommand send" -l extension -d 'An extension attribute, name=value; repeatable' -r
 complete -c knactor -n "__fish_knactor_using_subcommand send" -l count -d 'How many events to send' -r
 complete -c knactor -n "__fish_knactor_using_subcommand send" -l concurrency -d 'Requests in flight at once' -r

@@ -37,7 +37,7 @@ pub fn target_url(text: &str) -> Result<Url, String> {
 /// nothing a user can act on: the error says what form is expected, and the URL to write when
 /// only the scheme is missing (`127.0.0.1:8080`, `localhost:8080`). Clap puts the value and the
 /// flag before it.
-fn http_url(text: &str, example: &str) -> Result<Url, String> {
+pub(crate) fn http_url(text: &str, example: &str) -> Result<Url, String> {
     match Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => return Ok(url),
         Ok(url) if matches!(url.scheme(), "http" | "https") => {

@@ -41,14 +41,20 @@ pub struct SendArgs {
     /// Where to send, e.g. http://127.0.0.1:8080/default/default
     #[arg(value_parser = super::target_url)]
     url: Url,
-    /// The events' `type`.
-    #[arg(long = "type")]
+    /// The events' `type`, e.g. com.example.order.created.
+    #[arg(long = "type", value_name = "TYPE", value_parser = required_attribute(
+        "a CloudEvent's type is a non-empty string, such as com.example.order.created"
+    ))]
     ty: String,
-    /// The events' `source`.
-    #[arg(long)]
+    /// The events' `source`, a URI reference, e.g. /my/app or https://example.com/app.
+    #[arg(long, value_parser = required_attribute(
+        "a CloudEvent's source is a non-empty URI reference, such as /my/app or https://example.com/app"
+    ))]
     source: String,
     /// The event id (a fresh UUID per event by default; with --count, "<id>-<n>").
-    #[arg(long)]
+    #[arg(long, value_parser = required_attribute(
+        "a CloudEvent's id is a non-empty string (leave --id out for a fresh UUID per event)"
+    ))]
     id: Option<String>,
     /// The events' data: the text itself, or @FILE to read it from a file (@- reads standard
     /// input). JSON unless --content-type says otherwise.
@@ -58,7 +64,10 @@ pub struct SendArgs {
     /// data of a JSON type (application/json, *+json) must be valid JSON.
     #[arg(long, value_name = "TYPE", default_value = "application/json")]
     content_type: String,
-    #[arg(long)]
+    /// The events' `subject` (non-empty when given).
+    #[arg(long, value_parser = required_attribute(
+        "a CloudEvent's subject, when it has one, is a non-empty string"
+    ))]
     subject: Option<String>,
     /// An extension attribute, name=value; repeatable.
     #[arg(long = "extension", value_parser = parse_extension)]
@@ -79,6 +88,19 @@ pub struct SendArgs {
     /// by status) this often while sending (0s: none).
     #[arg(long, default_value = "2s", value_parser = parse_duration_flag)]
     progress_interval: Duration,
+}
+
+/// Refuses an empty value with `why`: the CloudEvents SDK would refuse an empty source only when
+/// the event is built, in its own words ("Invalid value setting attribute 'source' with uriref
+/// type"), and an empty id, type or subject not at all (the receiver would, with 400).
+fn required_attribute(why: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
+    move |text: &str| {
+        if text.is_empty() {
+            Err(why.to_string())
+        } else {
+            Ok(text.to_string())
+        }
+    }
 }
 
 fn parse_extension(text: &str) -> Result<(String, String), String> {
