@@ -6,11 +6,21 @@ mod config;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// knactor: an eventing mesh that speaks Knative Eventing.
 #[derive(Parser)]
-#[command(name = "knactor", version, about, long_about = None)]
+#[command(
+    after_help = "Errors are one line on standard error and a non-zero exit (2: invalid \
+    arguments). status, parked, trace and validate print JSON or YAML with -o json|yaml; the \
+    fields are in docs/cli.md."
+)]
+#[command(
+    name = "knactor",
+    version,
+    about = "An eventing mesh that speaks Knative Eventing: brokers, triggers, CloudEvents over HTTP",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +46,10 @@ enum Command {
     Trace(cli::trace::TraceArgs),
     /// Write the custom resource definitions (generated from the Rust types), or check a copy.
     Crdgen(cli::crdgen::CrdgenArgs),
+    /// Print shell completions (bash, zsh, fish), or write or check them in a directory.
+    Completions(cli::completions::CompletionsArgs),
+    /// Print the manual page, or write or check one page per command in a directory.
+    Man(cli::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +86,8 @@ fn main() -> ExitCode {
         Command::Parked(args) => cli::admin::parked(args),
         Command::Crdgen(args) => cli::crdgen::run(args),
         Command::Trace(args) => cli::trace::run(args),
+        Command::Completions(args) => cli::completions::completions(args, Cli::command()),
+        Command::Man(args) => cli::completions::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

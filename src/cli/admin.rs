@@ -7,11 +7,15 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use url::Url;
 
+use super::output::OutputArgs;
+
 #[derive(Args)]
 pub struct StatusArgs {
     /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
-    #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080", value_parser = super::node_url)]
     node: Url,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Args)]
@@ -23,23 +27,31 @@ pub struct ParkedArgs {
         long,
         global = true,
         env = "KNACTOR_NODE",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = super::node_url
     )]
     node: Url,
+    /// The broker's namespace, as kubectl's and kn's -n (default: default; a <namespace>/<broker>
+    /// argument says it too).
+    #[arg(short = 'n', long, global = true)]
+    namespace: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Subcommand)]
 enum ParkedAction {
     /// List a broker's parked events.
     List {
-        /// <namespace>/<broker>
+        /// The broker: a name (in -n NAMESPACE), or <namespace>/<broker>.
         broker: String,
+        /// List at most this many events (the total is counted all the same).
         #[arg(long, default_value_t = 100)]
         max: usize,
     },
     /// Deliver a broker's parked events again, each to the trigger that parked it.
     Redrive {
-        /// <namespace>/<broker>
+        /// The broker: a name (in -n NAMESPACE), or <namespace>/<broker>.
         broker: String,
         /// Only this trigger's events (<namespace>/<name>, or a name in the broker's namespace).
         #[arg(long)]
@@ -95,19 +107,49 @@ pub(super) fn call(request: reqwest::blocking::RequestBuilder) -> anyhow::Result
     Ok(body)
 }
 
-fn broker_path(broker: &str) -> anyhow::Result<&str> {
-    match broker.split_once('/') {
-        Some((namespace, name))
-            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
-        {
-            Ok(broker)
-        }
-        _ => bail!("{broker:?} is not <namespace>/<broker>"),
+/// The broker a `parked` command names: `name` in `-n NAMESPACE` (default `default`, as kubectl's
+/// current namespace without a context), or `namespace/name`.
+fn broker_key(broker: &str, namespace: Option<&str>) -> anyhow::Result<(String, String)> {
+    let (from_argument, name) = match broker.split_once('/') {
+        Some((namespace, name)) => (Some(namespace), name),
+        None => (None, broker),
+    };
+    if name.is_empty() || name.contains('/') || from_argument.is_some_and(str::is_empty) {
+        bail!("{broker:?} is not a broker: give <broker> (with -n <namespace>) or <namespace>/<broker>");
     }
+    let namespace = match (from_argument, namespace) {
+        (Some(given), Some(flag)) if given != flag => {
+            bail!("{broker:?} is in namespace {given:?} but -n says {flag:?}: give one of them")
+        }
+        (Some(given), _) => given,
+        (None, Some("")) => bail!("-n: the namespace is empty"),
+        (None, Some(flag)) => flag,
+        (None, None) => "default",
+    };
+    Ok((namespace.to_string(), name.to_string()))
+}
+
+/// `{node}/-/brokers/{namespace}/{name}/{tail...}`, each part escaped.
+fn broker_url(
+    node: &Url,
+    (namespace, name): &(String, String),
+    tail: &[&str],
+) -> anyhow::Result<Url> {
+    let mut url = node.clone();
+    url.path_segments_mut()
+        .ok()
+        .context("the node URL cannot take a path")?
+        .clear()
+        .extend(["-", "brokers", namespace, name])
+        .extend(tail);
+    Ok(url)
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = call(client()?.get(args.node.join("/-/status")?))?;
+    if args.output.print_document(&status)? {
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("role: {}", status["role"].as_str().unwrap_or("all"));
     println!("ready: {}", status["ready"]);
     for broker in status["brokers"].as_array().into_iter().flatten() {
@@ -199,10 +241,12 @@ pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
     let client = client()?;
     match args.action {
         ParkedAction::List { broker, max } => {
-            let url = args
-                .node
-                .join(&format!("/-/brokers/{}/parked", broker_path(&broker)?))?;
+            let key = broker_key(&broker, args.namespace.as_deref())?;
+            let url = broker_url(&args.node, &key, &["parked"])?;
             let parked = call(client.get(url).query(&[("max", max)]))?;
+            if args.output.print_document(&parked)? {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("{} parked", parked["total"]);
             for event in parked["events"].as_array().into_iter().flatten() {
                 println!(
@@ -216,15 +260,16 @@ pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ParkedAction::Redrive { broker, trigger } => {
-            let url = args.node.join(&format!(
-                "/-/brokers/{}/parked/redrive",
-                broker_path(&broker)?
-            ))?;
+            let key = broker_key(&broker, args.namespace.as_deref())?;
+            let url = broker_url(&args.node, &key, &["parked", "redrive"])?;
             let mut request = client.post(url);
             if let Some(trigger) = trigger {
                 request = request.query(&[("trigger", trigger)]);
             }
             let report = call(request)?;
+            if args.output.print_document(&report)? {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "re-driven: {}   still parked: {}",
                 report["redriven"], report["kept"]
@@ -232,4 +277,34 @@ pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(broker: &str, namespace: Option<&str>) -> Result<(String, String), String> {
+        broker_key(broker, namespace).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn a_broker_is_named_as_kubectl_names_an_object() {
+        let pair = |ns: &str, name: &str| Ok((ns.to_string(), name.to_string()));
+        assert_eq!(key("default", None), pair("default", "default"));
+        assert_eq!(key("orders", Some("team-a")), pair("team-a", "orders"));
+        assert_eq!(key("team-a/orders", None), pair("team-a", "orders"));
+        assert_eq!(
+            key("team-a/orders", Some("team-a")),
+            pair("team-a", "orders")
+        );
+        assert!(key("team-a/orders", Some("team-b"))
+            .unwrap_err()
+            .contains("but -n says \"team-b\""));
+        for bad in ["", "/orders", "team-a/", "a/b/c"] {
+            assert!(
+                key(bad, None).unwrap_err().contains("is not a broker"),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -17,7 +17,7 @@ use knactor_actors::actor::{
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
 use knactor_actors::retry::RetryLimits;
-use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes, KAFKA_BROKER_CLASSES};
+use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::admin::AdminAccess;
 use knactor_gateway::client::HttpTransport;
@@ -216,7 +216,8 @@ pub struct RunArgs {
     log: String,
     #[command(flatten)]
     telemetry: super::telemetry::TelemetryArgs,
-    /// Check the flags, print what the node would run, and exit without starting it.
+    /// Check the flags and --config (as validate does), print what the node would run, and exit
+    /// without starting it: non-zero when a resource would be refused.
     #[arg(long)]
     dry_run: bool,
     /// Allow POST /-/faults/... to crash actors (supervision tests only).
@@ -242,13 +243,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         args.kubernetes = true;
     }
-    if args.role != Role::All && !KAFKA_BROKER_CLASSES.contains(&args.default_broker_class.as_str())
-    {
-        anyhow::bail!(
-            "--role {}: ingress and dispatch run on separate nodes only for Kafka brokers (a memory \
-             channel lives inside one process); add --channel kafka",
-            args.role
-        );
+    let (strict, limits) = (args.strict, args.config_limits.limits());
+    let config = args.config.as_deref();
+    if let Some(problem) = super::preflight::split_role_problem(
+        args.role,
+        &args.default_broker_class,
+        config,
+        strict,
+        limits,
+    )? {
+        anyhow::bail!(problem);
     }
     let admin_token = match &args.admin_token_file {
         Some(path) => Some(read_admin_token(path)?),
@@ -264,7 +268,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if args.dry_run {
         print!("{}", dry_run_summary(&args));
-        return Ok(ExitCode::SUCCESS);
+        return super::preflight::dry_run(config, strict, limits);
     }
     let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {

@@ -8,11 +8,11 @@ use knactor_telemetry::{Telemetry, TracingConfig};
 pub struct TelemetryArgs {
     /// Export traces over OTLP to this collector, e.g. http://localhost:4317 (Jaeger, gRPC) or
     /// http://localhost:4318 with --otlp-protocol http/protobuf. Without it nothing is exported.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL", value_parser = otlp_url)]
     otlp_endpoint: Option<String>,
     /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the traces URL itself; wins over
     /// OTEL_EXPORTER_OTLP_ENDPOINT, not over --otlp-endpoint.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", hide = true)]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", hide = true, value_parser = otlp_url)]
     otlp_traces_endpoint: Option<String>,
     /// OTLP transport: grpc or http/protobuf.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "grpc")]
@@ -41,6 +41,15 @@ pub struct TelemetryArgs {
     /// forgotten first. Events with an id or source over 1 KiB are not journaled.
     #[arg(long, env = "KNACTOR_TRACE_JOURNAL_BYTES", default_value_t = knactor_actors::journal::DEFAULT_MAX_BYTES)]
     pub trace_journal_bytes: usize,
+}
+
+/// An OTLP endpoint is an http(s) URL: said at once, naming the flag (or its variable) and the URL
+/// to write, rather than "relative URL without a base". The text is kept as given (the exporter
+/// settings decide what a trailing path means).
+fn otlp_url(text: &str) -> Result<String, String> {
+    super::http_url(text, "http://localhost:4317")
+        .map(|_| text.to_string())
+        .map_err(|reason| format!("not a usable OTLP endpoint: {reason}"))
 }
 
 impl TelemetryArgs {

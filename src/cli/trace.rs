@@ -9,6 +9,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::admin::{call, client};
+use super::output::OutputArgs;
 
 #[derive(Args)]
 pub struct TraceArgs {
@@ -19,11 +20,10 @@ pub struct TraceArgs {
     #[arg(long)]
     source: Option<String>,
     /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
-    #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080", value_parser = super::node_url)]
     node: Url,
-    /// Print the node's answer as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
@@ -37,8 +37,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
         url.query_pairs_mut().append_pair("source", source);
     }
     let trail = call(client()?.get(url))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&trail)?);
+    if args.output.print_document(&trail)? {
         return Ok(ExitCode::SUCCESS);
     }
     let text = |value: &Value| match value {
