@@ -408,3 +408,48 @@ fn delivery_format_json_sends_structured_events() {
     assert_eq!(body["id"], "j1");
     assert_eq!(body["specversion"], "1.0");
 }
+
+#[test]
+fn a_trigger_added_by_a_reload_re_drives_its_parked_events() {
+    let recorder = Recorder::start();
+    recorder.on("/late", |_, _| Reply::status(500));
+    let base = format!(
+        "{}{}",
+        broker_yaml("{}"),
+        trigger_yaml("first", "filter: {}", &recorder.at("/first"), None)
+    );
+    let node = NodeProcess::start(&base, &[]);
+    // The trigger comes with a reload, after the broker started.
+    node.write_config(&format!(
+        "{base}{}",
+        trigger_yaml(
+            "late",
+            "filter: {}",
+            &recorder.at("/late"),
+            Some("{retry: 0}")
+        )
+    ));
+    wait_until("the new trigger runs", Duration::from_secs(10), || {
+        node.status()["brokers"][0]["triggers"]
+            .as_array()
+            .is_some_and(|triggers| triggers.len() == 2)
+    });
+    assert_eq!(send(&node.broker("e2e", "default"), "r1", "t"), 202);
+    wait_until(
+        "parked for the new trigger",
+        Duration::from_secs(10),
+        || {
+            node.metric(
+                "knactor_trigger_events_parked_total",
+                "namespace=\"e2e\",broker=\"default\",trigger=\"late\"",
+            ) == 1.0
+        },
+    );
+    recorder.on("/late", |_, _| Reply::accepted());
+    let redrive = node.cli(&["parked", "redrive", "e2e/default", "--trigger", "late"]);
+    let said = String::from_utf8(redrive.stdout).unwrap();
+    assert!(said.contains("re-driven: 1"), "{said}");
+    wait_until("re-delivered", Duration::from_secs(10), || {
+        recorder.count("/late") == 2
+    });
+}

@@ -4,7 +4,7 @@
 //! accepted events go, and the parking lot, where events whose delivery gave up are kept.
 //!
 //! Answers: [`Publish`] (from the gateway and from triggers' replies; resolves once the events are
-//! stored), [`ListParked`], [`Redrive`], [`Shutdown`], [`Crash`].
+//! stored), [`ListParked`], [`Redrive`], [`UseRoute`], [`Shutdown`], [`Crash`].
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -412,6 +412,20 @@ impl Handler<Redrive> for BrokerActor {
             }
             Ok(report)
         })
+    }
+}
+
+/// Use this route from now on: the broker's triggers changed (a reload, a Trigger applied).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseRoute(pub Arc<BrokerRoute>);
+
+impl Handler<UseRoute> for BrokerActor {
+    type Result = ();
+
+    /// Swaps the route (a re-drive then knows every trigger the broker has now).
+    fn handle(&mut self, route: UseRoute, _: &mut Context<Self>) {
+        self.route = route.0;
     }
 }
 

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport};
+use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport, UseRoute};
 use super::dispatcher::{ApplyTriggers, DispatcherActor, DrainBroker, DrainReport};
 use super::trigger::{TriggerActor, UpdateRoute};
 use super::{Crash, Role, Shared, Shutdown};
@@ -596,6 +596,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Applies a new route of the same broker to its running cell: new triggers start, changed ones
 /// take their new route, removed ones stop after the dispatcher forgot them.
 fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared>) {
+    // The broker re-drives parked events only to the triggers it knows of.
+    cell.broker.do_send(UseRoute(route.clone()));
     let Some(dispatcher) = cell.dispatcher.clone() else {
         cell.route = route;
         return;
