@@ -139,3 +139,87 @@ fn each_filter_dialect_selects_exactly_its_events() {
     );
     assert_eq!(unmatched, 0.0);
 }
+
+#[test]
+fn knactor_trace_says_why_each_trigger_did_not_take_an_event() {
+    let config = format!(
+        "{}{}{}{}",
+        broker_yaml("{}"),
+        trigger_yaml(
+            "orders",
+            "filter: {attributes: {type: order.created, region: eu}}",
+            "http://127.0.0.1:9/",
+            None
+        ),
+        trigger_yaml(
+            "sql",
+            "filters: [{cesql: \"type LIKE 'payment.%' AND amount > 10\"}]",
+            "http://127.0.0.1:9/",
+            None
+        ),
+        trigger_yaml(
+            "any",
+            "filters: [{any: [{prefix: {source: /eu/}}, {suffix: {subject: .json}}]}]",
+            "http://127.0.0.1:9/",
+            None
+        ),
+    );
+    let node = NodeProcess::start(&config, &[]);
+    let response = send_with(
+        &node.broker("e2e", "default"),
+        "nowhere",
+        "order.created",
+        &[("ce-region", "us")],
+    );
+    assert_eq!(response.status(), 202);
+    let traced = || {
+        let output = node.cli(&["trace", "nowhere", "-o", "json"]);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default()
+    };
+    wait_until(
+        "the trail has its verdicts",
+        Duration::from_secs(10),
+        || {
+            traced()["triggers"]
+                .as_array()
+                .is_some_and(|v| v.len() == 3)
+        },
+    );
+    let trail = traced();
+    let why = |name: &str| {
+        trail["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|verdict| verdict["name"] == name)
+            .and_then(|verdict| verdict["why"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        why("e2e/orders"),
+        r#"exact region = "eu": the event's region is "us""#
+    );
+    let sql = why("e2e/sql");
+    assert!(
+        sql.starts_with(r#"cesql "type LIKE 'payment.%' AND amount > 10""#),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(r#"type is "order.created""#) && sql.contains("amount is missing"),
+        "{sql}"
+    );
+    let any = why("e2e/any");
+    assert!(
+        any.starts_with("none of the 2 alternatives matches"),
+        "{any}"
+    );
+    assert!(
+        any.contains(r#"the event's source is "/e2e""#) && any.contains("the event has no subject"),
+        "{any}"
+    );
+    let text = String::from_utf8(node.cli(&["trace", "nowhere"]).stdout).unwrap();
+    assert!(
+        text.contains("e2e/orders: not matched: exact region"),
+        "{text}"
+    );
+}

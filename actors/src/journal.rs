@@ -22,6 +22,7 @@ use opentelemetry::trace::TraceId;
 use rustc_hash::FxHashMap;
 
 use crate::channel::{Offset, Partition};
+use crate::envelope::Envelope;
 
 /// Hops kept per event; later ones are counted, not kept.
 pub const MAX_HOPS_PER_EVENT: usize = 64;
@@ -31,6 +32,8 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_DETAIL_BYTES: usize = 1024;
 /// Bytes a node's journal may hold by default.
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// An event kept with its trail keeps its data up to this size (beyond, its attributes only).
+pub const MAX_KEPT_EVENT_BYTES: usize = 4 * 1024;
 const SHARDS: usize = 16;
 
 /// What happened to an event at one hop.
@@ -193,6 +196,9 @@ pub struct Trail {
     pub hops: Vec<Hop>,
     /// Hops not kept once the event had [`MAX_HOPS_PER_EVENT`].
     pub dropped: u64,
+    /// The event as the dispatcher read it (its data only when small), to explain afterwards
+    /// why a trigger did or did not take it.
+    pub event: Option<Arc<Envelope>>,
     /// Bytes it holds, as the journal's budget counts them.
     weight: usize,
 }
@@ -209,6 +215,7 @@ impl Trail {
         self.trace_id = None;
         self.hops.clear();
         self.dropped = 0;
+        self.event = None;
         self.weight = std::mem::size_of::<Trail>()
             + self.source.capacity()
             + self.id.capacity()
@@ -334,6 +341,38 @@ impl Journal {
             shard.trails.insert(hash, trail);
         }
         // Over budget: the oldest events go (never the one just recorded).
+        while shard.bytes > self.bytes_per_shard && shard.order.len() > 1 {
+            shard.forget_oldest();
+        }
+    }
+
+    /// Keeps the event itself with its trail (the first time only): its attributes, and its data
+    /// when that is small, so that `knactor trace` can say why each trigger took it or not.
+    pub fn keep_event(&self, envelope: &Arc<Envelope>) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let (source, id) = (envelope.source(), envelope.id());
+        let hash = Self::key_of(source, id);
+        let mut shard = self.shard_of(id).lock().unwrap_or_else(|p| p.into_inner());
+        let shard = &mut *shard;
+        let Some(trail) = shard.trails.get_mut(&hash) else {
+            return;
+        };
+        if trail.event.is_some() || trail.id != id || trail.source != source {
+            return;
+        }
+        let kept = if envelope.footprint() <= MAX_KEPT_EVENT_BYTES {
+            envelope.clone()
+        } else {
+            let mut event = envelope.event().clone();
+            event.take_data();
+            Arc::new(Envelope::from_stored(event))
+        };
+        let weight = kept.footprint();
+        trail.event = Some(kept);
+        trail.weight += weight;
+        shard.bytes += weight;
         while shard.bytes > self.bytes_per_shard && shard.order.len() > 1 {
             shard.forget_oldest();
         }

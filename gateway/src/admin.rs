@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use knactor_actors::actor::{FaultTarget, GetStatus, InjectFault, NodeError, ParkedOf, RedriveOf};
-use knactor_actors::journal::Detail;
+use knactor_actors::actor::{
+    ExplainMatch, FaultTarget, GetStatus, InjectFault, NodeError, ParkedOf, RedriveOf,
+};
+use knactor_actors::journal::{Detail, Stage};
 use knactor_actors::resources::ObjectKey;
 use serde::Deserialize;
 use serde_json::json;
@@ -275,6 +277,24 @@ async fn event_trail(
     };
     // One trail per source: what is left are the other producers' events of this id.
     let other_sources: Vec<&str> = trails.iter().map(|other| other.source.as_str()).collect();
+    // Why each trigger took the event or not, when the journal kept the event (it does when some
+    // trigger did not take it).
+    let dispatched_by = trail
+        .hops
+        .iter()
+        .find(|hop| matches!(hop.stage, Stage::Dispatched | Stage::Unmatched))
+        .and_then(|hop| hop.broker.parse::<ObjectKey>().ok());
+    let verdicts = match (&trail.event, dispatched_by) {
+        (Some(event), Some(broker)) => state
+            .node
+            .send(ExplainMatch {
+                broker,
+                event: event.clone(),
+            })
+            .await
+            .map_err(|_| AdminError::NodeUnavailable)?,
+        _ => Vec::new(),
+    };
     Ok(HttpResponse::Ok().json(json!({
         "id": id,
         "source": trail.source,
@@ -293,6 +313,11 @@ async fn event_trail(
             "detail": (hop.detail != Detail::None).then(|| hop.detail.to_string()),
         })).collect::<Vec<_>>(),
         "droppedHops": trail.dropped,
+        "triggers": verdicts.iter().map(|verdict| json!({
+            "name": verdict.trigger.to_string(),
+            "matched": verdict.refused_because.is_none(),
+            "why": verdict.refused_because,
+        })).collect::<Vec<_>>(),
     })))
 }
 

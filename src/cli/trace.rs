@@ -85,5 +85,16 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     if let Some(dropped) = trail["droppedHops"].as_u64().filter(|&n| n > 0) {
         println!("... and {dropped} later hops not kept");
     }
+    let verdicts = trail["triggers"].as_array().cloned().unwrap_or_default();
+    if !verdicts.is_empty() {
+        println!("triggers:");
+        for verdict in &verdicts {
+            let name = text(&verdict["name"]);
+            match verdict["why"].as_str() {
+                Some(why) => println!("  {name}: not matched: {why}"),
+                None => println!("  {name}: matched"),
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

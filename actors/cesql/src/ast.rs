@@ -44,6 +44,38 @@ pub(crate) enum Node {
     },
 }
 
+impl Node {
+    /// Adds the names of the attributes this node reads to `names` (each once).
+    pub(crate) fn attributes<'a>(&'a self, names: &mut Vec<&'a str>) {
+        let mut add = |attribute: &'a Attribute| {
+            if !names.contains(&attribute.name()) {
+                names.push(attribute.name());
+            }
+        };
+        match self {
+            Node::Literal(_) | Node::MissingFunction { .. } => {}
+            Node::Attribute(attribute) | Node::Exists(attribute) => add(attribute),
+            Node::Not(inner) | Node::Negate(inner) => inner.attributes(names),
+            Node::Binary { left, right, .. } => {
+                left.attributes(names);
+                right.attributes(names);
+            }
+            Node::Like { operand, .. } => operand.attributes(names),
+            Node::In { operand, set, .. } => {
+                operand.attributes(names);
+                for node in set {
+                    node.attributes(names);
+                }
+            }
+            Node::Call { args, .. } => {
+                for node in args {
+                    node.attributes(names);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinaryOp {
     And,

@@ -89,6 +89,14 @@ impl Expression {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// The names of the attributes the expression reads, in order of first use: what an
+    /// explanation of a result shows the values of.
+    pub fn attributes(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.root.attributes(&mut names);
+        names
+    }
 }
 
 impl std::fmt::Display for Expression {

@@ -213,6 +213,10 @@ impl DispatcherActor {
                         .position(record.partition, record.offset)
                         .with(Detail::Matched(targets.len())),
                 );
+                if !redriven && targets.len() < self.triggers.len() {
+                    // Some trigger did not take it: keep what explains why.
+                    journal.keep_event(&record.envelope);
+                }
             }
             if targets.is_empty() {
                 inc(&self.metrics.unmatched);

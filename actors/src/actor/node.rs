@@ -713,6 +713,45 @@ impl Handler<Drain> for Node {
     }
 }
 
+/// Why each trigger of a broker takes an event or not (`knactor trace`).
+#[derive(Message)]
+#[rtype(result = "Vec<TriggerVerdict>")]
+pub struct ExplainMatch {
+    pub broker: ObjectKey,
+    pub event: Arc<crate::envelope::Envelope>,
+}
+
+/// One trigger's answer to an event.
+#[derive(Debug, Clone)]
+pub struct TriggerVerdict {
+    pub trigger: ObjectKey,
+    /// Why its filter refuses the event; `None` when it takes it.
+    pub refused_because: Option<String>,
+}
+
+impl Handler<ExplainMatch> for Node {
+    type Result = MessageResult<ExplainMatch>;
+
+    /// Evaluates each trigger's filter of the broker, as it runs now, against the event.
+    fn handle(&mut self, explain: ExplainMatch, _: &mut Context<Self>) -> Self::Result {
+        let verdicts = self
+            .routes
+            .broker(&explain.broker)
+            .map(|route| {
+                route
+                    .triggers
+                    .iter()
+                    .map(|trigger| TriggerVerdict {
+                        trigger: trigger.key.clone(),
+                        refused_because: trigger.filter.explain(explain.event.event()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        MessageResult(verdicts)
+    }
+}
+
 /// What the node runs.
 #[derive(Message)]
 #[rtype(result = "NodeStatus")]

@@ -97,6 +97,107 @@ impl Filter {
         }
     }
 
+    /// Why this filter refuses `event`, said as a user would check it (the part that failed, what
+    /// it wanted and what the event has); `None` when it matches.
+    pub fn explain(&self, event: &Event) -> Option<String> {
+        if self.matches(event) {
+            return None;
+        }
+        let has = |attribute: &str| match lookup(event, attribute) {
+            Some(value) => format!("the event's {attribute} is {value:?}"),
+            None => format!("the event has no {attribute}"),
+        };
+        Some(match self {
+            Filter::MatchAll => unreachable!("matches every event"),
+            Filter::Exact(filter) => format!(
+                "exact {} = {:?}: {}",
+                filter.attribute,
+                filter.value,
+                has(&filter.attribute)
+            ),
+            Filter::Prefix(filter) => format!(
+                "prefix {} {:?}: {}",
+                filter.attribute,
+                filter.prefix,
+                has(&filter.attribute)
+            ),
+            Filter::Suffix(filter) => format!(
+                "suffix {} {:?}: {}",
+                filter.attribute,
+                filter.suffix,
+                has(&filter.attribute)
+            ),
+            Filter::Exists(filter) => format!(
+                "{} must be present: {}",
+                filter.attribute,
+                has(&filter.attribute)
+            ),
+            Filter::Cesql(filter) => {
+                let expression = &filter.expression;
+                let evaluation = expression.evaluate(event);
+                let values: Vec<String> = expression
+                    .attributes()
+                    .into_iter()
+                    .map(|attribute| match lookup(event, attribute) {
+                        Some(value) => format!("{attribute} is {value:?}"),
+                        None => format!("{attribute} is missing"),
+                    })
+                    .collect();
+                let outcome = if evaluation.errors.is_empty() {
+                    format!("is {}", evaluation.value)
+                } else {
+                    let errors: Vec<String> =
+                        evaluation.errors.iter().map(ToString::to_string).collect();
+                    format!("fails: {}", errors.join("; "))
+                };
+                let values = if values.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", values.join(", "))
+                };
+                format!("cesql {:?} {outcome}{values}", expression.source())
+            }
+            Filter::All(parts) => parts
+                .iter()
+                .find_map(|part| part.explain(event))
+                .unwrap_or_default(),
+            Filter::Any(parts) if parts.is_empty() => "any of no filters never matches".into(),
+            Filter::Any(parts) => {
+                let reasons: Vec<String> = parts
+                    .iter()
+                    .filter_map(|part| part.explain(event))
+                    .collect();
+                format!(
+                    "none of the {} alternatives matches: {}",
+                    parts.len(),
+                    reasons.join("; ")
+                )
+            }
+            Filter::Not(inner) => format!("not: the event matches {}", inner.describe()),
+        })
+    }
+
+    /// The filter in a few words, for explanations.
+    pub fn describe(&self) -> String {
+        match self {
+            Filter::MatchAll => "everything".into(),
+            Filter::Exact(filter) => format!("exact {} = {:?}", filter.attribute, filter.value),
+            Filter::Prefix(filter) => format!("prefix {} {:?}", filter.attribute, filter.prefix),
+            Filter::Suffix(filter) => format!("suffix {} {:?}", filter.attribute, filter.suffix),
+            Filter::Exists(filter) => format!("{} present", filter.attribute),
+            Filter::Cesql(filter) => format!("cesql {:?}", filter.expression.source()),
+            Filter::All(parts) => {
+                let parts: Vec<String> = parts.iter().map(Filter::describe).collect();
+                format!("all of [{}]", parts.join(", "))
+            }
+            Filter::Any(parts) => {
+                let parts: Vec<String> = parts.iter().map(Filter::describe).collect();
+                format!("any of [{}]", parts.join(", "))
+            }
+            Filter::Not(inner) => format!("not {}", inner.describe()),
+        }
+    }
+
     /// The terms that must all hold: the parts of a top-level `all`, or the filter itself.
     pub fn conjuncts(&self) -> &[Filter] {
         match self {
@@ -142,6 +243,41 @@ pub(crate) mod tests {
         let event = event("a", "/s");
         assert!(Filter::all(vec![]).matches(&event));
         assert!(!Filter::any(vec![]).matches(&event));
+    }
+
+    #[test]
+    fn an_explanation_names_the_part_that_failed_and_what_the_event_has() {
+        let event = event("order.created", "/orders");
+        let filter = Filter::all(vec![
+            exact("type", "order.created"),
+            exact("source", "/payments"),
+        ]);
+        assert_eq!(
+            filter.explain(&event).as_deref(),
+            Some(r#"exact source = "/payments": the event's source is "/orders""#)
+        );
+        assert_eq!(
+            filter
+                .explain(&super::tests::event("x", "/payments"))
+                .as_deref(),
+            Some(r#"exact type = "order.created": the event's type is "x""#)
+        );
+        let missing = Filter::Exact(ExactFilter::new("region", "eu"));
+        assert_eq!(
+            missing.explain(&event).as_deref(),
+            Some(r#"exact region = "eu": the event has no region"#)
+        );
+        assert_eq!(exact("type", "order.created").explain(&event), None);
+        let cesql = Filter::Cesql(CesqlFilter::new(std::sync::Arc::new(
+            knactor_cesql::Expression::parse("type = 'x' AND region = 'eu'").unwrap(),
+        )));
+        let why = cesql.explain(&event).unwrap();
+        assert!(
+            why.starts_with(r#"cesql "type = 'x' AND region = 'eu'""#),
+            "{why}"
+        );
+        assert!(why.contains(r#"type is "order.created""#), "{why}");
+        assert!(why.contains("region is missing"), "{why}");
     }
 
     #[test]
