@@ -362,6 +362,16 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             )],
         );
     }
+    if matches!(known, Known::ConfigMap) {
+        if let Some(note) = unread_knative_config(&mapping) {
+            report.skipped.push(Notice {
+                origin,
+                resource,
+                message: note,
+            });
+            return;
+        }
+    }
     let value = Value::Mapping(mapping);
     let checker = Checker::new(strictness);
     let outcome = match known {
@@ -383,8 +393,13 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             checker.finish(Resource::NodeConfig(settings))
         }),
         Known::ConfigMap => parse_plain::<ConfigMapDocument>(value).and_then(|document| {
+            let key = ObjectKey::of(&document.metadata);
+            if key == super::broker_defaults::config_map_key() {
+                // Checked here, so a wrong default is refused with its field.
+                super::broker_defaults::BrokerDefaults::from_data(&document.data)?;
+            }
             checker.finish(Resource::ConfigMap {
-                key: ObjectKey::of(&document.metadata),
+                key,
                 data: document.data,
             })
         }),
@@ -431,6 +446,26 @@ fn parse<S: DeserializeOwned + Default>(value: Value) -> Result<Object<S>, Vec<F
         let path = if path == "." { String::new() } else { path };
         vec![FieldError::new(path, error.into_inner().to_string())]
     })
+}
+
+/// Knative's own ConfigMaps in `knative-eventing` that knactor does not read (its logging,
+/// observability, features... are knactor's flags): a note saying so, never an "ok".
+/// `config-br-defaults` is read; a Kafka broker's ConfigMap (any other name) is read when a
+/// Broker names it.
+fn unread_knative_config(mapping: &serde_yaml::Mapping) -> Option<String> {
+    let metadata = mapping.get("metadata")?.as_mapping()?;
+    let text = |name: &str| metadata.get(name).and_then(Value::as_str);
+    let (namespace, name) = (text("namespace")?, text("name")?);
+    (namespace == super::broker_defaults::NAMESPACE
+        && name.starts_with("config-")
+        && name != super::broker_defaults::NAME)
+        .then(|| {
+            format!(
+                "skipped: knactor does not read ConfigMap {namespace}/{name} (Knative's own settings; knactor's are its flags: see knactor run --help); of Knative's ConfigMaps it reads {}/{} and the ConfigMaps Kafka Brokers name in spec.config",
+                super::broker_defaults::NAMESPACE,
+                super::broker_defaults::NAME
+            )
+        })
 }
 
 /// Deserializes a document that has no `spec` (ConfigMap, Secret), naming the failing field.

@@ -5,6 +5,7 @@
 //! is valid. Start with [`loader::load_str`].
 
 pub mod broker;
+pub mod broker_defaults;
 pub mod delivery;
 pub mod depth;
 pub mod destination;
@@ -18,6 +19,7 @@ pub mod sources;
 pub mod trigger;
 
 pub use broker::BrokerSpec;
+pub use broker_defaults::BrokerDefaults;
 pub use delivery::DeliverySpec;
 pub use destination::{DestinationSpec, KReference};
 pub use field::{Checked, Checker, FieldError, Strictness};

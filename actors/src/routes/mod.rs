@@ -37,6 +37,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::filter::Filter;
+use crate::resources::broker_defaults::{self, BrokerDefaults};
 use crate::resources::loader::{identity, Origin};
 use crate::resources::{FieldError, LoadReport, NodeSettings, ObjectKey, Refusal, Resource};
 
@@ -135,7 +136,28 @@ impl Catalog {
                 }
             }
         }
+        catalog.apply_broker_defaults();
         (catalog, refused)
+    }
+
+    /// Gives the Brokers what Knative's `config-br-defaults` ConfigMap says they lack (class,
+    /// `spec.config`, delivery), when the catalog has that ConfigMap. Call again once more
+    /// ConfigMaps arrived (cluster mode reads them after the resources).
+    pub fn apply_broker_defaults(&mut self) {
+        let Some(data) = self.config_maps.get(&broker_defaults::config_map_key()) else {
+            return;
+        };
+        // A wrong ConfigMap was refused when it was loaded; from the cluster, it is ignored here
+        // and the Brokers' status says nothing of it (the defaults it cannot give stay unset).
+        let Ok(defaults) = BrokerDefaults::from_data(data) else {
+            return;
+        };
+        for broker in self.brokers.values_mut() {
+            let defaulted = defaults.apply(broker);
+            if defaulted != **broker {
+                *broker = Arc::new(defaulted);
+            }
+        }
     }
 
     /// The addressables table of this catalog's NodeConfigs, with Brokers resolving to `ingress`.

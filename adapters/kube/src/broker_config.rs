@@ -75,6 +75,11 @@ pub struct BrokerConfigs {
 }
 
 impl BrokerConfigs {
+    /// The data of a ConfigMap as last read, when it exists.
+    pub fn config_map(&self, key: &ObjectKey) -> Option<&BTreeMap<String, String>> {
+        self.config_maps.get(key)?.data.as_ref()
+    }
+
     pub fn new(client: Client) -> Self {
         Self {
             client,

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use knactor_actors::actor::{
     ApplyRoutes, ApplySources, GetStatus, Node, NodeStatus, SetSourcesActive, SourceManager,
 };
+use knactor_actors::resources::broker_defaults;
 use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
 use knactor_actors::routes::{
     broker_address, ApiServerMode, Catalog, ChannelDefaults, Delivery, Reference, Resolver, Routes,
@@ -184,6 +185,23 @@ fn on_publish(receiver: watch::Receiver<u64>) -> impl futures::Stream<Item = ()>
     })
 }
 
+/// The ConfigMaps `config-br-defaults` names as Brokers' default `spec.config` (a Broker it gives
+/// the Kafka class to reads its channel settings there).
+fn default_config_maps(configs: &BrokerConfigs) -> Vec<ObjectKey> {
+    let Some(data) = configs.config_map(&broker_defaults::config_map_key()) else {
+        return Vec::new();
+    };
+    let Ok(defaults) = broker_defaults::BrokerDefaults::from_data(data) else {
+        return Vec::new();
+    };
+    std::iter::once(&defaults.cluster)
+        .chain(defaults.namespaces.values())
+        .filter_map(|entry| entry.config.as_ref())
+        .filter(|config| config.kind == "ConfigMap")
+        .map(|config| ObjectKey::new(&config.namespace, &config.name))
+        .collect()
+}
+
 /// Rebuilds the routes when asked (debounced) and every few seconds (sources' health changes
 /// without any object changing).
 async fn rebuild_loop(shared: Arc<Shared>) {
@@ -195,12 +213,16 @@ async fn rebuild_loop(shared: Arc<Shared>) {
         let _ = tokio::time::timeout(Duration::from_secs(3), shared.rebuild.notified()).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let objects = snapshot_objects(&shared);
+        // The ConfigMaps Kafka Brokers name, and Knative's config-br-defaults (read when
+        // knactor may: the chart grants it with rbac.readKnativeBrokerDefaults).
         let wanted = objects
             .get(&Kind::Broker)
             .into_iter()
             .flatten()
             .filter(|broker| broker.metadata.deletion_timestamp.is_none())
             .filter_map(|broker| config_map_of(broker, &shared.options.channels.default_class))
+            .chain(std::iter::once(broker_defaults::config_map_key()))
+            .chain(default_config_maps(&configs))
             .collect();
         configs.refresh(&wanted).await;
         let services = Services {
@@ -415,6 +437,7 @@ fn build(
     }
     let (mut catalog, _) = Catalog::from_report(&report);
     configs.fill(&mut catalog);
+    catalog.apply_broker_defaults();
     let resolver = ClusterResolver {
         ingress: options.advertise.clone(),
         brokers: catalog.brokers.keys().cloned().collect(),
