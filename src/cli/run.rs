@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, env = "KNACTOR_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
     /// The ingress URL others use to reach this node (default: http://<listen>/).
-    #[arg(long, env = "KNACTOR_ADVERTISE")]
+    #[arg(long, env = "KNACTOR_ADVERTISE", value_parser = super::node_url)]
     advertise: Option<Url>,
     /// Refuse exactly what Knative's webhook refuses, instead of loading its docs' shapes with a warning.
     #[arg(long, env = "KNACTOR_STRICT")]

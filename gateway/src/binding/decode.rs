@@ -378,6 +378,7 @@ fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError>
             check_extension_name(name)?;
         }
     }
+    check_structured_attributes(object, &spec_version)?;
     let schema_key = if spec_version == "0.3" {
         "schemaurl"
     } else {
@@ -394,6 +395,55 @@ fn decode_json_value(mut value: serde_json::Value) -> Result<Event, DecodeError>
         set_dataschema_as_sent(&mut event, &text, url);
     }
     Ok(event)
+}
+
+/// What the JSON format's deserializer would refuse with a message that names nothing: checked
+/// first, so the error says which attribute and what it expects.
+fn check_structured_attributes(
+    object: &serde_json::Map<String, serde_json::Value>,
+    spec_version: &str,
+) -> Result<(), DecodeError> {
+    use base64::Engine as _;
+    let text = |name: &str| match object.get(name) {
+        Some(serde_json::Value::String(text)) => Ok(Some(text.as_str())),
+        None => Ok(None),
+        Some(_) => Err(DecodeError::InvalidAttribute {
+            name: name.into(),
+            reason: "must be a string".into(),
+        }),
+    };
+    if let Some(time) = text("time")? {
+        chrono::DateTime::parse_from_rfc3339(time).map_err(|error| {
+            DecodeError::InvalidAttribute {
+                name: "time".into(),
+                reason: format!(
+                    "{time:?} is not an RFC 3339 time ({error}), such as 2024-05-01T12:00:00Z"
+                ),
+            }
+        })?;
+    }
+    let schema = if spec_version == "0.3" {
+        "schemaurl"
+    } else {
+        "dataschema"
+    };
+    if let Some(value) = text(schema)? {
+        Url::parse(value).map_err(|error| DecodeError::InvalidAttribute {
+            name: schema.into(),
+            reason: format!("{value:?} is not an absolute URI ({error})"),
+        })?;
+    }
+    if let Some(data) = text("data_base64")? {
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|error| DecodeError::InvalidAttribute {
+                name: "data_base64".into(),
+                reason: format!(
+                    "not base64 ({error}): encode the data with the standard alphabet (RFC 4648), with padding"
+                ),
+            })?;
+    }
+    Ok(())
 }
 
 /// Batched mode: a JSON array of structured events (possibly empty, which the spec allows).
@@ -531,6 +581,32 @@ mod tests {
         .unwrap();
         assert_eq!(events[0].extension("ext").unwrap().to_string(), "v");
         assert!(matches!(events[0].data(), Some(Data::Json(_))));
+    }
+
+    #[test]
+    fn structured_mode_names_the_attribute_of_a_bad_time_schema_or_base64() {
+        let ct = [("content-type", "application/cloudevents+json")];
+        for (body, attribute) in [
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"yesterday"}"#,
+                "time",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","dataschema":"not a uri"}"#,
+                "dataschema",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"!!"}"#,
+                "data_base64",
+            ),
+        ] {
+            let error = decode(&ct, body.as_bytes()).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("attribute \"{attribute}\""))
+                    || error.contains(&format!("{attribute}:")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
