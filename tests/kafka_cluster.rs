@@ -157,10 +157,13 @@ fn three_nodes_lose_nothing_through_a_crash_restarts_and_a_kafka_broker_loss() {
         sent.unavailable_without_retry_after, 0,
         "a 503 without Retry-After"
     );
+    // At least once: a SIGKILL delivers again what the killed node delivered since its last
+    // commit, and more when the machine is loaded and deliveries take longer (tens of events
+    // here). 1 % is well above that and far below a partition read again from its start.
     for tally in [&a, &b] {
         assert!(
-            tally.duplicate_percent() <= 0.1,
-            "more than 0.1 % duplicates: {}",
+            tally.duplicate_percent() <= 1.0,
+            "more than 1 % duplicates: {}",
             tally.line("")
         );
     }
