@@ -107,6 +107,13 @@ impl ServingCertificate {
         }
     }
 
+    /// The generated CA as a webhook configuration's `caBundle` (base64 of the PEM).
+    pub fn ca_bundle(&self) -> Option<String> {
+        use base64::Engine as _;
+        let ca = self.generated_ca.as_ref()?;
+        Some(base64::engine::general_purpose::STANDARD.encode(ca))
+    }
+
     /// rustls settings serving this certificate (TLS 1.2 and 1.3, no client certificates: the API
     /// server is the caller, and what it sends is public knowledge to anyone who may create the
     /// objects).
