@@ -2,6 +2,7 @@
 //! flags' parsers (below).
 
 pub mod admin;
+pub mod admission;
 pub mod completions;
 pub mod crdgen;
 pub mod display;

@@ -143,6 +143,8 @@ pub struct RunArgs {
     #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
     reload_interval: Duration,
     #[command(flatten)]
+    admission: super::admission::AdmissionArgs,
+    #[command(flatten)]
     config_limits: ReadLimitArgs,
     #[command(flatten)]
     ingress_limits: super::limits::IngressLimitArgs,
@@ -268,6 +270,8 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if args.dry_run {
         print!("{}", dry_run_summary(&args));
+        args.admission.check(cluster_mode)?;
+        print!("{}", args.admission.summary().unwrap_or_default());
         return super::preflight::dry_run(config, strict, limits);
     }
     let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
@@ -303,6 +307,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let admission_listener = args.admission.bind(cluster_mode)?;
     let advertise = match &args.advertise {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
@@ -367,6 +372,15 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 knactor_kube::kube::Client::try_from(config.clone())
                     .context("cannot build the Kubernetes client")?,
             ),
+            _ => None,
+        };
+        let admission = match (admission_listener, &cluster_client) {
+            (Some(listener), Some(client)) => Some(args.admission.serve(
+                listener,
+                client.clone(),
+                &args.default_broker_class,
+                &hostname(),
+            )?),
             _ => None,
         };
         let api_server: Option<Arc<dyn ApiServerSourceRuntime>> = kube_config.as_ref().map(|config| {
@@ -529,7 +543,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         info!("node running; brokers at http://{bound}/<namespace>/<broker>");
         let mut handles = vec![server.handle()];
         let mut serving = vec![actix_rt::spawn(server)];
-        for other in [admin, probes].into_iter().flatten() {
+        for other in [admin, probes, admission].into_iter().flatten() {
             handles.push(other.handle());
             serving.push(actix_rt::spawn(other));
         }

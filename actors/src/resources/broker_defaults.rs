@@ -72,6 +72,9 @@ pub struct BrokerDefault {
     pub class: Option<String>,
     pub config: Option<Reference>,
     pub delivery: Option<Delivery>,
+    /// `delivery` as written in the ConfigMap (a dead-letter `ref` given the namespace it was
+    /// checked in): what the admission webhook writes into a Broker that has none.
+    pub delivery_spec: Option<DeliverySpec>,
 }
 
 /// The defaults, checked.
@@ -126,6 +129,17 @@ impl BrokerDefaults {
             .or_else(|| pick(&self.cluster))
     }
 
+    /// What a Broker of `namespace` that says nothing gets: the namespace's entry, field by field,
+    /// else the cluster's.
+    pub fn entry(&self, namespace: &str) -> BrokerDefault {
+        BrokerDefault {
+            class: self.field(namespace, |d| d.class.as_ref()).cloned(),
+            config: self.field(namespace, |d| d.config.as_ref()).cloned(),
+            delivery: self.field(namespace, |d| d.delivery.as_ref()).cloned(),
+            delivery_spec: self.field(namespace, |d| d.delivery_spec.as_ref()).cloned(),
+        }
+    }
+
     /// The Broker with what it does not say filled in from these defaults.
     pub fn apply(&self, broker: &Broker) -> Broker {
         let namespace = broker.key.namespace.as_str();
@@ -172,10 +186,31 @@ impl EntryDocument {
             .delivery
             .as_ref()
             .and_then(|delivery| delivery.check(checker, &format!("{path}.delivery"), namespace));
+        let delivery_spec = delivery
+            .as_ref()
+            .and(self.delivery.clone())
+            .map(|mut spec| {
+                if let Some(reference) = spec
+                    .dead_letter_sink
+                    .as_mut()
+                    .and_then(|sink| sink.reference.as_mut())
+                {
+                    if reference
+                        .namespace
+                        .as_deref()
+                        .unwrap_or_default()
+                        .is_empty()
+                    {
+                        reference.namespace = Some(namespace.to_string());
+                    }
+                }
+                spec
+            });
         BrokerDefault {
             class: text(&self.broker_class),
             config,
             delivery,
+            delivery_spec,
         }
     }
 }
@@ -218,6 +253,24 @@ mod tests {
         let other = defaults.apply(&broker("other"));
         assert_eq!(other.class.as_deref(), Some("MTChannelBasedBroker"));
         assert!(other.config.is_none());
+        let entry = defaults.entry("team-a");
+        assert_eq!(entry.class.as_deref(), Some("Kafka"));
+        assert_eq!(
+            entry.delivery_spec.and_then(|spec| spec.retry),
+            Some(3),
+            "the cluster's delivery as written"
+        );
+    }
+
+    #[test]
+    fn a_default_dead_letter_ref_keeps_the_namespace_it_was_checked_in() {
+        let defaults = defaults(
+            "clusterDefault:\n  delivery:\n    deadLetterSink: {ref: {apiVersion: v1, kind: Service, name: dls}}\n",
+        )
+        .unwrap();
+        let spec = defaults.entry("team-a").delivery_spec.unwrap();
+        let reference = spec.dead_letter_sink.unwrap().reference.unwrap();
+        assert_eq!(reference.namespace.as_deref(), Some(NAMESPACE));
     }
 
     #[test]

@@ -84,14 +84,22 @@ pub struct Refusal {
     pub errors: Vec<FieldError>,
 }
 
+impl Refusal {
+    /// The line without where the document was read: `Trigger team-a/t: spec.filters: ...`. What
+    /// the admission webhook answers `kubectl apply` with, and what `knactor validate` prints
+    /// after the file's name.
+    pub fn reason(&self) -> String {
+        let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        match &self.resource {
+            Some(resource) => format!("{resource}: {}", errors.join("; ")),
+            None => errors.join("; "),
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.origin)?;
-        if let Some(resource) = &self.resource {
-            write!(f, "{resource}: ")?;
-        }
-        let errors: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-        f.write_str(&errors.join("; "))
+        write!(f, "{}: {}", self.origin, self.reason())
     }
 }
 
@@ -103,13 +111,19 @@ pub struct Notice {
     pub message: String,
 }
 
+impl Notice {
+    /// The line without where the document was read (see [`Refusal::reason`]).
+    pub fn text(&self) -> String {
+        match &self.resource {
+            Some(resource) => format!("{resource}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.origin)?;
-        if let Some(resource) = &self.resource {
-            write!(f, "{resource}: ")?;
-        }
-        f.write_str(&self.message)
+        write!(f, "{}: {}", self.origin, self.text())
     }
 }
 

@@ -69,7 +69,7 @@ pub struct ClusterHandles {
 
 /// The four kinds, as the API server serves them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
+pub enum Kind {
     Broker,
     Trigger,
     ApiServerSource,
@@ -93,7 +93,14 @@ impl Kind {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The kind of `group` and `kind`, when it is one of the four.
+    pub fn of(group: &str, kind: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|known| known.name() == kind && known.resource().group == group)
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Broker => "Broker",
             Kind::Trigger => "Trigger",
@@ -385,6 +392,22 @@ fn loader_value(kind: Kind, object: &DynamicObject) -> Option<serde_yaml::Value>
     serde_yaml::to_value(&value).ok()
 }
 
+/// Reads one object of the API server with the loader of file mode (`knactor validate`), as the
+/// controller runs it and the admission webhook admits it: the one place the cluster's objects
+/// are judged, so the three never disagree. `None`: the object is not JSON the loader can take.
+pub fn load(kind: Kind, object: &DynamicObject) -> Option<LoadReport> {
+    let key = ObjectKey {
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+    };
+    let value = loader_value(kind, object)?;
+    Some(load_value(
+        value,
+        &format!("{} {key}", kind.name()),
+        Strictness::Lenient,
+    ))
+}
+
 /// Routes from the cluster's objects, and the status each object should have.
 fn build(
     options: &ClusterOptions,
@@ -407,14 +430,9 @@ fn build(
             if object.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let Some(value) = loader_value(*kind, object) else {
+            let Some(loaded) = load(*kind, object) else {
                 continue;
             };
-            let loaded = load_value(
-                value,
-                &format!("{} {key}", kind.name()),
-                Strictness::Lenient,
-            );
             if let Some(refusal) = loaded.refused.first() {
                 let message = refusal
                     .errors

@@ -235,8 +235,13 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// Adjusts a generated definition to accept what Knative users apply: a spec may be left out
 /// (Brokers often are), and a structural schema must not carry `additionalProperties: false`
-/// beside `properties` (the generator writes it for `deny_unknown_fields`; the API server prunes
-/// unknown fields anyway).
+/// beside `properties` (the generator writes it for `deny_unknown_fields`).
+///
+/// Unknown fields in a spec are kept, not pruned: the API server would otherwise drop a misplaced
+/// field (`subscriber` indented under `filter`) without a word, and store a different object than
+/// the one written. Kept, it reaches knactor's loader, which refuses it naming the field: the
+/// admission webhook at `kubectl apply` time, or, without the webhook, the controller in the
+/// object's `Ready` condition. The types of the known fields are still the API server's to check.
 fn fit_for_knative_yaml(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     crd.metadata.labels = Some(BTreeMap::from([
         ("app.kubernetes.io/part-of".into(), "knactor".into()),
@@ -257,6 +262,9 @@ fn fit_for_knative_yaml(mut crd: CustomResourceDefinition) -> CustomResourceDefi
         }
         let mut value = serde_json::to_value(&*schema).expect("a schema is JSON");
         strip_closed_objects(&mut value);
+        if let Some(spec) = value.pointer_mut("/properties/spec") {
+            keep_unknown_fields(spec);
+        }
         *schema = serde_json::from_value(value).expect("still a schema");
     }
     crd
@@ -271,6 +279,23 @@ fn strip_closed_objects(value: &mut serde_json::Value) {
             map.values_mut().for_each(strip_closed_objects);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_closed_objects),
+        _ => {}
+    }
+}
+
+/// Marks every object of a schema that lists its fields as keeping the ones it does not list.
+fn keep_unknown_fields(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("properties") {
+                map.insert(
+                    "x-kubernetes-preserve-unknown-fields".into(),
+                    serde_json::Value::Bool(true),
+                );
+            }
+            map.values_mut().for_each(keep_unknown_fields);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(keep_unknown_fields),
         _ => {}
     }
 }
@@ -393,5 +418,27 @@ mod tests {
             yaml.contains("x-kubernetes-preserve-unknown-fields: true"),
             "nested filters are kept"
         );
+    }
+
+    #[test]
+    fn unknown_spec_fields_are_kept_for_the_loader_to_refuse_and_status_is_pruned() {
+        let crds = crds();
+        let trigger = crds[1].spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap();
+        let schema = serde_json::to_value(trigger).unwrap();
+        let keeps = |pointer: &str| {
+            schema.pointer(pointer).unwrap()["x-kubernetes-preserve-unknown-fields"] == true
+        };
+        assert!(keeps("/properties/spec"));
+        assert!(keeps("/properties/spec/properties/filter"));
+        assert!(keeps(
+            "/properties/spec/properties/subscriber/properties/ref"
+        ));
+        assert!(!keeps("/properties/status"));
     }
 }

@@ -1,6 +1,8 @@
 //! knactor-kube: knactor on Kubernetes. [`crd`] holds the Knative resources as custom resources
-//! (generated from the API shapes of `knactor-actors`).
+//! (generated from the API shapes of `knactor-actors`); [`cluster`] runs them; [`admission`] is the
+//! webhook that refuses and defaults them at `kubectl apply` time, with the same loader.
 
+pub mod admission;
 pub mod apiserver;
 pub mod broker_config;
 pub mod cluster;

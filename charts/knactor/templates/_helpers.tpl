@@ -280,3 +280,15 @@ one of these messages before anything is installed.
 {{- fail (printf "keda: minReplicas (%d) is greater than maxReplicas (%d)" (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The admission webhook: its Service, the Secret holding its certificate (tls.crt, tls.key, ca.crt;
+the chart's or cert-manager's), and where the pods mount it.
+*/}}
+{{- define "knactor.webhookName" -}}
+{{- printf "%s-webhook" (include "knactor.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "knactor.webhookSecretName" -}}
+{{- printf "%s-webhook-cert" (include "knactor.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "knactor.webhookCertDir" -}}/etc/knactor/webhook{{- end }}

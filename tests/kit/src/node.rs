@@ -44,6 +44,7 @@ pub struct NodeProcess {
     /// The Kafka its brokers live on (on [`Channel::Kafka`]).
     pub kafka: Option<Arc<Kafka>>,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl NodeProcess {
@@ -63,7 +64,8 @@ impl NodeProcess {
         args.push(kubeconfig.display().to_string());
         args.extend(extra.iter().map(ToString::to_string));
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (child, url) = launch(bin, &args, &[], &stderr);
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (child, url) = launch(bin, &args, &[], &stderr, &stdout);
         let node = Self {
             bin: bin.to_path_buf(),
             args,
@@ -74,6 +76,7 @@ impl NodeProcess {
             config_dir,
             kafka: None,
             stderr,
+            stdout,
         };
         node.wait_ready();
         node
@@ -153,7 +156,8 @@ impl NodeProcess {
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (child, url) = launch(bin, &args, &env, &stderr);
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (child, url) = launch(bin, &args, &env, &stderr, &stdout);
         let node = Self {
             bin: bin.to_path_buf(),
             args,
@@ -168,6 +172,7 @@ impl NodeProcess {
             config_dir,
             kafka,
             stderr,
+            stdout,
         };
         node.wait_ready();
         node
@@ -244,7 +249,7 @@ impl NodeProcess {
         if let Some(listen) = args.iter().position(|a| a == "--listen") {
             args[listen + 1] = address;
         }
-        let (child, url) = launch(&self.bin, &args, &self.env, &self.stderr);
+        let (child, url) = launch(&self.bin, &args, &self.env, &self.stderr, &self.stdout);
         self.child = child;
         self.url = url;
         self.wait_ready();
@@ -268,6 +273,11 @@ impl NodeProcess {
     /// What the node logged so far (across restarts).
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// What the node printed on stdout so far (across restarts): the addresses it serves.
+    pub fn output(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn metric(&self, name: &str, labels: &str) -> f64 {
@@ -341,6 +351,7 @@ fn launch(
     args: &[String],
     env: &[(String, String)],
     stderr: &Arc<Mutex<String>>,
+    printed: &Arc<Mutex<String>>,
 ) -> (Child, String) {
     let mut child = Command::new(bin)
         .args(args)
@@ -353,8 +364,14 @@ fn launch(
         .expect("the knactor binary starts");
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = mpsc::channel();
+    let printed = printed.clone();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            {
+                let mut output = printed.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
             if let Some(url) = line.strip_prefix("knactor listening on ") {
                 let _ = sender.send(url.to_string());
             }
