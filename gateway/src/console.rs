@@ -195,6 +195,8 @@ mod tests {
     #[test]
     fn no_asset_loads_anything_from_elsewhere() {
         for (path, _, body) in ASSETS.iter().chain([&("/", "", INDEX)]) {
+            // The SVG namespace is a name, never fetched.
+            let body = body.replace("'http://www.w3.org/2000/svg'", "");
             for needle in ["http://", "https://", "//cdn", "@import", "fonts.g"] {
                 assert!(!body.contains(needle), "{path} names {needle}");
             }
