@@ -145,9 +145,7 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
     browser.type_into("#token", "not-the-token");
     browser.click("#login button[type=submit]");
     browser.wait_until("a wrong token is refused", Duration::from_secs(10), |b| {
-        b.texts("#login-error")
-            .concat()
-            .contains("not the node's")
+        b.texts("#login-error").concat().contains("not the node's")
     });
     browser.eval("document.getElementById('token').value = ''; return null;");
     browser.type_into("#token", TOKEN);
@@ -211,9 +209,11 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
 
     // The tail: a sent event shows within a second, with its outcome per trigger.
     browser.goto(&format!("{}/#/tail/e2e/default", node.url));
-    browser.wait_until("the tail follows the broker", Duration::from_secs(10), |b| {
-        b.texts("#tail-status").concat().contains("following")
-    });
+    browser.wait_until(
+        "the tail follows the broker",
+        Duration::from_secs(10),
+        |b| b.texts("#tail-status").concat().contains("following"),
+    );
     let sent = Instant::now();
     assert_eq!(send(&broker, "order-tail-1", "order.created"), 202);
     browser.wait_until(
@@ -236,7 +236,9 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
             )
         },
     );
-    let row = browser.texts("#tail-rows tr[data-id=\"order-tail-1\"]").concat();
+    let row = browser
+        .texts("#tail-rows tr[data-id=\"order-tail-1\"]")
+        .concat();
     assert!(row.contains("order.created"), "{row}");
     assert_eq!(send(&broker, "payment-tail-3", "payment.made"), 202);
     browser.wait_until("the tail shows a retry", Duration::from_secs(10), |b| {
@@ -298,11 +300,15 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
         b.exists("#modal-confirm")
     });
     browser.click("#modal-confirm");
-    browser.wait_until("the re-drive's result shows", Duration::from_secs(10), |b| {
-        b.texts("#redrive-report")
-            .concat()
-            .contains("1 event(s) re-driven")
-    });
+    browser.wait_until(
+        "the re-drive's result shows",
+        Duration::from_secs(10),
+        |b| {
+            b.texts("#redrive-report")
+                .concat()
+                .contains("1 event(s) re-driven")
+        },
+    );
     wait_until(
         "the re-driven payment is delivered",
         Duration::from_secs(10),
@@ -485,4 +491,87 @@ fn the_tail_serves_a_bounded_number_of_clients() {
         .send()
         .unwrap();
     assert_eq!(unknown.status(), 404);
+}
+
+#[test]
+fn a_thousand_triggers_stay_usable() {
+    let recorder = Recorder::start();
+    let mut config = broker_yaml("{}");
+    for n in 0..1000 {
+        config.push_str(&trigger_yaml(
+            &format!("t-{n:04}"),
+            &format!("filter: {{attributes: {{type: type-{n}}}}}"),
+            &recorder.at(&format!("/t{}", n % 50)),
+            None,
+        ));
+    }
+    // No token, on loopback: the console opens without a login, as the admin API does.
+    let node = NodeProcess::start_on(&config, &[], Channel::Memory);
+    wait_until("every trigger runs", Duration::from_secs(60), || {
+        node.status()["brokers"][0]["triggers"]
+            .as_array()
+            .is_some_and(|triggers| triggers.len() == 1000)
+    });
+    for (path, what) in [("/-/topology", "topology"), ("/-/stats", "stats")] {
+        let began = Instant::now();
+        let body = http()
+            .get(format!("{}{path}", node.url))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        eprintln!(
+            "console: GET {path} of 1000 triggers: {} KiB in {:?}",
+            body.len() / 1024,
+            began.elapsed()
+        );
+        assert!(!body.is_empty(), "{what}");
+    }
+
+    let browser = Browser::start(1400, 860);
+    let began = Instant::now();
+    browser.goto(&format!("{}/#/topology", node.url));
+    browser.wait_until("the topology is drawn", Duration::from_secs(20), |b| {
+        b.texts("#topology-summary")
+            .concat()
+            .contains("1000 trigger(s)")
+    });
+    eprintln!(
+        "console: the topology of 1000 triggers drawn {:?} after the page was asked for",
+        began.elapsed()
+    );
+    // The graph is grouped by broker and draws a bounded number of triggers; the search finds any.
+    let drawn = browser.texts("#graph g.node.trigger").len();
+    assert!(drawn <= 25, "{drawn} triggers drawn");
+    assert!(browser.exists("#graph g.node.more"));
+    browser.type_into("#topology-search", "t-0999");
+    browser.wait_until(
+        "the search finds the last trigger",
+        Duration::from_secs(5),
+        |b| {
+            b.exists("#graph g.node.trigger[data-name=\"e2e/t-0999\"]")
+                && b.texts("#graph g.node.trigger").len() == 1
+        },
+    );
+
+    // The numbers draw only the rows in view, and scroll to the last one.
+    browser.goto(&format!("{}/#/numbers", node.url));
+    browser.wait_until("the numbers show", Duration::from_secs(20), |b| {
+        b.exists("#numbers .vrow[data-name=\"e2e/t-0000\"]")
+    });
+    let rows = browser.texts("#numbers .vrow[data-name]").len();
+    assert!(rows < 60, "{rows} rows drawn for 1001");
+    let began = Instant::now();
+    browser.eval(
+        "const list = document.getElementById('numbers'); list.scrollTop = list.scrollHeight; return null;",
+    );
+    browser.wait_until(
+        "the last trigger's row shows",
+        Duration::from_secs(5),
+        |b| b.exists("#numbers .vrow[data-name=\"e2e/t-0999\"]"),
+    );
+    eprintln!(
+        "console: scrolled to the last of 1001 rows in {:?}",
+        began.elapsed()
+    );
 }

@@ -250,7 +250,10 @@ mod tests {
         assert_eq!(batch.skipped, 0);
         let seen: Vec<_> = batch.entries.iter().map(|e| (e.stage, &*e.id)).collect();
         assert_eq!(seen, [("received", "1"), ("stored", "1")]);
-        assert_eq!(batch.entries[0].event_type.as_deref(), Some("order.created"));
+        assert_eq!(
+            batch.entries[0].event_type.as_deref(),
+            Some("order.created")
+        );
     }
 
     #[test]

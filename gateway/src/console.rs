@@ -138,7 +138,9 @@ async fn index(request: HttpRequest) -> HttpResponse {
         // Behind a login: never from a cache.
         response.insert_header((header::CACHE_CONTROL, "no-store"));
     }
-    response.content_type("text/html; charset=utf-8").body(INDEX)
+    response
+        .content_type("text/html; charset=utf-8")
+        .body(INDEX)
 }
 
 async fn asset(request: HttpRequest) -> HttpResponse {

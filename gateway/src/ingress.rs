@@ -255,7 +255,12 @@ async fn receive(
     if tail.is_followed() {
         // The console's tail shows each event's type, which the journal's hops do not carry.
         for event in &events {
-            tail.received(&broker_name, &event.source().to_string(), event.id(), event.ty());
+            tail.received(
+                &broker_name,
+                &event.source().to_string(),
+                event.id(),
+                event.ty(),
+            );
         }
     }
     match broker.send(Publish { events }).await {

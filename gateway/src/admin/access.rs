@@ -68,7 +68,10 @@ impl std::fmt::Debug for AdminAccess {
 pub enum Via {
     Bearer,
     /// The console's cookie; the session's CSRF token.
-    Session { id: String, csrf: Arc<str> },
+    Session {
+        id: String,
+        csrf: Arc<str>,
+    },
     /// No token on a loopback listener.
     Local,
 }
@@ -297,7 +300,11 @@ impl FromRequest for Authorized {
     type Future = Ready<Result<Self, AdminError>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(access_of(request).check(request).map(|via| Authorized { via }))
+        ready(
+            access_of(request)
+                .check(request)
+                .map(|via| Authorized { via }),
+        )
     }
 }
 
@@ -366,7 +373,10 @@ pub async fn login(
                 return Err(AdminError::Unauthorized("the token is not the node's"));
             }
             let (id, csrf) = sessions.open();
-            let via = Via::Session { id: id.clone(), csrf };
+            let via = Via::Session {
+                id: id.clone(),
+                csrf,
+            };
             Ok(HttpResponse::Ok()
                 .insert_header((
                     header::SET_COOKIE,
@@ -417,11 +427,7 @@ pub async fn session(
 ) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(session_info(
-            &access_of(&request),
-            &authorized.via,
-            &state,
-        ))
+        .json(session_info(&access_of(&request), &authorized.via, &state))
 }
 
 fn session_info(access: &AdminAccess, via: &Via, state: &GatewayState) -> SessionInfo {
@@ -478,7 +484,12 @@ mod tests {
 
     #[test]
     fn a_local_listener_answers_only_to_addresses_and_localhost() {
-        for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "localhost"] {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "localhost",
+        ] {
             let request = TestRequest::get()
                 .insert_header(("host", host))
                 .to_http_request();

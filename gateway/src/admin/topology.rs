@@ -167,7 +167,10 @@ pub async fn topology(
 fn draw(
     routes: &Routes,
     status: &knactor_actors::actor::NodeStatus,
-    sources: &[(knactor_actors::source::SourceId, knactor_actors::source::SourceHealth)],
+    sources: &[(
+        knactor_actors::source::SourceId,
+        knactor_actors::source::SourceHealth,
+    )],
     state: &GatewayState,
 ) -> TopologyDoc {
     let issues_of = |kind: &str, key: &ObjectKey| -> Vec<&RouteIssue> {
@@ -493,11 +496,7 @@ pub async fn node(
         .send(GetStatus)
         .await
         .map_err(|_| AdminError::NodeUnavailable)?;
-    let runs_sources = state
-        .sources
-        .all()
-        .iter()
-        .any(|(_, health)| health.running);
+    let runs_sources = state.sources.all().iter().any(|(_, health)| health.running);
     Ok(HttpResponse::Ok().json(NodeDoc {
         name: state.console.node.clone(),
         version: env!("CARGO_PKG_VERSION"),

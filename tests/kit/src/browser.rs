@@ -39,7 +39,10 @@ fn installed(candidates: &[&str], what: &str) -> PathBuf {
 impl Browser {
     /// Starts chromedriver and a headless chromium with a fresh profile, `width` x `height`.
     pub fn start(width: u32, height: u32) -> Self {
-        let chromium = installed(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"], "chromium");
+        let chromium = installed(
+            &["/usr/bin/chromium", "/usr/lib/chromium/chromium"],
+            "chromium",
+        );
         let chromedriver = installed(
             &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
             "chromedriver",
@@ -70,9 +73,8 @@ impl Browser {
         let capabilities = capabilities(&chromium, profile.path(), width, height);
         let client = runtime
             .block_on(async {
-                let mut builder = ClientBuilder::new(
-                    hyper_util::client::legacy::connect::HttpConnector::new(),
-                );
+                let mut builder =
+                    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
                 builder.capabilities(capabilities);
                 builder.connect(&url).await
             })
@@ -137,13 +139,9 @@ impl Browser {
     pub fn click(&self, css: &str) {
         let mut tries = 0;
         loop {
-            let clicked = self.runtime.block_on(async {
-                self.client()
-                    .find(Locator::Css(css))
-                    .await?
-                    .click()
-                    .await
-            });
+            let clicked = self
+                .runtime
+                .block_on(async { self.client().find(Locator::Css(css)).await?.click().await });
             match clicked {
                 Ok(()) => return,
                 Err(error) if tries < 10 && error.to_string().contains("stale element") => {
