@@ -61,6 +61,22 @@ fn config(recorder: &Recorder) -> String {
     .concat()
 }
 
+/// Sends one binary-mode event with JSON data; returns the status.
+fn send_json(url: &str, id: &str, ty: &str, data: &str) -> u16 {
+    http()
+        .post(url)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "/e2e")
+        .header("ce-type", ty)
+        .header("content-type", "application/json")
+        .body(data.to_string())
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("admin-token");
     std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
@@ -124,7 +140,15 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
 
     // A payment the subscriber refuses: parked once its retry fails too.
     let parked_id = "payment-parked-1";
-    assert_eq!(send(&broker, parked_id, "payment.made"), 202);
+    assert_eq!(
+        send_json(
+            &broker,
+            parked_id,
+            "payment.made",
+            r#"{"order": "A-1042", "amount": 129.5}"#
+        ),
+        202
+    );
     let parked_url = format!("{}/-/brokers/e2e/default/parked", node.url);
     wait_until("the payment is parked", Duration::from_secs(20), || {
         let listed: serde_json::Value = bearer(http().get(&parked_url))
@@ -292,6 +316,10 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
     browser.wait_until("the parked events show", Duration::from_secs(10), |b| {
         b.exists(&format!("tr.parked-event[data-id=\"{parked_id}\"]"))
     });
+    let preview = browser
+        .texts(&format!("tr.parked-event[data-id=\"{parked_id}\"]"))
+        .concat();
+    assert!(preview.contains("A-1042"), "the payload preview: {preview}");
     snap(&browser, "parked");
     browser.click(&format!(
         "tr.parked-event[data-id=\"{parked_id}\"] button.redrive-one"
@@ -326,6 +354,36 @@ fn the_console_shows_the_mesh_follows_an_event_and_redrives_what_was_parked() {
         Duration::from_secs(10),
         |b| !b.exists(&format!("tr.parked-event[data-id=\"{parked_id}\"]")),
     );
+
+    // A selection: the other two parked payments, ticked and re-driven at once.
+    for id in ["payment-failing-2", "payment-tail-3"] {
+        browser.wait_until(
+            "the other parked payments show",
+            Duration::from_secs(10),
+            |b| b.exists(&format!("tr.parked-event[data-id=\"{id}\"] input.pick")),
+        );
+        browser.click(&format!("tr.parked-event[data-id=\"{id}\"] input.pick"));
+    }
+    browser.wait_until("two are selected", Duration::from_secs(5), |b| {
+        b.texts("#redrive-selected").concat().contains("(2)")
+    });
+    browser.click("#redrive-selected");
+    browser.wait_until("the re-drive asks first", Duration::from_secs(5), |b| {
+        b.exists("#modal-confirm")
+    });
+    browser.click("#modal-confirm");
+    browser.wait_until(
+        "the selection's result shows",
+        Duration::from_secs(10),
+        |b| {
+            b.texts("#redrive-report")
+                .concat()
+                .contains("2 event(s) re-driven")
+        },
+    );
+    browser.wait_until("nothing is parked any more", Duration::from_secs(10), |b| {
+        b.exists("#parked-empty")
+    });
 }
 
 #[test]
