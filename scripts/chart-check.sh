@@ -187,9 +187,9 @@ declare -A args=(
 # generated certificate (both counted below).
 common="ServiceAccount=1 ClusterRole=1 ClusterRoleBinding=1 NetworkPolicy=1 MutatingWebhookConfiguration=1 ValidatingWebhookConfiguration=1"
 declare -A kinds=(
-    [default]="$common Secret=2 Deployment=1 Service=2 PodDisruptionBudget=1 HorizontalPodAutoscaler=0 Role=1 RoleBinding=1 ScaledObject=0 ServiceMonitor=0"
+    [default]="$common Secret=2 Deployment=1 Service=2 PodDisruptionBudget=1 HorizontalPodAutoscaler=0 Role=1 RoleBinding=1 ScaledObject=0 ServiceMonitor=0 ConfigMap=0"
     [kafka-sasl]="$common Secret=2 Deployment=1 Service=2 PodDisruptionBudget=1 HorizontalPodAutoscaler=1 Role=2 RoleBinding=2 ScaledObject=0"
-    [split-roles]="$common Secret=2 Deployment=2 Service=3 PodDisruptionBudget=2 HorizontalPodAutoscaler=2 Role=1 ServiceMonitor=1 ScaledObject=0"
+    [split-roles]="$common Secret=2 Deployment=2 Service=3 PodDisruptionBudget=2 HorizontalPodAutoscaler=2 Role=1 ServiceMonitor=1 ScaledObject=0 ConfigMap=1"
     [keda]="$common Secret=2 Deployment=2 Service=2 PodDisruptionBudget=2 HorizontalPodAutoscaler=1 ScaledObject=1 TriggerAuthentication=1"
     [restricted]="$common Secret=1 Deployment=1 Service=2 PodDisruptionBudget=1 Role=2 RoleBinding=2"
 )
@@ -440,7 +440,36 @@ for p in problems:
 sys.exit(1 if problems else 0)
 EOF
 }
+
+# dashboard: the Grafana dashboard ConfigMap (split-roles enables it) carries the label Grafana's
+# sidecar looks for and valid dashboard JSON, whose every query reads a metric knactor exports
+# (named in actors/src/metrics.rs).
+dashboard() {
+    "$py" - "$work/split-roles-new.yaml" actors/src/metrics.rs <<'EOF'
+import json, re, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"]
+exported = open(sys.argv[2]).read()
+problems = []
+if len(docs) != 1 or docs[0]["metadata"]["labels"].get("grafana_dashboard") != "1":
+    problems.append(f"expected one ConfigMap labelled grafana_dashboard: \"1\", got {[d['metadata'] for d in docs]}")
+else:
+    board = json.loads(docs[0]["data"]["knactor.json"])
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"]["query"] for v in board["templating"]["list"] if isinstance(v.get("query"), dict)]
+    if len(exprs) < 10:
+        problems.append(f"only {len(exprs)} queries")
+    for expr in exprs:
+        for name in re.findall(r"\b(knactor_[a-z_]+|kn_eventing_[a-z_]+|event_count)\b", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name) if name != "event_count" else name
+            if f'"{base}' not in exported:
+                problems.append(f"{name} (in {expr}) is not a metric of actors/src/metrics.rs")
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+EOF
+}
 check "admission webhook as rendered: scope, Service, caBundle of the generated Secret, cert-manager, off" webhook_rendered
+check "the Grafana dashboard ConfigMap: label, JSON, and only metrics knactor exports" dashboard
 
 # runs BIN SET: `knactor run` accepts what each Deployment of SET's render passes it (--dry-run
 # parses and checks every flag, then exits), with the role that Deployment is for.

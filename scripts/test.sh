@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README "Test"; .ci/run runs exactly this). It installs what the tests run
-# against (Debian packages for librdkafka's build, Apache Kafka from Maven Central, etcd and
-# kube-apiserver for the Kubernetes tests, helm and kubectl for the chart), checks formatting and
+# against (Debian packages for librdkafka's build and chromium for the console's browser tests,
+# Apache Kafka from Maven Central, etcd and kube-apiserver for the Kubernetes tests, helm and
+# kubectl for the chart), checks formatting and
 # lints, runs every test of the workspace on the embedded memory channel, then runs the end-to-end
 # scenario suite again with every broker on Kafka. Tests start the Kafka brokers they need
 # (scripts/kafka-up.sh, one shared per test process).

@@ -11,6 +11,9 @@
 //! on every event's path, so a hop costs one short lock and a push: details are kept as values and
 //! only rendered when asked for, and once the journal is full the trail of the event it forgets is
 //! reused for the next one, so a busy node allocates nothing here.
+//!
+//! Every hop it records is also handed to its [`Tail`], which copies it to the console clients
+//! following the hop's broker (when any do).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,6 +26,7 @@ use rustc_hash::FxHashMap;
 
 use crate::channel::{Offset, Partition};
 use crate::envelope::Envelope;
+use crate::tail::Tail;
 
 /// Hops kept per event; later ones are counted, not kept.
 pub const MAX_HOPS_PER_EVENT: usize = 64;
@@ -248,6 +252,7 @@ pub struct Journal {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     bytes_per_shard: usize,
+    tail: Arc<Tail>,
 }
 
 impl Default for Journal {
@@ -273,7 +278,13 @@ impl Journal {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard,
             bytes_per_shard,
+            tail: Arc::default(),
         }
+    }
+
+    /// The live tail of the hops this journal records.
+    pub fn tail(&self) -> &Arc<Tail> {
+        &self.tail
     }
 
     /// Bytes the journal holds now.
@@ -317,6 +328,7 @@ impl Journal {
         if self.per_shard == 0 || id.len() > MAX_KEY_BYTES || source.len() > MAX_KEY_BYTES {
             return;
         }
+        self.tail.hop(source, id, &hop);
         let hash = Self::key_of(source, id);
         let mut shard = self.shard_of(id).lock().unwrap_or_else(|p| p.into_inner());
         let shard = &mut *shard;

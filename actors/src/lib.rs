@@ -3,7 +3,7 @@
 //! The pure part (no I/O, tested without sockets): [`resources`] (Knative YAML, validated into
 //! runtime types), [`routes`] (what a node runs), [`filter`] (matching, and the per-broker
 //! [`filter::FilterIndex`]), [`retry`], [`offsets`], [`envelope`], [`trace`] (W3C trace context carried
-//! in the event). What a node observed: [`metrics`] and the per-event [`journal`]. The ports to the outside world:
+//! in the event). What a node observed: [`metrics`], the per-event [`journal`] and its live [`tail`]. The ports to the outside world:
 //! [`channel::EventLog`] (where accepted events are kept; an in-memory implementation lives here,
 //! Kafka in `adapters/kafka`) and [`transport::Transport`] (HTTP delivery, implemented by the gateway).
 //! The actors, in [`actor`], tie them together; start reading at [`actor::Node`].
@@ -21,5 +21,6 @@ pub mod resources;
 pub mod retry;
 pub mod routes;
 pub mod source;
+pub mod tail;
 pub mod trace;
 pub mod transport;

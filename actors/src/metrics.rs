@@ -19,7 +19,7 @@ use crate::journal::Journal;
 use crate::resources::ObjectKey;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [
+pub const BUCKETS: [f64; 14] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
@@ -42,6 +42,18 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The cumulative count of each bucket of [`BUCKETS`], the count and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        (
+            self.buckets
+                .iter()
+                .map(|bucket| bucket.load(Ordering::Relaxed))
+                .collect(),
+            self.count.load(Ordering::Relaxed),
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -95,7 +107,7 @@ impl StatusCounts {
     }
 
     /// The statuses seen, with their counts.
-    fn seen(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+    pub fn seen(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {
             let count = slot.load(Ordering::Relaxed);
             (count > 0).then_some((index as u16 + 100, count))
@@ -255,6 +267,26 @@ impl Metrics {
             .entry((broker.clone(), trigger.clone()))
             .or_default()
             .clone()
+    }
+
+    /// Every broker's counters, by broker.
+    pub fn all_brokers(&self) -> Vec<(ObjectKey, Arc<BrokerMetrics>)> {
+        self.brokers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(key, metrics)| (key.clone(), metrics.clone()))
+            .collect()
+    }
+
+    /// Every trigger's counters, by (broker, trigger).
+    pub fn all_triggers(&self) -> Vec<((ObjectKey, ObjectKey), Arc<TriggerMetrics>)> {
+        self.triggers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(key, metrics)| (key.clone(), metrics.clone()))
+            .collect()
     }
 
     /// The Prometheus text exposition of every counter.

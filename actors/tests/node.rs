@@ -214,6 +214,7 @@ async fn without_a_working_dead_letter_sink_events_are_parked_and_can_be_redrive
         .send(RedriveOf {
             broker: key("ns/default"),
             trigger: None,
+            only: None,
         })
         .await
         .unwrap()

@@ -573,7 +573,7 @@ _knactor() {
             return 0
             ;;
         knactor__subcmd__run)
-            opts="-h --config --kubernetes --lease-namespace --lease-name --default-broker-selector --default-delivery --role --channel --kafka-auth-dir --listen --admin-listen --admin-token-file --advertise --strict --max-body-bytes --max-ttl --trigger-queue --trigger-concurrency --endpoint-concurrency --retry-backoff-max --retry-after-max --delivery-timeout --commit-interval --partitions --memory-max-records --memory-max-bytes --drain-timeout --drain-delay --reload-interval --admission-listen --admission-cert --admission-key --config-max-file-bytes --config-read-timeout --request-timeout --header-timeout --keep-alive --max-connections --max-connections-per-client --body-buffer-bytes --max-attribute-bytes --max-extensions --probe-listen --kafka-bootstrap-servers --kafka-bootstrap --default-broker-class --kafka-topic-template --kafka-partitions --kafka-replication-factor --kafka-delete-topics --kafka-append-timeout --kafka-partition-assignment --node-id --kafka-config --state-dir --kubeconfig --log --otlp-endpoint --otlp-traces-endpoint --otlp-protocol --otel-service-name --trace-sampler --trace-sampler-arg --otel-sdk-disabled --trace-journal-events --trace-journal-bytes --dry-run --fault-injection --http-workers --dispatch-workers --help"
+            opts="-h --config --kubernetes --lease-namespace --lease-name --default-broker-selector --default-delivery --role --channel --kafka-auth-dir --listen --admin-listen --admin-token-file --advertise --strict --max-body-bytes --max-ttl --trigger-queue --trigger-concurrency --endpoint-concurrency --retry-backoff-max --retry-after-max --delivery-timeout --commit-interval --partitions --memory-max-records --memory-max-bytes --drain-timeout --drain-delay --reload-interval --admission-listen --admission-cert --admission-key --config-max-file-bytes --config-read-timeout --request-timeout --header-timeout --keep-alive --max-connections --max-connections-per-client --body-buffer-bytes --max-attribute-bytes --max-extensions --probe-listen --kafka-bootstrap-servers --kafka-bootstrap --default-broker-class --kafka-topic-template --kafka-partitions --kafka-replication-factor --kafka-delete-topics --kafka-append-timeout --kafka-partition-assignment --node-id --kafka-config --state-dir --kubeconfig --log --otlp-endpoint --otlp-traces-endpoint --otlp-protocol --otel-service-name --trace-sampler --trace-sampler-arg --otel-sdk-disabled --trace-journal-events --trace-journal-bytes --jaeger-ui-url --dry-run --fault-injection --http-workers --dispatch-workers --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -828,6 +828,10 @@ _knactor() {
                     return 0
                     ;;
                 --trace-journal-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jaeger-ui-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

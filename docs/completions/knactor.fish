@@ -176,6 +176,7 @@ complete -c knactor -n "__fish_knactor_using_subcommand run" -l trace-sampler-ar
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l otel-sdk-disabled -d 'OTEL_SDK_DISABLED=true turns export off whatever else is set' -r
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l trace-journal-events -d 'Events whose hops the node remembers for `knactor trace EVENT_ID` (0: none)' -r
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l trace-journal-bytes -d 'Bytes the journal may hold (ids, sources, hops and their details); the oldest events are forgotten first. Events with an id or source over 1 KiB are not journaled' -r
+complete -c knactor -n "__fish_knactor_using_subcommand run" -l jaeger-ui-url -d 'Jaeger\'s web UI, e.g. http://localhost:16686: the console links each event to its trace there (<url>/trace/<trace id>)' -r
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l http-workers -d 'Threads serving HTTP [default: the CPUs, at most 4]' -r
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l dispatch-workers -d 'Threads running broker actors [default: the CPUs, at most 4]' -r
 complete -c knactor -n "__fish_knactor_using_subcommand run" -l kubernetes -d 'Take the resources from the cluster this pod runs in (its ServiceAccount). Implied inside a pod (KUBERNETES_SERVICE_HOST set) when neither --config nor a kubeconfig is given'

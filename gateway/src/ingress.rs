@@ -52,6 +52,8 @@ pub struct GatewayState {
     pub admin_access: crate::admin::AdminAccess,
     /// What the ingress holds for its clients at most, and what it refused.
     pub limits: Arc<Limits>,
+    /// What the web console shows of its node.
+    pub console: Arc<crate::console::ConsoleSettings>,
 }
 
 /// Where a node serves its admin API (`/-/...`).
@@ -71,7 +73,9 @@ pub fn configure(state: GatewayState, admin: AdminApi) -> impl Fn(&mut web::Serv
     move |config: &mut web::ServiceConfig| {
         probes_and_metrics(config, &state);
         match admin {
-            AdminApi::Here => config.configure(crate::admin::configure),
+            AdminApi::Here => config
+                .configure(crate::admin::configure)
+                .configure(crate::console::configure),
             AdminApi::Elsewhere => config.route("/-/{rest:.*}", web::route().to(admin_elsewhere)),
         };
         config.default_service(web::to(ingress));
@@ -97,11 +101,13 @@ pub fn configure_probes(state: GatewayState) -> impl Fn(&mut web::ServiceConfig)
     }
 }
 
-/// The admin listener (`--admin-listen`): the admin API, the probes and the metrics.
+/// The admin listener (`--admin-listen`): the admin API, the console, the probes and the metrics.
 pub fn configure_admin(state: GatewayState) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |config: &mut web::ServiceConfig| {
         probes_and_metrics(config, &state);
-        config.configure(crate::admin::configure);
+        config
+            .configure(crate::admin::configure)
+            .configure(crate::console::configure);
     }
 }
 
@@ -245,6 +251,18 @@ async fn receive(
     check_limits(&request, &events, &limits.settings.attributes)?;
     *spans = propagate(&request, &mut events);
     let broker_name = key.to_string();
+    let tail = state.metrics.journal.tail();
+    if tail.is_followed() {
+        // The console's tail shows each event's type, which the journal's hops do not carry.
+        for event in &events {
+            tail.received(
+                &broker_name,
+                &event.source().to_string(),
+                event.id(),
+                event.ty(),
+            );
+        }
+    }
     match broker.send(Publish { events }).await {
         Ok(Ok(())) => Ok(HttpResponse::Accepted().finish()),
         Ok(Err(PublishError::Admit(refused))) => {

@@ -4,11 +4,13 @@
 //! port over HTTP. [`binding`] is the CloudEvents HTTP protocol binding both ways; [`display`] is
 //! the event-display sink. [`server`] runs the ingress listener within the [`limits`] a node's
 //! clients cannot push it past (connections, body bytes and time, attribute sizes). Start with
-//! [`ingress::configure`].
+//! [`ingress::configure`]. The node's [`admin`] API and the web [`console`] that reads it are
+//! served beside the ingress or on a listener of their own.
 
 pub mod admin;
 pub mod binding;
 pub mod client;
+pub mod console;
 pub mod display;
 pub mod error;
 pub mod ingress;

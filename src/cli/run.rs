@@ -21,6 +21,7 @@ use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::admin::AdminAccess;
 use knactor_gateway::client::HttpTransport;
+use knactor_gateway::console::ConsoleSettings;
 use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
 use knactor_gateway::limits::Limits;
 use knactor_gateway::server::{serve_ingress, serve_probes};
@@ -418,6 +419,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(source) = source.as_mut() {
             apply_config(source, &node, &sources, &advertise, &channels, &knative_default)?;
         }
+        let console_ingress = advertise.clone();
         let reload_node = node.clone();
         let reload_every = args.reload_interval;
         // In cluster mode: what gives the Lease up when the node stops, and its task.
@@ -497,6 +499,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             role: args.role,
             admin_access: AdminAccess::for_listener(admin_token.as_ref(), bound),
             limits: Limits::new(args.ingress_limits.checked_limits()),
+            console: ConsoleSettings {
+                jaeger_ui_url: args.telemetry.jaeger_ui_url.clone(),
+                node: args.node_id.clone().filter(|id| !id.is_empty()).unwrap_or_else(hostname),
+                started_at: std::time::SystemTime::now(),
+                ingress: Some(console_ingress),
+            }
+            .shared(),
         };
         // Signals are the node's to handle: a stop drains before the listeners close.
         let admin = match admin_listener {

@@ -41,6 +41,15 @@ pub struct TelemetryArgs {
     /// forgotten first. Events with an id or source over 1 KiB are not journaled.
     #[arg(long, env = "KNACTOR_TRACE_JOURNAL_BYTES", default_value_t = knactor_actors::journal::DEFAULT_MAX_BYTES)]
     pub trace_journal_bytes: usize,
+    /// Jaeger's web UI, e.g. http://localhost:16686: the console links each event to its trace
+    /// there (<url>/trace/<trace id>).
+    #[arg(long, env = "KNACTOR_JAEGER_UI_URL", value_name = "URL", value_parser = jaeger_ui_url)]
+    pub jaeger_ui_url: Option<url::Url>,
+}
+
+/// `--jaeger-ui-url`: an http(s) URL, said as the other URL flags say it.
+fn jaeger_ui_url(text: &str) -> Result<url::Url, String> {
+    super::http_url(text, "http://localhost:16686")
 }
 
 /// An OTLP endpoint is an http(s) URL: said at once, naming the flag (or its variable) and the URL

@@ -6,8 +6,8 @@
 
 #[allow(unused_imports)]
 pub use knactor_testkit::{
-    http, repo_path, send, send_with, wait_until, Channel, Kafka, NodeProcess, Recorded, Recorder,
-    Reply,
+    http, repo_path, send, send_with, wait_until, Browser, Channel, Kafka, NodeProcess, Recorded,
+    Recorder, Reply,
 };
 
 use std::io::{BufRead, BufReader};

@@ -320,11 +320,13 @@ impl Handler<ListParked> for BrokerActor {
 }
 
 /// Deliver parked events again: to the trigger that parked them, and only to it. With a trigger
-/// named, only its parked events go; the others stay parked.
+/// named, only its parked events go; with `only`, only those of the parking lot's positions
+/// (partition, offset) as listed; the others stay parked.
 #[derive(Message)]
 #[rtype(result = "Result<RedriveReport, ChannelError>")]
 pub struct Redrive {
     pub trigger: Option<ObjectKey>,
+    pub only: Option<BTreeSet<(Partition, Offset)>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -352,6 +354,7 @@ impl Handler<Redrive> for BrokerActor {
             .map(|trigger| trigger.key.to_string())
             .collect();
         let wanted = redrive.trigger.map(|key| key.to_string());
+        let only = redrive.only;
         Box::pin(async move {
             let mut report = RedriveReport::default();
             for partition in log.offsets(&park_topic, PARKING_GROUP).await? {
@@ -380,7 +383,10 @@ impl Handler<Redrive> for BrokerActor {
                             .extension(PARKED_TRIGGER_EXTENSION)
                             .map(ToString::to_string)
                             .unwrap_or_default();
-                        let selected = wanted.as_ref().is_none_or(|wanted| *wanted == trigger);
+                        let selected = wanted.as_ref().is_none_or(|wanted| *wanted == trigger)
+                            && only.as_ref().is_none_or(|only| {
+                                only.contains(&(record.partition, record.offset))
+                            });
                         if selected && live.contains(&trigger) {
                             let mut event = event.clone();
                             for name in [

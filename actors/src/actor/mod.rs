@@ -39,9 +39,9 @@ pub use delivery::Outcome;
 pub use dispatcher::{DispatcherActor, DrainReport, PartitionLeft};
 pub use local::LocalIngress;
 pub use node::{
-    ApplyRoutes, BrokerStatus, Drain, ExplainMatch, FaultTarget, GetStatus, IngressGuard,
-    IngressTable, InjectFault, Node, NodeError, NodeStatus, NotRunning, ParkedOf, RedriveOf,
-    TriggerStatus, TriggerVerdict,
+    ApplyRoutes, BrokerStatus, Drain, ExplainMatch, FaultTarget, GetRoutes, GetStatus,
+    IngressGuard, IngressTable, InjectFault, Node, NodeError, NodeStatus, NotRunning, ParkedOf,
+    RedriveOf, TriggerStatus, TriggerVerdict,
 };
 pub use source::{
     ApiServerSourceRuntime, ApplySources, SetSourcesActive, SourceActor, SourceManager,

@@ -8,7 +8,8 @@
 //!
 //! On an ingress-only node (see [`Role`]) a cell is its `BrokerActor` alone.
 //!
-//! Answers: [`ApplyRoutes`], [`GetStatus`], [`ParkedOf`], [`RedriveOf`], [`InjectFault`].
+//! Answers: [`ApplyRoutes`], [`GetStatus`], [`GetRoutes`], [`ParkedOf`], [`RedriveOf`],
+//! [`InjectFault`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -860,6 +861,20 @@ impl Handler<GetStatus> for Node {
     }
 }
 
+/// The routes the node runs now (what the console draws).
+#[derive(Message)]
+#[rtype(result = "Arc<Routes>")]
+pub struct GetRoutes;
+
+impl Handler<GetRoutes> for Node {
+    type Result = MessageResult<GetRoutes>;
+
+    /// The current snapshot.
+    fn handle(&mut self, _: GetRoutes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.routes.clone())
+    }
+}
+
 /// Why a request about a broker could not be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -900,12 +915,14 @@ impl Handler<ParkedOf> for Node {
     }
 }
 
-/// Re-drive a broker's parked events (all of them, or one trigger's).
+/// Re-drive a broker's parked events (all of them, one trigger's, or those at the parking lot's
+/// positions listed in `only`).
 #[derive(Message)]
 #[rtype(result = "Result<RedriveReport, NodeError>")]
 pub struct RedriveOf {
     pub broker: ObjectKey,
     pub trigger: Option<ObjectKey>,
+    pub only: Option<BTreeSet<(Partition, crate::channel::Offset)>>,
 }
 
 impl Handler<RedriveOf> for Node {
@@ -926,6 +943,7 @@ impl Handler<RedriveOf> for Node {
             let report = broker?
                 .send(Redrive {
                     trigger: request.trigger,
+                    only: request.only,
                 })
                 .await;
             report

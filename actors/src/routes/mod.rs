@@ -39,7 +39,9 @@ use url::Url;
 use crate::filter::Filter;
 use crate::resources::broker_defaults::{self, BrokerDefaults};
 use crate::resources::loader::{identity, Origin};
-use crate::resources::{FieldError, LoadReport, NodeSettings, ObjectKey, Refusal, Resource};
+use crate::resources::{
+    FieldError, LoadReport, NodeSettings, ObjectKey, Refusal, Resource, TriggerSpec,
+};
 
 /// Every resource a node was given, validated, without duplicates.
 #[derive(Debug, Default, Clone)]
@@ -224,12 +226,22 @@ impl fmt::Display for RouteIssue {
     }
 }
 
+/// A trigger as its author wrote it, whether it runs or not: what the console draws for a trigger
+/// that has no route (with its issue's reason) and shows when one is clicked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenTrigger {
+    /// The broker it names, if it names one.
+    pub broker: Option<ObjectKey>,
+    pub spec: Arc<TriggerSpec>,
+}
+
 /// The immutable snapshot of what a node runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routes {
     brokers: BTreeMap<ObjectKey, Arc<BrokerRoute>>,
     sources: Vec<Arc<SourceRoute>>,
     issues: Vec<RouteIssue>,
+    written: BTreeMap<ObjectKey, WrittenTrigger>,
 }
 
 impl Routes {
@@ -366,6 +378,17 @@ impl Routes {
             }
         }
 
+        let written = catalog
+            .triggers
+            .values()
+            .map(|trigger| {
+                let written = WrittenTrigger {
+                    broker: trigger.broker.clone(),
+                    spec: trigger.spec.clone(),
+                };
+                (trigger.key.clone(), written)
+            })
+            .collect();
         Routes {
             sources,
             brokers: brokers
@@ -373,6 +396,7 @@ impl Routes {
                 .map(|(key, route)| (key, Arc::new(route)))
                 .collect(),
             issues,
+            written,
         }
     }
 
@@ -392,6 +416,11 @@ impl Routes {
     /// Resources that are loaded but not running, and why.
     pub fn issues(&self) -> &[RouteIssue] {
         &self.issues
+    }
+
+    /// Every trigger loaded, running or not, as written.
+    pub fn written_triggers(&self) -> &BTreeMap<ObjectKey, WrittenTrigger> {
+        &self.written
     }
 }
 

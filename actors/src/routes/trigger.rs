@@ -1,6 +1,7 @@
 //! `Trigger` at runtime, converted once from its YAML shape.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -54,6 +55,9 @@ pub struct Trigger {
     pub delivery: Option<Delivery>,
     pub order: DeliveryOrder,
     pub start: StartPosition,
+    /// The spec as written, for people who read it back (the console shows the filter as its
+    /// author wrote it, CESQL included).
+    pub spec: Arc<TriggerSpec>,
 }
 
 impl Trigger {
@@ -180,6 +184,7 @@ impl Trigger {
             delivery,
             order,
             start,
+            spec: Arc::new(spec.clone()),
         })
     }
 }

@@ -1,12 +1,14 @@
 //! knactor-testkit: what every knactor test suite needs from the outside world, real and on
 //! loopback: the `knactor` binary as a process ([`NodeProcess`]), Apache Kafka, one broker or a
 //! cluster ([`Kafka`]), a Kubernetes API server ([`KubeApiServer`]), an OTLP collector with
-//! Jaeger's query API ([`Collector`]), a recording subscriber ([`Recorder`]), and waiting helpers.
+//! Jaeger's query API ([`Collector`]), a recording subscriber ([`Recorder`]), a headless chromium
+//! driven over WebDriver ([`Browser`]), and waiting helpers.
 //!
 //! External tools are found through the variables `scripts/install-tools.sh` writes
 //! (`KNACTOR_TOOLS_BIN`, `KNACTOR_KAFKA_LIBS`, ...), or in `target/knactor-tools`. A missing tool
 //! fails the test with the command that installs it; nothing is skipped.
 
+mod browser;
 mod collector;
 mod http;
 mod kafka;
@@ -15,6 +17,7 @@ mod load;
 mod node;
 mod recorder;
 
+pub use browser::Browser;
 pub use collector::Collector;
 pub use http::{http, send, send_with};
 pub use kafka::Kafka;
