@@ -5,12 +5,14 @@
 //! [`filter::FilterIndex`]), [`retry`], [`offsets`], [`envelope`], [`trace`] (W3C trace context carried
 //! in the event). What a node observed: [`metrics`], the per-event [`journal`] and its live [`tail`]. The ports to the outside world:
 //! [`channel::EventLog`] (where accepted events are kept; an in-memory implementation lives here,
-//! Kafka in `adapters/kafka`) and [`transport::Transport`] (HTTP delivery, implemented by the gateway).
+//! Kafka in `adapters/kafka`) and [`transport::Transport`] (HTTP delivery, implemented by the gateway), shared per endpoint by
+//! [`endpoint::Endpoints`].
 //! The actors, in [`actor`], tie them together; start reading at [`actor::Node`].
 
 pub mod actor;
 pub mod channel;
 pub mod duration;
+pub mod endpoint;
 pub mod envelope;
 pub mod filter;
 pub mod journal;

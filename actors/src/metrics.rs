@@ -91,11 +91,16 @@ impl Default for StatusCounts {
 
 impl StatusCounts {
     pub fn count(&self, status: u16) {
+        self.count_many(status, 1);
+    }
+
+    /// Counts `times` answers of `status` (a batch answered at once).
+    pub fn count_many(&self, status: u16, times: u64) {
         if let Some(slot) = status
             .checked_sub(100)
             .and_then(|index| self.slots.get(usize::from(index)))
         {
-            slot.fetch_add(1, Ordering::Relaxed);
+            slot.fetch_add(times, Ordering::Relaxed);
         }
     }
 

@@ -404,14 +404,31 @@ async fn a_crashed_actor_is_restarted_and_nothing_accepted_is_lost() {
         FaultTarget::Broker(key("ns/default")),
     ] {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let restarts = |status: knactor_actors::actor::NodeStatus| status.brokers[0].restarts;
+        let before = restarts(
+            node.node
+                .send(knactor_actors::actor::GetStatus)
+                .await
+                .unwrap(),
+        );
         node.node.send(InjectFault(target)).await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        wait_until("the broker runs again", Duration::from_secs(5), || {
-            node.ingress
-                .broker(&key("ns/default"))
-                .is_some_and(|addr| addr.connected())
-        })
-        .await;
+        // Restarted: the watchdog saw the dead actor and the cell runs again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = node
+                .node
+                .send(knactor_actors::actor::GetStatus)
+                .await
+                .unwrap();
+            if status.brokers[0].running && restarts(status) > before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker's cell was not restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     let status = node
         .node

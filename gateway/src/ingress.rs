@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
-use knactor_actors::actor::{IngressTable, Node, Publish, PublishError, Role};
+use knactor_actors::actor::{IngressTable, Node, PublishError, Role};
 use knactor_actors::channel::AppendError;
 use knactor_actors::event_span;
 use knactor_actors::metrics::Metrics;
@@ -263,34 +263,25 @@ async fn receive(
             );
         }
     }
-    match broker.send(Publish { events }).await {
-        Ok(Ok(())) => Ok(HttpResponse::Accepted().finish()),
-        Ok(Err(PublishError::Admit(refused))) => {
-            Err(IngressError::TtlExhausted(refused.to_string()))
-        }
-        Ok(Err(PublishError::Append(AppendError::Full {
+    match broker.publish(events).await {
+        Ok(()) => Ok(HttpResponse::Accepted().finish()),
+        Err(PublishError::Admit(refused)) => Err(IngressError::TtlExhausted(refused.to_string())),
+        Err(PublishError::Append(AppendError::Full {
             retry_after,
             reason,
-        }))) => Err(IngressError::Busy {
+        })) => Err(IngressError::Busy {
             broker: broker_name,
             retry_after,
             reason,
         }),
-        Ok(Err(PublishError::Append(too_large @ AppendError::TooLarge { .. }))) => {
+        Err(PublishError::Append(too_large @ AppendError::TooLarge { .. })) => {
             Err(IngressError::TooLargeForChannel {
                 broker: broker_name,
                 detail: too_large.to_string(),
             })
         }
-        Ok(Err(PublishError::Append(failure))) => {
+        Err(PublishError::Append(failure)) => {
             error!(broker = %key, "append failed: {failure}");
-            Err(IngressError::Unavailable {
-                broker: broker_name,
-            })
-        }
-        Err(mailbox) => {
-            // The broker's actors are being restarted by the node.
-            error!(broker = %key, "broker actor unavailable: {mailbox}");
             Err(IngressError::Unavailable {
                 broker: broker_name,
             })

@@ -1,10 +1,13 @@
-//! `BrokerActor`: the write side of one broker.
+//! One broker's write side, in two parts.
 //!
-//! Owns the broker's admission rule (TTL, arrival time) and its two topics: the channel, where
-//! accepted events go, and the parking lot, where events whose delivery gave up are kept.
+//! [`Broker`], a cheap handle: the broker's admission rule (TTL, arrival time) and the append to
+//! its channel. The gateway and triggers' replies call [`Broker::publish`] from their own task;
+//! nothing about it is mutable, so no mailbox stands in between.
 //!
-//! Answers: [`Publish`] (from the gateway and from triggers' replies; resolves once the events are
-//! stored), [`ListParked`], [`Redrive`], [`UseRoute`], [`Shutdown`], [`Crash`].
+//! [`BrokerActor`], what lives on: it probes the channel on a timer, and owns the parking lot
+//! (where events whose delivery gave up are kept) with the broker's current triggers, for
+//! listing and re-driving. Answers: [`ListParked`], [`Redrive`], [`UseRoute`], [`Shutdown`],
+//! [`Crash`].
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -33,27 +36,37 @@ use crate::trace;
 /// The group whose committed offsets mark which parked events were re-driven.
 pub const PARKING_GROUP: &str = "knactor-parking";
 
-pub struct BrokerActor {
-    route: Arc<BrokerRoute>,
+/// Publishes to one broker: admits events and appends them to its channel.
+#[derive(Clone)]
+pub struct Broker(Arc<BrokerInner>);
+
+struct BrokerInner {
+    /// The broker's channel topic.
+    topic: String,
     shared: Arc<Shared>,
-    /// The broker's channel.
     log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
     /// `<namespace>/<name>`, for spans and the journal.
     label: Arc<str>,
 }
 
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("broker", &self.0.label)
+            .field("topic", &self.0.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct BrokerActor {
+    route: Arc<BrokerRoute>,
+    broker: Broker,
+}
+
 impl BrokerActor {
-    pub fn new(route: Arc<BrokerRoute>, shared: Arc<Shared>, log: Arc<dyn EventLog>) -> Self {
-        let metrics = shared.metrics.broker(route.key());
-        let label = Arc::from(route.key().to_string());
-        Self {
-            label,
-            route,
-            shared,
-            log,
-            metrics,
-        }
+    pub fn new(route: Arc<BrokerRoute>, broker: Broker) -> Self {
+        Self { route, broker }
     }
 }
 
@@ -73,9 +86,9 @@ impl BrokerActor {
     /// Asks the channel whether it can store now (`knactor status`, the `storing` gauge, and
     /// the Broker's Ready condition in a cluster).
     fn probe(&mut self, ctx: &mut Context<Self>) {
-        let log = self.log.clone();
-        let topic = self.route.channel.topic.clone();
-        let metrics = self.metrics.clone();
+        let log = self.broker.0.log.clone();
+        let topic = self.broker.0.topic.clone();
+        let metrics = self.broker.0.metrics.clone();
         ctx.spawn(
             async move {
                 let outcome = log.probe(&topic).await.map_err(|error| error.to_string());
@@ -84,13 +97,6 @@ impl BrokerActor {
             .into_actor(self),
         );
     }
-}
-
-/// Admit and store events.
-#[derive(Message)]
-#[rtype(result = "Result<(), PublishError>")]
-pub struct Publish {
-    pub events: Vec<Event>,
 }
 
 /// Why a publish failed.
@@ -102,110 +108,132 @@ pub enum PublishError {
     Append(#[from] AppendError),
 }
 
-impl Handler<Publish> for BrokerActor {
-    type Result = ResponseFuture<Result<(), PublishError>>;
+impl PublishError {
+    /// The HTTP status that answers it (Knative's ingress contract): 400 for an event whose
+    /// TTL is spent, 413 for one the channel can never hold, else 503 (retry later).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Admit(_) => 400,
+            Self::Append(AppendError::TooLarge { .. }) => 413,
+            Self::Append(_) => 503,
+        }
+    }
 
-    /// Admits every event (all or none), then appends them; resolves when they are stored.
-    fn handle(&mut self, publish: Publish, _: &mut Context<Self>) -> Self::Result {
+    /// How long to wait before trying again, when the channel says.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Append(AppendError::Full { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl Broker {
+    pub fn new(route: &BrokerRoute, shared: Arc<Shared>, log: Arc<dyn EventLog>) -> Self {
+        Self(Arc::new(BrokerInner {
+            topic: route.channel.topic.clone(),
+            metrics: shared.metrics.broker(route.key()),
+            label: Arc::from(route.key().to_string()),
+            shared,
+            log,
+        }))
+    }
+
+    /// Admits every event (all or none), then appends them; returns once they are stored.
+    pub async fn publish(&self, mut events: Vec<Event>) -> Result<(), PublishError> {
+        let BrokerInner {
+            topic,
+            shared,
+            log,
+            metrics,
+            label,
+        } = &*self.0;
         let started = Instant::now();
         let now = Utc::now();
-        let max_ttl = self.shared.options.max_ttl;
-        let count = publish.events.len() as u64;
-        self.metrics.received.fetch_add(count, Ordering::Relaxed);
-        let topic = self.route.channel.topic.clone();
-        let mut events = publish.events;
-        let spans = append_spans(&self.label, &topic, &mut events);
+        let count = events.len() as u64;
+        metrics.received.fetch_add(count, Ordering::Relaxed);
+        let spans = append_spans(label, topic, &mut events);
+        let journal = &shared.metrics.journal;
         let admitted: Result<Vec<Envelope>, AdmitError> = events
             .into_iter()
-            .map(|event| Envelope::admit(event, max_ttl, now))
+            .map(|event| Envelope::admit(event, shared.options.max_ttl, now))
             .collect();
-        let metrics = self.metrics.clone();
-        let shared = self.shared.clone();
-        let label = self.label.clone();
-        let log = self.log.clone();
-        Box::pin(async move {
-            let journal = &shared.metrics.journal;
-            let envelopes = match admitted {
-                Ok(envelopes) => envelopes,
-                Err(refused) => {
-                    inc(&metrics.refused);
-                    metrics.responses.count(400);
-                    for span in &spans {
-                        span.record("otel.status_code", "error");
-                        span.record("error.type", "ttl_exhausted");
-                    }
-                    let AdmitError::TtlExhausted { id, event_source } = &refused;
-                    journal.record(
-                        event_source,
-                        id,
-                        || None,
-                        Hop::new(Stage::Refused, &label)
-                            .status(400)
-                            .detail(refused.to_string()),
-                    );
-                    return Err(refused.into());
+        let envelopes = match admitted {
+            Ok(envelopes) => envelopes,
+            Err(refused) => {
+                inc(&metrics.refused);
+                metrics.responses.count(400);
+                for span in &spans {
+                    span.record("otel.status_code", "error");
+                    span.record("error.type", "ttl_exhausted");
                 }
-            };
-            // (source, id, trace id) of each event, for the journal.
-            let stored: Vec<(String, String, Option<TraceId>)> = if journal.is_on() {
-                envelopes
-                    .iter()
-                    .map(|envelope| {
-                        (
-                            envelope.source().to_string(),
-                            envelope.id().to_string(),
-                            trace_id_of(envelope),
-                        )
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            match log.append(&topic, envelopes).await {
-                Ok(()) => {
-                    metrics.channel.stored();
-                    metrics.accepted.fetch_add(count, Ordering::Relaxed);
-                    for _ in 0..count {
-                        metrics.responses.count(202);
-                    }
-                    metrics.append_duration.observe(started.elapsed());
-                    for (source, id, trace_id) in stored {
-                        // Stamped with the admission time: the dispatcher may read the event
-                        // before this future resumes, and a trail reads in time order.
-                        let mut hop = Hop::new(Stage::Stored, &label);
-                        hop.at = now.into();
-                        journal.record(&source, &id, || trace_id, hop);
-                    }
-                    Ok(())
-                }
-                Err(error) => {
-                    inc(&metrics.refused);
-                    let status = match error {
-                        AppendError::TooLarge { .. } => 413,
-                        _ => 503,
-                    };
-                    if status == 503 {
-                        metrics.channel.refused(error.to_string());
-                    }
-                    metrics.responses.count(status);
-                    for span in &spans {
-                        span.record("otel.status_code", "error");
-                        span.record("otel.status_description", error.to_string());
-                    }
-                    for (source, id, trace_id) in stored {
-                        journal.record(
-                            &source,
-                            &id,
-                            || trace_id,
-                            Hop::new(Stage::Refused, &label)
-                                .status(status)
-                                .detail(error.to_string()),
-                        );
-                    }
-                    Err(error.into())
-                }
+                let AdmitError::TtlExhausted { id, event_source } = &refused;
+                journal.record(
+                    event_source,
+                    id,
+                    || None,
+                    Hop::new(Stage::Refused, label)
+                        .status(400)
+                        .detail(refused.to_string()),
+                );
+                return Err(refused.into());
             }
-        })
+        };
+        // (source, id, trace id) of each event, for the journal.
+        let stored: Vec<(String, String, Option<TraceId>)> = if journal.is_on() {
+            envelopes
+                .iter()
+                .map(|envelope| {
+                    (
+                        envelope.source().to_string(),
+                        envelope.id().to_string(),
+                        trace_id_of(envelope),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match log.append(topic, envelopes).await {
+            Ok(()) => {
+                metrics.channel.stored();
+                metrics.accepted.fetch_add(count, Ordering::Relaxed);
+                metrics.responses.count_many(202, count);
+                metrics.append_duration.observe(started.elapsed());
+                for (source, id, trace_id) in stored {
+                    // Stamped with the admission time: the dispatcher may read the event
+                    // before this future resumes, and a trail reads in time order.
+                    let mut hop = Hop::new(Stage::Stored, label);
+                    hop.at = now.into();
+                    journal.record(&source, &id, || trace_id, hop);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                inc(&metrics.refused);
+                let error = PublishError::from(error);
+                let status = error.status();
+                if status == 503 {
+                    metrics.channel.refused(error.to_string());
+                }
+                metrics.responses.count(status);
+                for span in &spans {
+                    span.record("otel.status_code", "error");
+                    span.record("otel.status_description", error.to_string());
+                }
+                for (source, id, trace_id) in stored {
+                    journal.record(
+                        &source,
+                        &id,
+                        || trace_id,
+                        Hop::new(Stage::Refused, label)
+                            .status(status)
+                            .detail(error.to_string()),
+                    );
+                }
+                Err(error)
+            }
+        }
     }
 }
 
@@ -281,7 +309,7 @@ impl Handler<ListParked> for BrokerActor {
 
     /// Reads the parking lot from the re-drive mark to its end.
     fn handle(&mut self, list: ListParked, _: &mut Context<Self>) -> Self::Result {
-        let log = self.log.clone();
+        let log = self.broker.0.log.clone();
         let topic = self.route.channel.park_topic();
         Box::pin(async move {
             let mut parked = ParkedList::default();
@@ -344,8 +372,8 @@ impl Handler<Redrive> for BrokerActor {
     /// append-only log, so events that stay parked are appended to it again before the re-drive
     /// mark moves past them.
     fn handle(&mut self, redrive: Redrive, _: &mut Context<Self>) -> Self::Result {
-        let log = self.log.clone();
-        let topic = self.route.channel.topic.clone();
+        let log = self.broker.0.log.clone();
+        let topic = self.broker.0.topic.clone();
         let park_topic = self.route.channel.park_topic();
         let live: BTreeSet<String> = self
             .route

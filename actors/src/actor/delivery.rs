@@ -27,9 +27,10 @@ use rand::Rng;
 use tracing::{debug, warn};
 use url::Url;
 
-use super::broker::{BrokerActor, Publish, PublishError};
+use super::broker::{Broker, PublishError};
 use super::Shared;
 use crate::channel::EventLog;
+use crate::endpoint::Endpoint;
 use crate::envelope::{
     Envelope, FailureReport, PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
 };
@@ -49,20 +50,71 @@ pub enum Outcome {
     Parked,
 }
 
-/// What a delivery needs, borrowed from its trigger actor.
-pub(super) struct DeliveryJob {
+/// What every delivery of one trigger (under one route) needs, made once and shared by them all.
+pub(super) struct TriggerContext {
     pub route: Arc<TriggerRoute>,
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     /// The broker's channel (for parking).
-    pub log: Arc<dyn EventLog>,
-    pub broker: actix::Addr<BrokerActor>,
-    pub park_topic: String,
+    log: Arc<dyn EventLog>,
+    /// Where replies go.
+    broker: Broker,
+    park_topic: String,
     pub metrics: Arc<TriggerMetrics>,
     /// `<namespace>/<name>` of the broker and of the trigger, for spans and the journal.
-    pub broker_label: Arc<str>,
-    pub label: Arc<str>,
+    broker_label: Arc<str>,
+    label: Arc<str>,
     /// The subscriber's URL, for the journal.
-    pub subscriber: Arc<str>,
+    subscriber: Arc<str>,
+    subscriber_endpoint: Arc<Endpoint>,
+    dead_letter_endpoint: Option<Arc<Endpoint>>,
+    /// How long one attempt may take.
+    attempt_timeout: Duration,
+}
+
+impl TriggerContext {
+    pub fn new(
+        route: Arc<TriggerRoute>,
+        shared: Arc<Shared>,
+        log: Arc<dyn EventLog>,
+        broker: Broker,
+        park_topic: String,
+        metrics: Arc<TriggerMetrics>,
+    ) -> Self {
+        let endpoints = &shared.endpoints;
+        Self {
+            broker_label: Arc::from(route.broker.to_string()),
+            label: Arc::from(route.key.to_string()),
+            subscriber: Arc::from(route.subscriber.as_str()),
+            subscriber_endpoint: endpoints.get(&route.subscriber),
+            dead_letter_endpoint: route
+                .delivery
+                .dead_letter
+                .as_ref()
+                .map(|sink| endpoints.get(sink)),
+            attempt_timeout: route
+                .delivery
+                .retry
+                .attempt_timeout(&shared.options.retry_limits),
+            route,
+            shared,
+            log,
+            broker,
+            park_topic,
+            metrics,
+        }
+    }
+
+    /// The same trigger under a new route (deliveries in flight finish under the old one).
+    pub fn with_route(&self, route: Arc<TriggerRoute>) -> Self {
+        Self::new(
+            route,
+            self.shared.clone(),
+            self.log.clone(),
+            self.broker.clone(),
+            self.park_topic.clone(),
+            self.metrics.clone(),
+        )
+    }
 }
 
 /// Why an attempt failed, when it did.
@@ -76,7 +128,7 @@ enum Attempt {
     },
 }
 
-impl DeliveryJob {
+impl TriggerContext {
     /// Runs the delivery to its final outcome; `dispatched_at` is when the dispatcher handed it
     /// over, so the recorded duration includes the time spent waiting for a slot. `parent` is the
     /// dispatch span's context, when the event is traced.
@@ -158,6 +210,7 @@ impl DeliveryJob {
             }
             let attempt = self
                 .attempt(
+                    &self.subscriber_endpoint,
                     &self.route.subscriber,
                     envelope.for_subscriber(),
                     envelope,
@@ -200,17 +253,13 @@ impl DeliveryJob {
     /// with the attempt span's context (extension, and the gateway adds the header).
     async fn attempt(
         &self,
+        endpoint: &Endpoint,
         url: &Url,
         mut event: cloudevents::Event,
         envelope: &Envelope,
         parent: &tracing::Span,
         number: u32,
     ) -> Attempt {
-        let timeout = self
-            .route
-            .delivery
-            .retry
-            .attempt_timeout(&self.shared.options.retry_limits);
         let span = event_span!(
             parent: parent,
             "knactor.attempt",
@@ -229,10 +278,10 @@ impl DeliveryJob {
             event,
             mode: self.route.delivery.mode,
             namespace: self.route.key.namespace.clone(),
-            timeout,
+            timeout: self.attempt_timeout,
         };
         let started = Instant::now();
-        let result = self.shared.subscribers.send(outbound).await;
+        let result = endpoint.send(outbound).await;
         self.metrics.attempt_duration.observe(started.elapsed());
         let (status, error) = match &result {
             Ok(response) => (response.status, None),
@@ -306,14 +355,8 @@ impl DeliveryJob {
         let destination = self.reply_destination();
         let mut retry = 0;
         loop {
-            let result = self
-                .broker
-                .send(Publish {
-                    events: vec![reply.clone()],
-                })
-                .await;
-            let failure = match result {
-                Ok(Ok(())) => {
+            let failure = match self.broker.publish(vec![reply.clone()]).await {
+                Ok(()) => {
                     inc(&self.metrics.replies);
                     self.journal(
                         envelope,
@@ -325,7 +368,7 @@ impl DeliveryJob {
                     );
                     return Ok(());
                 }
-                Ok(Err(PublishError::Admit(refused))) => {
+                Err(PublishError::Admit(refused)) => {
                     span.record("otel.status_code", "error");
                     warn!(trigger = %self.route.key, id = envelope.id(), "reply refused: {refused}");
                     return Err(FailureReport::new(
@@ -334,8 +377,7 @@ impl DeliveryJob {
                         refused.to_string().as_bytes(),
                     ));
                 }
-                Ok(Err(error)) => error.to_string(),
-                Err(mailbox) => format!("broker unavailable: {mailbox}"),
+                Err(error) => error.to_string(),
             };
             if retry >= policy.retries {
                 span.record("otel.status_code", "error");
@@ -364,7 +406,9 @@ impl DeliveryJob {
         report: FailureReport,
         parent: &tracing::Span,
     ) -> Outcome {
-        let Some(sink) = &self.route.delivery.dead_letter else {
+        let (Some(sink), Some(endpoint)) =
+            (&self.route.delivery.dead_letter, &self.dead_letter_endpoint)
+        else {
             return self
                 .park(envelope, &report, "no dead-letter sink", parent)
                 .await;
@@ -384,7 +428,7 @@ impl DeliveryJob {
         let mut retry = 0;
         loop {
             match self
-                .attempt(sink, event.clone(), envelope, &span, retry + 1)
+                .attempt(endpoint, sink, event.clone(), envelope, &span, retry + 1)
                 .await
             {
                 Attempt::Delivered | Attempt::Reply(_) => {
@@ -490,7 +534,7 @@ impl DeliveryJob {
     }
 }
 
-impl DeliveryJob {
+impl TriggerContext {
     /// Counts a failed append to the parking lot; logs at most one warning per trigger every
     /// [`PARK_FAILURE_LOG_EVERY`] (a full channel fails every parked event of a dead subscriber,
     /// and the log must not drown in them).

@@ -1,8 +1,8 @@
 //! `LocalIngress`: sources hand events to this node's brokers without the HTTP round trip.
 //!
 //! A source's sink is often a Broker of the mesh, resolved to the gateway address
-//! (`<advertise>/<namespace>/<broker>`). Every node runs the `BrokerActor` of each broker it
-//! knows, whatever its role, so an event for that address is published to the actor directly: it
+//! (`<advertise>/<namespace>/<broker>`). Every node can publish to each broker it knows, whatever
+//! its role, so an event for that address is published to the [`Broker`] directly: it
 //! is in the broker's channel (in Kafka, acknowledged) when the source moves its position on, and
 //! it gets there while the gateway is unreachable (a Service without ready endpoints, ingress pods
 //! restarting). Any other URL goes out over HTTP. The answers are the gateway's status codes, so
@@ -15,12 +15,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use url::Url;
 
-use actix::Addr;
 use tokio::time::Instant;
 
-use super::broker::BrokerActor;
-use super::{IngressTable, NotRunning, Publish, PublishError};
-use crate::channel::AppendError;
+use super::broker::Broker;
+use super::{IngressTable, NotRunning};
 use crate::resources::ObjectKey;
 use crate::routes::broker_of_path;
 use crate::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
@@ -54,14 +52,11 @@ impl LocalIngress {
         broker_of_path(url.path().strip_prefix(base)?.strip_prefix('/')?)
     }
 
-    /// The broker's actor, once it runs: a broker that is starting (the node applies a config
+    /// The broker, once it runs: a broker that is starting (the node applies a config
     /// that adds it with its sources, or is starting itself) is waited for, at most
     /// [`START_WAIT`], rather than answering 503 and making the source retry. The error says why
     /// it does not run, or is None for a broker this node does not know.
-    async fn running_broker(
-        &self,
-        key: &ObjectKey,
-    ) -> Result<Addr<BrokerActor>, Option<NotRunning>> {
+    async fn running_broker(&self, key: &ObjectKey) -> Result<Broker, Option<NotRunning>> {
         let deadline = Instant::now() + START_WAIT;
         let mut updates = self.brokers.updates();
         loop {
@@ -113,28 +108,9 @@ impl Transport for LocalIngress {
             // Not a broker this node knows: the gateway decides, as for any URL.
             Err(None) => return self.http.send(outbound).await,
         };
-        let response = match broker
-            .send(Publish {
-                events: vec![outbound.event],
-            })
-            .await
-        {
-            Ok(Ok(())) => answer(202, String::new(), None),
-            Ok(Err(PublishError::Admit(refused))) => answer(400, refused.to_string(), None),
-            Ok(Err(PublishError::Append(AppendError::Full {
-                retry_after,
-                reason,
-            }))) => answer(
-                503,
-                format!("broker {key} cannot take more events now: {reason}"),
-                Some(retry_after),
-            ),
-            Ok(Err(PublishError::Append(too_large @ AppendError::TooLarge { .. }))) => {
-                answer(413, too_large.to_string(), None)
-            }
-            Ok(Err(PublishError::Append(failure))) => answer(503, failure.to_string(), None),
-            // The broker's actors are being restarted by the node.
-            Err(mailbox) => answer(503, format!("broker {key} unavailable: {mailbox}"), None),
+        let response = match broker.publish(vec![outbound.event]).await {
+            Ok(()) => answer(202, String::new(), None),
+            Err(error) => answer(error.status(), error.to_string(), error.retry_after()),
         };
         Ok(response)
     }

@@ -1,7 +1,8 @@
 //! The actors that run the mesh, under the [`Node`]:
 //!
 //! ```text
-//!  gateway ──Publish──► BrokerActor ──append──► channel (EventLog)
+//!  gateway ──publish──► Broker ──append──► channel (EventLog)     BrokerActor: probes,
+//!                                                   │                             parking lot
 //!                                                   │ group read, once per broker
 //!                                                   ▼
 //!                                      DispatcherActor ── FilterIndex, offsets, commits
@@ -9,9 +10,9 @@
 //!                                        │ falls behind and catches up on its own)
 //!                                        ▼
 //!                                      TriggerActor ── retries, dead letter, park, replies
-//!                                        │ Send
+//!                                        │ each delivery a task of its trigger
 //!                                        ▼
-//!                                      SubscriberActor ── one per endpoint: concurrency,
+//!                                      Endpoint (not an actor) ── one per URL: concurrency,
 //!                                                         Retry-After shared by all triggers
 //! ```
 //!
@@ -29,11 +30,10 @@ mod dispatcher;
 mod local;
 mod node;
 mod source;
-mod subscriber;
 mod trigger;
 
 pub use broker::{
-    BrokerActor, ListParked, ParkedEvent, ParkedList, Publish, PublishError, Redrive, RedriveReport,
+    Broker, BrokerActor, ListParked, ParkedEvent, ParkedList, PublishError, Redrive, RedriveReport,
 };
 pub use delivery::Outcome;
 pub use dispatcher::{DispatcherActor, DrainReport, PartitionLeft};
@@ -46,7 +46,6 @@ pub use node::{
 pub use source::{
     ApiServerSourceRuntime, ApplySources, SetSourcesActive, SourceActor, SourceManager,
 };
-pub use subscriber::{SubscriberActor, SubscriberPool};
 pub use trigger::TriggerActor;
 
 use std::sync::Arc;
@@ -55,6 +54,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::channel::ChannelProvider;
+use crate::endpoint::Endpoints;
 use crate::envelope::DEFAULT_MAX_TTL;
 use crate::metrics::Metrics;
 use crate::retry::RetryLimits;
@@ -173,7 +173,8 @@ pub struct Shared {
     pub channels: Arc<dyn ChannelProvider>,
     pub transport: Arc<dyn Transport>,
     pub metrics: Arc<Metrics>,
-    pub subscribers: SubscriberPool,
+    /// Subscribers and dead-letter sinks, shared by every trigger sending to them.
+    pub endpoints: Endpoints,
     pub options: NodeOptions,
 }
 
@@ -184,7 +185,11 @@ impl Shared {
         options: NodeOptions,
     ) -> Arc<Self> {
         Arc::new(Self {
-            subscribers: SubscriberPool::new(transport.clone(), &options),
+            endpoints: Endpoints::new(
+                transport.clone(),
+                options.endpoint_concurrency,
+                options.retry_limits.retry_after_max,
+            ),
             channels,
             transport,
             metrics: Arc::new(Metrics::with_journal(

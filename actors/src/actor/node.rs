@@ -21,7 +21,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::broker::{BrokerActor, ListParked, ParkedList, Redrive, RedriveReport, UseRoute};
+use super::broker::{
+    Broker, BrokerActor, ListParked, ParkedList, Redrive, RedriveReport, UseRoute,
+};
 use super::dispatcher::{ApplyTriggers, DispatcherActor, DrainBroker, DrainReport};
 use super::trigger::{TriggerActor, UpdateRoute};
 use super::{Crash, Role, Shared, Shutdown};
@@ -35,9 +37,9 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a broker's first start may keep the node not ready.
 const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 
-/// Broker addresses, read by the gateway on every request without asking the node.
+/// The brokers to publish to, read by the gateway on every request without asking the node.
 pub struct IngressTable {
-    brokers: ArcSwap<HashMap<ObjectKey, Addr<BrokerActor>>>,
+    brokers: ArcSwap<HashMap<ObjectKey, Broker>>,
     /// Brokers that exist but do not run (yet), and why.
     not_running: ArcSwap<HashMap<ObjectKey, NotRunning>>,
     ready: AtomicBool,
@@ -84,7 +86,7 @@ impl std::fmt::Display for NotRunning {
 }
 
 impl IngressTable {
-    pub fn broker(&self, key: &ObjectKey) -> Option<Addr<BrokerActor>> {
+    pub fn broker(&self, key: &ObjectKey) -> Option<Broker> {
         self.brokers.load().get(key).cloned()
     }
 
@@ -178,7 +180,10 @@ impl Starting {
 struct Cell {
     route: Arc<BrokerRoute>,
     log: Arc<dyn EventLog>,
-    broker: Addr<BrokerActor>,
+    /// Publishes to the broker (the gateway's and the replies' way in).
+    broker: Broker,
+    /// Probes the channel; lists and re-drives the parking lot.
+    broker_actor: Addr<BrokerActor>,
     /// None on a node that does not dispatch (and then there are no trigger actors either).
     dispatcher: Option<Addr<DispatcherActor>>,
     triggers: HashMap<ObjectKey, Addr<TriggerActor>>,
@@ -189,7 +194,7 @@ struct Cell {
 
 impl Cell {
     fn alive(&self) -> bool {
-        self.broker.connected()
+        self.broker_actor.connected()
             && self.dispatcher.as_ref().is_none_or(Addr::connected)
             && self.triggers.values().all(Addr::connected)
     }
@@ -202,7 +207,7 @@ impl Cell {
         for trigger in self.triggers.values() {
             trigger.do_send(Shutdown);
         }
-        self.broker.do_send(Shutdown);
+        self.broker_actor.do_send(Shutdown);
     }
 }
 
@@ -412,9 +417,10 @@ impl Node {
         let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].handle();
         self.next_arbiter += 1;
         let shared = self.shared.clone();
-        let broker = {
-            let (route, shared, log) = (route.clone(), shared.clone(), log.clone());
-            BrokerActor::start_in_arbiter(&arbiter, move |_| BrokerActor::new(route, shared, log))
+        let broker = Broker::new(&route, shared.clone(), log.clone());
+        let broker_actor = {
+            let (route, broker) = (route.clone(), broker.clone());
+            BrokerActor::start_in_arbiter(&arbiter, move |_| BrokerActor::new(route, broker))
         };
         let mut triggers = HashMap::new();
         let dispatcher = shared.options.role.dispatches().then(|| {
@@ -457,6 +463,7 @@ impl Node {
             route,
             log,
             broker,
+            broker_actor,
             dispatcher,
             triggers,
             arbiter,
@@ -511,7 +518,7 @@ fn start_trigger(
     route: &BrokerRoute,
     shared: &Arc<Shared>,
     log: &Arc<dyn EventLog>,
-    broker: &Addr<BrokerActor>,
+    broker: &Broker,
     dispatcher: &Addr<DispatcherActor>,
 ) -> Addr<TriggerActor> {
     let (shared, log, broker, dispatcher) = (
@@ -598,7 +605,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// take their new route, removed ones stop after the dispatcher forgot them.
 fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared>) {
     // The broker re-drives parked events only to the triggers it knows of.
-    cell.broker.do_send(UseRoute(route.clone()));
+    cell.broker_actor.do_send(UseRoute(route.clone()));
     let Some(dispatcher) = cell.dispatcher.clone() else {
         cell.route = route;
         return;
@@ -960,7 +967,7 @@ impl Node {
         }
         self.cells
             .get(key)
-            .map(|cell| cell.broker.clone())
+            .map(|cell| cell.broker_actor.clone())
             .ok_or_else(|| NodeError::NotRunning(key.clone()))
     }
 }
@@ -998,7 +1005,7 @@ impl Handler<InjectFault> for Node {
                 })
         };
         match fault.0 {
-            FaultTarget::Broker(key) => cell_of(&key)?.broker.do_send(Crash),
+            FaultTarget::Broker(key) => cell_of(&key)?.broker_actor.do_send(Crash),
             FaultTarget::Dispatcher(key) => cell_of(&key)?
                 .dispatcher
                 .as_ref()

@@ -14,8 +14,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use tracing::debug;
 
-use super::broker::BrokerActor;
-use super::delivery::{DeliveryJob, Outcome};
+use super::broker::Broker;
+use super::delivery::{Outcome, TriggerContext};
 use super::dispatcher::{DispatcherActor, Settled};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{EventLog, Offset, Partition};
@@ -24,22 +24,16 @@ use crate::metrics::TriggerMetrics;
 use crate::routes::{DeliveryOrder, TriggerRoute};
 
 pub struct TriggerActor {
-    route: Arc<TriggerRoute>,
+    /// What its deliveries share: the route, the endpoints, the metrics.
+    context: Arc<TriggerContext>,
     shared: Arc<Shared>,
-    log: Arc<dyn EventLog>,
-    broker: Addr<BrokerActor>,
     dispatcher: Addr<DispatcherActor>,
-    park_topic: String,
     metrics: Arc<TriggerMetrics>,
     /// Waiting for a slot (unordered), or for the partition's previous delivery (ordered).
     waiting: VecDeque<Deliver>,
     in_flight: usize,
     /// Ordered triggers: partitions with a delivery in flight.
     busy_partitions: HashSet<Partition>,
-    /// `<namespace>/<name>` of the broker and of the trigger, for spans and the journal.
-    broker_label: Arc<str>,
-    label: Arc<str>,
-    subscriber: Arc<str>,
 }
 
 impl TriggerActor {
@@ -47,21 +41,23 @@ impl TriggerActor {
         route: Arc<TriggerRoute>,
         shared: Arc<Shared>,
         log: Arc<dyn EventLog>,
-        broker: Addr<BrokerActor>,
+        broker: Broker,
         dispatcher: Addr<DispatcherActor>,
         park_topic: String,
     ) -> Self {
         let metrics = shared.metrics.trigger(&route.broker, &route.key);
-        Self {
-            broker_label: Arc::from(route.broker.to_string()),
-            label: Arc::from(route.key.to_string()),
-            subscriber: Arc::from(route.subscriber.as_str()),
+        let context = TriggerContext::new(
             route,
-            shared,
+            shared.clone(),
             log,
             broker,
-            dispatcher,
             park_topic,
+            metrics.clone(),
+        );
+        Self {
+            context: Arc::new(context),
+            shared,
+            dispatcher,
             metrics,
             waiting: VecDeque::new(),
             in_flight: 0,
@@ -80,7 +76,7 @@ impl TriggerActor {
     }
 
     fn start_what_may_start(&mut self, ctx: &mut Context<Self>) {
-        match self.route.order {
+        match self.context.route.order {
             DeliveryOrder::Unordered => {
                 let limit = self.shared.options.trigger_concurrency.max(1);
                 while self.in_flight < limit {
@@ -111,17 +107,7 @@ impl TriggerActor {
 
     fn start(&mut self, deliver: Deliver, ctx: &mut Context<Self>) {
         self.in_flight += 1;
-        let job = DeliveryJob {
-            route: self.route.clone(),
-            shared: self.shared.clone(),
-            log: self.log.clone(),
-            broker: self.broker.clone(),
-            park_topic: self.park_topic.clone(),
-            metrics: self.metrics.clone(),
-            broker_label: self.broker_label.clone(),
-            label: self.label.clone(),
-            subscriber: self.subscriber.clone(),
-        };
+        let context = self.context.clone();
         let Deliver {
             envelope,
             partition,
@@ -129,7 +115,7 @@ impl TriggerActor {
             dispatched_at,
             parent,
         } = deliver;
-        let work = async move { job.run(envelope, dispatched_at, parent).await };
+        let work = async move { context.run(envelope, dispatched_at, parent).await };
         ctx.spawn(work.into_actor(self).map(move |outcome, actor, ctx| {
             actor.finished(partition, offset, outcome, ctx);
         }));
@@ -144,9 +130,10 @@ impl TriggerActor {
     ) {
         self.in_flight -= 1;
         self.busy_partitions.remove(&partition);
-        debug!(trigger = %self.route.key, partition, offset, ?outcome, "delivery final");
+        let key = &self.context.route.key;
+        debug!(trigger = %key, partition, offset, ?outcome, "delivery final");
         self.dispatcher.do_send(Settled {
-            trigger: self.route.key.clone(),
+            trigger: key.clone(),
             partition,
             offset,
         });
@@ -196,8 +183,7 @@ impl Handler<UpdateRoute> for TriggerActor {
 
     /// Swaps the route.
     fn handle(&mut self, update: UpdateRoute, ctx: &mut Context<Self>) {
-        self.route = update.0;
-        self.subscriber = Arc::from(self.route.subscriber.as_str());
+        self.context = Arc::new(self.context.with_route(update.0));
         self.pump(ctx);
     }
 }
@@ -216,7 +202,7 @@ impl Handler<Crash> for TriggerActor {
     fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
         panic!(
             "fault injection: trigger {} crashed on request",
-            self.route.key
+            self.context.route.key
         );
     }
 }

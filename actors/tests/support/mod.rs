@@ -11,9 +11,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
-use knactor_actors::actor::{
-    ApplyRoutes, IngressTable, Node, NodeOptions, Publish, PublishError, Shared,
-};
+use knactor_actors::actor::{ApplyRoutes, IngressTable, Node, NodeOptions, PublishError, Shared};
 use knactor_actors::channel::{MemoryLimits, MemoryLog, SingleLog};
 use knactor_actors::resources::{load_str, ObjectKey, Strictness};
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
@@ -190,8 +188,8 @@ pub fn fast_options() -> NodeOptions {
 impl TestNode {
     pub async fn publish(&self, broker: &str, events: Vec<Event>) -> Result<(), PublishError> {
         let key: ObjectKey = broker.parse().unwrap();
-        let addr = self.ingress.broker(&key).expect("broker runs");
-        addr.send(Publish { events }).await.expect("broker answers")
+        let broker = self.ingress.broker(&key).expect("broker runs");
+        broker.publish(events).await
     }
 }
 
