@@ -158,12 +158,15 @@ fn three_nodes_lose_nothing_through_a_crash_restarts_and_a_kafka_broker_loss() {
         "a 503 without Retry-After"
     );
     // At least once: a SIGKILL delivers again what the killed node delivered since its last
-    // commit, and more when the machine is loaded and deliveries take longer (tens of events
-    // here). 1 % is well above that and far below a partition read again from its start.
+    // commit, and a lost Kafka broker what was delivered while commits to its group coordinator
+    // failed; more when the machine is loaded and deliveries take longer (17 to 56 events of
+    // 5,000 in the runs so far, 0.4 to 1.1 %). 3 % leaves room for a loaded CI machine and is
+    // far below a partition read again from its start (the bug this guards against delivered
+    // 883 of 3,000 twice).
     for tally in [&a, &b] {
         assert!(
-            tally.duplicate_percent() <= 1.0,
-            "more than 1 % duplicates: {}",
+            tally.duplicate_percent() <= 3.0,
+            "more than 3 % duplicates: {}",
             tally.line("")
         );
     }
