@@ -23,8 +23,8 @@ use knactor_actors::actor::{
 use knactor_actors::resources::broker_defaults;
 use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
 use knactor_actors::routes::{
-    broker_address, ApiServerMode, Catalog, ChannelDefaults, Delivery, Reference, Resolver, Routes,
-    SourceDefinition, PING_EVENT_TYPE,
+    broker_address, ApiServerMode, Catalog, ChannelDefaults, Delivery, IssueReason, Reference,
+    Resolver, Routes, SourceDefinition, PING_EVENT_TYPE,
 };
 use knactor_actors::source::SourceBoard;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -502,17 +502,17 @@ fn build(
             .collect();
         match issue(Kind::Broker, key) {
             Some(issue) => {
-                let part = if issue.reason.starts_with("DeadLetter") {
-                    "DeadLetterSinkResolved"
-                } else {
-                    "TriggerChannelReady"
+                let part = match issue.reason {
+                    IssueReason::DeadLetterSinkResolveFailed => "DeadLetterSinkResolved",
+                    _ => "TriggerChannelReady",
                 };
                 let message = configs
                     .explain(&issue.message)
                     .unwrap_or_else(|| issue.message.clone());
                 conditions.retain(|c| c["type"] != part);
-                conditions.push(condition(part, false, issue.reason, &message));
-                conditions.push(condition("Ready", false, issue.reason, &message));
+                let reason = issue.reason.as_str();
+                conditions.push(condition(part, false, reason, &message));
+                conditions.push(condition("Ready", false, reason, &message));
             }
             None => {
                 conditions.push(condition("DeadLetterSinkResolved", true, "", ""));
@@ -548,16 +548,24 @@ fn build(
         let conditions = match issue(Kind::Trigger, key) {
             Some(issue) => {
                 let failed = match issue.reason {
-                    reason if reason.starts_with("Broker") => "BrokerReady",
-                    reason if reason.starts_with("Subscriber") => "SubscriberResolved",
-                    reason if reason.starts_with("DeadLetter") => "DeadLetterSinkResolved",
-                    _ => "SubscriptionReady",
+                    IssueReason::BrokerMissing
+                    | IssueReason::BrokerNotReady
+                    | IssueReason::BrokerDoesNotExist => "BrokerReady",
+                    IssueReason::SubscriberMissing | IssueReason::SubscriberResolveFailed => {
+                        "SubscriberResolved"
+                    }
+                    IssueReason::DeadLetterSinkResolveFailed => "DeadLetterSinkResolved",
+                    IssueReason::ChannelConfigInvalid
+                    | IssueReason::ChannelUnavailable
+                    | IssueReason::SinkMissing
+                    | IssueReason::SinkNotFound => "SubscriptionReady",
                 };
+                let reason = issue.reason.as_str();
                 // The part that failed, and what is known to hold despite it; the rest is left out.
                 let mut conditions = vec![
-                    condition(failed, false, issue.reason, &issue.message),
+                    condition(failed, false, reason, &issue.message),
                     condition("DependencyReady", true, "", ""),
-                    condition("Ready", false, issue.reason, &issue.message),
+                    condition("Ready", false, reason, &issue.message),
                 ];
                 if failed != "BrokerReady" {
                     conditions.push(condition("BrokerReady", true, "", ""));
@@ -609,13 +617,9 @@ fn build(
         let mut ready: Result<(), (&str, String)> = Ok(());
         match issue(kind, key) {
             Some(issue) => {
-                conditions.push(condition(
-                    "SinkProvided",
-                    false,
-                    issue.reason,
-                    &issue.message,
-                ));
-                ready = Err((issue.reason, issue.message.clone()));
+                let reason = issue.reason.as_str();
+                conditions.push(condition("SinkProvided", false, reason, &issue.message));
+                ready = Err((reason, issue.message.clone()));
             }
             None => conditions.push(condition("SinkProvided", true, "", "")),
         }
