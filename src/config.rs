@@ -296,13 +296,7 @@ impl ConfigSource {
                 }
             };
             let mut report = load_str(text, &name, self.strictness);
-            let broken_yaml = report.refused.iter().any(|refusal| {
-                refusal.resource.is_none()
-                    && refusal
-                        .errors
-                        .iter()
-                        .any(|e| e.message.starts_with("not valid YAML"))
-            });
+            let broken_yaml = report.broken_yaml;
             snapshot
                 .refused
                 .extend(report.refused.iter().map(ToString::to_string));
@@ -363,6 +357,7 @@ fn clone_report(report: &LoadReport) -> LoadReport {
         refused: Vec::new(),
         warnings: Vec::new(),
         skipped: Vec::new(),
+        broken_yaml: false,
     }
 }
 

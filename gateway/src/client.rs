@@ -51,7 +51,7 @@ impl Transport for HttpTransport {
     async fn send(&self, outbound: Outbound) -> Result<Response, TransportError> {
         let mut request = self
             .client
-            .post(outbound.url.clone())
+            .post(outbound.url)
             .timeout(outbound.timeout)
             .header("prefer", "reply")
             .header("kn-namespace", &outbound.namespace);
@@ -96,11 +96,19 @@ impl Transport for HttpTransport {
             .get("retry-after")
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
-        let headers: Vec<(String, Vec<u8>)> = response
-            .headers()
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-            .collect();
+        // A reply is an event in a 2xx answer, except a 202: the data-plane contract says a
+        // `202 Accepted` MUST NOT be processed as a reply, whatever its body holds. Only then are
+        // the headers worth copying out of the response.
+        let may_reply = (200..300).contains(&status) && status != 202;
+        let headers: Vec<(String, Vec<u8>)> = if may_reply {
+            response
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -108,9 +116,7 @@ impl Transport for HttpTransport {
             let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        // A reply is an event in a 2xx answer, except a 202: the data-plane contract says a
-        // `202 Accepted` MUST NOT be processed as a reply, whatever its body holds.
-        let reply = if (200..300).contains(&status) && status != 202 {
+        let reply = if may_reply {
             let pairs: Vec<(&str, &[u8])> = headers
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_slice()))
@@ -152,9 +158,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    // An HTTP-date in any of the three forms RFC 9110 says a recipient must accept.
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -168,8 +177,17 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::ZERO)
         );
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 07:28:00 2015"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
-        let future = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let future =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
         let wait = parse_retry_after(&future).unwrap();
         assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
     }

@@ -30,7 +30,7 @@ use super::{Crash, Role, Shared, Shutdown};
 use crate::channel::{ChannelError, EventLog, Partition, TopicSpec};
 use crate::metrics::PartitionGauges;
 use crate::resources::ObjectKey;
-use crate::routes::{BrokerRoute, RouteIssue, Routes};
+use crate::routes::{BrokerRoute, IssueReason, RouteIssue, Routes};
 
 /// How often the node looks for dead actors.
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
@@ -855,7 +855,7 @@ impl Handler<GetStatus> for Node {
         issues.extend(self.failures.iter().map(|(key, reason)| RouteIssue {
             kind: "Broker",
             key: key.clone(),
-            reason: "ChannelUnavailable",
+            reason: IssueReason::ChannelUnavailable,
             message: reason.clone(),
         }));
         MessageResult(NodeStatus {

@@ -136,6 +136,9 @@ pub struct LoadReport {
     pub warnings: Vec<Notice>,
     /// Documents of kinds knactor does not run (a Service, a Namespace...).
     pub skipped: Vec<Notice>,
+    /// The text is not valid YAML: the parser stopped at the error (refused), so whatever came
+    /// after it was never read. A reload keeps what the file held before rather than dropping it.
+    pub broken_yaml: bool,
 }
 
 impl LoadReport {
@@ -144,6 +147,7 @@ impl LoadReport {
         self.refused.extend(other.refused);
         self.warnings.extend(other.warnings);
         self.skipped.extend(other.skipped);
+        self.broken_yaml |= other.broken_yaml;
     }
 }
 
@@ -241,6 +245,7 @@ pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport 
                     resource: None,
                     errors: vec![FieldError::new("", format!("not valid YAML: {error}"))],
                 });
+                report.broken_yaml = true;
                 // The parser cannot find the next document after a syntax error.
                 break;
             }

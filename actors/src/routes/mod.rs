@@ -211,9 +211,57 @@ impl BrokerRoute {
 pub struct RouteIssue {
     pub kind: &'static str,
     pub key: ObjectKey,
-    /// `Knative`-style condition reason, e.g. `SubscriberResolveFailed`.
-    pub reason: &'static str,
+    pub reason: IssueReason,
     pub message: String,
+}
+
+/// The reason of a [`RouteIssue`], written as Knative writes a condition's reason
+/// (`SubscriberResolveFailed`). Status writers match on it to say which condition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IssueReason {
+    /// A Broker's `spec.config` names a ConfigMap or Secret that is missing or wrong.
+    ChannelConfigInvalid,
+    /// A Broker's channel (its Kafka topic) cannot be opened on this node.
+    ChannelUnavailable,
+    /// A dead-letter sink does not resolve; undeliverable events are parked instead.
+    DeadLetterSinkResolveFailed,
+    /// A Trigger without `spec.broker`.
+    BrokerMissing,
+    /// A Trigger's Broker exists but does not run.
+    BrokerNotReady,
+    /// A Trigger's Broker is not defined.
+    BrokerDoesNotExist,
+    /// A Trigger without `spec.subscriber`.
+    SubscriberMissing,
+    /// A Trigger's subscriber does not resolve to a URL.
+    SubscriberResolveFailed,
+    /// A source without `spec.sink`.
+    SinkMissing,
+    /// A source's sink does not resolve to a URL.
+    SinkNotFound,
+}
+
+impl IssueReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueReason::ChannelConfigInvalid => "ChannelConfigInvalid",
+            IssueReason::ChannelUnavailable => "ChannelUnavailable",
+            IssueReason::DeadLetterSinkResolveFailed => "DeadLetterSinkResolveFailed",
+            IssueReason::BrokerMissing => "BrokerMissing",
+            IssueReason::BrokerNotReady => "BrokerNotReady",
+            IssueReason::BrokerDoesNotExist => "BrokerDoesNotExist",
+            IssueReason::SubscriberMissing => "SubscriberMissing",
+            IssueReason::SubscriberResolveFailed => "SubscriberResolveFailed",
+            IssueReason::SinkMissing => "SinkMissing",
+            IssueReason::SinkNotFound => "SinkNotFound",
+        }
+    }
+}
+
+impl fmt::Display for IssueReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for RouteIssue {
@@ -268,7 +316,7 @@ impl Routes {
                 Err(problem) => issues.push(RouteIssue {
                     kind: "Broker",
                     key: broker.key.clone(),
-                    reason: "ChannelConfigInvalid",
+                    reason: IssueReason::ChannelConfigInvalid,
                     message: problem,
                 }),
             }
@@ -280,7 +328,7 @@ impl Routes {
                     issues.push(RouteIssue {
                         kind: "Broker",
                         key: key.clone(),
-                        reason: "DeadLetterSinkResolveFailed",
+                        reason: IssueReason::DeadLetterSinkResolveFailed,
                         message: format!("{problem}; undeliverable events will be parked"),
                     });
                 }
@@ -288,25 +336,28 @@ impl Routes {
         }
 
         for trigger in catalog.triggers.values() {
-            let not_ready = |reason: &'static str, message: String| RouteIssue {
+            let not_ready = |reason: IssueReason, message: String| RouteIssue {
                 kind: "Trigger",
                 key: trigger.key.clone(),
                 reason,
                 message,
             };
             let Some(broker_key) = &trigger.broker else {
-                issues.push(not_ready("BrokerMissing", "spec.broker is not set".into()));
+                issues.push(not_ready(
+                    IssueReason::BrokerMissing,
+                    "spec.broker is not set".into(),
+                ));
                 continue;
             };
             let Some(broker) = brokers.get_mut(broker_key) else {
                 issues.push(if catalog.brokers.contains_key(broker_key) {
                     not_ready(
-                        "BrokerNotReady",
+                        IssueReason::BrokerNotReady,
                         format!("Broker {broker_key} is not running"),
                     )
                 } else {
                     not_ready(
-                        "BrokerDoesNotExist",
+                        IssueReason::BrokerDoesNotExist,
                         format!("Broker {broker_key} is not defined"),
                     )
                 });
@@ -314,7 +365,7 @@ impl Routes {
             };
             let Some(subscriber) = &trigger.subscriber else {
                 issues.push(not_ready(
-                    "SubscriberMissing",
+                    IssueReason::SubscriberMissing,
                     "spec.subscriber is not set".into(),
                 ));
                 continue;
@@ -325,7 +376,7 @@ impl Routes {
                     (url, Arc::from(reported))
                 }
                 Err(problem) => {
-                    issues.push(not_ready("SubscriberResolveFailed", problem));
+                    issues.push(not_ready(IssueReason::SubscriberResolveFailed, problem));
                     continue;
                 }
             };
@@ -337,7 +388,7 @@ impl Routes {
             let (delivery, problem) = delivery.resolve(resolver);
             if let Some(problem) = problem {
                 issues.push(not_ready(
-                    "DeadLetterSinkResolveFailed",
+                    IssueReason::DeadLetterSinkResolveFailed,
                     format!("{problem}; undeliverable events will be parked"),
                 ));
             }
@@ -365,15 +416,18 @@ impl Routes {
                     .map(|source| SourceDefinition::ApiServer(source.clone())),
             );
         for source in definitions {
-            let not_ready = |reason: &'static str, message: String| RouteIssue {
+            let not_ready = |reason: IssueReason, message: String| RouteIssue {
                 kind: source.kind(),
                 key: source.key().clone(),
                 reason,
                 message,
             };
             match source.sink().map(|sink| resolver.resolve(sink)) {
-                None => issues.push(not_ready("SinkMissing", "spec.sink is not set".into())),
-                Some(Err(problem)) => issues.push(not_ready("SinkNotFound", problem)),
+                None => issues.push(not_ready(
+                    IssueReason::SinkMissing,
+                    "spec.sink is not set".into(),
+                )),
+                Some(Err(problem)) => issues.push(not_ready(IssueReason::SinkNotFound, problem)),
                 Some(Ok(sink)) => sources.push(Arc::new(SourceRoute { source, sink })),
             }
         }
@@ -488,7 +542,11 @@ mod tests {
              spec: {broker: other, subscriber: {uri: 'http://s/'}}\n---\n\
              apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: no-subscriber}\nspec: {broker: b}\n",
         );
-        let reasons: Vec<_> = routes.issues().iter().map(|issue| issue.reason).collect();
+        let reasons: Vec<_> = routes
+            .issues()
+            .iter()
+            .map(|issue| issue.reason.as_str())
+            .collect();
         assert_eq!(
             reasons,
             vec![

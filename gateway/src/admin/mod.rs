@@ -238,7 +238,7 @@ impl IssueDoc {
             kind: issue.kind,
             namespace: issue.key.namespace.clone(),
             name: issue.key.name.clone(),
-            reason: issue.reason,
+            reason: issue.reason.as_str(),
             message: issue.message.clone(),
         }
     }
