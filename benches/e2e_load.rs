@@ -138,9 +138,10 @@ fn main() {
             let index = (round + turn) % configurations.len();
             let configuration = &configurations[index];
             let label = configuration.label;
+            let load = load_average();
             let measure = run_node(&runtime, events, concurrency, start, configuration);
             println!(
-                "round {}: {label:<28} accepted {:>8.0}/s delivered {:>8.0}/s  node CPU {:>5.1} µs/event",
+                "round {}: {label:<28} accepted {:>8.0}/s delivered {:>8.0}/s  node CPU {:>5.1} µs/event  load {load:.1}",
                 round + 1,
                 measure.accepted_rate,
                 measure.delivered_rate,

@@ -58,6 +58,8 @@ pub struct Run {
     pub ack: Vec<Duration>,
     pub elapsed: Duration,
     pub failures: usize,
+    /// The answers other than 202, by status (0: no answer).
+    pub refused: std::collections::BTreeMap<u16, usize>,
 }
 
 /// Sends `events` binary-mode events with `concurrency` requests in flight; ids are `<prefix>-<i>`.
@@ -97,7 +99,7 @@ pub fn load_spread(
             .build()
             .unwrap();
         let began = Instant::now();
-        let results: Vec<(usize, Duration, Duration, bool)> = futures::stream::iter(0..events)
+        let results: Vec<(usize, Duration, Duration, u16)> = futures::stream::iter(0..events)
             .map(|i| {
                 let client = client.clone();
                 let url = urls[i % urls.len()].clone();
@@ -116,7 +118,7 @@ pub fn load_spread(
                         .await
                         .map(|r| r.status().as_u16())
                         .unwrap_or(0);
-                    (i, sent - start, sent.elapsed(), status == 202)
+                    (i, sent - start, sent.elapsed(), status)
                 }
             })
             .buffer_unordered(concurrency)
@@ -126,11 +128,13 @@ pub fn load_spread(
         let mut sent_at = vec![Duration::ZERO; events];
         let mut ack = Vec::with_capacity(events);
         let mut failures = 0;
-        for (i, sent, latency, ok) in results {
+        let mut refused = std::collections::BTreeMap::new();
+        for (i, sent, latency, status) in results {
             sent_at[i] = sent;
             ack.push(latency);
-            if !ok {
+            if status != 202 {
                 failures += 1;
+                *refused.entry(status).or_default() += 1;
             }
         }
         Run {
@@ -138,6 +142,7 @@ pub fn load_spread(
             ack,
             elapsed,
             failures,
+            refused,
         }
     })
 }
@@ -320,6 +325,15 @@ pub fn refusing_url() -> String {
     let address = listener.local_addr().unwrap();
     drop(listener);
     format!("http://{address}")
+}
+
+/// The machine's load average over the last minute (/proc/loadavg): how busy the shared machine
+/// was while a round ran.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The median of `values` (the lower middle one of an even count).
