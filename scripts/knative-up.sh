@@ -129,7 +129,7 @@ printf 'INGRESS_PORT=%s\nFILTER_PORT=%s\nDISPATCHER_PORT=8080\n' "$INGRESS_PORT"
 # values the downward API would give it: namespace, pod name), logging to DIR/NAME.log.
 # KUBERNETES_MIN_VERSION: this release refuses API servers older than its minimum (checked by the
 # dispatcher's sharedmain); the tests' API server is v1.20.2.
-common=(SYSTEM_NAMESPACE=knative-eventing NAMESPACE=knative-eventing KUBECONFIG="$kubeconfig"
+common=(SYSTEM_NAMESPACE=knative-eventing KUBECONFIG="$kubeconfig"
     CONFIG_LOGGING_NAME=config-logging CONFIG_OBSERVABILITY_NAME=config-observability
     KUBERNETES_MIN_VERSION=v1.20.0)
 : >"$dir/pids"
@@ -137,11 +137,19 @@ start() {
     local name=$1
     shift
     env "${common[@]}" "$@" "$BIN/$name" </dev/null >>"$dir/$name.log" 2>&1 &
-    echo "$name $!" >>"$dir/pids"
+    local pid=$! i
+    echo "$name $pid" >>"$dir/pids"
+    # Until the child has exec'd, its command line is this script's.
+    for ((i = 0; i < 100; i++)); do
+        alive "$pid" "$BIN/$name" && return 0
+        sleep 0.05
+    done
 }
-start ingress POD_NAME=mt-broker-ingress-0 CONTAINER_NAME=ingress METRICS_DOMAIN=knative.dev/internal/eventing \
+# NAMESPACE: the ingress's and filter's Deployments set it; the dispatcher's does not (with it, the
+# dispatcher would only serve channels in that namespace).
+start ingress NAMESPACE=knative-eventing POD_NAME=mt-broker-ingress-0 CONTAINER_NAME=ingress METRICS_DOMAIN=knative.dev/internal/eventing \
     INGRESS_PORT="$INGRESS_PORT" INGRESS_PORT_HTTPS="$INGRESS_HTTPS" PROFILING_PORT="$PROF_INGRESS"
-start filter POD_NAME=mt-broker-filter-0 CONTAINER_NAME=filter METRICS_DOMAIN=knative.dev/internal/eventing \
+start filter NAMESPACE=knative-eventing POD_NAME=mt-broker-filter-0 CONTAINER_NAME=filter METRICS_DOMAIN=knative.dev/internal/eventing \
     FILTER_PORT="$FILTER_PORT" FILTER_PORT_HTTPS="$FILTER_HTTPS" PROFILING_PORT="$PROF_FILTER"
 start channel_dispatcher POD_NAME=imc-dispatcher-0 CONTAINER_NAME=dispatcher \
     METRICS_DOMAIN=knative.dev/inmemorychannel-dispatcher MAX_IDLE_CONNS=1000 MAX_IDLE_CONNS_PER_HOST=1000 \
