@@ -782,10 +782,13 @@ fn measure(
         accepted: sent.accepted,
         delivered,
         accepted_rate: sent.accepted as f64 / sent.elapsed.as_secs_f64(),
+        // Over the time from the first send to the last arrival, or to the end of the sending if
+        // that is later (a load of a few slow requests delivers early in each).
         delivered_rate: if delivered == 0 {
             0.0
         } else {
-            delivered as f64 / last.saturating_sub(first).as_secs_f64()
+            let span = last.saturating_sub(first).max(sent.elapsed);
+            delivered as f64 / span.as_secs_f64()
         },
         p50_ms: p50,
         p99_ms: p99,
