@@ -186,7 +186,10 @@ fn write_or_check(
 
 /// The names in `dir` that differ from `files`: missing, different, or there and not generated
 /// (a page of a command that is gone).
-pub(crate) fn stale_files(files: &BTreeMap<String, Vec<u8>>, dir: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn stale_files(
+    files: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+) -> anyhow::Result<Vec<String>> {
     let mut stale = Vec::new();
     for (name, contents) in files {
         if std::fs::read(dir.join(name)).ok().as_ref() != Some(contents) {

@@ -48,7 +48,12 @@ pub(crate) fn broker_yaml(delivery: &str) -> String {
 }
 
 /// A trigger on broker e2e/default.
-pub(crate) fn trigger_yaml(name: &str, filter: &str, subscriber: &str, delivery: Option<&str>) -> String {
+pub(crate) fn trigger_yaml(
+    name: &str,
+    filter: &str,
+    subscriber: &str,
+    delivery: Option<&str>,
+) -> String {
     let delivery = delivery
         .map(|d| format!("  delivery: {d}\n"))
         .unwrap_or_default();

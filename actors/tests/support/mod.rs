@@ -186,7 +186,11 @@ pub(crate) fn fast_options() -> NodeOptions {
 }
 
 impl TestNode {
-    pub(crate) async fn publish(&self, broker: &str, events: Vec<Event>) -> Result<(), PublishError> {
+    pub(crate) async fn publish(
+        &self,
+        broker: &str,
+        events: Vec<Event>,
+    ) -> Result<(), PublishError> {
         let key: ObjectKey = broker.parse().unwrap();
         let broker = self.ingress.broker(&key).expect("broker runs");
         broker.publish(events).await
