@@ -143,10 +143,13 @@ fn three_nodes_lose_nothing_through_a_crash_restarts_and_a_kafka_broker_loss() {
     println!("spread in {spread:?}");
 
     let targets: Vec<String> = nodes.iter().map(|n| n.broker("e2e", "default")).collect();
+    let mut phases = Phases::new(&recorder);
+    phases.begin("steady load");
     let load = Load::start(&targets, RATE, 6, "cluster", "t");
     std::thread::sleep(Duration::from_secs(5));
 
     // SIGKILL one node mid-stream: its partitions go to the others once its session times out.
+    phases.begin("SIGKILL of node-2, its partitions move");
     nodes[1].kill();
     let resumed = wait_for_spread(
         &[&nodes[0], &nodes[2]],
