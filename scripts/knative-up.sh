@@ -139,8 +139,9 @@ start() {
     env "${common[@]}" "$@" "$BIN/$name" </dev/null >>"$dir/$name.log" 2>&1 &
     local pid=$! i
     echo "$name $pid" >>"$dir/pids"
-    # Until the child has exec'd, its command line is this script's.
-    for ((i = 0; i < 100; i++)); do
+    # Until the child has exec'd, its command line is this script's (20 s: a cold page cache and
+    # a loaded machine make the first exec of a 90 MB binary slow).
+    for ((i = 0; i < 400; i++)); do
         alive "$pid" "$BIN/$name" && return 0
         sleep 0.05
     done
