@@ -19,6 +19,15 @@
 //! machine shared by the generator, the node and the sink, move by ±10 % from run to run) it reports
 //! the node's own CPU time per event (user + system, from /proc), the steadier measure of cost.
 //!
+//! And isolation (issue 11), in the same rounds: the node with tracing off and a second trigger
+//! on the broker whose subscriber refuses connections (no dead-letter sink, default retries), its
+//! healthy trigger's delivered rate as a ratio to the node alone (goal: at least 0.9). The dead
+//! trigger's backlog stays in the channel until it is parked (after Knative's default 10 retries,
+//! minutes): the run must end before it fills `--memory-max-bytes` (256 MiB) or
+//! `--memory-max-records` (100,000 per partition), after which the ingress answers 503; the bench
+//! reports what the backlog held at the end (records not final, from the partition lag gauge, and
+//! their bytes as the channel counts them, estimated from one event's footprint).
+//!
 //! `cargo bench --bench e2e_load [-- --events N --concurrency C --rounds R]`; results also go to
 //! `target/bench-results/e2e_load.json`.
 
@@ -28,8 +37,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
+use chrono::Utc;
 use common::*;
+use knactor_actors::envelope::{Envelope, DEFAULT_MAX_TTL};
+use knactor_gateway::binding::decode_message;
 use knactor_testkit::{Channel, Collector, NodeProcess};
+
+/// One node configuration: its flags, and whether its broker has a dead neighbour trigger.
+struct Configuration {
+    label: &'static str,
+    flags: Vec<String>,
+    dead_neighbour: bool,
+}
+
+impl Configuration {
+    fn new(label: &'static str, flags: Vec<String>) -> Self {
+        Self {
+            label,
+            flags,
+            dead_neighbour: false,
+        }
+    }
+}
 
 /// One round of one node configuration.
 #[derive(Clone)]
@@ -44,6 +73,10 @@ struct Measure {
     delivered: usize,
     /// The node's CPU time (user + system) per event of the measured run, in microseconds.
     cpu_us_per_event: f64,
+    /// Records not final for every trigger at the end (the partition lag gauge).
+    backlog_records: f64,
+    /// The node's resident memory at the end, MiB.
+    rss_mib: f64,
 }
 
 fn main() {
@@ -70,9 +103,9 @@ fn main() {
 
     let collector = Collector::start();
     let grpc = collector.grpc.clone();
-    let configurations: Vec<(&str, Vec<String>)> = vec![
-        ("tracing off (default)", vec![]),
-        (
+    let configurations = [
+        Configuration::new("tracing off (default)", vec![]),
+        Configuration::new(
             "tracing on, 1 % sampled",
             otlp(
                 &grpc,
@@ -84,24 +117,31 @@ fn main() {
                 ],
             ),
         ),
-        (
+        Configuration::new(
             "tracing on, 100 % sampled",
             otlp(&grpc, &["--trace-sampler", "parentbased_always_on"]),
         ),
-        (
+        Configuration::new(
             "tracing off, no journal",
             vec!["--trace-journal-events".into(), "0".into()],
         ),
+        Configuration {
+            label: "tracing off, dead neighbour",
+            flags: vec![],
+            dead_neighbour: true,
+        },
     ];
     let mut rounds_of: Vec<Vec<Measure>> = vec![Vec::new(); configurations.len()];
     for round in 0..rounds {
         // Each round starts one configuration later, so that none always runs in the same slot.
         for turn in 0..configurations.len() {
             let index = (round + turn) % configurations.len();
-            let (label, extra) = &configurations[index];
-            let measure = run_node(&runtime, events, concurrency, start, extra);
+            let configuration = &configurations[index];
+            let label = configuration.label;
+            let load = load_average();
+            let measure = run_node(&runtime, events, concurrency, start, configuration);
             println!(
-                "round {}: {label:<28} accepted {:>8.0}/s delivered {:>8.0}/s  node CPU {:>5.1} µs/event",
+                "round {}: {label:<28} accepted {:>8.0}/s delivered {:>8.0}/s  node CPU {:>5.1} µs/event  load {load:.1}",
                 round + 1,
                 measure.accepted_rate,
                 measure.delivered_rate,
@@ -154,7 +194,11 @@ fn main() {
         "", "accepted", "delivered", "e2e p50", "e2e p99", "CPU per event"
     );
     let mut tracing_results = serde_json::Map::new();
-    for ((label, _), measure) in configurations.iter().zip(&median) {
+    for (configuration, measure) in configurations.iter().zip(&median) {
+        if configuration.dead_neighbour {
+            continue;
+        }
+        let label = configuration.label;
         let accepted = measure.accepted_rate / off.accepted_rate;
         let delivered = measure.delivered_rate / off.delivered_rate;
         let p50 = ms(measure.e2e_p50) / ms(off.e2e_p50);
@@ -178,6 +222,34 @@ fn main() {
             }),
         );
     }
+    let (dead_index, dead) = configurations
+        .iter()
+        .zip(&median)
+        .enumerate()
+        .find_map(|(i, (configuration, measure))| {
+            configuration.dead_neighbour.then_some((i, measure))
+        })
+        .expect("a dead-neighbour configuration");
+    let isolation = dead.delivered_rate / off.delivered_rate;
+    let footprint = event_footprint(events);
+    let backlog_records = common::median(
+        &rounds_of[dead_index]
+            .iter()
+            .map(|m| m.backlog_records)
+            .collect::<Vec<_>>(),
+    );
+    let backlog_mib = backlog_records * footprint as f64 / (1024.0 * 1024.0);
+    println!(
+        "\nisolation: the healthy trigger's delivered rate with a dead neighbour / alone: {isolation:.2}x (goal >= 0.9: {}); accepted {:.2}x; node CPU per event {:.2}x ({:.1} µs)",
+        if isolation >= 0.9 { "met" } else { "MISSED" },
+        dead.accepted_rate / off.accepted_rate,
+        dead.cpu_us_per_event / off.cpu_us_per_event,
+        dead.cpu_us_per_event,
+    );
+    println!(
+        "the dead trigger's backlog at the end: {backlog_records:.0} records not final, about {backlog_mib:.1} MiB of the channel's 256 MiB ({footprint} bytes per event as the channel counts them); node RSS {:.0} MiB (alone: {:.0} MiB)",
+        dead.rss_mib, off.rss_mib
+    );
     write_results(
         "e2e_load",
         &serde_json::json!({
@@ -190,8 +262,26 @@ fn main() {
             "ratio_accepted": off.accepted_rate / reference_rate,
             "ratio_delivered": off.delivered_rate / reference_rate,
             "tracing": tracing_results,
+            "isolation": {
+                "ratio_delivered_dead_neighbour_to_alone": isolation,
+                "ratio_accepted_dead_neighbour_to_alone": dead.accepted_rate / off.accepted_rate,
+                "delivered_events_per_s": dead.delivered_rate,
+                "accepted_events_per_s": dead.accepted_rate,
+                "node_cpu_us_per_event": dead.cpu_us_per_event,
+                "backlog_records": backlog_records,
+                "backlog_bytes_estimated": backlog_records * footprint as f64,
+                "footprint_bytes_per_event": footprint,
+                "rss_mib": dead.rss_mib,
+                "rss_mib_alone": off.rss_mib,
+            },
         }),
     );
+    for measure in &rounds_of[dead_index] {
+        assert_eq!(
+            measure.failures, 0,
+            "the dead neighbour's backlog filled the memory channel before the run ended: use fewer --events"
+        );
+    }
     for measure in rounds_of.iter().flatten() {
         assert_eq!(
             measure.delivered,
@@ -219,30 +309,48 @@ fn otlp(endpoint: &str, sampler: &[&str]) -> Vec<String> {
     args
 }
 
-/// A fresh node with `extra` flags and a fresh sink, warmed up, then `events` events.
+/// A fresh node of `configuration` and a fresh sink, warmed up, then `events` events.
 fn run_node(
     runtime: &tokio::runtime::Runtime,
     events: usize,
     concurrency: usize,
     start: Instant,
-    extra: &[String],
+    configuration: &Configuration,
 ) -> Measure {
     let arrivals: Arc<Arrivals> = Arrivals::new(start, events);
     let sink = start_sink(arrivals.clone(), "run");
-    let config = format!(
+    let mut config = format!(
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default, namespace: bench}}\nspec: {{}}\n---\n\
          apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: sink, namespace: bench}}\n\
          spec: {{broker: default, subscriber: {{uri: '{sink}/sink'}}}}\n"
     );
+    if configuration.dead_neighbour {
+        // Its subscriber refuses connections; no dead-letter sink; the default retries.
+        config.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: dead, namespace: bench}}\n\
+             spec: {{broker: default, subscriber: {{uri: '{}/dead'}}}}\n",
+            refusing_url()
+        ));
+    }
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_knactor"));
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let extra: Vec<&str> = configuration.flags.iter().map(String::as_str).collect();
     let mut node = NodeProcess::spawn_on(bin, &config, &extra, Channel::Memory);
     let broker = node.broker("bench", "default");
-    load(runtime, &broker, "warm", 2_000, concurrency, start);
+    let warm_up = 2_000.min(events);
+    let warm = load(runtime, &broker, "warm", warm_up, concurrency, start);
+    arrivals.wait_for_seen(warm_up - warm.failures, Duration::from_secs(60));
     let cpu_before = cpu_ticks(node.pid());
     let run = load(runtime, &broker, "run", events, concurrency, start);
     arrivals.wait_for(events - run.failures, Duration::from_secs(120));
     let cpu = cpu_ticks(node.pid()) - cpu_before;
+    let backlog_records = if configuration.dead_neighbour {
+        // The gauges are published once a second.
+        std::thread::sleep(Duration::from_millis(1200));
+        not_final(&node.url, r#"namespace="bench",broker="default","#)
+    } else {
+        0.0
+    };
+    let rss_mib = rss_mib(node.pid());
     node.kill();
 
     let (mut end_to_end, delivered_rate) = arrivals.end_to_end(&run);
@@ -256,22 +364,27 @@ fn run_node(
         e2e_p99: percentile(&mut end_to_end, 0.99),
         failures: run.failures,
         delivered: arrivals.delivered(),
-        // Linux counts CPU time in ticks of 10 ms (USER_HZ = 100).
-        cpu_us_per_event: cpu as f64 * 10_000.0 / events as f64,
+        cpu_us_per_event: us_per_event(cpu, events),
+        backlog_records,
+        rss_mib,
     }
 }
 
-/// User + system CPU ticks a process used so far (/proc/PID/stat, fields 14 and 15).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(14) + field(15)
+/// Bytes one of the generator's events takes in the memory channel ([`Envelope::footprint`]),
+/// decoded and admitted as the ingress does (an id of the run's longest length).
+fn event_footprint(events: usize) -> usize {
+    let id = format!("run-{}", events.saturating_sub(1));
+    let headers: [(&str, &[u8]); 5] = [
+        ("ce-specversion", b"1.0"),
+        ("ce-id", id.as_bytes()),
+        ("ce-source", b"/bench"),
+        ("ce-type", b"bench"),
+        ("content-type", b"application/json"),
+    ];
+    let event = decode_message(&headers, PAYLOAD.as_bytes())
+        .expect("the generator's event decodes")
+        .remove(0);
+    Envelope::admit(event, DEFAULT_MAX_TTL, Utc::now())
+        .expect("the generator's event is admitted")
+        .footprint()
 }

@@ -24,10 +24,11 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests (memory channel)"
-cargo test --workspace --locked
+# Every test binary runs even after one fails, so one run names every failing test.
+cargo test --workspace --locked --no-fail-fast
 
 echo "== end-to-end scenarios on Kafka (Apache Kafka 4, KRaft)"
-KNACTOR_E2E_CHANNEL=kafka cargo test --locked -p knactor \
+KNACTOR_E2E_CHANNEL=kafka cargo test --locked --no-fail-fast -p knactor \
     --test ingress --test filters --test delivery --test supervision --test reload \
     --test sources --test kube_sources --test tracing --test contract
 
@@ -36,3 +37,6 @@ scripts/chart-check.sh
 
 echo "== fuzzing: every cargo-fuzz target for 30 s, on the stable toolchain a fresh machine has"
 KNACTOR_FUZZ_TOOLCHAIN=stable scripts/fuzz.sh 30
+
+echo "== bench smoke: every bench briefly (numbers not asserted; each checks every accepted event delivered)"
+scripts/bench-smoke.sh

@@ -28,7 +28,7 @@ use knactor_actors::resources::{load_str, LoadReport, Resource, Strictness};
 
 /// Bounds on reading the configuration files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadLimits {
+pub(crate) struct ReadLimits {
     /// A larger file is refused (its resources only).
     pub max_file_bytes: u64,
     /// How long one file (or listing the directory) may take to read.
@@ -46,7 +46,7 @@ impl Default for ReadLimits {
 
 /// The flags that set [`ReadLimits`], shared by `knactor run` and `knactor validate`.
 #[derive(Args, Debug, Clone)]
-pub struct ReadLimitArgs {
+pub(crate) struct ReadLimitArgs {
     /// A configuration file larger than this is refused (only its own resources).
     #[arg(long, env = "KNACTOR_CONFIG_MAX_FILE_BYTES", default_value_t = ReadLimits::default().max_file_bytes)]
     pub config_max_file_bytes: u64,
@@ -57,7 +57,7 @@ pub struct ReadLimitArgs {
 }
 
 impl ReadLimitArgs {
-    pub fn limits(&self) -> ReadLimits {
+    pub(crate) fn limits(&self) -> ReadLimits {
         ReadLimits {
             max_file_bytes: self.config_max_file_bytes,
             read_timeout: self.config_read_timeout.max(Duration::from_millis(1)),
@@ -66,7 +66,7 @@ impl ReadLimitArgs {
 }
 
 /// Reads the configuration path and remembers what loaded, for the next reload.
-pub struct ConfigSource {
+pub(crate) struct ConfigSource {
     path: PathBuf,
     strictness: Strictness,
     limits: ReadLimits,
@@ -88,7 +88,7 @@ pub struct ConfigSource {
 }
 
 /// What one read produced, ready to build routes from.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub report: LoadReport,
     /// Lines to show: refusals, warnings, and what was kept from before.
     pub refused: Vec<String>,
@@ -141,7 +141,7 @@ impl fmt::Display for ReadRefused {
 }
 
 impl ConfigSource {
-    pub fn new(path: &Path, strictness: Strictness) -> anyhow::Result<Self> {
+    pub(crate) fn new(path: &Path, strictness: Strictness) -> anyhow::Result<Self> {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_file() || metadata.is_dir() => {}
             Ok(metadata) => bail!(
@@ -168,7 +168,7 @@ impl ConfigSource {
         })
     }
 
-    pub fn with_limits(mut self, limits: ReadLimits) -> Self {
+    pub(crate) fn with_limits(mut self, limits: ReadLimits) -> Self {
         self.limits = limits;
         self
     }
@@ -176,7 +176,7 @@ impl ConfigSource {
     /// Reads everything when something changed since the last call (always on the first call).
     /// Blocks the calling thread for as long as the reads take (bounded per file by the read
     /// timeout): call it where blocking does no harm, never on an actor's thread.
-    pub fn poll(&mut self) -> anyhow::Result<Option<Snapshot>> {
+    pub(crate) fn poll(&mut self) -> anyhow::Result<Option<Snapshot>> {
         let (contents, notes) = self.read_all()?;
         if self.polled && contents == self.contents && notes == self.notes {
             return Ok(None);
@@ -531,7 +531,7 @@ fn kind_of(file_type: &std::fs::FileType) -> &'static str {
 }
 
 /// Parses `500ms`, `2s`, `1m` for CLI flags.
-pub fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration_flag(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')

@@ -1,6 +1,9 @@
 //! `knactor`: the command line. Wiring only; the mesh lives in `knactor-actors` and
 //! `knactor-gateway`.
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 mod cli;
 mod config;
 

@@ -9,6 +9,9 @@
 //! [`endpoint::Endpoints`].
 //! The actors, in [`actor`], tie them together; start reading at [`actor::Node`].
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 pub mod actor;
 pub mod channel;
 pub mod duration;

@@ -18,6 +18,8 @@ pub struct Arrivals {
     pub start: Instant,
     pub slots: Vec<AtomicU64>,
     pub count: AtomicU64,
+    /// Every request the sink took, whatever its id (warm-up events too).
+    pub seen: AtomicU64,
 }
 
 pub fn start_server(
@@ -56,6 +58,8 @@ pub struct Run {
     pub ack: Vec<Duration>,
     pub elapsed: Duration,
     pub failures: usize,
+    /// The answers other than 202, by status (0: no answer).
+    pub refused: std::collections::BTreeMap<u16, usize>,
 }
 
 /// Sends `events` binary-mode events with `concurrency` requests in flight; ids are `<prefix>-<i>`.
@@ -67,6 +71,27 @@ pub fn load(
     concurrency: usize,
     start: Instant,
 ) -> Run {
+    load_spread(
+        runtime,
+        &[url.to_string()],
+        prefix,
+        events,
+        concurrency,
+        start,
+    )
+}
+
+/// Like [`load`], event `i` going to `urls[i % urls.len()]` (several nodes' ingresses), with
+/// `concurrency` requests in flight in all.
+pub fn load_spread(
+    runtime: &tokio::runtime::Runtime,
+    urls: &[String],
+    prefix: &str,
+    events: usize,
+    concurrency: usize,
+    start: Instant,
+) -> Run {
+    assert!(!urls.is_empty(), "a load needs somewhere to go");
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -74,10 +99,10 @@ pub fn load(
             .build()
             .unwrap();
         let began = Instant::now();
-        let results: Vec<(usize, Duration, Duration, bool)> = futures::stream::iter(0..events)
+        let results: Vec<(usize, Duration, Duration, u16)> = futures::stream::iter(0..events)
             .map(|i| {
                 let client = client.clone();
-                let url = url.to_string();
+                let url = urls[i % urls.len()].clone();
                 let id = format!("{prefix}-{i}");
                 async move {
                     let sent = Instant::now();
@@ -88,12 +113,12 @@ pub fn load(
                         .header("ce-source", "/bench")
                         .header("ce-type", "bench")
                         .header("content-type", "application/json")
-                        .body(r#"{"payload":"0123456789abcdef0123456789abcdef"}"#)
+                        .body(PAYLOAD)
                         .send()
                         .await
                         .map(|r| r.status().as_u16())
                         .unwrap_or(0);
-                    (i, sent - start, sent.elapsed(), status == 202)
+                    (i, sent - start, sent.elapsed(), status)
                 }
             })
             .buffer_unordered(concurrency)
@@ -103,11 +128,13 @@ pub fn load(
         let mut sent_at = vec![Duration::ZERO; events];
         let mut ack = Vec::with_capacity(events);
         let mut failures = 0;
-        for (i, sent, latency, ok) in results {
+        let mut refused = std::collections::BTreeMap::new();
+        for (i, sent, latency, status) in results {
             sent_at[i] = sent;
             ack.push(latency);
-            if !ok {
+            if status != 202 {
                 failures += 1;
+                *refused.entry(status).or_default() += 1;
             }
         }
         Run {
@@ -115,9 +142,13 @@ pub fn load(
             ack,
             elapsed,
             failures,
+            refused,
         }
     })
 }
+
+/// The data of every event the load generator sends (binary mode, `application/json`).
+pub const PAYLOAD: &str = r#"{"payload":"0123456789abcdef0123456789abcdef"}"#;
 
 pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
     values.sort_unstable();
@@ -144,11 +175,13 @@ impl Arrivals {
             start,
             slots: (0..events).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
         })
     }
 
     /// Records the arrival of event `<prefix>-<index>`.
     pub fn record(&self, id: &str, prefix: &str) {
+        self.seen.fetch_add(1, Ordering::Relaxed);
         let index = id
             .strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix('-'))
@@ -166,6 +199,15 @@ impl Arrivals {
         let deadline = Instant::now() + timeout;
         while (self.count.load(Ordering::Relaxed) as usize) < expected && Instant::now() < deadline
         {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the sink took `expected` requests of any id (or the deadline passes): for a
+    /// warm-up to be delivered before the measured run starts.
+    pub fn wait_for_seen(&self, expected: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while (self.seen.load(Ordering::Relaxed) as usize) < expected && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -213,15 +255,143 @@ pub fn rate(run: &Run, events: usize) -> f64 {
     (events - run.failures) as f64 / run.elapsed.as_secs_f64()
 }
 
-/// Writes a bench's results as JSON under target/bench-results/.
+/// Writes a bench's results as JSON under target/bench-results/ (or `$KNACTOR_BENCH_RESULTS`: the
+/// smoke run writes elsewhere, so that it never replaces the results of a full run).
 pub fn write_results(name: &str, results: &serde_json::Value) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    let out = std::env::var_os("KNACTOR_BENCH_RESULTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let out = target.join("bench-results");
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("bench-results")
+        });
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(
         out.join(format!("{name}.json")),
         serde_json::to_string_pretty(results).unwrap(),
     );
+}
+
+/// User + system CPU ticks a process used so far, all its threads (/proc/PID/stat, fields 14
+/// and 15; Linux counts them in ticks of 10 ms, USER_HZ = 100).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    stat_cpu_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// [`cpu_ticks`] of this process.
+pub fn own_cpu_ticks() -> u64 {
+    stat_cpu_ticks("/proc/self/stat")
+}
+
+fn stat_cpu_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// CPU microseconds per event from a number of ticks.
+pub fn us_per_event(ticks: u64, events: usize) -> f64 {
+    ticks as f64 * 10_000.0 / events.max(1) as f64
+}
+
+/// A process's resident memory in MiB (/proc/PID/status, VmRSS).
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A URL on which nothing listens: connections to it are refused (a subscriber that is down).
+pub fn refusing_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{address}")
+}
+
+/// The machine's load average over the last minute (/proc/loadavg): how busy the shared machine
+/// was while a round ran.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The median of `values` (the lower middle one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+        .get((sorted.len().max(1) - 1) / 2)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// The series of a metric of a node (`url`: its listener) whose labels start with `labels`: the
+/// rest of their labels, and their values.
+pub fn metric_series(url: &str, name: &str, labels: &str) -> Vec<(String, f64)> {
+    let text = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("{url}/metrics"))
+        .send()
+        .and_then(|response| response.text())
+        .unwrap_or_default();
+    let prefix = format!("{name}{{{labels}");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.rsplit_once(' '))
+        .filter_map(|(rest, value)| Some((rest.to_string(), value.trim().parse::<f64>().ok()?)))
+        .collect()
+}
+
+/// Records of a broker's topic that a node has not committed as final for every trigger, summed
+/// over the partitions it reads: end offset (where the node has no end offset yet, the position it
+/// read up to) - committed offset, with nothing committed yet counting from 0 (every topic of the
+/// benches starts empty). `labels`: `namespace="..",broker="..",`. The node publishes these
+/// gauges once a second: wait that long after what is to be counted.
+pub fn not_final(url: &str, labels: &str) -> f64 {
+    let series = |name: &str| metric_series(url, name, labels);
+    let (ends, positions, committed) = (
+        series("knactor_broker_partition_end_offset"),
+        series("knactor_broker_partition_position"),
+        series("knactor_broker_partition_committed_offset"),
+    );
+    let of = |list: &[(String, f64)], partition: &str| {
+        list.iter()
+            .find(|(p, _)| p == partition)
+            .map(|(_, offset)| *offset)
+    };
+    let mut partitions: Vec<&String> = ends.iter().chain(&positions).map(|(p, _)| p).collect();
+    partitions.sort();
+    partitions.dedup();
+    partitions
+        .into_iter()
+        .map(|partition| {
+            let top = of(&ends, partition).or(of(&positions, partition));
+            let committed = of(&committed, partition).unwrap_or(0.0);
+            (top.unwrap_or(0.0) - committed).max(0.0)
+        })
+        .fold(0.0, |sum, records| sum + records)
 }

@@ -7,6 +7,9 @@
 //! [`ingress::configure`]. The node's [`admin`] API and the web [`console`] that reads it are
 //! served beside the ingress or on a listener of their own.
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod binding;
 pub mod client;

@@ -10,7 +10,7 @@ use url::Url;
 use super::output::OutputArgs;
 
 #[derive(Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
     #[arg(long, env = "KNACTOR_NODE", default_value = "http://127.0.0.1:8080", value_parser = super::node_url)]
     node: Url,
@@ -19,7 +19,7 @@ pub struct StatusArgs {
 }
 
 #[derive(Args)]
-pub struct ParkedArgs {
+pub(crate) struct ParkedArgs {
     #[command(subcommand)]
     action: ParkedAction,
     /// The node's admin API: its --listen address, or its --admin-listen address when it has one.
@@ -145,7 +145,7 @@ fn broker_url(
     Ok(url)
 }
 
-pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = call(client()?.get(args.node.join("/-/status")?))?;
     if args.output.print_document(&status)? {
         return Ok(ExitCode::SUCCESS);
@@ -237,7 +237,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
     let client = client()?;
     match args.action {
         ParkedAction::List { broker, max } => {

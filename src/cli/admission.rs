@@ -12,7 +12,7 @@ use knactor_kube::admission::server::{self, AdmissionState};
 use knactor_kube::admission::tls::{default_hosts, CertificateSource, ServingCertificate};
 
 #[derive(Args, Clone)]
-pub struct AdmissionArgs {
+pub(crate) struct AdmissionArgs {
     /// Serve the admission webhook (HTTPS: POST /mutate and /validate, what the chart's
     /// MutatingWebhookConfiguration and ValidatingWebhookConfiguration call) on this address.
     /// Needs the cluster (--kubernetes or --kubeconfig): it judges the cluster's Knative objects.
@@ -31,7 +31,7 @@ pub struct AdmissionArgs {
 
 impl AdmissionArgs {
     /// Refuses the webhook on a node that does not take its resources from a cluster.
-    pub fn check(&self, cluster_mode: bool) -> anyhow::Result<()> {
+    pub(crate) fn check(&self, cluster_mode: bool) -> anyhow::Result<()> {
         match self.admission_listen {
             Some(address) if !cluster_mode => anyhow::bail!(
                 "--admission-listen {address}: the admission webhook judges the cluster's objects; \
@@ -42,7 +42,7 @@ impl AdmissionArgs {
     }
 
     /// Binds the listener, before anything starts (a taken port fails the start at once).
-    pub fn bind(&self, cluster_mode: bool) -> anyhow::Result<Option<TcpListener>> {
+    pub(crate) fn bind(&self, cluster_mode: bool) -> anyhow::Result<Option<TcpListener>> {
         self.check(cluster_mode)?;
         let Some(address) = self.admission_listen else {
             return Ok(None);
@@ -53,7 +53,7 @@ impl AdmissionArgs {
     }
 
     /// What `--dry-run` says of the webhook, when it is on.
-    pub fn summary(&self) -> Option<String> {
+    pub(crate) fn summary(&self) -> Option<String> {
         let address = self.admission_listen?;
         Some(match &self.admission_cert {
             Some(cert) => format!(
@@ -68,7 +68,7 @@ impl AdmissionArgs {
 
     /// Starts the webhook on `listener` (on the node's runtime: the Broker defaults are read with
     /// `client` there) and says where, with the caBundle when knactor made the certificate.
-    pub fn serve(
+    pub(crate) fn serve(
         &self,
         listener: TcpListener,
         client: knactor_kube::kube::Client,

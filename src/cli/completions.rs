@@ -42,7 +42,7 @@ impl CompletionShell {
     zsh > \"${fpath[1]}/_knactor\"; fish: knactor completions fish > \
     ~/.config/fish/completions/knactor.fish"
 )]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to print the completions of.
     #[arg(value_enum, required_unless_present_any = ["out", "check"])]
     shell: Option<CompletionShell>,
@@ -56,7 +56,7 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write one page per command (knactor.1, knactor-run.1, ...) into this directory; without
     /// it, knactor.1 goes to standard output.
     #[arg(long, value_name = "DIR")]
@@ -67,7 +67,7 @@ pub struct ManArgs {
     check: Option<PathBuf>,
 }
 
-pub fn completions(args: CompletionsArgs, command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn completions(args: CompletionsArgs, command: Command) -> anyhow::Result<ExitCode> {
     let files = completion_files(command);
     if let Some(shell) = args.shell {
         print!("{}", String::from_utf8_lossy(&files[shell.file_name()]));
@@ -81,7 +81,7 @@ pub fn completions(args: CompletionsArgs, command: Command) -> anyhow::Result<Ex
     )
 }
 
-pub fn man(args: ManArgs, command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn man(args: ManArgs, command: Command) -> anyhow::Result<ExitCode> {
     let pages = man_pages(command)?;
     if args.out.is_none() && args.check.is_none() {
         print!("{}", String::from_utf8_lossy(&pages["knactor.1"]));
@@ -97,7 +97,7 @@ pub fn man(args: ManArgs, command: Command) -> anyhow::Result<ExitCode> {
 
 /// The command as the generated files describe it: without what differs between machines (the
 /// thread defaults are the machine's CPUs).
-pub fn documented(command: Command) -> Command {
+pub(crate) fn documented(command: Command) -> Command {
     command.mut_subcommand("run", |run| {
         ["http_workers", "dispatch_workers"]
             .into_iter()
@@ -112,7 +112,7 @@ pub fn documented(command: Command) -> Command {
 }
 
 /// File name -> contents, one per shell.
-pub fn completion_files(command: Command) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn completion_files(command: Command) -> BTreeMap<String, Vec<u8>> {
     let mut command = documented(command);
     [
         CompletionShell::Bash,
@@ -130,7 +130,7 @@ pub fn completion_files(command: Command) -> BTreeMap<String, Vec<u8>> {
 
 /// File name -> contents, one page per command and subcommand (as `clap_mangen::generate_to`
 /// names them), hidden ones left out.
-pub fn man_pages(command: Command) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) fn man_pages(command: Command) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     fn add(command: &Command, pages: &mut BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
         for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
             add(sub, pages)?;
@@ -186,7 +186,10 @@ fn write_or_check(
 
 /// The names in `dir` that differ from `files`: missing, different, or there and not generated
 /// (a page of a command that is gone).
-pub fn stale_files(files: &BTreeMap<String, Vec<u8>>, dir: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn stale_files(
+    files: &BTreeMap<String, Vec<u8>>,
+    dir: &Path,
+) -> anyhow::Result<Vec<String>> {
     let mut stale = Vec::new();
     for (name, contents) in files {
         if std::fs::read(dir.join(name)).ok().as_ref() != Some(contents) {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 
 #[derive(Args)]
-pub struct CrdgenArgs {
+pub(crate) struct CrdgenArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -16,7 +16,7 @@ pub struct CrdgenArgs {
     check: Option<PathBuf>,
 }
 
-pub fn run(args: CrdgenArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: CrdgenArgs) -> anyhow::Result<ExitCode> {
     let yaml = knactor_kube::crd::crds_yaml();
     if let Some(path) = args.check {
         let committed = std::fs::read_to_string(&path)

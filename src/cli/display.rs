@@ -8,13 +8,13 @@ use anyhow::Context as _;
 use clap::Args;
 
 #[derive(Args)]
-pub struct DisplayArgs {
+pub(crate) struct DisplayArgs {
     /// Address to receive CloudEvents on (any path).
     #[arg(long, env = "KNACTOR_DISPLAY_LISTEN", default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
 }
 
-pub fn run(args: DisplayArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: DisplayArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let bound = listener.local_addr()?;

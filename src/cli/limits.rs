@@ -12,7 +12,7 @@ use knactor_gateway::limits::IngressLimits;
 use crate::config::parse_duration_flag;
 
 #[derive(Args, Debug, Clone)]
-pub struct IngressLimitArgs {
+pub(crate) struct IngressLimitArgs {
     /// A request's body must arrive within this of its head; a slower one gets 408 and its
     /// connection is closed.
     #[arg(long, env = "KNACTOR_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration_flag)]
@@ -50,7 +50,7 @@ pub struct IngressLimitArgs {
 
 impl IngressLimitArgs {
     /// The limits, after saying when the connection limit leaves the node no file descriptors.
-    pub fn checked_limits(&self) -> IngressLimits {
+    pub(crate) fn checked_limits(&self) -> IngressLimits {
         if let Some(warning) = open_files_warning(self.max_connections, open_file_limit()) {
             tracing::warn!("{warning}");
         }
@@ -97,7 +97,7 @@ fn open_file_limit() -> Option<u64> {
 /// actix-http logs every request it cannot parse at ERROR ("stream error: ..."): anyone could
 /// flood the log. The ingress counts those itself (at debug, summed up at warn), so they are off
 /// unless the filter names actix_http.
-pub fn log_filter(log: &str) -> String {
+pub(crate) fn log_filter(log: &str) -> String {
     if log.contains("actix_http") {
         log.to_string()
     } else {

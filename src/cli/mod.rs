@@ -1,36 +1,36 @@
 //! One module per subcommand, and what several share: the output formats (`output`) and the URL
 //! flags' parsers (below).
 
-pub mod admin;
-pub mod admission;
-pub mod completions;
-pub mod crdgen;
-pub mod display;
-pub mod limits;
-pub mod output;
-pub mod preflight;
-pub mod run;
-pub mod send;
-pub mod telemetry;
-pub mod trace;
-pub mod validate;
+pub(crate) mod admin;
+pub(crate) mod admission;
+pub(crate) mod completions;
+pub(crate) mod crdgen;
+pub(crate) mod display;
+pub(crate) mod limits;
+pub(crate) mod output;
+pub(crate) mod preflight;
+pub(crate) mod run;
+pub(crate) mod send;
+pub(crate) mod telemetry;
+pub(crate) mod trace;
+pub(crate) mod validate;
 
 use url::Url;
 
 /// Threads worth using by default: the machine's, up to four.
-pub fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4)
 }
 
 /// `--node`: a node's admin API, an `http://` or `https://` URL with a host.
-pub fn node_url(text: &str) -> Result<Url, String> {
+pub(crate) fn node_url(text: &str) -> Result<Url, String> {
     http_url(text, "http://127.0.0.1:8080")
 }
 
 /// `knactor send`'s URL: where events go, an `http://` or `https://` URL with a host.
-pub fn target_url(text: &str) -> Result<Url, String> {
+pub(crate) fn target_url(text: &str) -> Result<Url, String> {
     http_url(text, "http://127.0.0.1:8080/<namespace>/<broker>")
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// How a command prints what it found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Lines for people (the default).
     #[default]
     Text,
@@ -19,7 +19,7 @@ pub enum Format {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Output format: text for people, json or yaml for scripts (the fields are in docs/cli.md).
     #[arg(
         short = 'o',
@@ -35,7 +35,7 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    pub fn format(&self) -> Format {
+    pub(crate) fn format(&self) -> Format {
         if self.json {
             Format::Json
         } else {
@@ -45,7 +45,7 @@ impl OutputArgs {
 
     /// Prints `document` as JSON or YAML and says `true`; says `false` for text, which is the
     /// command's own to print.
-    pub fn print_document(&self, document: &Value) -> anyhow::Result<bool> {
+    pub(crate) fn print_document(&self, document: &Value) -> anyhow::Result<bool> {
         match self.format() {
             Format::Text => Ok(false),
             format => {
@@ -57,7 +57,7 @@ impl OutputArgs {
 }
 
 /// `document` as pretty JSON (with a final newline) or YAML.
-pub fn render(document: &Value, format: Format) -> anyhow::Result<String> {
+pub(crate) fn render(document: &Value, format: Format) -> anyhow::Result<String> {
     Ok(match format {
         Format::Json | Format::Text => format!("{}\n", serde_json::to_string_pretty(document)?),
         Format::Yaml => serde_yaml::to_string(document)?,

@@ -12,7 +12,7 @@ use crate::config::ReadLimits;
 
 /// `--dry-run` with `--config`: what `knactor validate` says of it; non-zero when a resource would
 /// be refused. In cluster mode the resources are the cluster's, read only once the node runs.
-pub fn dry_run(
+pub(crate) fn dry_run(
     config: Option<&Path>,
     strict: bool,
     limits: ReadLimits,
@@ -41,7 +41,7 @@ pub fn dry_run(
 /// running, once the node runs). What cannot work is a broker without the annotation while the
 /// default class is not Kafka: the error names those brokers, or, in cluster mode where they are
 /// not known yet, says what the default does to them.
-pub fn split_role_problem(
+pub(crate) fn split_role_problem(
     role: Role,
     default_class: &str,
     config: Option<&Path>,

@@ -32,7 +32,7 @@ use url::Url;
 use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Resource YAML: a file, or a directory read recursively (*.yaml, *.yml). Re-read on change.
     /// Without it, the node takes its resources from a cluster (--kubernetes or --kubeconfig).
     #[arg(long, env = "KNACTOR_CONFIG")]
@@ -228,7 +228,7 @@ pub struct RunArgs {
     fault_injection: bool,
 }
 
-pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     match args.channel.as_deref() {
         Some("kafka") => args.default_broker_class = "Kafka".into(),
         Some(_) => args.default_broker_class = "MTChannelBasedBroker".into(),

@@ -37,7 +37,7 @@ enum SendFormat {
 }
 
 #[derive(Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// Where to send, e.g. http://127.0.0.1:8080/default/default
     #[arg(value_parser = super::target_url)]
     url: Url,
@@ -119,7 +119,7 @@ fn parse_extension(text: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }

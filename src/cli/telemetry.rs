@@ -5,7 +5,7 @@ use clap::Args;
 use knactor_telemetry::{Telemetry, TracingConfig};
 
 #[derive(Args)]
-pub struct TelemetryArgs {
+pub(crate) struct TelemetryArgs {
     /// Export traces over OTLP to this collector, e.g. http://localhost:4317 (Jaeger, gRPC) or
     /// http://localhost:4318 with --otlp-protocol http/protobuf. Without it nothing is exported.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL", value_parser = otlp_url)]
@@ -64,7 +64,7 @@ fn otlp_url(text: &str) -> Result<String, String> {
 impl TelemetryArgs {
     /// Installs logging at `log` and, with an endpoint, the OTLP export; keep the result alive
     /// until the node stops (dropping it flushes the last spans).
-    pub fn init(&self, log: &str) -> anyhow::Result<Telemetry> {
+    pub(crate) fn init(&self, log: &str) -> anyhow::Result<Telemetry> {
         // --otlp-endpoint given on the command line wins over both variables; the variable
         // OTEL_EXPORTER_OTLP_ENDPOINT yields to the traces-specific one.
         let endpoint_from_variable = self.otlp_endpoint.is_some()

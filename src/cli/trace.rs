@@ -12,7 +12,7 @@ use super::admin::{call, client};
 use super::output::OutputArgs;
 
 #[derive(Args)]
-pub struct TraceArgs {
+pub(crate) struct TraceArgs {
     /// The event's id (the CloudEvents `id` attribute).
     event_id: String,
     /// The event's `source`, when several producers used the same id (default: the most recent
@@ -26,7 +26,7 @@ pub struct TraceArgs {
     output: OutputArgs,
 }
 
-pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     let mut url = args.node.clone();
     url.path_segments_mut()
         .ok()

@@ -15,7 +15,7 @@ use super::output::OutputArgs;
 use crate::config::{ConfigSource, ReadLimitArgs, ReadLimits, Snapshot};
 
 #[derive(Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// A file or a directory of *.yaml / *.yml files.
     path: PathBuf,
     /// Refuse exactly what Knative's webhook refuses.
@@ -27,7 +27,7 @@ pub struct ValidateArgs {
     output: OutputArgs,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let report = ConfigReport::read(&args.path, args.strict, args.read_limits.limits())?;
     if !args.output.print_document(&report.document())? {
         report.print();
@@ -36,7 +36,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What reading a configuration path found: what loads, what is skipped, warned about, refused.
-pub struct ConfigReport {
+pub(crate) struct ConfigReport {
     path: PathBuf,
     strict: bool,
     snapshot: Snapshot,
@@ -47,7 +47,7 @@ pub struct ConfigReport {
 
 impl ConfigReport {
     /// Reads `path` once, as `knactor run --config` reads it at start.
-    pub fn read(path: &Path, strict: bool, limits: ReadLimits) -> anyhow::Result<Self> {
+    pub(crate) fn read(path: &Path, strict: bool, limits: ReadLimits) -> anyhow::Result<Self> {
         let strictness = if strict {
             Strictness::Strict
         } else {
@@ -68,13 +68,13 @@ impl ConfigReport {
     }
 
     /// Every refusal, as one line each: files that cannot be read, resources, duplicates.
-    pub fn refused(&self) -> Vec<String> {
+    pub(crate) fn refused(&self) -> Vec<String> {
         let mut refused = self.snapshot.refused.clone();
         refused.extend(self.duplicates.iter().map(ToString::to_string));
         refused
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         if self.refused().is_empty() {
             ExitCode::SUCCESS
         } else {
@@ -83,7 +83,7 @@ impl ConfigReport {
     }
 
     /// The lines `knactor validate` prints, ending with the counts.
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         let report = &self.snapshot.report;
         for (origin, resource) in &report.accepted {
             println!("ok: {origin}: {}", describe(resource));
@@ -107,7 +107,7 @@ impl ConfigReport {
     }
 
     /// `-o json|yaml`: the schema of docs/cli.md ("knactor validate").
-    pub fn document(&self) -> Value {
+    pub(crate) fn document(&self) -> Value {
         let report = &self.snapshot.report;
         let loaded: Vec<Value> = report
             .accepted

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use knactor_testkit::{
+pub(crate) use knactor_testkit::{
     http, repo_path, send, send_with, wait_until, Browser, Channel, Kafka, NodeProcess, Recorded,
     Recorder, Reply,
 };
@@ -16,10 +16,10 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_knactor");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_knactor");
 
 /// `NodeProcess::start(config, extra)`: the binary of this suite on the suite's channel.
-pub trait Start {
+pub(crate) trait Start {
     fn start(config: &str, extra: &[&str]) -> Self;
     fn start_on(config: &str, extra: &[&str], channel: Channel) -> Self;
     /// Every broker on `kafka`, with Knative's default topic names.
@@ -41,14 +41,19 @@ impl Start for NodeProcess {
 }
 
 /// A broker named `default` in namespace `e2e`, with extra YAML appended.
-pub fn broker_yaml(delivery: &str) -> String {
+pub(crate) fn broker_yaml(delivery: &str) -> String {
     format!(
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default, namespace: e2e}}\nspec:\n  delivery: {delivery}\n"
     )
 }
 
 /// A trigger on broker e2e/default.
-pub fn trigger_yaml(name: &str, filter: &str, subscriber: &str, delivery: Option<&str>) -> String {
+pub(crate) fn trigger_yaml(
+    name: &str,
+    filter: &str,
+    subscriber: &str,
+    delivery: Option<&str>,
+) -> String {
     let delivery = delivery
         .map(|d| format!("  delivery: {d}\n"))
         .unwrap_or_default();
@@ -58,14 +63,14 @@ pub fn trigger_yaml(name: &str, filter: &str, subscriber: &str, delivery: Option
 }
 
 /// `knactor display` on a free port, its stdout collected.
-pub struct Display {
+pub(crate) struct Display {
     pub url: String,
     child: Child,
     output: Arc<Mutex<String>>,
 }
 
 impl Display {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let mut child = Command::new(BIN)
             .args(["display", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -98,7 +103,7 @@ impl Display {
     }
 
     /// What it printed so far.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
 }
@@ -111,7 +116,7 @@ impl Drop for Display {
 }
 
 /// An event's data as JSON, whichever way the binding decoded it.
-pub fn data_json(event: &cloudevents::Event) -> serde_json::Value {
+pub(crate) fn data_json(event: &cloudevents::Event) -> serde_json::Value {
     match event.data() {
         Some(cloudevents::Data::Json(value)) => value.clone(),
         Some(cloudevents::Data::Binary(bytes)) => serde_json::from_slice(bytes).unwrap(),

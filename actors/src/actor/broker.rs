@@ -34,7 +34,7 @@ use crate::routes::BrokerRoute;
 use crate::trace;
 
 /// The group whose committed offsets mark which parked events were re-driven.
-pub const PARKING_GROUP: &str = "knactor-parking";
+pub(super) const PARKING_GROUP: &str = "knactor-parking";
 
 /// Publishes to one broker: admits events and appends them to its channel.
 #[derive(Clone)]

@@ -72,7 +72,7 @@ pub(super) struct TriggerContext {
 }
 
 impl TriggerContext {
-    pub fn new(
+    pub(super) fn new(
         route: Arc<TriggerRoute>,
         shared: Arc<Shared>,
         log: Arc<dyn EventLog>,
@@ -105,7 +105,7 @@ impl TriggerContext {
     }
 
     /// The same trigger under a new route (deliveries in flight finish under the old one).
-    pub fn with_route(&self, route: Arc<TriggerRoute>) -> Self {
+    pub(super) fn with_route(&self, route: Arc<TriggerRoute>) -> Self {
         Self::new(
             route,
             self.shared.clone(),
@@ -132,7 +132,7 @@ impl TriggerContext {
     /// Runs the delivery to its final outcome; `dispatched_at` is when the dispatcher handed it
     /// over, so the recorded duration includes the time spent waiting for a slot. `parent` is the
     /// dispatch span's context, when the event is traced.
-    pub async fn run(
+    pub(super) async fn run(
         &self,
         envelope: Arc<Envelope>,
         dispatched_at: Instant,

@@ -19,14 +19,14 @@ use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, Transp
 use url::Url;
 
 /// What a fake endpoint does with the n-th request it gets (n from 1).
-pub type Behaviour = Arc<dyn Fn(&Outbound, usize) -> Answer + Send + Sync>;
+pub(crate) type Behaviour = Arc<dyn Fn(&Outbound, usize) -> Answer + Send + Sync>;
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub delay: Duration,
     pub result: Result<Response, TransportError>,
 }
 
-pub fn status(code: u16) -> Answer {
+pub(crate) fn status(code: u16) -> Answer {
     Answer {
         delay: Duration::ZERO,
         result: Ok(Response {
@@ -38,7 +38,7 @@ pub fn status(code: u16) -> Answer {
     }
 }
 
-pub fn accepted() -> Answer {
+pub(crate) fn accepted() -> Answer {
     Answer {
         delay: Duration::ZERO,
         result: Ok(Response {
@@ -50,7 +50,7 @@ pub fn accepted() -> Answer {
     }
 }
 
-pub fn reply(event: Event) -> Answer {
+pub(crate) fn reply(event: Event) -> Answer {
     Answer {
         delay: Duration::ZERO,
         result: Ok(Response {
@@ -63,21 +63,21 @@ pub fn reply(event: Event) -> Answer {
 }
 
 #[derive(Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub url: String,
     pub event: Event,
     pub at: Instant,
 }
 
 #[derive(Default)]
-pub struct FakeTransport {
+pub(crate) struct FakeTransport {
     behaviours: Mutex<HashMap<String, Behaviour>>,
     counts: Mutex<HashMap<String, usize>>,
     pub received: Mutex<Vec<Received>>,
 }
 
 impl FakeTransport {
-    pub fn on(
+    pub(crate) fn on(
         &self,
         url: &str,
         behaviour: impl Fn(&Outbound, usize) -> Answer + Send + Sync + 'static,
@@ -88,7 +88,7 @@ impl FakeTransport {
             .insert(Url::parse(url).unwrap().to_string(), Arc::new(behaviour));
     }
 
-    pub fn received_at(&self, url: &str) -> Vec<Received> {
+    pub(crate) fn received_at(&self, url: &str) -> Vec<Received> {
         let url = Url::parse(url).unwrap().to_string();
         self.received
             .lock()
@@ -99,7 +99,7 @@ impl FakeTransport {
             .collect()
     }
 
-    pub fn ids_at(&self, url: &str) -> Vec<String> {
+    pub(crate) fn ids_at(&self, url: &str) -> Vec<String> {
         self.received_at(url)
             .iter()
             .map(|r| r.event.id().to_string())
@@ -134,14 +134,14 @@ impl Transport for FakeTransport {
     }
 }
 
-pub struct TestNode {
+pub(crate) struct TestNode {
     pub node: Addr<Node>,
     pub ingress: Arc<IngressTable>,
     pub transport: Arc<FakeTransport>,
     pub shared: Arc<Shared>,
 }
 
-pub fn routes(yaml: &str) -> Arc<Routes> {
+pub(crate) fn routes(yaml: &str) -> Arc<Routes> {
     let report = load_str(yaml, "test.yaml", Strictness::Lenient);
     assert!(report.refused.is_empty(), "{:?}", report.refused);
     let (catalog, refused) = Catalog::from_report(&report);
@@ -157,7 +157,7 @@ pub fn routes(yaml: &str) -> Arc<Routes> {
     Arc::new(routes)
 }
 
-pub async fn start(yaml: &str, options: NodeOptions) -> TestNode {
+pub(crate) async fn start(yaml: &str, options: NodeOptions) -> TestNode {
     let transport = Arc::new(FakeTransport::default());
     let log = Arc::new(MemoryLog::new(MemoryLimits::default()));
     let shared = Shared::new(Arc::new(SingleLog(log)), transport.clone(), options);
@@ -177,7 +177,7 @@ pub async fn start(yaml: &str, options: NodeOptions) -> TestNode {
     }
 }
 
-pub fn fast_options() -> NodeOptions {
+pub(crate) fn fast_options() -> NodeOptions {
     NodeOptions {
         commit_interval: Duration::from_millis(20),
         fault_injection: true,
@@ -186,14 +186,18 @@ pub fn fast_options() -> NodeOptions {
 }
 
 impl TestNode {
-    pub async fn publish(&self, broker: &str, events: Vec<Event>) -> Result<(), PublishError> {
+    pub(crate) async fn publish(
+        &self,
+        broker: &str,
+        events: Vec<Event>,
+    ) -> Result<(), PublishError> {
         let key: ObjectKey = broker.parse().unwrap();
         let broker = self.ingress.broker(&key).expect("broker runs");
         broker.publish(events).await
     }
 }
 
-pub fn event(id: &str, ty: &str) -> Event {
+pub(crate) fn event(id: &str, ty: &str) -> Event {
     EventBuilderV10::new()
         .id(id)
         .source("/test")
@@ -202,7 +206,7 @@ pub fn event(id: &str, ty: &str) -> Event {
         .unwrap()
 }
 
-pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");

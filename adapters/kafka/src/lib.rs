@@ -5,6 +5,9 @@
 //! member per broker dispatcher ([`group`]), topic administration. [`Channels`] picks the log of a
 //! broker: memory, or the Kafka cluster its ConfigMap (or the node) names. Start with [`log`].
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 pub mod group;
 pub mod log;
 pub mod provider;

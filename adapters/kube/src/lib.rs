@@ -2,6 +2,9 @@
 //! (generated from the API shapes of `knactor-actors`); [`cluster`] runs them; [`admission`] is the
 //! webhook that refuses and defaults them at `kubectl apply` time, with the same loader.
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 pub mod admission;
 pub mod apiserver;
 pub mod broker_config;

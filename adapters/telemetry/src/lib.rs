@@ -10,6 +10,9 @@
 //! The trace context itself (W3C `traceparent` carried inside each event) is the actors' business:
 //! see `knactor_actors::trace`. Start with [`init`].
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 mod config;
 mod export;
 

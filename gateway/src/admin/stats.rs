@@ -14,14 +14,14 @@ use super::{AdminError, Authorized, ErrorBody, PartitionDoc};
 use crate::ingress::GatewayState;
 
 #[derive(Deserialize, IntoParams)]
-pub struct StatsQuery {
+pub(super) struct StatsQuery {
     /// Only this broker (`<namespace>/<name>`) and its triggers.
     broker: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StatsDoc {
+pub(super) struct StatsDoc {
     /// When the numbers were read (RFC 3339, milliseconds).
     at: String,
     /// Upper bounds, in seconds, of the latency buckets below (the last bucket, +Inf, is `count`).
@@ -32,7 +32,7 @@ pub struct StatsDoc {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BrokerStats {
+pub(super) struct BrokerStats {
     /// `<namespace>/<name>`.
     name: String,
     /// Events that reached it (from producers, sources and replies), stored or not.
@@ -52,7 +52,7 @@ pub struct BrokerStats {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TriggerStats {
+pub(super) struct TriggerStats {
     /// `<namespace>/<name>`.
     name: String,
     /// `<namespace>/<name>` of its broker.
@@ -79,7 +79,7 @@ pub struct TriggerStats {
 
 /// A cumulative histogram: `buckets[i]` counts observations at most `bucketBounds[i]` seconds.
 #[derive(Serialize, ToSchema)]
-pub struct Latency {
+pub(super) struct Latency {
     buckets: Vec<u64>,
     count: u64,
     /// Seconds.
@@ -104,7 +104,7 @@ impl Latency {
     responses((status = 200, body = StatsDoc), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []), ("session" = []))
 )]
-pub async fn stats(
+pub(super) async fn stats(
     _: Authorized,
     query: web::Query<StatsQuery>,
     state: web::Data<GatewayState>,

@@ -26,7 +26,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// The data of a `hop` event.
 #[derive(Serialize, ToSchema)]
-pub struct TailHopDoc {
+pub(super) struct TailHopDoc {
     /// RFC 3339, milliseconds.
     at: String,
     /// `received` (the ingress decoded it; `type` is set), else a journal stage: `stored`,
@@ -45,7 +45,7 @@ pub struct TailHopDoc {
 
 /// The data of a `skipped` event.
 #[derive(Serialize, ToSchema)]
-pub struct TailSkippedDoc {
+pub(super) struct TailSkippedDoc {
     /// Hops lost since the last ones sent.
     skipped: u64,
 }
@@ -63,7 +63,7 @@ pub struct TailSkippedDoc {
     ),
     security(("bearer" = []), ("session" = []))
 )]
-pub async fn tail(
+pub(super) async fn tail(
     _: Authorized,
     path: web::Path<(String, String)>,
     state: web::Data<GatewayState>,

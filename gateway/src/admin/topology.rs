@@ -22,7 +22,7 @@ use crate::ingress::GatewayState;
 /// The mesh as this node runs it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TopologyDoc {
+pub(super) struct TopologyDoc {
     sources: Vec<SourceNode>,
     /// By name; each with its triggers.
     brokers: Vec<BrokerNode>,
@@ -36,7 +36,7 @@ pub struct TopologyDoc {
 /// `notReady`: does not run (its reason says why).
 #[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub enum State {
+pub(super) enum State {
     Ready,
     Degraded,
     NotReady,
@@ -44,7 +44,7 @@ pub enum State {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SourceNode {
+pub(super) struct SourceNode {
     kind: &'static str,
     name: String,
     state: State,
@@ -60,7 +60,7 @@ pub struct SourceNode {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BrokerNode {
+pub(super) struct BrokerNode {
     /// `<namespace>/<name>`.
     name: String,
     state: State,
@@ -77,7 +77,7 @@ pub struct BrokerNode {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TriggerNode {
+pub(super) struct TriggerNode {
     /// `<namespace>/<name>`.
     name: String,
     /// `<namespace>/<name>` of the broker it names.
@@ -100,7 +100,7 @@ pub struct TriggerNode {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct FilterDoc {
+pub(super) struct FilterDoc {
     /// `spec.filter` as written (Knative's attributes filter).
     filter: Option<serde_json::Value>,
     /// `spec.filters` as written (exact, prefix, suffix, all, any, not, cesql); replaces `filter`
@@ -113,7 +113,7 @@ pub struct FilterDoc {
 /// A delivery policy as it runs: the trigger's, else its broker's, else the node's default.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct EffectiveDelivery {
+pub(super) struct EffectiveDelivery {
     /// `trigger`, `broker` or `node`: whose `delivery` this is (it replaces the others whole).
     from: &'static str,
     /// Retries after the first attempt.
@@ -132,7 +132,7 @@ pub struct EffectiveDelivery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EndpointNode {
+pub(super) struct EndpointNode {
     url: String,
     /// `subscriber` or `deadLetterSink`.
     role: &'static str,
@@ -146,7 +146,7 @@ pub struct EndpointNode {
     responses((status = 200, body = TopologyDoc), (status = 401, body = ErrorBody)),
     security(("bearer" = []), ("session" = []))
 )]
-pub async fn topology(
+pub(super) async fn topology(
     _: Authorized,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {
@@ -454,7 +454,7 @@ fn effective(
 /// This node, as it knows itself.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeDoc {
+pub(super) struct NodeDoc {
     /// `--node-id`, else the host name.
     name: String,
     version: &'static str,
@@ -472,7 +472,7 @@ pub struct NodeDoc {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct NodeBroker {
+pub(super) struct NodeBroker {
     name: String,
     channel: &'static str,
     running: bool,
@@ -487,7 +487,7 @@ pub struct NodeBroker {
     responses((status = 200, body = NodeDoc), (status = 401, body = ErrorBody)),
     security(("bearer" = []), ("session" = []))
 )]
-pub async fn node(
+pub(super) async fn node(
     _: Authorized,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {

@@ -8,6 +8,9 @@
 //! (`KNACTOR_TOOLS_BIN`, `KNACTOR_KAFKA_LIBS`, ...), or in `target/knactor-tools`. A missing tool
 //! fails the test with the command that installs it; nothing is skipped.
 
+// Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
+#![warn(unreachable_pub)]
+
 mod browser;
 mod collector;
 mod http;
