@@ -96,10 +96,14 @@ fn the_dead_letter_sink_gets_the_original_event_with_knatives_error_extensions()
         Reply::status(200).with_body("OK, thanks")
     });
     recorder.on("/bad-request", |_, _| Reply::status(400).with_body("no"));
+    let elsewhere = recorder.at("/elsewhere");
+    recorder.on("/redirects", move |_, _| {
+        Reply::status(307).with_header("location", &elsewhere)
+    });
     let dls = "{retry: 1, backoffDelay: PT0.01S, deadLetterSink: {uri: 'DLS'}}"
         .replace("DLS", &recorder.at("/dls"));
     let config = format!(
-        "{}{}{}{}{}",
+        "{}{}{}{}{}{}",
         broker_yaml("{}"),
         trigger_yaml(
             "fails",
@@ -125,17 +129,23 @@ fn the_dead_letter_sink_gets_the_original_event_with_knatives_error_extensions()
             &recorder.at("/bad-request"),
             Some(&dls)
         ),
+        trigger_yaml(
+            "redirects",
+            "filter: {attributes: {type: e}}",
+            &recorder.at("/redirects"),
+            Some(&dls)
+        ),
     );
     let node = NodeProcess::start(&config, &[]);
     let broker = node.broker("e2e", "default");
-    for (id, ty) in [("A", "a"), ("B", "b"), ("C", "c"), ("D", "d")] {
+    for (id, ty) in [("A", "a"), ("B", "b"), ("C", "c"), ("D", "d"), ("E", "e")] {
         assert_eq!(
             send_with(&broker, id, ty, &[("ce-color", "red")]).status(),
             202
         );
     }
-    wait_until("four dead letters", Duration::from_secs(10), || {
-        recorder.count("/dls") == 4
+    wait_until("five dead letters", Duration::from_secs(10), || {
+        recorder.count("/dls") == 5
     });
     let dead = |id: &str| {
         recorder
@@ -176,6 +186,15 @@ fn the_dead_letter_sink_gets_the_original_event_with_knatives_error_extensions()
 
     assert_eq!(dead("D").headers["ce-knativeerrorcode"], "400");
     assert_eq!(recorder.count("/bad-request"), 1, "400 is not retried");
+
+    // The data-plane contract: a 3xx is an error, not retried; the redirect is not followed.
+    assert_eq!(dead("E").headers["ce-knativeerrorcode"], "307");
+    assert_eq!(recorder.count("/redirects"), 1, "307 is not retried");
+    assert_eq!(
+        recorder.count("/elsewhere"),
+        0,
+        "the redirect is not followed"
+    );
 }
 
 #[test]

@@ -284,7 +284,15 @@ pub fn own_cpu_ticks() -> u64 {
     stat_cpu_ticks("/proc/self/stat")
 }
 
-fn stat_cpu_ticks(path: &str) -> u64 {
+/// [`cpu_ticks`] of the thread calling it so far, and the path that reads them again later from
+/// any thread (`/proc/<pid>/task/<tid>/stat`): the CPU of a server thread in this process.
+pub fn this_thread_stat() -> String {
+    let task = std::fs::read_link("/proc/thread-self").unwrap_or_default();
+    format!("/proc/{}/stat", task.display())
+}
+
+/// User + system CPU ticks of what `stat` (a path from [`this_thread_stat`]) names.
+pub fn stat_cpu_ticks(path: &str) -> u64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);

@@ -40,6 +40,11 @@ impl HttpTransport {
             // with nothing received, which without retries parks the event.
             .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .pool_max_idle_per_host(256)
+            // Knative's data-plane contract: a 3xx is an error (not retried, not delivered), so a
+            // redirect is not followed. Retries are the delivery spec's, made by the trigger;
+            // reqwest's own (of HTTP/2 refusals) would clone every request to be able to.
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .user_agent(concat!("knactor/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { client })

@@ -76,7 +76,9 @@ pub fn configure(state: GatewayState, admin: AdminApi) -> impl Fn(&mut web::Serv
             AdminApi::Here => config
                 .configure(crate::admin::configure)
                 .configure(crate::console::configure),
-            AdminApi::Elsewhere => config.route("/-/{rest:.*}", web::route().to(admin_elsewhere)),
+            AdminApi::Elsewhere => {
+                config.service(web::scope("/-").default_service(web::to(admin_elsewhere)))
+            }
         };
         config.default_service(web::to(ingress));
     }

@@ -51,36 +51,38 @@ use crate::binding::to_structured;
 use crate::ingress::GatewayState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/-/login", web::post().to(access::login))
-        .route("/-/logout", web::post().to(access::logout))
-        .route("/-/session", web::get().to(access::session))
-        .route("/-/status", web::get().to(status))
-        .route("/-/node", web::get().to(topology::node))
-        .route("/-/topology", web::get().to(topology::topology))
-        .route("/-/stats", web::get().to(stats::stats))
-        .route("/-/openapi.json", web::get().to(openapi::serve))
-        .route("/-/events/{id:.*}", web::get().to(event_trail))
-        .route(
-            "/-/brokers/{namespace}/{broker}/tail",
-            web::get().to(tail::tail),
-        )
-        .route(
-            "/-/brokers/{namespace}/{broker}/parked",
-            web::get().to(parked),
-        )
-        .route(
-            "/-/brokers/{namespace}/{broker}/parked/redrive",
-            web::post().to(redrive),
-        )
-        .route(
-            "/-/faults/{kind}/{namespace}/{broker}",
-            web::post().to(fault),
-        )
-        .route(
-            "/-/faults/{kind}/{namespace}/{broker}/{trigger}",
-            web::post().to(trigger_fault),
-        );
+    // One scope: a broker's POST is told apart from the admin API by the prefix alone, without
+    // trying the dynamic paths' patterns. What the scope does not route goes to the
+    // application's default service (the ingress), as before.
+    config.service(
+        web::scope("/-")
+            .route("/login", web::post().to(access::login))
+            .route("/logout", web::post().to(access::logout))
+            .route("/session", web::get().to(access::session))
+            .route("/status", web::get().to(status))
+            .route("/node", web::get().to(topology::node))
+            .route("/topology", web::get().to(topology::topology))
+            .route("/stats", web::get().to(stats::stats))
+            .route("/openapi.json", web::get().to(openapi::serve))
+            .route("/events/{id:.*}", web::get().to(event_trail))
+            .route(
+                "/brokers/{namespace}/{broker}/tail",
+                web::get().to(tail::tail),
+            )
+            .route(
+                "/brokers/{namespace}/{broker}/parked",
+                web::get().to(parked),
+            )
+            .route(
+                "/brokers/{namespace}/{broker}/parked/redrive",
+                web::post().to(redrive),
+            )
+            .route("/faults/{kind}/{namespace}/{broker}", web::post().to(fault))
+            .route(
+                "/faults/{kind}/{namespace}/{broker}/{trigger}",
+                web::post().to(trigger_fault),
+            ),
+    );
 }
 
 #[derive(Debug, thiserror::Error)]

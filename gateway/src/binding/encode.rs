@@ -137,8 +137,19 @@ pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
                     object.insert("data".into(), Value::String(text));
                 }
                 None => {
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-                    object.insert("data_base64".into(), Value::String(encoded));
+                    let encoded =
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+                    match version {
+                        // CloudEvents 0.3's JSON format has no data_base64 (a 0.3 reader takes it
+                        // for an extension and loses the data): base64 is said by an attribute.
+                        SpecVersion::V03 => {
+                            object.insert("datacontentencoding".into(), "base64".into());
+                            object.insert("data".into(), encoded);
+                        }
+                        SpecVersion::V10 => {
+                            object.insert("data_base64".into(), encoded);
+                        }
+                    }
                 }
             }
         }
@@ -253,6 +264,24 @@ mod tests {
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["data_base64"], "AJ+Slg==");
         assert_eq!(decode_structured(&body).unwrap().data(), event.data());
+    }
+
+    #[test]
+    fn opaque_bytes_of_a_0_3_event_go_as_its_base64_data() {
+        // Found by the structured_json fuzz target: written as data_base64, a 0.3 reader took
+        // it for an extension and the data was lost.
+        let event = decode_structured(
+            br#"{"specversion":"0.3","id":"1","source":"/s","type":"t","datacontenttype":"application/j//#x","datacontentencoding":"base64","data":"aGku"}"#,
+        )
+        .unwrap();
+        let (body, _) = to_structured(&event);
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["datacontentencoding"], "base64");
+        assert_eq!(value["data"], "aGku");
+        assert!(value.get("data_base64").is_none(), "{value}");
+        let read = decode_structured(&body).unwrap();
+        assert_eq!(read.data(), event.data());
+        assert_eq!(read.iter_extensions().count(), 0);
     }
 
     #[test]
