@@ -180,6 +180,20 @@ pub struct BrokerStatusDoc {
     trigger_progress: Vec<TriggerProgressDoc>,
 }
 
+/// Asks the node; a node that does not answer (restarting, stopping) is a 503.
+pub(super) async fn ask<M>(state: &GatewayState, message: M) -> Result<M::Result, AdminError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    knactor_actors::actor::Node: actix::Handler<M>,
+{
+    state
+        .node
+        .send(message)
+        .await
+        .map_err(|_| AdminError::NodeUnavailable)
+}
+
 /// Where one partition stands on this node.
 #[derive(Serialize, ToSchema)]
 pub struct PartitionDoc {
@@ -192,6 +206,18 @@ pub struct PartitionDoc {
     position: Option<i64>,
     /// `end - committed`.
     lag: Option<i64>,
+}
+
+impl PartitionDoc {
+    pub(crate) fn of(partition: i32, gauges: &knactor_actors::metrics::PartitionGauges) -> Self {
+        PartitionDoc {
+            partition,
+            end: gauges.end,
+            committed: gauges.committed,
+            position: gauges.position,
+            lag: gauges.lag(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -256,11 +282,7 @@ pub async fn status(
     _: Authorized,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {
-    let status = state
-        .node
-        .send(GetStatus)
-        .await
-        .map_err(|_| AdminError::NodeUnavailable)?;
+    let status = ask(&state, GetStatus).await?;
     Ok(HttpResponse::Ok().json(StatusDoc {
         role: status.role.name(),
         ready: status.ready,
@@ -280,13 +302,7 @@ pub async fn status(
                 partitions: broker
                     .partitions
                     .iter()
-                    .map(|(partition, gauges)| PartitionDoc {
-                        partition: *partition,
-                        end: gauges.end,
-                        committed: gauges.committed,
-                        position: gauges.position,
-                        lag: gauges.lag(),
-                    })
+                    .map(|(partition, gauges)| PartitionDoc::of(*partition, gauges))
                     .collect(),
                 trigger_progress: broker
                     .trigger_progress

@@ -126,13 +126,7 @@ pub(super) async fn stats(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(|(partition, gauges)| PartitionDoc {
-                    partition: *partition,
-                    end: gauges.end,
-                    committed: gauges.committed,
-                    position: gauges.position,
-                    lag: gauges.lag(),
-                })
+                .map(|(partition, gauges)| PartitionDoc::of(*partition, gauges))
                 .collect();
             BrokerStats {
                 name: key.to_string(),

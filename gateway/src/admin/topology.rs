@@ -16,7 +16,7 @@ use knactor_actors::routes::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AdminError, Authorized, ErrorBody, PartitionDoc};
+use super::{ask, AdminError, Authorized, ErrorBody, PartitionDoc};
 use crate::ingress::GatewayState;
 
 /// The mesh as this node runs it.
@@ -150,16 +150,8 @@ pub(super) async fn topology(
     _: Authorized,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {
-    let routes = state
-        .node
-        .send(GetRoutes)
-        .await
-        .map_err(|_| AdminError::NodeUnavailable)?;
-    let status = state
-        .node
-        .send(GetStatus)
-        .await
-        .map_err(|_| AdminError::NodeUnavailable)?;
+    let routes = ask(&state, GetRoutes).await?;
+    let status = ask(&state, GetStatus).await?;
     let sources = state.sources.all();
     Ok(HttpResponse::Ok().json(draw(&routes, &status, &sources, &state)))
 }
@@ -228,13 +220,7 @@ fn draw(
                         broker
                             .partitions
                             .iter()
-                            .map(|(partition, gauges)| PartitionDoc {
-                                partition: *partition,
-                                end: gauges.end,
-                                committed: gauges.committed,
-                                position: gauges.position,
-                                lag: gauges.lag(),
-                            })
+                            .map(|(partition, gauges)| PartitionDoc::of(*partition, gauges))
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -491,11 +477,7 @@ pub(super) async fn node(
     _: Authorized,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, AdminError> {
-    let status = state
-        .node
-        .send(GetStatus)
-        .await
-        .map_err(|_| AdminError::NodeUnavailable)?;
+    let status = ask(&state, GetStatus).await?;
     let runs_sources = state.sources.all().iter().any(|(_, health)| health.running);
     Ok(HttpResponse::Ok().json(NodeDoc {
         name: state.console.node.clone(),
@@ -517,13 +499,7 @@ pub(super) async fn node(
                 partitions: broker
                     .partitions
                     .iter()
-                    .map(|(partition, gauges)| PartitionDoc {
-                        partition: *partition,
-                        end: gauges.end,
-                        committed: gauges.committed,
-                        position: gauges.position,
-                        lag: gauges.lag(),
-                    })
+                    .map(|(partition, gauges)| PartitionDoc::of(*partition, gauges))
                     .collect(),
             })
             .collect(),
