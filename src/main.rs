@@ -7,9 +7,6 @@
 mod cli;
 mod config;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
