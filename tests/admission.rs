@@ -76,28 +76,6 @@ fn webhook_configurations(url: &str, ca_bundle: &str) -> (String, String) {
     (yaml, failure_policy)
 }
 
-/// A fresh API server with the chart's CRDs.
-fn api_server_with_crds() -> KubeApiServer {
-    let kube = KubeApiServer::start();
-    kube.kubectl(&[
-        "apply",
-        "-f",
-        repo_path("charts/knactor/crds/knative-eventing.yaml")
-            .to_str()
-            .unwrap(),
-    ]);
-    kube.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout",
-        "60s",
-        "crd",
-        "--all",
-    ]);
-    kube
-}
-
 const FLAWED_TRIGGER: &str = "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: probe, namespace: default}\n\
     spec: {broker: default, filter: {attributes: {Type: x}}, subscriber: {uri: 'http://127.0.0.1:1/'}}\n";
 
@@ -111,7 +89,7 @@ struct Cluster {
 /// An API server whose Knative objects go through the webhook of a node (a generated
 /// certificate; its caBundle read from what the node prints).
 fn cluster_with_webhook() -> Cluster {
-    let kube = api_server_with_crds();
+    let kube = KubeApiServer::start_with_crds(&[]);
     let node = NodeProcess::spawn_cluster(
         Path::new(BIN),
         &kube.kubeconfig,
@@ -474,7 +452,7 @@ fn chart_certificate() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 
 #[test]
 fn the_charts_certificate_is_served_and_a_renewed_one_without_a_restart() {
-    let kube = api_server_with_crds();
+    let kube = KubeApiServer::start_with_crds(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     let (first_ca, first_cert, first_key) = chart_certificate();

@@ -41,31 +41,6 @@ fn condition(kube: &KubeApiServer, what: &[&str], type_: &str) -> (String, Strin
     (status, reason)
 }
 
-/// A fresh API server with the chart's CRDs and `extra` ones established.
-fn api_server_with_crds(extra: &[&str]) -> KubeApiServer {
-    let kube = KubeApiServer::start();
-    kube.kubectl(&[
-        "apply",
-        "-f",
-        repo_path("charts/knactor/crds/knative-eventing.yaml")
-            .to_str()
-            .unwrap(),
-    ]);
-    for crd in extra {
-        kube.apply(crd);
-    }
-    kube.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout",
-        "60s",
-        "crd",
-        "--all",
-    ]);
-    kube
-}
-
 /// `kubectl apply` of the seed story's files, the display subscriber pointed at `recorder`'s
 /// `/display`.
 fn apply_seed(kube: &KubeApiServer, recorder: &Recorder) {
@@ -158,7 +133,7 @@ fn waits_for_its_service(kube: &KubeApiServer, trigger: &str, missing: &str, ser
 
 #[test]
 fn a_cluster_node_runs_the_seed_story_and_writes_status() {
-    let kube = api_server_with_crds(&[KNATIVE_SERVICE_CRD]);
+    let kube = KubeApiServer::start_with_crds(&[KNATIVE_SERVICE_CRD]);
     let recorder = Recorder::start();
     apply_seed(&kube, &recorder);
     // Two triggers a user can fix: a broker that does not exist, a subscriber of unknown kind.
@@ -353,7 +328,7 @@ fn kafka_broker(name: &str, config_map: &str) -> String {
 
 #[test]
 fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
-    let kube = api_server_with_crds(&[]);
+    let kube = KubeApiServer::start_with_crds(&[]);
     let kafka = Kafka::shared();
     let recorder = Recorder::start();
     kube.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-eventing}\n");
@@ -438,7 +413,7 @@ fn a_kafka_broker_takes_knatives_configmap_and_secret_from_the_cluster() {
 
 #[test]
 fn knatives_own_samples_apply_unchanged_to_the_crds() {
-    let kube = api_server_with_crds(&[]);
+    let kube = KubeApiServer::start_with_crds(&[]);
     let samples = repo_path("testdata/knative_samples/concrete");
     // The namespaces the samples name, as their users would have them.
     let mut namespaces = std::collections::BTreeSet::new();
@@ -494,7 +469,7 @@ fn knatives_own_samples_apply_unchanged_to_the_crds() {
 
 #[test]
 fn a_second_replica_takes_over_the_lease_and_the_sources_position() {
-    let kube = api_server_with_crds(&[]);
+    let kube = KubeApiServer::start_with_crds(&[]);
     let recorder = Recorder::start();
     apply_seed(&kube, &recorder);
     let account = the_charts_account(&kube, &[]);
@@ -573,7 +548,7 @@ fn a_second_replica_takes_over_the_lease_and_the_sources_position() {
 /// deliveries a kill can cause (the point sent but not yet saved) are counted and printed.
 #[test]
 fn singleton_sources_move_with_the_lease_without_missing_or_doubling_a_point() {
-    let kube = api_server_with_crds(&[]);
+    let kube = KubeApiServer::start_with_crds(&[]);
     let recorder = Recorder::start();
     apply_seed(&kube, &recorder);
     kube.apply(&format!(
@@ -698,7 +673,7 @@ fn singleton_sources_move_with_the_lease_without_missing_or_doubling_a_point() {
 /// whose account is listed, runs beside it.
 #[test]
 fn an_apiserversource_whose_account_the_chart_does_not_list_is_not_ready_and_says_why() {
-    let kube = api_server_with_crds(&[]);
+    let kube = KubeApiServer::start_with_crds(&[]);
     let recorder = Recorder::start();
     apply_seed(&kube, &recorder);
     kube.apply(

@@ -19,6 +19,26 @@ impl KubeApiServer {
         Self::start_with(&[])
     }
 
+    /// Starts one with the chart's Knative CRDs and `extra` ones (YAML) applied, all established.
+    pub fn start_with_crds(extra: &[&str]) -> Self {
+        let kube = Self::start();
+        let crds = repo_path("charts/knactor/crds/knative-eventing.yaml");
+        kube.kubectl(&["apply", "-f", crds.to_str().unwrap()]);
+        for crd in extra {
+            kube.apply(crd);
+        }
+        kube.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout",
+            "60s",
+            "crd",
+            "--all",
+        ]);
+        kube
+    }
+
     /// Starts one whose kube-apiserver also gets `flags`.
     pub fn start_with(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
