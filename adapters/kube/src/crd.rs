@@ -340,6 +340,17 @@ pub fn to_object<S: Clone>(
 mod tests {
     use super::*;
 
+    /// The OpenAPI schema of a CRD's first version.
+    fn schema_of(
+        crd: &CustomResourceDefinition,
+    ) -> &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps {
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|validation| validation.open_api_v3_schema.as_ref())
+            .expect("the CRD has a schema")
+    }
+
     #[test]
     fn the_crds_are_knatives_groups_and_kinds_with_ready_and_url_columns() {
         let crds = crds();
@@ -376,13 +387,7 @@ mod tests {
     #[test]
     fn a_broker_without_spec_is_accepted_by_the_schema_and_deserializes() {
         let crds = crds();
-        let schema = crds[0].spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap();
+        let schema = schema_of(&crds[0]);
         assert!(!schema.required.iter().flatten().any(|f| f == "spec"));
         let broker: Broker = serde_json::from_value(serde_json::json!({
             "apiVersion": "eventing.knative.dev/v1",
@@ -423,13 +428,7 @@ mod tests {
     #[test]
     fn unknown_spec_fields_are_kept_for_the_loader_to_refuse_and_status_is_pruned() {
         let crds = crds();
-        let trigger = crds[1].spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap();
+        let trigger = schema_of(&crds[1]);
         let schema = serde_json::to_value(trigger).unwrap();
         let keeps = |pointer: &str| {
             schema.pointer(pointer).unwrap()["x-kubernetes-preserve-unknown-fields"] == true
