@@ -148,6 +148,7 @@ mod tests {
     use crate::transport::ReplyBody;
 
     /// Answers `status` with `Retry-After: retry_after` and counts requests and the most in flight.
+    #[derive(Debug)]
     struct Answer {
         status: u16,
         retry_after: Option<Duration>,

@@ -255,6 +255,18 @@ pub struct Journal {
     tail: Arc<Tail>,
 }
 
+/// Its bounds, not its trails (thousands of events).
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal")
+            .field("shards", &self.shards.len())
+            .field("per_shard", &self.per_shard)
+            .field("bytes_per_shard", &self.bytes_per_shard)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Journal {
     fn default() -> Self {
         Self::new(DEFAULT_CAPACITY, DEFAULT_MAX_BYTES)

@@ -11,6 +11,8 @@
 
 // Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
 #![warn(unreachable_pub)]
+// Every public type can be printed with `{:?}`: in a log line, a test failure, a caller's own Debug.
+#![warn(missing_debug_implementations)]
 
 pub mod actor;
 pub mod channel;

@@ -244,7 +244,7 @@ type DescribedGauge<M> = (&'static str, &'static str, fn(&M) -> Option<i64>);
 type DescribedHistogram<M> = (&'static str, &'static str, fn(&M) -> &Histogram);
 
 /// The registry, and the journal of the last events' hops.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     brokers: Mutex<BTreeMap<ObjectKey, Arc<BrokerMetrics>>>,
     triggers: Mutex<BTreeMap<(ObjectKey, ObjectKey), Arc<TriggerMetrics>>>,

@@ -8,6 +8,7 @@
 //! clients follow at once.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -85,6 +86,16 @@ pub struct Tail {
     following: AtomicUsize,
     max_followers: usize,
     buffer: usize,
+}
+
+impl fmt::Debug for Tail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tail")
+            .field("following", &self.following.load(Ordering::Relaxed))
+            .field("max_followers", &self.max_followers)
+            .field("buffer", &self.buffer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Tail {
@@ -195,6 +206,15 @@ impl Tail {
 pub struct Following {
     tail: Arc<Tail>,
     follower: Arc<Follower>,
+}
+
+impl fmt::Debug for Following {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Following")
+            .field("broker", &self.follower.broker)
+            .field("capacity", &self.follower.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Following {

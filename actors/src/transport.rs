@@ -1,6 +1,7 @@
 //! The delivery port: sending one event to one HTTP endpoint and reading what came back. The gateway
 //! implements it over HTTP; tests implement it with fakes, so the actors are tested without sockets.
 
+use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,6 +57,6 @@ pub enum TransportError {
 }
 
 #[async_trait]
-pub trait Transport: Send + Sync + 'static {
+pub trait Transport: fmt::Debug + Send + Sync + 'static {
     async fn send(&self, outbound: Outbound) -> Result<Response, TransportError>;
 }

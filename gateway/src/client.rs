@@ -23,7 +23,7 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// How long an unused connection to a subscriber stays in the pool.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
 }

@@ -37,7 +37,7 @@ use crate::error::IngressError;
 use crate::limits::{BodyReservation, Limits};
 
 /// What the HTTP side needs from the node.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct GatewayState {
     pub ingress: Arc<IngressTable>,
     pub node: Addr<Node>,

@@ -23,6 +23,9 @@
 //!   it is a literal backslash;
 //! * `time` renders as RFC 3339 in UTC, the only form the SDK keeps.
 
+// Every public type can be printed with `{:?}`: in a log line, a test failure, a caller's own Debug.
+#![warn(missing_debug_implementations)]
+
 /// The extension in which knactor keeps, in memory only, an event's `dataschema` exactly as its
 /// producer wrote it when the URL type would write it otherwise (`http://Example.COM/Schema` comes
 /// back as `http://example.com/Schema`): expressions compare what the producer sent. Defined here,

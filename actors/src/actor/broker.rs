@@ -59,6 +59,7 @@ impl std::fmt::Debug for Broker {
     }
 }
 
+#[derive(Debug)]
 pub struct BrokerActor {
     route: Arc<BrokerRoute>,
     broker: Broker,
@@ -291,7 +292,7 @@ pub struct ParkedEvent {
 }
 
 /// List the events parked and not yet re-driven (at most `max`).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Result<ParkedList, ChannelError>")]
 pub struct ListParked {
     pub max: usize,
@@ -350,7 +351,7 @@ impl Handler<ListParked> for BrokerActor {
 /// Deliver parked events again: to the trigger that parked them, and only to it. With a trigger
 /// named, only its parked events go; with `only`, only those of the parking lot's positions
 /// (partition, offset) as listed; the others stay parked.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Result<RedriveReport, ChannelError>")]
 pub struct Redrive {
     pub trigger: Option<ObjectKey>,
@@ -450,7 +451,7 @@ impl Handler<Redrive> for BrokerActor {
 }
 
 /// Use this route from now on: the broker's triggers changed (a reload, a Trigger applied).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct UseRoute(pub Arc<BrokerRoute>);
 

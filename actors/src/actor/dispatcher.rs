@@ -16,6 +16,7 @@
 //! stream ([`ChannelEvent`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,20 @@ pub struct DispatcherActor {
     read_ahead: HashMap<(ObjectKey, Partition), ReadBatch>,
     /// Set once the node stops: finish, commit, report.
     draining: Option<Draining>,
+}
+
+impl fmt::Debug for DispatcherActor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherActor")
+            .field("broker", &self.broker)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("triggers", &self.triggers.keys())
+            .field("subscribed", &self.subscribed)
+            .field("handovers", &self.handovers.len())
+            .field("draining", &self.draining.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Partitions on their way to another reader: deliveries handed out for them finish (at most
@@ -801,7 +816,7 @@ impl StreamHandler<Result<ChannelEvent, ChannelError>> for DispatcherActor {
 
 /// The triggers of the broker, with their actors (sent at start and on every route change). The
 /// dispatcher starts reading only once it has them, so no record is read before its triggers exist.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ApplyTriggers {
     pub route: Arc<BrokerRoute>,
@@ -818,7 +833,7 @@ impl Handler<ApplyTriggers> for DispatcherActor {
 }
 
 /// A delivery reached its final outcome (sent by a trigger).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Settled {
     pub trigger: ObjectKey,
@@ -837,7 +852,7 @@ impl Handler<Settled> for DispatcherActor {
 
 /// The node stops: finish what this broker owes (on the memory channel, everything accepted; on a
 /// durable channel, what was handed out), commit, and report, by `deadline` at the latest.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "DrainReport")]
 pub struct DrainBroker {
     pub deadline: Instant,

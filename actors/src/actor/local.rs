@@ -26,6 +26,7 @@ use crate::transport::{Outbound, ReplyBody, Response, Transport, TransportError}
 /// How long an event for a starting broker waits for it.
 const START_WAIT: Duration = Duration::from_secs(5);
 
+#[derive(Debug)]
 pub struct LocalIngress {
     /// This node's broker address prefix (`--advertise`).
     advertise: Url,
@@ -120,6 +121,7 @@ impl Transport for LocalIngress {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
     struct Unused;
 
     #[async_trait]

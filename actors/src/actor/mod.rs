@@ -168,6 +168,7 @@ impl Default for NodeOptions {
 }
 
 /// What every actor of a node shares.
+#[derive(Debug)]
 pub struct Shared {
     /// Where each broker's channel lives.
     pub channels: Arc<dyn ChannelProvider>,
@@ -202,11 +203,11 @@ impl Shared {
 }
 
 /// Stop now (sent by the node when a resource goes away or its cell restarts).
-#[derive(actix::Message)]
+#[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
 
 /// Panic inside the handler (fault injection; the node only sends it when allowed).
-#[derive(actix::Message)]
+#[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
 pub struct Crash;

@@ -12,6 +12,7 @@
 //! [`InjectFault`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_millis(200);
 const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 
 /// The brokers to publish to, read by the gateway on every request without asking the node.
+#[derive(Debug)]
 pub struct IngressTable {
     brokers: ArcSwap<HashMap<ObjectKey, Broker>>,
     /// Brokers that exist but do not run (yet), and why.
@@ -152,6 +154,7 @@ impl IngressTable {
 }
 
 /// An ingress request in progress ([`IngressTable::enter`]).
+#[derive(Debug)]
 pub struct IngressGuard(Arc<IngressTable>);
 
 impl Drop for IngressGuard {
@@ -228,6 +231,19 @@ pub struct Node {
     applied_once: bool,
     /// Stopping: no restarts, no new routes.
     draining: bool,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("cells", &self.cells.keys())
+            .field("starting", &self.starting.keys())
+            .field("failures", &self.failures)
+            .field("arbiters", &self.arbiters.len())
+            .field("applied_once", &self.applied_once)
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -661,7 +677,7 @@ impl Actor for Node {
 }
 
 /// Run these routes from now on.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ApplyRoutes(pub Arc<Routes>);
 
@@ -685,7 +701,7 @@ impl Handler<ApplyRoutes> for Node {
 /// Stop gracefully (SIGTERM): take no more events, wait for the ingress requests under way,
 /// then let every broker finish what it owes ([`DrainBroker`]), commit, and report, within
 /// `timeout`.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Vec<DrainReport>")]
 pub struct Drain {
     pub timeout: Duration,
@@ -722,7 +738,7 @@ impl Handler<Drain> for Node {
 }
 
 /// Why each trigger of a broker takes an event or not (`knactor trace`).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Vec<TriggerVerdict>")]
 pub struct ExplainMatch {
     pub broker: ObjectKey,
@@ -761,7 +777,7 @@ impl Handler<ExplainMatch> for Node {
 }
 
 /// What the node runs.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "NodeStatus")]
 pub struct GetStatus;
 
@@ -869,7 +885,7 @@ impl Handler<GetStatus> for Node {
 }
 
 /// The routes the node runs now (what the console draws).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Arc<Routes>")]
 pub struct GetRoutes;
 
@@ -900,7 +916,7 @@ pub enum NodeError {
 }
 
 /// List a broker's parked events.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Result<ParkedList, NodeError>")]
 pub struct ParkedOf {
     pub broker: ObjectKey,
@@ -924,7 +940,7 @@ impl Handler<ParkedOf> for Node {
 
 /// Re-drive a broker's parked events (all of them, one trigger's, or those at the parking lot's
 /// positions listed in `only`).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Result<RedriveReport, NodeError>")]
 pub struct RedriveOf {
     pub broker: ObjectKey,
@@ -984,7 +1000,7 @@ pub enum FaultTarget {
 }
 
 /// Crash an actor (only with fault injection on), to exercise supervision.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "Result<(), NodeError>")]
 pub struct InjectFault(pub FaultTarget);
 

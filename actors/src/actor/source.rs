@@ -6,6 +6,7 @@
 //! for a minute. It resumes from its saved position, so a restart loses nothing.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// Makes the tasks of ApiServerSources (given by `knactor-kube` when the node has a cluster).
-pub trait ApiServerSourceRuntime: Send + Sync + 'static {
+pub trait ApiServerSourceRuntime: fmt::Debug + Send + Sync + 'static {
     fn task(&self, source: Arc<ApiServerSource>) -> Box<dyn SourceTask>;
 }
 
@@ -36,6 +37,15 @@ pub struct SourceActor {
     id: SourceId,
     start: Option<(Box<dyn SourceTask>, SourceContext)>,
     board: Arc<SourceBoard>,
+}
+
+impl fmt::Debug for SourceActor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceActor")
+            .field("id", &self.id)
+            .field("started", &self.start.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Actor for SourceActor {
@@ -75,15 +85,16 @@ impl Handler<Shutdown> for SourceActor {
 }
 
 /// The sources to run now (replaces the previous set).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ApplySources(pub Vec<Arc<SourceRoute>>);
 
 /// Whether this node runs sources at all (in a cluster: only the replica that holds the lease).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct SetSourcesActive(pub bool);
 
+#[derive(Debug)]
 struct Running {
     route: Arc<SourceRoute>,
     actor: Option<Addr<SourceActor>>,
@@ -93,6 +104,7 @@ struct Running {
     retry_at: Option<Instant>,
 }
 
+#[derive(Debug)]
 pub struct SourceManager {
     transport: Arc<dyn Transport>,
     state: Arc<dyn StateStore>,

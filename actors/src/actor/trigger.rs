@@ -8,6 +8,7 @@
 //! Answers: [`Deliver`], [`UpdateRoute`], [`Shutdown`], [`Crash`].
 
 use std::collections::{HashSet, VecDeque};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +35,17 @@ pub struct TriggerActor {
     in_flight: usize,
     /// Ordered triggers: partitions with a delivery in flight.
     busy_partitions: HashSet<Partition>,
+}
+
+impl fmt::Debug for TriggerActor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TriggerActor")
+            .field("trigger", &self.context.route.key)
+            .field("waiting", &self.waiting.len())
+            .field("in_flight", &self.in_flight)
+            .field("busy_partitions", &self.busy_partitions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TriggerActor {
@@ -152,7 +164,7 @@ impl Actor for TriggerActor {
 }
 
 /// Deliver one event (sent by the dispatcher).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
     pub envelope: Arc<Envelope>,
@@ -174,7 +186,7 @@ impl Handler<Deliver> for TriggerActor {
 }
 
 /// Use this route from now on (deliveries in flight finish under the old one).
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct UpdateRoute(pub Arc<TriggerRoute>);
 

@@ -10,6 +10,7 @@
 //! Kafka channel for that.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -53,6 +54,15 @@ impl Default for MemoryLimits {
 pub struct MemoryLog {
     state: Arc<Mutex<State>>,
     limits: MemoryLimits,
+}
+
+/// The events stay out of it: a topic may hold a hundred thousand of them.
+impl fmt::Debug for MemoryLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLog")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -570,6 +580,7 @@ impl GroupReader {
     }
 }
 
+#[derive(Debug)]
 struct MemoryCommitter {
     log: MemoryLog,
     topic: String,

@@ -19,6 +19,7 @@ mod memory;
 pub use memory::{MemoryLimits, MemoryLog};
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,7 +252,7 @@ pub enum ChannelError {
 }
 
 /// Commits a group's positions for the partitions it holds.
-pub trait Committer: Send + Sync {
+pub trait Committer: fmt::Debug + Send + Sync {
     /// Records below each position are done (see [`Position`]). Must never move a committed
     /// offset backwards. May return before the channel has the commit (the next commit carries
     /// later positions anyway).
@@ -271,6 +272,15 @@ pub struct Subscription {
     pub committer: Box<dyn Committer>,
     /// What the member learns about the topic as it reads.
     pub stats: Arc<ReadStats>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("committer", &self.committer)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a group member learns about its topic as it reads, for metrics and status. Updated by
@@ -302,7 +312,7 @@ impl ReadStats {
 
 /// The port. Methods are cheap to call concurrently (`&self`).
 #[async_trait]
-pub trait EventLog: Send + Sync + 'static {
+pub trait EventLog: fmt::Debug + Send + Sync + 'static {
     /// `memory` or `kafka`, for logs and `/readyz`.
     fn kind(&self) -> &'static str;
 
@@ -373,12 +383,13 @@ pub trait EventLog: Send + Sync + 'static {
 
 /// Finds the log a broker's channel lives in: the memory log, or the Kafka cluster its
 /// `ChannelSpec` names. The binary composes one from what the node was started with.
-pub trait ChannelProvider: Send + Sync + 'static {
+pub trait ChannelProvider: fmt::Debug + Send + Sync + 'static {
     fn log_for(&self, channel: &ChannelSpec) -> Result<Arc<dyn EventLog>, ChannelError>;
 }
 
 /// One log for every broker, whatever its channel kind (tests; a node without Kafka refuses
 /// Kafka brokers through [`MemoryOnly`] instead).
+#[derive(Debug)]
 pub struct SingleLog(pub Arc<dyn EventLog>);
 
 impl ChannelProvider for SingleLog {
@@ -388,6 +399,7 @@ impl ChannelProvider for SingleLog {
 }
 
 /// The memory log for memory brokers; Kafka brokers are refused with a reason.
+#[derive(Debug)]
 pub struct MemoryOnly(pub Arc<dyn EventLog>);
 
 impl ChannelProvider for MemoryOnly {

@@ -34,13 +34,14 @@ enum Key {
 
 /// Buckets of one attribute for prefix or suffix terms: by text, plus the lengths in use so that
 /// an event's value is cut only at lengths some trigger asked for.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct AffixTable {
     buckets: FxHashMap<String, Vec<usize>>,
     lengths: BTreeSet<usize>,
 }
 
 /// The compiled filters of one broker; `T` is what a match yields (a trigger handle).
+#[derive(Debug)]
 pub struct FilterIndex<T> {
     entries: Vec<(T, Filter)>,
     // Fx hashing: keys are short attribute values, and the hash runs on every event.

@@ -13,6 +13,7 @@ const SOURCES_V1: &str = "sources.knative.dev/v1";
 const EVENTING_V1: &str = "eventing.knative.dev/v1";
 
 /// What a rewrite did, for the warning the loader shows.
+#[derive(Debug)]
 pub struct Rewritten {
     pub api_version: String,
     pub kind: String,

@@ -18,6 +18,7 @@ pub use sink::{Rejected, SinkCounters, SinkSender};
 pub use state::{FileStateStore, MemoryStateStore, StateError, StateStore};
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -56,11 +57,12 @@ pub fn stable_event_id(identity: &str, parts: &[&str]) -> String {
 
 /// A running source: a future that returns only when the source cannot go on (the error says
 /// why; the manager restarts it with backoff).
-pub trait SourceTask: Send + 'static {
+pub trait SourceTask: fmt::Debug + Send + 'static {
     fn run(self: Box<Self>, context: SourceContext) -> BoxFuture<'static, Result<(), String>>;
 }
 
 /// What a task is given.
+#[derive(Debug)]
 pub struct SourceContext {
     pub sink: SinkSender,
     pub state: Arc<dyn StateStore>,
@@ -90,14 +92,14 @@ pub struct SourceHealth {
     pub retries: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct BoardEntry {
     health: SourceHealth,
     counters: Option<Arc<SinkCounters>>,
 }
 
 /// Every source's health, shared by the manager, the tasks, and whoever reports status.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SourceBoard {
     entries: Mutex<BTreeMap<SourceId, BoardEntry>>,
 }
@@ -162,6 +164,15 @@ fn snapshot(entry: &BoardEntry) -> SourceHealth {
 pub struct HealthReporter {
     id: SourceId,
     board: Arc<SourceBoard>,
+}
+
+/// Its source, not the whole board.
+impl fmt::Debug for HealthReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthReporter")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HealthReporter {

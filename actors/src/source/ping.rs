@@ -33,6 +33,7 @@ struct Position {
     last: DateTime<Utc>,
 }
 
+#[derive(Debug)]
 pub struct PingTask {
     source: Arc<PingSource>,
 }

@@ -48,7 +48,7 @@ pub struct SinkCounters {
 }
 
 /// Delivers to one sink URL.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SinkSender {
     transport: Arc<dyn Transport>,
     url: Url,
@@ -192,6 +192,7 @@ mod tests {
     use crate::transport::{ReplyBody, Response, TransportError};
 
     /// Answers from a script, then 202.
+    #[derive(Debug)]
     struct Scripted(Mutex<VecDeque<Result<u16, ()>>>);
 
     #[async_trait]

@@ -10,6 +10,7 @@
 //! a source after a failover reads where the previous one stopped.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,7 +26,7 @@ pub struct StateError {
 
 /// Small string values by key (`pingsource/<uid>`...).
 #[async_trait]
-pub trait StateStore: Send + Sync + 'static {
+pub trait StateStore: fmt::Debug + Send + Sync + 'static {
     async fn load(&self, key: &str) -> Result<Option<String>, StateError>;
     /// Durable when it returns.
     async fn save(&self, key: &str, value: &str) -> Result<(), StateError>;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,16 @@ pub(crate) struct FakeTransport {
     behaviours: Mutex<HashMap<String, Behaviour>>,
     counts: Mutex<HashMap<String, usize>>,
     pub received: Mutex<Vec<Received>>,
+}
+
+/// Requests per URL (the behaviours are closures).
+impl fmt::Debug for FakeTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("FakeTransport")
+            .field("counts", &*counts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeTransport {

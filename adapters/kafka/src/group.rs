@@ -13,6 +13,7 @@
 //! buffering without limit. Dropping the subscription ends the thread, which leaves the group.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -404,6 +405,14 @@ fn poll_loop(consumer: &BaseConsumer<GroupContext>, sender: &Events) {
 struct GroupCommitter {
     consumer: Arc<BaseConsumer<GroupContext>>,
     topic: String,
+}
+
+impl fmt::Debug for GroupCommitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupCommitter")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GroupCommitter {

@@ -11,6 +11,7 @@
 //! Every call into librdkafka that blocks runs on tokio's blocking pool, never on an actor thread.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,15 @@ pub struct KafkaLog {
     producer: std::sync::RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     readers: Arc<Mutex<Vec<BaseConsumer>>>,
+}
+
+impl fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The cluster, not its client settings: they may hold the auth Secret's `sasl.password`.
+        f.debug_struct("KafkaLog")
+            .field("bootstrap", &self.settings.bootstrap)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KafkaLog {

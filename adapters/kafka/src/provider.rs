@@ -2,6 +2,7 @@
 //! [`KafkaLog`] per Kafka cluster (bootstrap servers and credentials) for Kafka brokers.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use knactor_actors::channel::{ChannelError, ChannelProvider, EventLog};
@@ -17,6 +18,21 @@ pub struct Channels {
     /// servers use it.
     default_kafka: Option<KafkaSettings>,
     clusters: Mutex<HashMap<KafkaSettings, Arc<KafkaLog>>>,
+}
+
+impl fmt::Debug for Channels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The clusters by their bootstrap servers, not their client settings (they may hold the
+        // auth Secret's `sasl.password`).
+        let default_kafka = self.default_kafka.as_ref().map(|kafka| &kafka.bootstrap);
+        let held = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        let clusters: Vec<&String> = held.keys().map(|kafka| &kafka.bootstrap).collect();
+        f.debug_struct("Channels")
+            .field("memory", &self.memory)
+            .field("default_kafka", &default_kafka)
+            .field("clusters", &clusters)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Channels {

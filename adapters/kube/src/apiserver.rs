@@ -13,6 +13,7 @@
 //! its history (`410 Gone`) is reported and skipped past.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,15 @@ pub struct KubeSourceRuntime {
     config: Config,
 }
 
+impl fmt::Debug for KubeSourceRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The cluster, not the credentials.
+        f.debug_struct("KubeSourceRuntime")
+            .field("cluster_url", &self.config.cluster_url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KubeSourceRuntime {
     pub fn new(config: Config) -> Self {
         Self { config }
@@ -71,6 +81,15 @@ impl ApiServerSourceRuntime for KubeSourceRuntime {
 struct ApiServerTask {
     config: Config,
     source: Arc<ApiServerSource>,
+}
+
+impl fmt::Debug for ApiServerTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiServerTask")
+            .field("source", &self.source.key)
+            .field("cluster_url", &self.config.cluster_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SourceTask for ApiServerTask {

@@ -11,6 +11,7 @@
 //! running broker); one never read leaves the broker not ready, with the reason the API server gave.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -72,6 +73,16 @@ pub struct BrokerConfigs {
     client: Client,
     config_maps: BTreeMap<ObjectKey, Read>,
     secrets: BTreeMap<ObjectKey, Read>,
+}
+
+impl fmt::Debug for BrokerConfigs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Which objects, never what the Secrets hold.
+        f.debug_struct("BrokerConfigs")
+            .field("config_maps", &self.config_maps.keys())
+            .field("secrets", &self.secrets.keys())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BrokerConfigs {

@@ -10,6 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
+#[derive(Debug)]
 pub struct ConfigMapStateStore {
     api: Api<ConfigMap>,
 }

@@ -12,6 +12,8 @@
 
 // Whatever is `pub` is reachable from outside the crate; the rest says pub(crate).
 #![warn(unreachable_pub)]
+// Every public type can be printed with `{:?}`: in a log line, a test failure, a caller's own Debug.
+#![warn(missing_debug_implementations)]
 
 mod config;
 mod export;
@@ -48,6 +50,7 @@ pub enum TelemetryError {
 }
 
 /// The installed telemetry; dropping it flushes and stops the exporter.
+#[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
     /// The gRPC exporter's own runtime (tonic needs a tokio reactor; actix's is not one to share).

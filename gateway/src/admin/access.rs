@@ -16,6 +16,7 @@
 //! is any request whose `Host` is a name other than `localhost` (a DNS-rebinding page's).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::{ready, Ready};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ impl std::fmt::Debug for AdminAccess {
 }
 
 /// How a request proved who it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Via {
     Bearer,
     /// The console's cookie; the session's CSRF token.
@@ -74,6 +75,17 @@ pub enum Via {
     },
     /// No token on a loopback listener.
     Local,
+}
+
+impl fmt::Debug for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the session's id (the cookie) or its CSRF token.
+        match self {
+            Via::Bearer => f.write_str("Bearer"),
+            Via::Session { .. } => f.debug_struct("Session").finish_non_exhaustive(),
+            Via::Local => f.write_str("Local"),
+        }
+    }
 }
 
 impl AdminAccess {
@@ -238,6 +250,16 @@ pub struct Sessions {
     open: Mutex<HashMap<String, Session>>,
 }
 
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // How many, never their ids (the cookies) or CSRF tokens.
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).len();
+        f.debug_struct("Sessions")
+            .field("open", &open)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Session {
     csrf: Arc<str>,
     last_used: Instant,
@@ -291,6 +313,7 @@ impl Sessions {
 }
 
 /// A request the listener's [`AdminAccess`] lets in: every handler of the admin API takes one.
+#[derive(Debug)]
 pub struct Authorized {
     pub via: Via,
 }
@@ -321,6 +344,13 @@ pub struct Login {
     token: String,
 }
 
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token.
+        f.debug_struct("Login").finish_non_exhaustive()
+    }
+}
+
 /// Who the caller is to the admin API, and what the console needs to know.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -337,6 +367,19 @@ pub struct SessionInfo {
     node: String,
     /// The knactor version of this node.
     version: &'static str,
+}
+
+impl fmt::Debug for SessionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the CSRF token.
+        f.debug_struct("SessionInfo")
+            .field("access", &self.access)
+            .field("via", &self.via)
+            .field("jaeger_ui_url", &self.jaeger_ui_url)
+            .field("node", &self.node)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Opens a console session with the admin token: a `SameSite=Strict`, `HttpOnly` cookie, and the

@@ -141,14 +141,14 @@ impl ResponseError for AdminError {
 }
 
 /// What every refusal of the admin API answers.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Why, in a sentence.
     pub error: String,
 }
 
 /// What the node runs.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusDoc {
     /// `all`, `ingress` or `dispatch` (`--role`).
@@ -160,7 +160,7 @@ pub struct StatusDoc {
     not_running: Vec<IssueDoc>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerStatusDoc {
     namespace: String,
@@ -195,7 +195,7 @@ where
 }
 
 /// Where one partition stands on this node.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PartitionDoc {
     partition: i32,
     /// The offset the next appended record gets.
@@ -220,7 +220,7 @@ impl PartitionDoc {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerProgressDoc {
     name: String,
@@ -230,7 +230,7 @@ pub struct TriggerProgressDoc {
     lagging_partitions: u64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceStatusDoc {
     /// `PingSource` or `ApiServerSource`.
@@ -250,7 +250,7 @@ pub struct SourceStatusDoc {
 }
 
 /// A resource that is loaded but not running, and why (Knative's `Ready=False`).
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IssueDoc {
     kind: &'static str,
     namespace: String,
@@ -341,14 +341,14 @@ pub async fn status(
     }))
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct TrailQuery {
     /// The event's `source`, when several producers used the id.
     source: Option<String>,
 }
 
 /// What the node's journal holds about one event.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrailDoc {
     id: String,
@@ -366,7 +366,7 @@ pub struct TrailDoc {
 }
 
 /// One hop of an event.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HopDoc {
     /// RFC 3339, microseconds.
     at: String,
@@ -382,7 +382,7 @@ pub struct HopDoc {
     detail: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VerdictDoc {
     name: String,
     matched: bool,
@@ -479,21 +479,21 @@ pub async fn event_trail(
     }))
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct ParkedQuery {
     /// Events listed at most (default 100, at most 10,000).
     max: Option<usize>,
 }
 
 /// A broker's parked events.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ParkedDoc {
     /// Parked in all (beyond what is listed).
     total: u64,
     events: Vec<ParkedEventDoc>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParkedEventDoc {
     /// `<namespace>/<name>` of the trigger whose delivery gave up.
@@ -550,21 +550,21 @@ pub async fn parked(
     }))
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct RedriveQuery {
     /// Only this trigger's events: `<namespace>/<name>`, or a name in the broker's namespace.
     trigger: Option<String>,
 }
 
 /// Which parked events to re-drive (the body is optional: without it, all of them).
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedriveSelection {
     /// Positions in the parking lot, as listed by `GET .../parked`.
     events: Vec<ParkedPosition>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParkedPosition {
     partition: i32,
@@ -574,7 +574,7 @@ pub struct ParkedPosition {
 /// Most events a selection names.
 const MAX_SELECTION: usize = 10_000;
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RedriveDoc {
     /// Put back into the broker for their trigger.
     redriven: u64,

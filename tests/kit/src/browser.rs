@@ -16,6 +16,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use crate::http;
 
 /// The browser, and the chromedriver that drives it; both end when dropped.
+#[derive(Debug)]
 pub struct Browser {
     runtime: tokio::runtime::Runtime,
     client: Option<Client>,

@@ -5,6 +5,7 @@
 //! OTLP/HTTP with protobuf bodies (`POST /v1/traces`, decoded here and handed to the same
 //! service), so one store answers for whichever transport a node used.
 
+use std::fmt;
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::thread;
@@ -32,6 +33,16 @@ pub struct Collector {
     state: StateRef,
     runtime: tokio::runtime::Handle,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector")
+            .field("grpc", &self.grpc)
+            .field("otlp_http", &self.otlp_http)
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Collector {

@@ -28,6 +28,7 @@ use crate::wait_until;
 /// Where the clusters live: a directory of this name in the system's temporary directory.
 const DIR_PREFIX: &str = "knactor-kafka-";
 
+#[derive(Debug)]
 pub struct Kafka {
     /// The bootstrap list: `127.0.0.1:P1,127.0.0.1:P2,...`.
     pub bootstrap: String,

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::repo_path;
 
+#[derive(Debug)]
 pub struct KubeApiServer {
     dir: tempfile::TempDir,
     /// The kubeconfig (an admin token in system:masters).

@@ -4,6 +4,7 @@
 //! received: delivered, duplicates, lost.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -14,6 +15,16 @@ pub struct Load {
     stop: Arc<AtomicBool>,
     senders: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Load")
+            .field("senders", &self.senders.len())
+            .field("sent", &self.shared.sent.load(Ordering::Relaxed))
+            .field("stopped", &self.stop.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]

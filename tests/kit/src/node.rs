@@ -5,6 +5,7 @@
 //! Kafka broker on the test process's shared Apache Kafka ([`Kafka::shared`]), with topic names
 //! no other node has (a topic template of its own), so its topics and consumer groups start empty.
 
+use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +46,19 @@ pub struct NodeProcess {
     pub kafka: Option<Arc<Kafka>>,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+}
+
+/// The process and where it listens; its output is long and left out (see [`NodeProcess::log`]).
+impl fmt::Debug for NodeProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeProcess")
+            .field("pid", &self.child.id())
+            .field("args", &self.args)
+            .field("url", &self.url)
+            .field("channel", &self.channel)
+            .field("config_dir", &self.config_dir.path())
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeProcess {

@@ -1,6 +1,7 @@
 //! A subscriber over real HTTP that records every request and answers as each test scripts.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::TcpListener;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -11,7 +12,7 @@ use cloudevents::{AttributesReader, Event};
 use knactor_gateway::binding::decode_message;
 
 /// What the recorder answers to one request.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -86,6 +87,21 @@ pub struct Recorder {
     pub url: String,
     state: Arc<Mutex<RecorderState>>,
     server: actix_web::dev::ServerHandle,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let received = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .received
+            .len();
+        f.debug_struct("Recorder")
+            .field("url", &self.url)
+            .field("received", &received)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Recorder {

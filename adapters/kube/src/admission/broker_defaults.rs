@@ -25,7 +25,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(3);
 type Ask = oneshot::Sender<Arc<BrokerDefaults>>;
 
 /// Where the webhook gets the Broker defaults.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum BrokerDefaultsSource {
     /// Read from the cluster by [`BrokerDefaultsSource::start`]'s task.
     Cluster(mpsc::Sender<Ask>),

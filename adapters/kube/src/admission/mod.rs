@@ -42,6 +42,7 @@ pub enum Webhook {
 }
 
 /// What Brokers that say nothing get.
+#[derive(Debug)]
 pub struct Defaults<'a> {
     /// Knative's `config-br-defaults`, as the API server has it (empty when it has none, or
     /// knactor may not read it).

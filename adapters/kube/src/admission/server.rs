@@ -20,7 +20,7 @@ use super::{judge, Defaults, Webhook};
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the handlers share.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AdmissionState {
     /// knactor's `--default-broker-class`.
     pub default_class: Arc<str>,

@@ -57,6 +57,7 @@ pub enum CertificateSource {
 }
 
 /// The certificate a listener serves, swapped in place when its files change.
+#[derive(Debug)]
 pub struct ServingCertificate {
     resolver: Arc<Resolver>,
     /// The CA that signed a generated certificate (PEM): the webhook configurations' caBundle.

@@ -51,6 +51,7 @@ pub const FINALIZER: &str = "knactor.dev/controller";
 /// The field manager of knactor's writes.
 pub const FIELD_MANAGER: &str = "knactor";
 
+#[derive(Debug)]
 pub struct ClusterOptions {
     /// The gateway's URL; a Broker's address is `<advertise>/<namespace>/<name>`.
     pub advertise: Url,
@@ -63,6 +64,7 @@ pub struct ClusterOptions {
 }
 
 /// What the node runs with.
+#[derive(Debug)]
 pub struct ClusterHandles {
     pub node: Addr<Node>,
     pub sources: Addr<SourceManager>,
