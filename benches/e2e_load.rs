@@ -57,6 +57,8 @@
 //! malloc family from 12 % to 7 % and the node to 40 µs per event, and is not used: it held more
 //! memory than `tests/hostile.rs` allows.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

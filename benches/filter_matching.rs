@@ -5,6 +5,8 @@
 //! `cargo bench --bench filter_matching` runs criterion, then prints the ratios to the 1-trigger
 //! case measured in the same run (from criterion's own estimates).
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::path::PathBuf;
 

@@ -36,6 +36,8 @@
 //! `-- --smoke`: builds and starts the peer, one short round of each, no checks on the numbers.
 //! Needs Go (the peer is built on first use, minutes) and `scripts/install-tools.sh --only kube`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::TcpListener;

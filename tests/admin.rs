@@ -2,6 +2,8 @@
 //! without one it is open only on a loopback listener, off on a listener other machines reach,
 //! and a reachable `--admin-listen` without a token is refused at start.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -6,6 +6,8 @@
 //! the node down does what the chart's failurePolicy says. The node serves the chart's generated
 //! certificate from files, and a new one once the files change; bad bodies get 400, 405 and 413.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeSet;

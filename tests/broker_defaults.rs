@@ -2,6 +2,8 @@
 //! from it (a namespace's entry before the cluster's), and Knative's other ConfigMaps are reported
 //! as skipped, never as loaded.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Command;

@@ -3,6 +3,8 @@
 //! schema of docs/cli.md, the generated completions and man pages are current, the quickstart
 //! runs on the ports given, and every error is one line with a non-zero exit.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Command;

@@ -9,6 +9,8 @@
 //! With `KNACTOR_CONSOLE_SCREENSHOTS=1` the test writes the screenshots the README shows to
 //! `docs/console/`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

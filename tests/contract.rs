@@ -2,6 +2,8 @@
 //! never a reply, attributes reach subscribers and filters exactly as the producer sent them, and
 //! the dead-letter extensions say what Knative's would.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

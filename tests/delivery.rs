@@ -2,6 +2,8 @@
 //! Retry-After, parking and re-driving from the CLI, replies and the TTL that stops reply loops,
 //! structured delivery.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! then 503 with Retry-After), delivers everything it accepted, and exits; what it cannot finish
 //! within --drain-timeout is counted in its log, never silently gone.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

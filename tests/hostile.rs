@@ -4,6 +4,8 @@
 //! the resource files. Each test measures what the node did (connections held, its RSS and open
 //! files from /proc, probe latencies, refusal times) and prints it.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{ErrorKind, Read, Write};

@@ -1,6 +1,8 @@
 //! The broker ingress over real HTTP: every status code of Knative's contract, every content mode,
 //! and what the ingress does to the event on its way in.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

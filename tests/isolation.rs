@@ -3,6 +3,8 @@
 //! spent the ingress refuses new events with a reason (503 with Retry-After), and nothing accepted
 //! is dropped.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! test process shares): topics from Knative's ConfigMap keys and the class annotation, external
 //! topics, topic deletion only when configured, size limits, per-partition order.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

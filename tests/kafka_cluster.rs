@@ -5,6 +5,8 @@
 //! one at a time, and a Kafka broker is killed; every accepted event reaches both triggers, and
 //! the test prints its counts.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::{BTreeSet, HashSet};

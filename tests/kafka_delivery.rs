@@ -3,6 +3,8 @@
 //! one, and Kafka itself going away. Each test prints its counts (accepted, delivered,
 //! duplicates, lost) and fails on one lost event.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! the chart does not grant fails here, and an ApiServerSource whose account the chart does not
 //! list says knactor may not impersonate it.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::path::Path;

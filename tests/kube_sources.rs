@@ -4,6 +4,8 @@
 //! middle of a burst, and changes the API server compacted away while the node was down. The node reads the YAML from `--config` and watches the cluster through
 //! `--kubeconfig`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,8 @@
 //! the node killed with SIGKILL in the middle and started again. Every event the gateway accepted
 //! reaches the subscriber at least once; duplicates are counted and reported.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashMap;

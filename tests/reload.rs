@@ -1,6 +1,8 @@
 //! Configuration reload under traffic: no restart, no accepted event lost, and a broken edit
 //! keeps what was running.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashSet;

@@ -2,6 +2,8 @@
 //! and appends them to the broker's topic, a `--role dispatch` node reads the topic and delivers,
 //! both on one Apache Kafka broker.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Command;

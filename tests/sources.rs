@@ -2,6 +2,8 @@
 //! point, none lost across a SIGKILL (missed points are sent after the restart); a source whose
 //! sink is a broker of its node publishes to it without the gateway.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! Supervision and isolation through the real binary: actors crashed under traffic come back and
 //! nothing accepted is lost; a slow subscriber never delays the others.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashSet;

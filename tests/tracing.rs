@@ -4,6 +4,8 @@
 //! the last spans flushed at shutdown; W3C context passed through untouched when nothing is
 //! exported; the journal behind `knactor trace`. Runs on the channel `KNACTOR_E2E_CHANNEL` names.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
 //! The channel conformance scenarios on the memory channel (Kafka runs the same ones against a
 //! real broker in knactor-kafka).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use knactor_actors::channel::{conformance, MemoryLog};

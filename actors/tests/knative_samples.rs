@@ -2,6 +2,8 @@
 //! rendered test manifests loads; every flawed documentation snippet is refused with a message that
 //! names the file and the field.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,8 @@
 //! The actors together, on the memory channel with a fake transport: routing, retries, dead
 //! letters, parking, replies, isolation of slow triggers, supervision.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashSet;

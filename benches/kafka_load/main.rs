@@ -31,6 +31,8 @@
 //! --bytes-events B --cluster-brokers K]`; `--cluster-brokers 1` runs the cluster part on the
 //! first broker (a quick smoke). Results also go to `target/bench-results/kafka_load.json`.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../common/mod.rs"]
 mod common;
 mod reference;

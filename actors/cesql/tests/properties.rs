@@ -3,6 +3,8 @@
 //! without error; and evaluating any well-formed expression, of any mix of types, against any
 //! event yields a value (never a panic), with `matches` agreeing with `evaluate`.
 
+#![allow(clippy::unwrap_used)]
+
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use knactor_cesql::{Evaluation, Expression, Value};
 use proptest::prelude::*;

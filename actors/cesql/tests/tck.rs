@@ -7,6 +7,8 @@
 //! When the expected and actual results are both RFC 3339 timestamps they
 //! are compared as instants.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

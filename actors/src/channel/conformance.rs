@@ -342,7 +342,7 @@ pub async fn a_partition_key_keeps_its_events_in_order(log: Arc<dyn EventLog>, p
         );
         let order: Vec<u32> = events
             .iter()
-            .map(|(_, id)| id[1..].parse().unwrap())
+            .map(|(_, id)| id[1..].parse().expect("the ids appended are k0 to k11"))
             .collect();
         assert!(
             order.windows(2).all(|w| w[0] < w[1]),

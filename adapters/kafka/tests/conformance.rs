@@ -1,6 +1,8 @@
 //! The channel conformance scenarios (the same ones the memory channel passes), against a real
 //! Kafka: the Apache Kafka broker this test process shares, on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use knactor_actors::channel::conformance;

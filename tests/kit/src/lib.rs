@@ -12,6 +12,8 @@
 #![warn(unreachable_pub)]
 // Every public type can be printed with `{:?}`: in a log line, a test failure, a caller's own Debug.
 #![warn(missing_debug_implementations)]
+// Test code: a panic is a failed test, so the kit unwraps like the tests it serves.
+#![allow(clippy::unwrap_used)]
 
 mod browser;
 mod collector;

@@ -2,6 +2,8 @@
 //! writes with a broker down, a stopped broker comes back with its topics, and no JVM outlives
 //! the `Kafka` or the process that owns it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
