@@ -23,9 +23,13 @@ pub const BUCKETS: [f64; 14] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// A cumulative histogram of durations.
+/// A histogram of durations, rendered cumulative. An observation adds one to the one bucket it
+/// falls in (a relaxed atomic add: the hot path observes a few per event), and the cumulative
+/// counts Prometheus wants are summed when read.
 #[derive(Debug, Default)]
 pub struct Histogram {
+    /// Observations at most `BUCKETS[i]` and above the bound before it; beyond the last bound,
+    /// only in `count`.
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -34,43 +38,46 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, duration: Duration) {
         let seconds = duration.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .and_then(|index| self.buckets.get(index))
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// The cumulative count of each bucket of [`BUCKETS`], the count and the sum in seconds.
+    /// The cumulative count of each bucket of [`BUCKETS`], the count and the sum in seconds. The
+    /// count is read last, and is at least the last bucket's (an observation counted in a bucket
+    /// but not yet in `count` is counted in both).
     pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        let mut total = 0;
+        let cumulative: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|bucket| {
+                total += bucket.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        let count = self.count.load(Ordering::Relaxed).max(total);
         (
-            self.buckets
-                .iter()
-                .map(|bucket| bucket.load(Ordering::Relaxed))
-                .collect(),
-            self.count.load(Ordering::Relaxed),
+            cumulative,
+            count,
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
         )
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
+        let (cumulative, count, sum) = self.snapshot();
+        for (bound, bucket) in BUCKETS.iter().zip(cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {bucket}");
         }
-        let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
@@ -621,6 +628,23 @@ mod tests {
         assert!(text.contains("knactor_trigger_events_delivered_total{namespace=\"team-a\",broker=\"default\",trigger=\"t\"} 1"));
         assert!(text.contains("knactor_trigger_dispatch_duration_seconds_bucket{namespace=\"team-a\",broker=\"default\",trigger=\"t\",le=\"0.005\"} 1"));
         assert!(text.contains("knactor_trigger_dispatch_duration_seconds_bucket{namespace=\"team-a\",broker=\"default\",trigger=\"t\",le=\"0.002\"} 0"));
+    }
+
+    #[test]
+    fn histogram_buckets_read_cumulative() {
+        let histogram = Histogram::default();
+        for millis in [0, 1, 3, 3, 40, 60_000] {
+            histogram.observe(Duration::from_millis(millis));
+        }
+        let (buckets, count, sum) = histogram.snapshot();
+        // le 0.001: 0 and 1 ms; le 0.005: and the two 3 ms; le 0.05: and 40 ms; 60 s: +Inf only.
+        assert_eq!(buckets[0], 2);
+        assert_eq!(buckets[1], 2);
+        assert_eq!(buckets[2], 4);
+        assert_eq!(buckets[5], 5);
+        assert_eq!(buckets[BUCKETS.len() - 1], 5);
+        assert_eq!(count, 6);
+        assert!((sum - 60.047).abs() < 1e-9, "{sum}");
     }
 
     #[test]
