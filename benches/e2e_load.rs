@@ -71,11 +71,22 @@ use knactor_actors::envelope::{Envelope, DEFAULT_MAX_TTL};
 use knactor_gateway::binding::decode_message;
 use knactor_testkit::{Channel, Collector, NodeProcess};
 
-/// One node configuration: its flags, and whether its broker has a dead neighbour trigger.
+/// One node configuration: its flags, and the triggers on its broker.
 struct Configuration {
     label: &'static str,
     flags: Vec<String>,
-    dead_neighbour: bool,
+    triggers: Triggers,
+}
+
+/// The triggers on the bench's broker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Triggers {
+    /// One, to the sink.
+    One,
+    /// One to the sink and one whose subscriber refuses connections.
+    DeadNeighbour,
+    /// None: the ingress alone, nothing delivered (every event is stored and read, none matches).
+    None,
 }
 
 impl Configuration {
@@ -83,9 +94,27 @@ impl Configuration {
         Self {
             label,
             flags,
-            dead_neighbour: false,
+            triggers: Triggers::One,
         }
     }
+
+    /// What its rounds are ranked by: the delivered rate, or the accepted one when nothing is
+    /// delivered.
+    fn rate(&self, measure: &Measure) -> f64 {
+        match self.triggers {
+            Triggers::None => measure.accepted_rate,
+            _ => measure.delivered_rate,
+        }
+    }
+}
+
+/// How the load generator sends.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// As fast as answered, with this many requests in flight.
+    Closed { concurrency: usize },
+    /// At a fixed rate, whatever the answers (latency without the queue a closed loop builds).
+    Open { per_second: f64 },
 }
 
 /// One round of one node configuration.
@@ -170,7 +199,12 @@ fn main() {
         Configuration {
             label: "tracing off, dead neighbour",
             flags: vec![],
-            dead_neighbour: true,
+            triggers: Triggers::DeadNeighbour,
+        },
+        Configuration {
+            label: "ingress alone (no trigger)",
+            flags: vec![],
+            triggers: Triggers::None,
         },
     ];
     let mut rounds_of: Vec<Vec<Measure>> = vec![Vec::new(); configurations.len()];
@@ -181,7 +215,13 @@ fn main() {
             let configuration = &configurations[index];
             let label = configuration.label;
             let load = load_average();
-            let measure = run_node(&runtime, events, concurrency, start, configuration);
+            let measure = run_node(
+                &runtime,
+                events,
+                Pace::Closed { concurrency },
+                start,
+                configuration,
+            );
             println!(
                 "round {}: {label:<28} accepted {:>8.0}/s delivered {:>8.0}/s  node CPU {:>5.1} µs/event  load {load:.1}",
                 round + 1,
@@ -192,8 +232,60 @@ fn main() {
             rounds_of[index].push(measure);
         }
     }
-    let median: Vec<Measure> = rounds_of.iter().map(|all| median_round(all)).collect();
+    let median: Vec<Measure> = configurations
+        .iter()
+        .zip(&rounds_of)
+        .map(|(configuration, all)| median_round(configuration, all))
+        .collect();
     let off = &median[0];
+    let (ingress_index, ingress) = configurations
+        .iter()
+        .zip(&median)
+        .enumerate()
+        .find_map(|(i, (configuration, measure))| {
+            (configuration.triggers == Triggers::None).then_some((i, measure))
+        })
+        .expect("an ingress-alone configuration");
+
+    // Open loop at half the delivered ceiling just measured: the latency of the path itself,
+    // against the same generator posting straight to a sink at the same rate.
+    let open_rate = off.delivered_rate * 0.5;
+    let mut open_direct = Vec::new();
+    let mut open_node = Vec::new();
+    for round in 0..rounds {
+        open_direct.push(direct_open(&runtime, events, open_rate, start));
+        let measure = run_node(
+            &runtime,
+            events,
+            Pace::Open {
+                per_second: open_rate,
+            },
+            start,
+            &configurations[0],
+        );
+        println!(
+            "round {}: open loop at {open_rate:.0}/s: direct p50 {:.2} ms p99 {:.2} ms; knactor p50 {:.2} ms p99 {:.2} ms, node CPU {:.1} µs/event",
+            round + 1,
+            ms(open_direct[round].0),
+            ms(open_direct[round].1),
+            ms(measure.e2e_p50),
+            ms(measure.e2e_p99),
+            measure.cpu_us_per_event
+        );
+        open_node.push(measure);
+    }
+    let median_ms =
+        |values: Vec<Duration>| common::median(&values.into_iter().map(ms).collect::<Vec<_>>());
+    let direct_p50 = median_ms(open_direct.iter().map(|d| d.0).collect());
+    let direct_p99 = median_ms(open_direct.iter().map(|d| d.1).collect());
+    let open_p50 = median_ms(open_node.iter().map(|m| m.e2e_p50).collect());
+    let open_p99 = median_ms(open_node.iter().map(|m| m.e2e_p99).collect());
+    let open_cpu = common::median(
+        &open_node
+            .iter()
+            .map(|m| m.cpu_us_per_event)
+            .collect::<Vec<_>>(),
+    );
 
     println!(
         "\ne2e load: {events} events, {concurrency} in flight, memory channel, one trigger, median of {rounds} rounds"
@@ -235,6 +327,20 @@ fn main() {
         off.cpu_us_per_event,
         off.cpu_us_per_event / reference_cpu
     );
+    println!(
+        "ingress alone (no trigger): accepted {:.0}/s ({:.2}x the reference; goal >= 0.8x), p50 {:.2} ms, p99 {:.2} ms; node CPU {:.1} µs per event ({:.2}x the reference's per request)",
+        ingress.accepted_rate,
+        ingress.accepted_rate / reference_rate,
+        ms(ingress.ack_p50),
+        ms(ingress.ack_p99),
+        ingress.cpu_us_per_event,
+        ingress.cpu_us_per_event / reference_cpu
+    );
+    println!(
+        "open loop at {open_rate:.0} events/s (half the delivered rate above), median of {rounds} rounds: sent to the sink directly p50 {direct_p50:.2} ms p99 {direct_p99:.2} ms; through knactor p50 {open_p50:.2} ms p99 {open_p99:.2} ms; added p50 {:.2} ms (goal <= 1), p99 {:.2} ms (goal <= 5); node CPU {open_cpu:.1} µs per event",
+        open_p50 - direct_p50,
+        open_p99 - direct_p99
+    );
     println!("\ntracing cost, as ratios to tracing off in this run (1.00 = no cost):");
     println!(
         "{:<30} {:>10} {:>10} {:>12} {:>12} {:>14}",
@@ -242,7 +348,7 @@ fn main() {
     );
     let mut tracing_results = serde_json::Map::new();
     for (configuration, measure) in configurations.iter().zip(&median) {
-        if configuration.dead_neighbour {
+        if configuration.triggers != Triggers::One {
             continue;
         }
         let label = configuration.label;
@@ -274,7 +380,7 @@ fn main() {
         .zip(&median)
         .enumerate()
         .find_map(|(i, (configuration, measure))| {
-            configuration.dead_neighbour.then_some((i, measure))
+            (configuration.triggers == Triggers::DeadNeighbour).then_some((i, measure))
         })
         .expect("a dead-neighbour configuration");
     let isolation = dead.delivered_rate / off.delivered_rate;
@@ -309,6 +415,21 @@ fn main() {
             "delivered": {"events_per_s": off.delivered_rate, "p50_ms": ms(off.e2e_p50), "p99_ms": ms(off.e2e_p99), "count": off.delivered},
             "ratio_accepted": off.accepted_rate / reference_rate,
             "ratio_delivered": off.delivered_rate / reference_rate,
+            "ingress_alone": {
+                "events_per_s": ingress.accepted_rate,
+                "ratio_to_reference": ingress.accepted_rate / reference_rate,
+                "p50_ms": ms(ingress.ack_p50),
+                "p99_ms": ms(ingress.ack_p99),
+                "node_cpu_us_per_event": ingress.cpu_us_per_event,
+                "rounds_accepted_events_per_s": rounds_of[ingress_index].iter().map(|m| m.accepted_rate).collect::<Vec<_>>(),
+            },
+            "open_loop": {
+                "events_per_s": open_rate,
+                "direct": {"p50_ms": direct_p50, "p99_ms": direct_p99},
+                "knactor": {"p50_ms": open_p50, "p99_ms": open_p99, "node_cpu_us_per_event": open_cpu},
+                "added_p50_ms": open_p50 - direct_p50,
+                "added_p99_ms": open_p99 - direct_p99,
+            },
             "tracing": tracing_results,
             "isolation": {
                 "ratio_delivered_dead_neighbour_to_alone": isolation,
@@ -330,20 +451,52 @@ fn main() {
             "the dead neighbour's backlog filled the memory channel before the run ended: use fewer --events"
         );
     }
-    for measure in rounds_of.iter().flatten() {
+    for (configuration, measures) in configurations.iter().zip(&rounds_of) {
+        if configuration.triggers == Triggers::None {
+            continue;
+        }
+        for measure in measures {
+            assert_eq!(
+                measure.delivered,
+                events - measure.failures,
+                "every accepted event was delivered"
+            );
+        }
+    }
+    for measure in &open_node {
         assert_eq!(
             measure.delivered,
             events - measure.failures,
-            "every accepted event was delivered"
+            "every accepted event was delivered (open loop)"
         );
     }
 }
 
-/// The round with the median delivered rate (the lower middle one of an even count), with the
-/// median CPU per event over all the rounds.
-fn median_round(rounds: &[Measure]) -> Measure {
+/// The generator's end-to-end latency (p50, p99) posting straight to a fresh sink at `per_second`.
+fn direct_open(
+    runtime: &tokio::runtime::Runtime,
+    events: usize,
+    per_second: f64,
+    start: Instant,
+) -> (Duration, Duration) {
+    let arrivals = Arrivals::new(start, events);
+    let sink = start_sink(arrivals.clone(), "open");
+    let url = format!("{sink}/sink");
+    load(runtime, &url, "warm", 2_000.min(events), 32, start);
+    let run = load_open(runtime, &url, "open", events, per_second, start);
+    arrivals.wait_for(events - run.failures, Duration::from_secs(60));
+    let (mut latencies, _) = arrivals.end_to_end(&run);
+    (
+        percentile(&mut latencies, 0.50),
+        percentile(&mut latencies, 0.99),
+    )
+}
+
+/// The round with the median rate ([`Configuration::rate`]; the lower middle one of an even
+/// count), with the median CPU per event over all the rounds.
+fn median_round(configuration: &Configuration, rounds: &[Measure]) -> Measure {
     let mut by_rate: Vec<&Measure> = rounds.iter().collect();
-    by_rate.sort_by(|a, b| a.delivered_rate.total_cmp(&b.delivered_rate));
+    by_rate.sort_by(|a, b| configuration.rate(a).total_cmp(&configuration.rate(b)));
     let mut cpu: Vec<f64> = rounds.iter().map(|m| m.cpu_us_per_event).collect();
     cpu.sort_by(f64::total_cmp);
     let mut median = by_rate[(by_rate.len() - 1) / 2].clone();
@@ -357,22 +510,24 @@ fn otlp(endpoint: &str, sampler: &[&str]) -> Vec<String> {
     args
 }
 
-/// A fresh node of `configuration` and a fresh sink, warmed up, then `events` events.
+/// A fresh node of `configuration` and a fresh sink, warmed up, then `events` events at `pace`.
 fn run_node(
     runtime: &tokio::runtime::Runtime,
     events: usize,
-    concurrency: usize,
+    pace: Pace,
     start: Instant,
     configuration: &Configuration,
 ) -> Measure {
     let arrivals: Arc<Arrivals> = Arrivals::new(start, events);
     let sink = start_sink(arrivals.clone(), "run");
-    let mut config = format!(
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: default, namespace: bench}}\nspec: {{}}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: sink, namespace: bench}}\n\
-         spec: {{broker: default, subscriber: {{uri: '{sink}/sink'}}}}\n"
-    );
-    if configuration.dead_neighbour {
+    let mut config = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: bench}\nspec: {}\n".to_string();
+    if configuration.triggers != Triggers::None {
+        config.push_str(&format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: sink, namespace: bench}}\n\
+             spec: {{broker: default, subscriber: {{uri: '{sink}/sink'}}}}\n"
+        ));
+    }
+    if configuration.triggers == Triggers::DeadNeighbour {
         // Its subscriber refuses connections; no dead-letter sink; the default retries.
         config.push_str(&format!(
             "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{name: dead, namespace: bench}}\n\
@@ -384,14 +539,25 @@ fn run_node(
     let extra: Vec<&str> = configuration.flags.iter().map(String::as_str).collect();
     let mut node = NodeProcess::spawn_on(bin, &config, &extra, Channel::Memory);
     let broker = node.broker("bench", "default");
+    let delivers = configuration.triggers != Triggers::None;
     let warm_up = 2_000.min(events);
-    let warm = load(runtime, &broker, "warm", warm_up, concurrency, start);
-    arrivals.wait_for_seen(warm_up - warm.failures, Duration::from_secs(60));
+    let warm = load(runtime, &broker, "warm", warm_up, 32, start);
+    if delivers {
+        arrivals.wait_for_seen(warm_up - warm.failures, Duration::from_secs(60));
+    }
     let cpu_before = cpu_ticks(node.pid());
-    let run = load(runtime, &broker, "run", events, concurrency, start);
-    arrivals.wait_for(events - run.failures, Duration::from_secs(120));
+    let run = match pace {
+        Pace::Closed { concurrency } => load(runtime, &broker, "run", events, concurrency, start),
+        Pace::Open { per_second } => load_open(runtime, &broker, "run", events, per_second, start),
+    };
+    if delivers {
+        arrivals.wait_for(events - run.failures, Duration::from_secs(120));
+    } else {
+        // What is left to count: the dispatcher reading the records it has not read yet.
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let cpu = cpu_ticks(node.pid()) - cpu_before;
-    let backlog_records = if configuration.dead_neighbour {
+    let backlog_records = if configuration.triggers == Triggers::DeadNeighbour {
         // The gauges are published once a second.
         std::thread::sleep(Duration::from_millis(1200));
         not_final(&node.url, r#"namespace="bench",broker="default","#)
@@ -401,7 +567,11 @@ fn run_node(
     let rss_mib = rss_mib(node.pid());
     node.kill();
 
-    let (mut end_to_end, delivered_rate) = arrivals.end_to_end(&run);
+    let (mut end_to_end, delivered_rate) = if delivers {
+        arrivals.end_to_end(&run)
+    } else {
+        (vec![Duration::ZERO], 0.0)
+    };
     let mut ack = run.ack.clone();
     Measure {
         accepted_rate: rate(&run, events),

@@ -147,6 +147,86 @@ pub fn load_spread(
     })
 }
 
+/// Sends `events` binary-mode events open-loop at `per_second` events per second: event `i` is
+/// due at `i / per_second` after the run starts and is sent then, whether or not earlier ones were
+/// answered (at most `MAX_OPEN_IN_FLIGHT` at once, so a stalled server cannot take every socket).
+/// `sent_at` holds when each was due, not when the generator got to it, so that a server that
+/// stalls the generator is charged for the wait (no coordinated omission). Ids are `<prefix>-<i>`.
+pub fn load_open(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    prefix: &str,
+    events: usize,
+    per_second: f64,
+    start: Instant,
+) -> Run {
+    const MAX_OPEN_IN_FLIGHT: usize = 1024;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(MAX_OPEN_IN_FLIGHT)
+            .build()
+            .unwrap();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_IN_FLIGHT));
+        let began = tokio::time::Instant::now();
+        let mut sends = Vec::with_capacity(events);
+        for i in 0..events {
+            let due = began + Duration::from_secs_f64(i as f64 / per_second);
+            tokio::time::sleep_until(due).await;
+            let permit = in_flight.clone().acquire_owned().await.unwrap();
+            let client = client.clone();
+            let url = url.to_string();
+            let id = format!("{prefix}-{i}");
+            let due_since_start = due.into_std() - start;
+            sends.push(tokio::spawn(async move {
+                let status = client
+                    .post(&url)
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", id)
+                    .header("ce-source", "/bench")
+                    .header("ce-type", "bench")
+                    .header("content-type", "application/json")
+                    .body(PAYLOAD)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                drop(permit);
+                (
+                    i,
+                    due_since_start,
+                    start.elapsed() - due_since_start,
+                    status,
+                )
+            }));
+        }
+        let mut results = Vec::with_capacity(events);
+        for send in sends {
+            results.push(send.await.unwrap());
+        }
+        let elapsed = began.elapsed();
+        let mut sent_at = vec![Duration::ZERO; events];
+        let mut ack = Vec::with_capacity(events);
+        let mut failures = 0;
+        let mut refused = std::collections::BTreeMap::new();
+        for (i, due, latency, status) in results {
+            sent_at[i] = due;
+            ack.push(latency);
+            if status != 202 {
+                failures += 1;
+                *refused.entry(status).or_default() += 1;
+            }
+        }
+        Run {
+            sent_at,
+            ack,
+            elapsed,
+            failures,
+            refused,
+        }
+    })
+}
+
 /// The data of every event the load generator sends (binary mode, `application/json`).
 pub const PAYLOAD: &str = r#"{"payload":"0123456789abcdef0123456789abcdef"}"#;
 

@@ -319,6 +319,7 @@ impl Node {
         for key in gone {
             if let Some(cell) = self.cells.remove(&key) {
                 info!(broker = %key, "broker removed");
+                self.shared.metrics.forget_broker(&key);
                 cell.stop();
                 if self.shared.options.delete_topics {
                     delete_topics(&cell, key, self.removing.clone());
@@ -653,6 +654,7 @@ fn update_triggers(cell: &mut Cell, route: Arc<BrokerRoute>, shared: &Arc<Shared
     });
     for (key, removed) in cell.triggers.drain() {
         info!(trigger = %key, "trigger removed");
+        shared.metrics.forget_trigger(route.key(), &key);
         removed.do_send(Shutdown);
     }
     cell.triggers = triggers;

@@ -13,6 +13,7 @@
 //!
 //! Implementations: [`MemoryLog`] (the embedded default, one process) and `knactor-kafka`.
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 mod memory;
 

@@ -11,6 +11,12 @@
 //!
 //! Reading also accepts structured mode (`content-type: application/cloudevents+json`, the whole
 //! event in the value), which other producers of an external topic may write.
+//!
+//! Why not `cloudevents-sdk`'s own Kafka binding (its `rdkafka` feature, which builds against our
+//! rdkafka 0.38): it writes `dataschema` from the parsed URL (a producer's `dataschema` text would
+//! come back normalized; ours keeps it as sent, [`dataschema_as_sent`]), it would put the mesh's
+//! attribute stash on the wire as `ce_` headers, and it works on rdkafka's message types where the
+//! channel needs plain parts it can size against a topic's limit before producing.
 
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{
