@@ -336,7 +336,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
                     report,
                     origin,
                     resource,
-                    vec![FieldError::new("apiVersion", problem)],
+                    vec![FieldError::new("apiVersion", problem.to_string())],
                 )
             }
         }
