@@ -17,8 +17,8 @@ pub use broker::{
     broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
 };
 pub use channel::{
-    kafka_client_config, ChannelDefaults, ChannelKind, ChannelSpec, KafkaChannel,
-    EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
+    kafka_client_config, ChannelConfigError, ChannelDefaults, ChannelKind, ChannelSpec,
+    KafkaAuthError, KafkaChannel, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
 };
 pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
 pub use destination::{AddressablesTable, Destination, Reference, Resolver, StaticResolver};
@@ -317,7 +317,7 @@ impl Routes {
                     kind: "Broker",
                     key: broker.key.clone(),
                     reason: IssueReason::ChannelConfigInvalid,
-                    message: problem,
+                    message: problem.to_string(),
                 }),
             }
         }
