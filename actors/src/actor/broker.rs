@@ -91,8 +91,7 @@ impl BrokerActor {
         let metrics = self.broker.0.metrics.clone();
         ctx.spawn(
             async move {
-                let outcome = log.probe(&topic).await.map_err(|error| error.to_string());
-                metrics.channel.probed(outcome);
+                metrics.channel.probed(log.probe(&topic).await);
             }
             .into_actor(self),
         );
