@@ -21,7 +21,10 @@ pub use channel::{
     KafkaAuthError, KafkaChannel, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
 };
 pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
-pub use destination::{AddressablesTable, Destination, Reference, Resolver, StaticResolver};
+pub use destination::{
+    AddressableEntryError, AddressablesTable, Destination, Reference, ResolveError, Resolver,
+    StaticResolver,
+};
 pub use source::{
     ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
     WatchedKind, PING_EVENT_TYPE,
@@ -376,7 +379,10 @@ impl Routes {
                     (url, Arc::from(reported))
                 }
                 Err(problem) => {
-                    issues.push(not_ready(IssueReason::SubscriberResolveFailed, problem));
+                    issues.push(not_ready(
+                        IssueReason::SubscriberResolveFailed,
+                        problem.to_string(),
+                    ));
                     continue;
                 }
             };
@@ -427,7 +433,9 @@ impl Routes {
                     IssueReason::SinkMissing,
                     "spec.sink is not set".into(),
                 )),
-                Some(Err(problem)) => issues.push(not_ready(IssueReason::SinkNotFound, problem)),
+                Some(Err(problem)) => {
+                    issues.push(not_ready(IssueReason::SinkNotFound, problem.to_string()))
+                }
                 Some(Ok(sink)) => sources.push(Arc::new(SourceRoute { source, sink })),
             }
         }
