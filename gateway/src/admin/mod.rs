@@ -329,7 +329,10 @@ pub async fn status(
                 ready: health.ready,
                 problem: health.problem,
                 sufficient_permissions: health.permissions.as_ref().map(Result::is_ok),
-                permission_problem: health.permissions.and_then(Result::err),
+                permission_problem: health
+                    .permissions
+                    .and_then(Result::err)
+                    .map(|problem| problem.to_string()),
                 namespaces: health.namespaces,
                 skipped: health.skipped,
                 sent: health.sent,

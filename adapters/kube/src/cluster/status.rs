@@ -238,14 +238,15 @@ pub(super) fn build(
             match &health.permissions {
                 Some(Ok(())) => conditions.push(condition("SufficientPermissions", true, "", "")),
                 Some(Err(problem)) => {
+                    let problem = problem.to_string();
                     conditions.push(condition(
                         "SufficientPermissions",
                         false,
                         "InsufficientPermissions",
-                        problem,
+                        &problem,
                     ));
                     if ready.is_ok() {
-                        ready = Err(("InsufficientPermissions", problem.clone()));
+                        ready = Err(("InsufficientPermissions", problem));
                     }
                 }
                 None => conditions.push(condition(
