@@ -195,8 +195,8 @@ impl ChannelHealth {
     }
 
     /// The outcome of a probe of the channel.
-    pub fn probed(&self, outcome: Result<(), String>) {
-        *self.lock() = outcome.err();
+    pub fn probed(&self, outcome: Result<(), crate::channel::ChannelError>) {
+        *self.lock() = outcome.err().map(|error| error.to_string());
     }
 
     /// Why the channel does not store events now, if it does not.

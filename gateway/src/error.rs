@@ -1,12 +1,16 @@
 //! Every way an ingress request can fail, and its HTTP status, in one place (Knative's broker
 //! ingress contract). 4xx bodies say what to fix; 5xx bodies say what to do and reveal nothing
 //! internal (the cause is logged where it happens). A connection refused over a connection limit
-//! gets its answer before any request exists, from [`crate::limits::OverLimit::response`].
+//! gets its answer before any request exists, from [`crate::limits::OverLimit::response`]. What
+//! the broker refuses is answered with the status of [`PublishError::status`], which the broker's
+//! metrics and the node's local ingress use too.
 
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use knactor_actors::actor::PublishError;
+use knactor_actors::channel::AppendError;
 
 use crate::binding::DecodeError;
 
@@ -27,8 +31,6 @@ pub enum IngressError {
          requests it reads ({limit} bytes, --body-buffer-bytes): send fewer or smaller events at once"
     )]
     TooLargeDecoded { size: usize, limit: usize },
-    #[error("too large for broker {broker}'s channel: {detail}")]
-    TooLargeForChannel { broker: String, detail: String },
     #[error("could not read the request body: {0}")]
     UnreadableBody(String),
     #[error("the request body did not arrive within {}s of its head", limit.as_secs_f64())]
@@ -37,16 +39,13 @@ pub enum IngressError {
     BodyBuffersFull,
     #[error("invalid CloudEvent: {0}")]
     InvalidEvent(#[from] DecodeError),
-    #[error("{0}")]
-    TtlExhausted(String),
-    #[error("broker {broker} cannot take more events now: {reason}; retry after {}s", retry_after.as_secs().max(1))]
-    Busy {
+    /// The broker did not take the events; [`PublishError::status`] says with which status.
+    #[error("{}", publish_refusal(.broker, .error))]
+    Publish {
         broker: String,
-        retry_after: Duration,
-        reason: String,
+        #[source]
+        error: PublishError,
     },
-    #[error("broker {broker} cannot store events right now; retry later")]
-    Unavailable { broker: String },
     #[error("broker {broker} is not running on this node right now; retry later")]
     NotRunning { broker: String },
     #[error("this node is shutting down and takes no more events; retry (another node of the broker takes them)")]
@@ -58,12 +57,34 @@ pub enum IngressError {
     NotAnIngress,
 }
 
+/// What a client is told when the broker does not take its events. A channel that fails says
+/// nothing of why (the ingress logs it); a full one says what fills it.
+fn publish_refusal(broker: &str, error: &PublishError) -> String {
+    match error {
+        PublishError::Admit(refused) => refused.to_string(),
+        PublishError::Append(AppendError::Full {
+            retry_after,
+            reason,
+        }) => format!(
+            "broker {broker} cannot take more events now: {reason}; retry after {}s",
+            retry_after.as_secs().max(1)
+        ),
+        PublishError::Append(too_large @ AppendError::TooLarge { .. }) => {
+            format!("too large for broker {broker}'s channel: {too_large}")
+        }
+        PublishError::Append(_) => {
+            format!("broker {broker} cannot store events right now; retry later")
+        }
+    }
+}
+
 impl IngressError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            IngressError::Busy { retry_after, .. } => Some(*retry_after),
-            IngressError::Unavailable { .. }
-            | IngressError::NotRunning { .. }
+            IngressError::Publish { error, .. } => error
+                .retry_after()
+                .or((error.status() == 503).then_some(Duration::from_secs(1))),
+            IngressError::NotRunning { .. }
             | IngressError::ShuttingDown
             | IngressError::BodyBuffersFull => Some(Duration::from_secs(1)),
             _ => None,
@@ -99,14 +120,15 @@ impl ResponseError for IngressError {
             IngressError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             IngressError::BadPath(_)
             | IngressError::UnreadableBody(_)
-            | IngressError::InvalidEvent(_)
-            | IngressError::TtlExhausted(_) => StatusCode::BAD_REQUEST,
-            IngressError::TooLarge { .. }
-            | IngressError::TooLargeDecoded { .. }
-            | IngressError::TooLargeForChannel { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngressError::Busy { .. }
-            | IngressError::Unavailable { .. }
-            | IngressError::NotRunning { .. }
+            | IngressError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
+            IngressError::TooLarge { .. } | IngressError::TooLargeDecoded { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            // The broker's own mapping, which its metrics count too.
+            IngressError::Publish { error, .. } => {
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            IngressError::NotRunning { .. }
             | IngressError::BodyBuffersFull
             | IngressError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             IngressError::NotAnIngress => StatusCode::MISDIRECTED_REQUEST,

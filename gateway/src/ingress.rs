@@ -267,25 +267,19 @@ async fn receive(
     }
     match broker.publish(events).await {
         Ok(()) => Ok(HttpResponse::Accepted().finish()),
-        Err(PublishError::Admit(refused)) => Err(IngressError::TtlExhausted(refused.to_string())),
-        Err(PublishError::Append(AppendError::Full {
-            retry_after,
-            reason,
-        })) => Err(IngressError::Busy {
-            broker: broker_name,
-            retry_after,
-            reason,
-        }),
-        Err(PublishError::Append(too_large @ AppendError::TooLarge { .. })) => {
-            Err(IngressError::TooLargeForChannel {
+        Err(error) => {
+            if let PublishError::Append(failure) = &error {
+                if !matches!(
+                    failure,
+                    AppendError::Full { .. } | AppendError::TooLarge { .. }
+                ) {
+                    // The answer says nothing of it: logged here, once.
+                    error!(broker = %key, "append failed: {failure}");
+                }
+            }
+            Err(IngressError::Publish {
                 broker: broker_name,
-                detail: too_large.to_string(),
-            })
-        }
-        Err(PublishError::Append(failure)) => {
-            error!(broker = %key, "append failed: {failure}");
-            Err(IngressError::Unavailable {
-                broker: broker_name,
+                error,
             })
         }
     }

@@ -92,8 +92,7 @@ impl BrokerActor {
         let metrics = self.broker.0.metrics.clone();
         ctx.spawn(
             async move {
-                let outcome = log.probe(&topic).await.map_err(|error| error.to_string());
-                metrics.channel.probed(outcome);
+                metrics.channel.probed(log.probe(&topic).await);
             }
             .into_actor(self),
         );
@@ -111,7 +110,8 @@ pub enum PublishError {
 
 impl PublishError {
     /// The HTTP status that answers it (Knative's ingress contract): 400 for an event whose
-    /// TTL is spent, 413 for one the channel can never hold, else 503 (retry later).
+    /// TTL is spent, 413 for one the channel can never hold, else 503 (retry later). The one
+    /// mapping: the gateway's ingress, the local ingress and the broker's response metrics use it.
     pub fn status(&self) -> u16 {
         match self {
             Self::Admit(_) => 400,

@@ -63,7 +63,7 @@ impl Actor for SourceActor {
                 Ok(()) => None,
                 Err(problem) => {
                     error!(kind = actor.id.0, source = %actor.id.1, "source stopped: {problem}");
-                    Some(problem)
+                    Some(problem.to_string())
                 }
             };
             actor.board.set_stopped(&actor.id, problem);

@@ -30,6 +30,8 @@ impl fmt::Display for FieldError {
     }
 }
 
+impl std::error::Error for FieldError {}
+
 /// How closely resources are held to Knative's webhook.
 ///
 /// `Lenient` (the default) loads what Knative's own documentation and test renders show even where

@@ -21,6 +21,47 @@ pub struct Rewritten {
     pub note: String,
 }
 
+/// Why an older shape is not read as today's: each says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    #[error("{old}: spec is not a mapping")]
+    SpecNotMapping { old: String },
+    /// A 2019 source (`ApiServerSource`, `CronJobSource`) whose spec has no exact v1 rewrite.
+    #[error("{old} is the 2019 shape and {problem}; write it as {SOURCES_V1} {kind}")]
+    SourceNotRewritten {
+        old: String,
+        /// The v1 kind to write it as.
+        kind: &'static str,
+        #[source]
+        problem: SpecProblem,
+    },
+    #[error("{old}: {problem}; write it as {EVENTING_V1} Trigger")]
+    TriggerNotRewritten {
+        old: String,
+        #[source]
+        problem: SpecProblem,
+    },
+    #[error("{old} with spec.{field} has no {EVENTING_V1} equivalent knactor runs; write it as {EVENTING_V1} Broker with spec.config (a ConfigMap) or the class annotation")]
+    ChannelTemplate { old: String, field: &'static str },
+    #[error("{old} is not a shape knactor reads")]
+    UnknownShape { old: String },
+}
+
+/// What in an older spec has no place in today's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecProblem {
+    #[error("spec.resources[{index}] selects by controller, which v1 says with spec.owner")]
+    ControllerSelector { index: usize },
+    #[error("filter has both sourceAndType and attributes")]
+    BothFilters,
+    #[error("filter.sourceAndType is not a mapping")]
+    SourceAndTypeNotMapping,
+    #[error("filter.sourceAndType.{name} is not text")]
+    SourceAndTypeNotText { name: String },
+    #[error("spec.sink.{field} has no v1 place")]
+    SinkFieldUnplaced { field: String },
+}
+
 /// Whether `api_version` `kind` is an older shape this module knows.
 pub fn is_older_shape(api_version: &str, kind: &str) -> bool {
     matches!(
@@ -37,18 +78,24 @@ pub fn is_older_shape(api_version: &str, kind: &str) -> bool {
 
 /// Rewrites `document` (an older shape, see [`is_older_shape`]) into today's, in place; the
 /// error says what cannot be rewritten and names the shape to write.
-pub fn rewrite(document: &mut Mapping, api_version: &str, kind: &str) -> Result<Rewritten, String> {
+pub fn rewrite(
+    document: &mut Mapping,
+    api_version: &str,
+    kind: &str,
+) -> Result<Rewritten, RewriteError> {
     let old = format!("{api_version} {kind}");
     let spec = match document.get_mut("spec") {
         Some(Value::Mapping(spec)) => Some(spec),
         Some(Value::Null) | None => None,
-        Some(_) => return Err(format!("{old}: spec is not a mapping")),
+        Some(_) => return Err(RewriteError::SpecNotMapping { old }),
     };
     let (api_version, kind, note) = match kind {
         "ApiServerSource" => {
             if let Some(spec) = spec {
-                api_server_source(spec).map_err(|problem| {
-                    format!("{old} is the 2019 shape and {problem}; write it as {SOURCES_V1} ApiServerSource")
+                api_server_source(spec).map_err(|problem| RewriteError::SourceNotRewritten {
+                    old: old.clone(),
+                    kind: "ApiServerSource",
+                    problem,
                 })?;
             }
             (
@@ -59,8 +106,10 @@ pub fn rewrite(document: &mut Mapping, api_version: &str, kind: &str) -> Result<
         }
         "CronJobSource" => {
             if let Some(spec) = spec {
-                cron_job_source(spec).map_err(|problem| {
-                    format!("{old} is the 2019 shape and {problem}; write it as {SOURCES_V1} PingSource")
+                cron_job_source(spec).map_err(|problem| RewriteError::SourceNotRewritten {
+                    old: old.clone(),
+                    kind: "PingSource",
+                    problem,
                 })?;
             }
             (
@@ -75,7 +124,7 @@ pub fn rewrite(document: &mut Mapping, api_version: &str, kind: &str) -> Result<
                     .into_iter()
                     .find(|field| spec.contains_key(*field))
                 {
-                    return Err(format!("{old} with spec.{field} has no {EVENTING_V1} equivalent knactor runs; write it as {EVENTING_V1} Broker with spec.config (a ConfigMap) or the class annotation"));
+                    return Err(RewriteError::ChannelTemplate { old, field });
                 }
             }
             (
@@ -86,8 +135,9 @@ pub fn rewrite(document: &mut Mapping, api_version: &str, kind: &str) -> Result<
         }
         "Trigger" => {
             if let Some(spec) = spec {
-                trigger(spec).map_err(|problem| {
-                    format!("{old}: {problem}; write it as {EVENTING_V1} Trigger")
+                trigger(spec).map_err(|problem| RewriteError::TriggerNotRewritten {
+                    old: old.clone(),
+                    problem,
                 })?;
             }
             (
@@ -96,7 +146,7 @@ pub fn rewrite(document: &mut Mapping, api_version: &str, kind: &str) -> Result<
                 format!("{old} is read as {EVENTING_V1} Trigger (filter.attributes for filter.sourceAndType): write it so"),
             )
         }
-        _ => return Err(format!("{old} is not a shape knactor reads")),
+        _ => return Err(RewriteError::UnknownShape { old }),
     };
     document.insert("apiVersion".into(), api_version.into());
     document.insert("kind".into(), kind.into());
@@ -109,7 +159,7 @@ pub fn rewrite(document: &mut Mapping, api_version: &str, kind: &str) -> Result<
 
 /// v1alpha1 ApiServerSource spec -> v1: `mode` Ref -> Reference, `resources[].labelSelector` ->
 /// `selector`, the sink an object reference -> `sink.ref`.
-fn api_server_source(spec: &mut Mapping) -> Result<(), String> {
+fn api_server_source(spec: &mut Mapping) -> Result<(), SpecProblem> {
     if let Some(mode) = spec.get_mut("mode") {
         if mode.as_str() == Some("Ref") {
             *mode = "Reference".into();
@@ -124,9 +174,7 @@ fn api_server_source(spec: &mut Mapping) -> Result<(), String> {
             if controller.as_ref().and_then(Value::as_bool) == Some(true)
                 || resource.contains_key("controllerSelector")
             {
-                return Err(format!(
-                    "spec.resources[{index}] selects by controller, which v1 says with spec.owner"
-                ));
+                return Err(SpecProblem::ControllerSelector { index });
             }
             if let Some(selector) = resource.remove("labelSelector") {
                 resource.insert("selector".into(), selector);
@@ -138,7 +186,7 @@ fn api_server_source(spec: &mut Mapping) -> Result<(), String> {
 
 /// v1alpha1 CronJobSource spec -> v1 PingSource: `schedule` and `data` as they are, the sink a
 /// `ref`; the adapter pod's `serviceAccountName` and `resources` have nothing to configure here.
-fn cron_job_source(spec: &mut Mapping) -> Result<(), String> {
+fn cron_job_source(spec: &mut Mapping) -> Result<(), SpecProblem> {
     spec.remove("serviceAccountName");
     spec.remove("resources");
     sink_to_destination(spec)
@@ -147,7 +195,7 @@ fn cron_job_source(spec: &mut Mapping) -> Result<(), String> {
 /// v1alpha1/v1beta1 Trigger spec -> v1: `broker` defaults to `default`, as the webhook of the
 /// time set it; `filter.sourceAndType` -> `filter.attributes` (an empty or `Any` value matched
 /// everything then, and is left out now).
-fn trigger(spec: &mut Mapping) -> Result<(), String> {
+fn trigger(spec: &mut Mapping) -> Result<(), SpecProblem> {
     if !spec.contains_key("broker") {
         spec.insert("broker".into(), "default".into());
     }
@@ -158,18 +206,17 @@ fn trigger(spec: &mut Mapping) -> Result<(), String> {
         return Ok(());
     };
     if filter.contains_key("attributes") {
-        return Err("filter has both sourceAndType and attributes".into());
+        return Err(SpecProblem::BothFilters);
     }
     let Value::Mapping(source_and_type) = source_and_type else {
-        return Err("filter.sourceAndType is not a mapping".into());
+        return Err(SpecProblem::SourceAndTypeNotMapping);
     };
     let mut attributes = Mapping::new();
     for (name, value) in source_and_type {
         let Some(text) = value.as_str() else {
-            return Err(format!(
-                "filter.sourceAndType.{} is not text",
-                describe(&name)
-            ));
+            return Err(SpecProblem::SourceAndTypeNotText {
+                name: describe(&name),
+            });
         };
         if !text.is_empty() && text != "Any" {
             attributes.insert(name, text.into());
@@ -181,7 +228,7 @@ fn trigger(spec: &mut Mapping) -> Result<(), String> {
 
 /// A sink written as an object reference (`{apiVersion, kind, name}`) becomes `{ref: {...}}`;
 /// one already written as a destination (`ref`, `uri`) stays.
-fn sink_to_destination(spec: &mut Mapping) -> Result<(), String> {
+fn sink_to_destination(spec: &mut Mapping) -> Result<(), SpecProblem> {
     let Some(Value::Mapping(sink)) = spec.get_mut("sink") else {
         return Ok(());
     };
@@ -194,7 +241,11 @@ fn sink_to_destination(spec: &mut Mapping) -> Result<(), String> {
             Some("apiVersion" | "kind" | "name" | "namespace") => {
                 reference.insert(name, value);
             }
-            _ => return Err(format!("spec.sink.{} has no v1 place", describe(&name))),
+            _ => {
+                return Err(SpecProblem::SinkFieldUnplaced {
+                    field: describe(&name),
+                })
+            }
         }
     }
     sink.insert("ref".into(), Value::Mapping(reference));
@@ -256,7 +307,8 @@ mod tests {
             "ApiServerSource",
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(error.contains("spec.owner"), "{error}");
         assert!(
             error.contains("write it as sources.knative.dev/v1 ApiServerSource"),
@@ -310,7 +362,8 @@ mod tests {
         );
         let error = rewrite(&mut broker, "eventing.knative.dev/v1alpha1", "Broker")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(error.contains("channelTemplateSpec"), "{error}");
         assert!(error.contains("eventing.knative.dev/v1 Broker"), "{error}");
     }

@@ -166,7 +166,33 @@ const EVENTING_V1: &str = "eventing.knative.dev/v1";
 const SOURCES_V1: &str = "sources.knative.dev/v1";
 pub const NODE_CONFIG_API_VERSION: &str = "knactor.dev/v1alpha1";
 
-fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, String> {
+/// Why a kind knactor reads is refused at its `apiVersion`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ApiVersionError {
+    /// A 2019 source at a version [`legacy`] does not rewrite.
+    #[error(
+        "{api_version} {kind} is the 2019 shape; write it as {SOURCES_V1} {} (the sink becomes spec.sink.ref)",
+        today_kind(.kind)
+    )]
+    OlderShape { api_version: String, kind: String },
+    #[error("apiVersion {api_version:?} is not served for {kind}: use {}", .served.join(" or "))]
+    NotServed {
+        api_version: String,
+        kind: String,
+        served: &'static [&'static str],
+    },
+}
+
+/// The kind a 2019 source is written as today.
+fn today_kind(kind: &str) -> &str {
+    if kind == "CronJobSource" {
+        "PingSource"
+    } else {
+        kind
+    }
+}
+
+fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, ApiVersionError> {
     let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
     let known = match (group, kind) {
         ("eventing.knative.dev", "Broker") => (Known::Broker, &[EVENTING_V1][..]),
@@ -180,10 +206,10 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, String> {
         ("", "ConfigMap") => (Known::ConfigMap, &["v1"][..]),
         ("", "Secret") => (Known::Secret, &["v1"][..]),
         ("sources.eventing.knative.dev", "ApiServerSource" | "CronJobSource") => {
-            return Err(format!(
-                "{api_version} {kind} is the 2019 shape; write it as {SOURCES_V1} {} (the sink becomes spec.sink.ref)",
-                if kind == "CronJobSource" { "PingSource" } else { kind }
-            ))
+            return Err(ApiVersionError::OlderShape {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+            })
         }
         _ => return Ok(None),
     };
@@ -191,10 +217,11 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, String> {
     if versions.contains(&api_version) {
         Ok(Some(known))
     } else {
-        Err(format!(
-            "apiVersion {api_version:?} is not served for {kind}: use {}",
-            versions.join(" or ")
-        ))
+        Err(ApiVersionError::NotServed {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            served: versions,
+        })
     }
 }
 
@@ -336,7 +363,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
                     report,
                     origin,
                     resource,
-                    vec![FieldError::new("apiVersion", problem)],
+                    vec![FieldError::new("apiVersion", problem.to_string())],
                 )
             }
         }
@@ -359,7 +386,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
                 report,
                 origin,
                 resource,
-                vec![FieldError::new("apiVersion", problem)],
+                vec![FieldError::new("apiVersion", problem.to_string())],
             )
         }
     };

@@ -104,8 +104,15 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// Text that is not `<namespace>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not of the form <namespace>/<name>")]
+pub struct ObjectKeyParseError {
+    pub text: String,
+}
+
 impl std::str::FromStr for ObjectKey {
-    type Err = String;
+    type Err = ObjectKeyParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once('/') {
@@ -114,7 +121,9 @@ impl std::str::FromStr for ObjectKey {
             {
                 Ok(Self::new(namespace, name))
             }
-            _ => Err(format!("{text:?} is not of the form <namespace>/<name>")),
+            _ => Err(ObjectKeyParseError {
+                text: text.to_string(),
+            }),
         }
     }
 }

@@ -54,7 +54,7 @@ impl NodeConfigSpec {
         let mut probe = crate::routes::AddressablesTable::default();
         for (key, url) in &self.addressables {
             if let Err(problem) = probe.insert(key, url) {
-                checker.error(join("spec.addressables", key), problem);
+                checker.error(join("spec.addressables", key), problem.to_string());
             }
         }
         let default_delivery = self

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::destination::DestinationSpec;
-use super::field::{join, Checker};
+use super::field::{join, Checker, FieldError};
 use super::filter::FilterSpec;
 use super::meta::null_as_default;
 
@@ -19,6 +19,20 @@ use super::meta::null_as_default;
 pub struct CloudEventOverrides {
     #[serde(default, deserialize_with = "null_as_default")]
     pub extensions: BTreeMap<String, String>,
+}
+
+/// Why a label selector query (`a=b,c in (x,y)`) cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorQueryError {
+    #[error("{term:?} in {text:?} is not a label selector term (a=b, a!=b, a in (x,y), a notin (x), a, !a)")]
+    BadTerm { term: String, text: String },
+    /// Read, but not a valid selector (a key or value Kubernetes refuses).
+    #[error("{text:?}: {source}")]
+    Invalid {
+        text: String,
+        #[source]
+        source: FieldError,
+    },
 }
 
 /// `metav1.LabelSelector`.
@@ -177,7 +191,7 @@ impl LabelSelector {
     }
 
     /// Reads the query syntax back (`a=b,c!=d,e in (x,y),f notin (z),g,!h`), as flags take selectors.
-    pub fn parse_query(text: &str) -> Result<LabelSelector, String> {
+    pub fn parse_query(text: &str) -> Result<LabelSelector, SelectorQueryError> {
         let mut selector = LabelSelector::default();
         let mut rest = text.trim();
         while !rest.is_empty() {
@@ -196,8 +210,9 @@ impl LabelSelector {
                 .map_or(rest.len(), |(at, _)| at);
             let term = rest[..end].trim();
             rest = rest[end..].trim_start_matches(',').trim();
-            let bad = || {
-                format!("{term:?} in {text:?} is not a label selector term (a=b, a!=b, a in (x,y), a notin (x), a, !a)")
+            let bad = || SelectorQueryError::BadTerm {
+                term: term.to_string(),
+                text: text.to_string(),
             };
             let requirement =
                 |key: &str, operator: &str, values: Vec<String>| LabelSelectorRequirement {
@@ -205,7 +220,7 @@ impl LabelSelector {
                     operator: operator.to_string(),
                     values,
                 };
-            let list = |inner: &str| -> Result<Vec<String>, String> {
+            let list = |inner: &str| -> Result<Vec<String>, SelectorQueryError> {
                 let inner = inner.trim();
                 let inner = inner
                     .strip_prefix('(')
@@ -254,6 +269,9 @@ impl LabelSelector {
         checker
             .finish(selector)
             .map(|checked| checked.value)
-            .map_err(|errors| format!("{text:?}: {}", errors[0]))
+            .map_err(|errors| SelectorQueryError::Invalid {
+                text: text.to_string(),
+                source: errors[0].clone(),
+            })
     }
 }

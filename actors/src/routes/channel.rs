@@ -15,6 +15,7 @@
 //! Every other class lives in the node's memory channel.
 
 use std::collections::BTreeMap;
+use std::num::ParseIntError;
 
 use super::Broker;
 use crate::resources::ObjectKey;
@@ -23,6 +24,48 @@ use crate::resources::ObjectKey;
 pub const KAFKA_BROKER_CLASSES: [&str; 2] = ["Kafka", "KafkaNamespaced"];
 /// Knative's annotation naming an existing topic to use as the broker's channel.
 pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external.topic";
+
+/// Why a broker's channel cannot be set up from its config (the broker's not-ready reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelConfigError {
+    #[error("ConfigMap {0} (spec.config) does not exist")]
+    ConfigMapMissing(ObjectKey),
+    #[error("spec.config is a {kind}; a Kafka broker's config is a ConfigMap")]
+    ConfigNotConfigMap { kind: String },
+    #[error("ConfigMap key {key}: {text:?} is not a number")]
+    NotANumber {
+        key: &'static str,
+        text: String,
+        #[source]
+        source: ParseIntError,
+    },
+    #[error("ConfigMap key {key}: {value} must be at least 1")]
+    OutOfRange { key: &'static str, value: i64 },
+    #[error("Secret {0} (auth.secret.ref.name) does not exist")]
+    SecretMissing(ObjectKey),
+    #[error("Secret {secret}: {source}")]
+    AuthInvalid {
+        secret: ObjectKey,
+        #[source]
+        source: KafkaAuthError,
+    },
+}
+
+/// Why a Secret in Knative's Kafka auth format cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KafkaAuthError {
+    #[error("has no \"protocol\" key (PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL)")]
+    NoProtocol,
+    #[error("protocol {0:?} is not PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL")]
+    UnknownProtocol(String),
+    #[error("sasl.mechanism {0:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")]
+    UnknownMechanism(String),
+    /// `user` or `password`.
+    #[error("SASL needs a {0:?} key")]
+    SaslKeyMissing(&'static str),
+    #[error("user.crt and user.key go together")]
+    HalfClientCertificate,
+}
 
 /// The channel of one broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +178,7 @@ impl ChannelDefaults {
         broker: &Broker,
         config_maps: &BTreeMap<ObjectKey, BTreeMap<String, String>>,
         secrets: &BTreeMap<ObjectKey, BTreeMap<String, String>>,
-    ) -> Result<ChannelSpec, String> {
+    ) -> Result<ChannelSpec, ChannelConfigError> {
         let class = self.class_of(broker);
         let external_topic = broker
             .annotations
@@ -155,41 +198,46 @@ impl ChannelDefaults {
                 let data = config_maps
                     .get(&key)
                     .cloned()
-                    .ok_or_else(|| format!("ConfigMap {key} (spec.config) does not exist"))?;
+                    .ok_or(ChannelConfigError::ConfigMapMissing(key.clone()))?;
                 (data, key.namespace)
             }
             Some(reference) => {
-                return Err(format!(
-                    "spec.config is a {}; a Kafka broker's config is a ConfigMap",
-                    reference.kind
-                ))
+                return Err(ChannelConfigError::ConfigNotConfigMap {
+                    kind: reference.kind.clone(),
+                })
             }
         };
-        let number = |key: &str| -> Result<Option<i64>, String> {
+        let number = |key: &'static str| -> Result<Option<i64>, ChannelConfigError> {
             data.get(key)
                 .map(|text| {
                     text.trim()
                         .parse::<i64>()
-                        .map_err(|_| format!("ConfigMap key {key}: {text:?} is not a number"))
+                        .map_err(|source| ChannelConfigError::NotANumber {
+                            key,
+                            text: text.clone(),
+                            source,
+                        })
                 })
                 .transpose()
         };
         let partitions = match number("default.topic.partitions")? {
             None => self.kafka_partitions,
             Some(n) if n >= 1 && n <= i64::from(i32::MAX) => n as u32,
-            Some(n) => {
-                return Err(format!(
-                    "ConfigMap key default.topic.partitions: {n} must be at least 1"
-                ))
+            Some(value) => {
+                return Err(ChannelConfigError::OutOfRange {
+                    key: "default.topic.partitions",
+                    value,
+                })
             }
         };
         let replication_factor = match number("default.topic.replication.factor")? {
             None => self.kafka_replication_factor,
             Some(n) if n >= 1 && n <= i64::from(i16::MAX) => Some(n as i16),
-            Some(n) => {
-                return Err(format!(
-                    "ConfigMap key default.topic.replication.factor: {n} must be at least 1"
-                ))
+            Some(value) => {
+                return Err(ChannelConfigError::OutOfRange {
+                    key: "default.topic.replication.factor",
+                    value,
+                })
             }
         };
         let topic_config = data
@@ -211,8 +259,11 @@ impl ChannelDefaults {
                 let key = ObjectKey::new(namespace, name);
                 let secret = secrets
                     .get(&key)
-                    .ok_or_else(|| format!("Secret {key} (auth.secret.ref.name) does not exist"))?;
-                kafka_client_config(secret).map_err(|problem| format!("Secret {key}: {problem}"))?
+                    .ok_or_else(|| ChannelConfigError::SecretMissing(key.clone()))?;
+                kafka_client_config(secret).map_err(|source| ChannelConfigError::AuthInvalid {
+                    secret: key,
+                    source,
+                })?
             }
         };
         Ok(ChannelSpec {
@@ -241,22 +292,18 @@ impl ChannelDefaults {
 /// format without `protocol` (`tls.enabled`, `saslType`...) is refused with what to use instead.
 pub fn kafka_client_config(
     secret: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, KafkaAuthError> {
     let mut config = BTreeMap::new();
     let protocol = secret
         .get("protocol")
         .map(|p| p.trim().to_ascii_uppercase())
-        .ok_or("has no \"protocol\" key (PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL)")?;
+        .ok_or(KafkaAuthError::NoProtocol)?;
     let (sasl, ssl) = match protocol.as_str() {
         "PLAINTEXT" => (false, false),
         "SASL_PLAINTEXT" => (true, false),
         "SSL" => (false, true),
         "SASL_SSL" => (true, true),
-        other => {
-            return Err(format!(
-                "protocol {other:?} is not PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL"
-            ))
-        }
+        _ => return Err(KafkaAuthError::UnknownProtocol(protocol)),
     };
     config.insert("security.protocol".into(), protocol.to_ascii_lowercase());
     if sasl {
@@ -265,14 +312,14 @@ pub fn kafka_client_config(
             .map(|m| m.trim().to_ascii_uppercase())
             .unwrap_or_else(|| "PLAIN".into());
         if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
-            return Err(format!(
-                "sasl.mechanism {mechanism:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
-            ));
+            return Err(KafkaAuthError::UnknownMechanism(mechanism));
         }
-        let user = secret.get("user").ok_or("SASL needs a \"user\" key")?;
+        let user = secret
+            .get("user")
+            .ok_or(KafkaAuthError::SaslKeyMissing("user"))?;
         let password = secret
             .get("password")
-            .ok_or("SASL needs a \"password\" key")?;
+            .ok_or(KafkaAuthError::SaslKeyMissing("password"))?;
         config.insert("sasl.mechanism".into(), mechanism);
         config.insert("sasl.username".into(), user.clone());
         config.insert("sasl.password".into(), password.clone());
@@ -287,7 +334,7 @@ pub fn kafka_client_config(
                 config.insert("ssl.key.pem".into(), key.clone());
             }
             (None, None) => {}
-            _ => return Err("user.crt and user.key go together".into()),
+            _ => return Err(KafkaAuthError::HalfClientCertificate),
         }
     }
     Ok(config)
@@ -377,7 +424,7 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(
-            error,
+            error.to_string(),
             "ConfigMap knative-eventing/nope (spec.config) does not exist"
         );
         let config_maps = BTreeMap::from([(
@@ -391,7 +438,7 @@ mod tests {
                 &BTreeMap::new(),
             )
             .unwrap_err();
-        assert!(error.contains("\"many\" is not a number"));
+        assert!(error.to_string().contains("\"many\" is not a number"));
     }
 
     #[test]
@@ -425,7 +472,9 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            error.contains("Secret knative-eventing/kafka-auth"),
+            error
+                .to_string()
+                .contains("Secret knative-eventing/kafka-auth"),
             "{error}"
         );
     }

@@ -2,7 +2,7 @@
 
 use url::Url;
 
-use super::destination::{Destination, Resolver};
+use super::destination::{Destination, ResolveError, Resolver};
 use crate::retry::RetryPolicy;
 
 /// How an event is put on the wire to a subscriber.
@@ -37,7 +37,7 @@ impl Delivery {
 
     /// Resolves the dead-letter sink. An unresolvable sink is reported and left out: the event is
     /// then parked instead of dead-lettered, so nothing is lost.
-    pub fn resolve(&self, resolver: &dyn Resolver) -> (ResolvedDelivery, Option<String>) {
+    pub fn resolve(&self, resolver: &dyn Resolver) -> (ResolvedDelivery, Option<ResolveError>) {
         let (dead_letter, problem) = match &self.dead_letter {
             None => (None, None),
             Some(destination) => match resolver.resolve(destination) {

@@ -46,22 +46,60 @@ impl fmt::Display for Reference {
     }
 }
 
+/// Why a destination has no URL, in words a user can act on (a Trigger's or a source's not-ready
+/// message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("this node has no ingress address to resolve a Broker")]
+    NoIngress,
+    #[error(
+        "{} {}/{} is not in the addressables table (add \"{}/{}: http://...\" under spec.addressables of a NodeConfig)",
+        .0.kind, .0.namespace, .0.name, .0.kind, .0.name
+    )]
+    NotInTable(Reference),
+    /// The object the reference names does not exist; `what` is `Broker`, `Service`, `Knative Service`.
+    #[error("{what} {key} does not exist")]
+    NotFound { what: &'static str, key: ObjectKey },
+    #[error("{0} is unknown")]
+    Unknown(Reference),
+    #[error("cannot resolve a {kind} ({group}): knactor resolves Broker, Service and serving.knative.dev Service references; use a uri")]
+    UnsupportedKind { kind: String, group: String },
+    /// The address made for the target is not a URL (a name that does not fit in one).
+    #[error("{target} has no address: {source}")]
+    BadAddress {
+        target: Reference,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("uri {path:?} cannot be joined to {base}: {source}")]
+    UriNotJoined {
+        path: String,
+        base: Url,
+        #[source]
+        source: url::ParseError,
+    },
+}
+
 /// Turns references into URLs. Without Kubernetes that is the node's addressables table; in a
 /// cluster the controller looks the objects up.
 pub trait Resolver: Send + Sync {
-    /// The address of `target`, or why there is none (a sentence a user can act on).
-    fn resolve_reference(&self, target: &Reference) -> Result<Url, String>;
+    /// The address of `target`, or why there is none.
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, ResolveError>;
 
-    fn resolve(&self, destination: &Destination) -> Result<Url, String> {
+    fn resolve(&self, destination: &Destination) -> Result<Url, ResolveError> {
         match destination {
             Destination::Url(url, _) => Ok(url.clone()),
             Destination::Ref { target, uri } => {
                 let base = self.resolve_reference(target)?;
                 match uri {
                     None => Ok(base),
-                    Some(path) => join_path(&base, path).map_err(|error| {
-                        format!("uri {path:?} cannot be joined to {base}: {error}")
-                    }),
+                    Some(path) => {
+                        join_path(&base, path).map_err(|source| ResolveError::UriNotJoined {
+                            path: path.clone(),
+                            base,
+                            source,
+                        })
+                    }
                 }
             }
         }
@@ -110,6 +148,24 @@ struct AddressableEntry {
     url: Url,
 }
 
+/// Why an entry of the addressables table is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressableEntryError {
+    #[error("{url:?} is not an absolute URL")]
+    NotAbsoluteUrl {
+        url: String,
+        /// Why it does not parse at all; `None`: it parses, but has no host.
+        #[source]
+        source: Option<url::ParseError>,
+    },
+    #[error("{key:?} has an empty segment; use Kind/name or Kind/namespace/name")]
+    EmptySegment { key: String },
+    #[error("{key:?} is not of the form [group/]Kind/[namespace/]name")]
+    NotAKey { key: String },
+    #[error("{key:?} is listed twice")]
+    Duplicate { key: String },
+}
+
 /// The node config's `addressables:` table: `[group/]Kind/[namespace/]name -> URL`.
 ///
 /// A `Broker` reference needs no entry: it resolves to this node's own ingress
@@ -135,16 +191,20 @@ impl AddressablesTable {
 
     /// Adds `key -> url`. The key is `Kind/name`, `Kind/namespace/name`, or either of those after an
     /// API group (`serving.knative.dev/Service/default/hello`); a first segment with a dot is a group.
-    pub fn insert(&mut self, key: &str, url: &str) -> Result<(), String> {
-        let parsed_url = Url::parse(url)
-            .ok()
-            .filter(Url::has_host)
-            .ok_or_else(|| format!("{url:?} is not an absolute URL"))?;
+    pub fn insert(&mut self, key: &str, url: &str) -> Result<(), AddressableEntryError> {
+        let not_absolute = |source| AddressableEntryError::NotAbsoluteUrl {
+            url: url.to_string(),
+            source,
+        };
+        let parsed_url = Url::parse(url).map_err(|error| not_absolute(Some(error)))?;
+        if !parsed_url.has_host() {
+            return Err(not_absolute(None));
+        }
         let mut segments: Vec<&str> = key.split('/').collect();
         if segments.iter().any(|segment| segment.is_empty()) {
-            return Err(format!(
-                "{key:?} has an empty segment; use Kind/name or Kind/namespace/name"
-            ));
+            return Err(AddressableEntryError::EmptySegment {
+                key: key.to_string(),
+            });
         }
         let group = if segments.first().is_some_and(|first| first.contains('.')) {
             Some(segments.remove(0).to_string())
@@ -155,9 +215,9 @@ impl AddressablesTable {
             [kind, name] => (*kind, None, *name),
             [kind, namespace, name] => (*kind, Some(namespace.to_string()), *name),
             _ => {
-                return Err(format!(
-                    "{key:?} is not of the form [group/]Kind/[namespace/]name"
-                ))
+                return Err(AddressableEntryError::NotAKey {
+                    key: key.to_string(),
+                })
             }
         };
         let entry = AddressableEntry {
@@ -173,7 +233,9 @@ impl AddressablesTable {
                 && existing.namespace == entry.namespace
                 && existing.name == entry.name
         }) {
-            return Err(format!("{key:?} is listed twice"));
+            return Err(AddressableEntryError::Duplicate {
+                key: key.to_string(),
+            });
         }
         self.entries.push(entry);
         Ok(())
@@ -189,16 +251,17 @@ impl AddressablesTable {
 }
 
 impl Resolver for AddressablesTable {
-    fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, ResolveError> {
         if target.kind == "Broker" && target.group() == "eventing.knative.dev" {
-            let ingress = self.ingress.as_ref().ok_or_else(|| {
-                "this node has no ingress address to resolve a Broker".to_string()
-            })?;
+            let ingress = self.ingress.as_ref().ok_or(ResolveError::NoIngress)?;
             return super::broker_address(
                 ingress,
                 &ObjectKey::new(&target.namespace, &target.name),
             )
-            .map_err(|error| error.to_string());
+            .map_err(|source| ResolveError::BadAddress {
+                target: target.clone(),
+                source,
+            });
         }
         let matches = |entry: &&AddressableEntry| {
             entry.kind.eq_ignore_ascii_case(&target.kind)
@@ -220,12 +283,7 @@ impl Resolver for AddressablesTable {
                     .find(|entry| entry.namespace.is_none())
             })
             .map(|entry| entry.url.clone())
-            .ok_or_else(|| {
-                format!(
-                    "{} {}/{} is not in the addressables table (add \"{}/{}: http://...\" under spec.addressables of a NodeConfig)",
-                    target.kind, target.namespace, target.name, target.kind, target.name
-                )
-            })
+            .ok_or_else(|| ResolveError::NotInTable(target.clone()))
     }
 }
 
@@ -234,11 +292,11 @@ impl Resolver for AddressablesTable {
 pub struct StaticResolver(pub HashMap<(String, String), Url>);
 
 impl Resolver for StaticResolver {
-    fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, ResolveError> {
         self.0
             .get(&(target.kind.clone(), target.name.clone()))
             .cloned()
-            .ok_or_else(|| format!("{target} is unknown"))
+            .ok_or_else(|| ResolveError::Unknown(target.clone()))
     }
 }
 
@@ -322,7 +380,8 @@ mod tests {
         let table = AddressablesTable::default();
         let error = table
             .resolve_reference(&reference("v1", "Service", "default", "nope"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("Service/nope: http://..."), "{error}");
     }
 

@@ -17,11 +17,14 @@ pub use broker::{
     broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
 };
 pub use channel::{
-    kafka_client_config, ChannelDefaults, ChannelKind, ChannelSpec, KafkaChannel,
-    EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
+    kafka_client_config, ChannelConfigError, ChannelDefaults, ChannelKind, ChannelSpec,
+    KafkaAuthError, KafkaChannel, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
 };
 pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
-pub use destination::{AddressablesTable, Destination, Reference, Resolver, StaticResolver};
+pub use destination::{
+    AddressableEntryError, AddressablesTable, Destination, Reference, ResolveError, Resolver,
+    StaticResolver,
+};
 pub use source::{
     ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
     WatchedKind, PING_EVENT_TYPE,
@@ -317,7 +320,7 @@ impl Routes {
                     kind: "Broker",
                     key: broker.key.clone(),
                     reason: IssueReason::ChannelConfigInvalid,
-                    message: problem,
+                    message: problem.to_string(),
                 }),
             }
         }
@@ -376,7 +379,10 @@ impl Routes {
                     (url, Arc::from(reported))
                 }
                 Err(problem) => {
-                    issues.push(not_ready(IssueReason::SubscriberResolveFailed, problem));
+                    issues.push(not_ready(
+                        IssueReason::SubscriberResolveFailed,
+                        problem.to_string(),
+                    ));
                     continue;
                 }
             };
@@ -427,7 +433,9 @@ impl Routes {
                     IssueReason::SinkMissing,
                     "spec.sink is not set".into(),
                 )),
-                Some(Err(problem)) => issues.push(not_ready(IssueReason::SinkNotFound, problem)),
+                Some(Err(problem)) => {
+                    issues.push(not_ready(IssueReason::SinkNotFound, problem.to_string()))
+                }
                 Some(Ok(sink)) => sources.push(Arc::new(SourceRoute { source, sink })),
             }
         }

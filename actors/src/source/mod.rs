@@ -12,12 +12,13 @@ pub mod schedule;
 pub mod sink;
 pub mod state;
 
-pub use ping::PingTask;
+pub use ping::{PingError, PingTask};
 pub use schedule::PingSchedule;
 pub use sink::{Rejected, SinkCounters, SinkSender};
 pub use state::{FileStateStore, MemoryStateStore, StateError, StateStore};
 
 use std::collections::BTreeMap;
+use std::error::Error;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -55,10 +56,33 @@ pub fn stable_event_id(identity: &str, parts: &[&str]) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
 }
 
+/// Why a source's task stopped: the task's own error ([`PingError`], `knactor-kube`'s
+/// `ApiServerSourceError`), boxed so that one manager runs every kind of source.
+pub type SourceStopped = Box<dyn Error + Send + Sync + 'static>;
+
 /// A running source: a future that returns only when the source cannot go on (the error says
 /// why; the manager restarts it with backoff).
 pub trait SourceTask: fmt::Debug + Send + 'static {
-    fn run(self: Box<Self>, context: SourceContext) -> BoxFuture<'static, Result<(), String>>;
+    fn run(
+        self: Box<Self>,
+        context: SourceContext,
+    ) -> BoxFuture<'static, Result<(), SourceStopped>>;
+}
+
+/// Why an ApiServerSource's ServiceAccount is not known to be allowed to get, list and watch what
+/// the source watches.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PermissionsProblem {
+    /// The API server said no; `missing` says to what (`list pods in default`).
+    #[error("ServiceAccount {user} may not {}", .missing.join(", "))]
+    Missing { user: String, missing: Vec<String> },
+    /// The API server could not be asked.
+    #[error("cannot check the permissions of {user}: {cause}")]
+    CheckFailed {
+        user: String,
+        #[source]
+        cause: Arc<dyn Error + Send + Sync>,
+    },
 }
 
 /// What a task is given.
@@ -70,7 +94,7 @@ pub struct SourceContext {
 }
 
 /// How a source is doing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SourceHealth {
     /// Its task is running.
     pub running: bool,
@@ -80,7 +104,7 @@ pub struct SourceHealth {
     pub problem: Option<String>,
     /// ApiServerSource: whether its ServiceAccount may get, list and watch what it watches
     /// (`None` until checked).
-    pub permissions: Option<Result<(), String>>,
+    pub permissions: Option<Result<(), PermissionsProblem>>,
     /// ApiServerSource: the namespaces it watches.
     pub namespaces: Vec<String>,
     /// ApiServerSource: the last stretch of changes it could not send because the API server no
@@ -197,7 +221,7 @@ impl HealthReporter {
             .update(&self.id, |entry| entry.health.problem = None);
     }
 
-    pub fn set_permissions(&self, permissions: Result<(), String>) {
+    pub fn set_permissions(&self, permissions: Result<(), PermissionsProblem>) {
         self.board.update(&self.id, |entry| {
             entry.health.permissions = Some(permissions)
         });

@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::{info, warn};
 
-use super::{source_identity, stable_event_id, state_key, SourceContext, SourceTask};
+use super::{
+    source_identity, stable_event_id, state_key, SourceContext, SourceStopped, SourceTask,
+    StateError,
+};
 use crate::routes::{PingSource, PING_EVENT_TYPE};
 
 /// Most missed points sent after a restart or an outage of the sink; older ones are skipped.
@@ -33,6 +36,17 @@ struct Position {
     last: DateTime<Utc>,
 }
 
+/// Why a PingSource's task stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("cannot load the last delivered tick: {0}")]
+    LoadFailed(#[source] StateError),
+    #[error("cannot save the last delivered tick: {0}")]
+    SaveFailed(#[source] StateError),
+    #[error("the schedule {schedule:?} has no further points")]
+    ScheduleEnded { schedule: String },
+}
+
 #[derive(Debug)]
 pub struct PingTask {
     source: Arc<PingSource>,
@@ -45,12 +59,17 @@ impl PingTask {
 }
 
 impl SourceTask for PingTask {
-    fn run(self: Box<Self>, context: SourceContext) -> BoxFuture<'static, Result<(), String>> {
-        run(self.source, context).boxed()
+    fn run(
+        self: Box<Self>,
+        context: SourceContext,
+    ) -> BoxFuture<'static, Result<(), SourceStopped>> {
+        run(self.source, context)
+            .map(|outcome| outcome.map_err(SourceStopped::from))
+            .boxed()
     }
 }
 
-async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), String> {
+async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), PingError> {
     let key = state_key(
         "pingsource",
         &source_identity(source.uid.as_deref(), &source.key),
@@ -60,7 +79,7 @@ async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), Stri
         .state
         .load(&key)
         .await
-        .map_err(|error| error.to_string())?
+        .map_err(PingError::LoadFailed)?
         .and_then(|text| serde_json::from_str(&text).ok());
     let mut cursor = match saved {
         Some(position)
@@ -80,10 +99,9 @@ async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), Stri
             cursor = resumed;
         }
         let Some(point) = schedule.next_after(cursor) else {
-            return Err(format!(
-                "the schedule {:?} has no further points",
-                schedule.text()
-            ));
+            return Err(PingError::ScheduleEnded {
+                schedule: schedule.text().to_string(),
+            });
         };
         if let Ok(wait) = (point - Utc::now()).to_std() {
             tokio::time::sleep(wait).await;
@@ -105,7 +123,7 @@ async fn run(source: Arc<PingSource>, context: SourceContext) -> Result<(), Stri
             .state
             .save(&key, &text)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(PingError::SaveFailed)?;
         cursor = point;
     }
 }

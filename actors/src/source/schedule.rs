@@ -8,8 +8,9 @@
 //! the adapter's start), so that a point has the same time on every node and after every restart.
 
 use std::fmt;
+use std::num::ParseFloatError;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, TryFromFloatSecsError};
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -170,10 +171,31 @@ fn split_zone_prefix(schedule: &str) -> (Option<&str>, &str) {
     (None, schedule)
 }
 
+/// Why an `@every` interval is not a Go duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum GoDurationError {
+    #[error("@every needs an interval such as 30s, 5m or 1h30m")]
+    Empty,
+    #[error("{text:?} is not a duration such as 30s, 5m or 1h30m")]
+    NotANumber {
+        text: String,
+        #[source]
+        source: ParseFloatError,
+    },
+    #[error("{text:?} is not a duration such as 30s, 5m or 1h30m (units h, m, s, ms)")]
+    UnknownUnit { text: String },
+    #[error("{text:?} is out of range")]
+    OutOfRange {
+        text: String,
+        #[source]
+        source: TryFromFloatSecsError,
+    },
+}
+
 /// Go's `time.ParseDuration` units (`1h30m`, `90s`, `500ms`), which `@every` takes.
-fn parse_go_duration(text: &str) -> Result<Duration, String> {
+fn parse_go_duration(text: &str) -> Result<Duration, GoDurationError> {
     if text.is_empty() {
-        return Err("@every needs an interval such as 30s, 5m or 1h30m".into());
+        return Err(GoDurationError::Empty);
     }
     let mut total = 0f64;
     let mut rest = text;
@@ -188,7 +210,10 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
         let (unit, next) = after.split_at(unit_end);
         let value: f64 = number
             .parse()
-            .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m or 1h30m"))?;
+            .map_err(|source| GoDurationError::NotANumber {
+                text: text.to_string(),
+                source,
+            })?;
         let seconds = match unit {
             "h" => 3600.0,
             "m" => 60.0,
@@ -197,15 +222,18 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "us" | "µs" => 1e-6,
             "ns" => 1e-9,
             _ => {
-                return Err(format!(
-                    "{text:?} is not a duration such as 30s, 5m or 1h30m (units h, m, s, ms)"
-                ))
+                return Err(GoDurationError::UnknownUnit {
+                    text: text.to_string(),
+                })
             }
         };
         total += value * seconds;
         rest = next;
     }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("{text:?} is out of range"))
+    Duration::try_from_secs_f64(total).map_err(|source| GoDurationError::OutOfRange {
+        text: text.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use knactor_actors::actor::ApiServerSourceRuntime;
 use knactor_actors::routes::{ApiServerMode, ApiServerSource, NamespaceScope, WatchedKind};
 use knactor_actors::source::{
-    source_identity, stable_event_id, state_key, HealthReporter, SourceContext, SourceTask,
+    source_identity, stable_event_id, state_key, HealthReporter, PermissionsProblem, SourceContext,
+    SourceStopped, SourceTask, StateError,
 };
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::core::GroupVersionKind;
@@ -48,6 +49,62 @@ const NAMESPACE_RECHECK: Duration = Duration::from_secs(30);
 /// this many (the API server closes a watch whose reader falls behind its cache); the saved position
 /// stays at the last delivered change, so a crash loses none of them.
 const READ_AHEAD: usize = 4096;
+
+/// Why an ApiServerSource's task stopped (the manager starts it again after a backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerSourceError {
+    #[error("cannot build the Kubernetes client: {0}")]
+    ClientFailed(#[source] kube::Error),
+    #[error("cannot list the namespaces matching spec.namespaceSelector as {user}: {}", describe(.source))]
+    NamespacesUnlisted {
+        user: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("spec.resources[{index}]: the API server does not serve {api_version} {kind}: {}", describe(.source))]
+    KindNotServed {
+        index: usize,
+        api_version: String,
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Permissions(#[from] PermissionsProblem),
+    #[error(transparent)]
+    NoCurrentVersion(#[from] CurrentVersionError),
+    #[error("cannot load the last delivered position: {0}")]
+    LoadFailed(#[source] StateError),
+    #[error("cannot save the last delivered position: {0}")]
+    SaveFailed(#[source] StateError),
+    #[error("every watch ended")]
+    WatchesEnded,
+    /// Not a failure: the watches must change, and the restart makes them.
+    #[error(
+        "the namespaces matching spec.namespaceSelector changed to {namespaces:?}; watching again"
+    )]
+    NamespacesChanged { namespaces: Vec<String> },
+}
+
+/// Why the resourceVersion of "now" of a watched kind could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CurrentVersionError {
+    #[error("cannot list {url}: {}", describe(.source))]
+    ListFailed {
+        url: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{url} answered a list without resourceVersion")]
+    NoResourceVersion { url: String },
+}
+
+/// A Kubernetes client error that reads as [`describe`] says (kube's own text for an API error
+/// dumps the whole status): the cause kept in a `knactor-actors` error, which cannot name kube's
+/// types.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+struct KubeFailure(#[source] kube::Error);
 
 /// Makes ApiServerSource tasks with the node's cluster credentials.
 pub struct KubeSourceRuntime {
@@ -93,8 +150,13 @@ impl fmt::Debug for ApiServerTask {
 }
 
 impl SourceTask for ApiServerTask {
-    fn run(self: Box<Self>, context: SourceContext) -> BoxFuture<'static, Result<(), String>> {
-        run(self.config, self.source, context).boxed()
+    fn run(
+        self: Box<Self>,
+        context: SourceContext,
+    ) -> BoxFuture<'static, Result<(), SourceStopped>> {
+        run(self.config, self.source, context)
+            .map(|outcome| outcome.map_err(SourceStopped::from))
+            .boxed()
     }
 }
 
@@ -106,12 +168,15 @@ pub fn service_account_user(namespace: &str, name: &str) -> String {
 /// A client acting as the source's ServiceAccount. Only the user is impersonated: the API server
 /// adds a ServiceAccount's groups (`system:serviceaccounts[:NS]`, `system:authenticated`) itself,
 /// and naming them would need `impersonate` on groups, which knactor's ClusterRole does not grant.
-fn impersonating_client(config: &Config, source: &ApiServerSource) -> Result<Client, String> {
+fn impersonating_client(
+    config: &Config,
+    source: &ApiServerSource,
+) -> Result<Client, ApiServerSourceError> {
     let mut config = config.clone();
     let namespace = &source.key.namespace;
     config.auth_info.impersonate = Some(service_account_user(namespace, &source.service_account));
     config.auth_info.impersonate_groups = None;
-    Client::try_from(config).map_err(|error| format!("cannot build the Kubernetes client: {error}"))
+    Client::try_from(config).map_err(ApiServerSourceError::ClientFailed)
 }
 
 /// One watch: a kind in one namespace (or all), with the kind's label selector.
@@ -183,7 +248,7 @@ async fn run(
     config: Config,
     source: Arc<ApiServerSource>,
     context: SourceContext,
-) -> Result<(), String> {
+) -> Result<(), ApiServerSourceError> {
     let client = impersonating_client(&config, &source)?;
     let api_server = config
         .cluster_url
@@ -207,7 +272,7 @@ async fn run(
         .state
         .load(&key)
         .await
-        .map_err(|error| error.to_string())?
+        .map_err(ApiServerSourceError::LoadFailed)?
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default();
     let stream_keys: Vec<String> = streams.iter().map(Stream::key).collect();
@@ -225,7 +290,8 @@ async fn run(
     }
     save(&context, &key, &position).await?;
 
-    let (changes, mut received) = mpsc::channel::<Result<Change, String>>(READ_AHEAD);
+    // A watch handles its own failures (it retries, or skips past a 410): it only sends changes.
+    let (changes, mut received) = mpsc::channel::<Change>(READ_AHEAD);
     let mut watches = Vec::new();
     for (index, stream) in streams.iter().enumerate() {
         let start = position.streams[&stream_keys[index]].clone();
@@ -251,10 +317,9 @@ async fn run(
     loop {
         tokio::select! {
             next = received.recv() => {
-                let Some(next) = next else {
-                    return Err("every watch ended".into());
+                let Some(change) = next else {
+                    return Err(ApiServerSourceError::WatchesEnded);
                 };
-                let change = next?;
                 if let Some((kind, object)) = &change.change {
                     if let Some(event) = change_event(&source, &streams[change.stream], &api_server, *kind, object) {
                         match context.sink.deliver(event).await {
@@ -287,10 +352,9 @@ async fn run(
                     if dirty {
                         save(&context, &key, &position).await?;
                     }
-                    return Err(format!(
-                        "the namespaces matching spec.namespaceSelector changed to {:?}; watching again",
-                        now.unwrap_or_default()
-                    ));
+                    return Err(ApiServerSourceError::NamespacesChanged {
+                        namespaces: now.unwrap_or_default(),
+                    });
                 }
             }
         }
@@ -307,20 +371,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn save(context: &SourceContext, key: &str, position: &Position) -> Result<(), String> {
+async fn save(
+    context: &SourceContext,
+    key: &str,
+    position: &Position,
+) -> Result<(), ApiServerSourceError> {
     let text = serde_json::to_string(position).expect("a position is JSON");
     context
         .state
         .save(key, &text)
         .await
-        .map_err(|error| error.to_string())
+        .map_err(ApiServerSourceError::SaveFailed)
 }
 
 /// The namespaces a source watches: `None` for all (one cluster-wide watch).
 async fn scope_namespaces(
     client: &Client,
     source: &ApiServerSource,
-) -> Result<Option<Vec<String>>, String> {
+) -> Result<Option<Vec<String>>, ApiServerSourceError> {
     match &source.namespaces {
         NamespaceScope::Own(namespace) => Ok(Some(vec![namespace.clone()])),
         NamespaceScope::All => Ok(None),
@@ -329,12 +397,9 @@ async fn scope_namespaces(
             let list = api
                 .list(&ListParams::default().labels(&selector.to_query()))
                 .await
-                .map_err(|error| {
-                    format!(
-                        "cannot list the namespaces matching spec.namespaceSelector as {}: {}",
-                        service_account_user(&source.key.namespace, &source.service_account),
-                        describe(&error)
-                    )
+                .map_err(|source_error| ApiServerSourceError::NamespacesUnlisted {
+                    user: service_account_user(&source.key.namespace, &source.service_account),
+                    source: source_error,
                 })?;
             let mut names: Vec<String> = list
                 .items
@@ -352,7 +417,7 @@ async fn resolve_streams(
     client: &Client,
     source: &ApiServerSource,
     namespaces: Option<&[String]>,
-) -> Result<Vec<Stream>, String> {
+) -> Result<Vec<Stream>, ApiServerSourceError> {
     let mut streams = Vec::new();
     for (index, kind) in source.resources.iter().enumerate() {
         let (group, version) = match kind.api_version.rsplit_once('/') {
@@ -361,12 +426,12 @@ async fn resolve_streams(
         };
         let gvk = GroupVersionKind::gvk(group, version, &kind.kind);
         let (resource, capabilities) = pinned_kind(client, &gvk).await.map_err(|error| {
-            format!(
-                "spec.resources[{index}]: the API server does not serve {} {}: {}",
-                kind.api_version,
-                kind.kind,
-                describe(&error)
-            )
+            ApiServerSourceError::KindNotServed {
+                index,
+                api_version: kind.api_version.clone(),
+                kind: kind.kind.clone(),
+                source: error,
+            }
         })?;
         let namespaced = capabilities.scope == Scope::Namespaced;
         match (namespaced, namespaces) {
@@ -396,7 +461,7 @@ async fn check_permissions(
     client: &Client,
     source: &ApiServerSource,
     streams: &[Stream],
-) -> Result<(), String> {
+) -> Result<(), PermissionsProblem> {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let user = service_account_user(&source.key.namespace, &source.service_account);
     let mut missing = Vec::new();
@@ -419,11 +484,9 @@ async fn check_permissions(
             let answer = reviews
                 .create(&PostParams::default(), &review)
                 .await
-                .map_err(|error| {
-                    format!(
-                        "cannot check the permissions of {user}: {}",
-                        describe(&error)
-                    )
+                .map_err(|error| PermissionsProblem::CheckFailed {
+                    user: user.clone(),
+                    cause: Arc::new(KubeFailure(error)),
                 })?;
             if !answer.status.is_some_and(|status| status.allowed) {
                 missing.push(format!(
@@ -441,26 +504,24 @@ async fn check_permissions(
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "ServiceAccount {} may not {}",
-            user,
-            missing.join(", ")
-        ))
+        Err(PermissionsProblem::Missing { user, missing })
     }
 }
 
 /// The resourceVersion of "now" for a stream (a list of at most one object).
-async fn current_version(api: &Api<DynamicObject>) -> Result<String, String> {
+async fn current_version(api: &Api<DynamicObject>) -> Result<String, CurrentVersionError> {
     let list = api
         .list_metadata(&ListParams::default().limit(1))
         .await
-        .map_err(|error| format!("cannot list {}: {}", api.resource_url(), describe(&error)))?;
-    list.metadata.resource_version.ok_or_else(|| {
-        format!(
-            "{} answered a list without resourceVersion",
-            api.resource_url()
-        )
-    })
+        .map_err(|source| CurrentVersionError::ListFailed {
+            url: api.resource_url().to_string(),
+            source,
+        })?;
+    list.metadata
+        .resource_version
+        .ok_or_else(|| CurrentVersionError::NoResourceVersion {
+            url: api.resource_url().to_string(),
+        })
 }
 
 /// Reads one stream's watch from `start`, forever, renewing it when the server ends it.
@@ -469,7 +530,7 @@ async fn watch(
     stream: Stream,
     index: usize,
     start: String,
-    changes: mpsc::Sender<Result<Change, String>>,
+    changes: mpsc::Sender<Change>,
     health: HealthReporter,
 ) {
     let api = stream.api(&client);
@@ -505,7 +566,7 @@ async fn watch(
                         resource_version: version.clone(),
                         change: None,
                     };
-                    if changes.send(Ok(position)).await.is_err() {
+                    if changes.send(position).await.is_err() {
                         return;
                     }
                     continue;
@@ -549,7 +610,7 @@ async fn watch(
                 resource_version: object_version,
                 change: Some((kind, object)),
             };
-            if changes.send(Ok(change)).await.is_err() {
+            if changes.send(change).await.is_err() {
                 return;
             }
         }

@@ -43,7 +43,7 @@ use knactor_actors::actor::{
     ExplainMatch, FaultTarget, GetStatus, InjectFault, NodeError, ParkedOf, RedriveOf,
 };
 use knactor_actors::journal::{Detail, Stage};
-use knactor_actors::resources::ObjectKey;
+use knactor_actors::resources::{ObjectKey, ObjectKeyParseError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -102,6 +102,8 @@ pub enum AdminError {
     NodeUnavailable,
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    BadKey(#[from] ObjectKeyParseError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -122,7 +124,7 @@ impl ResponseError for AdminError {
             }
             AdminError::Node(NodeError::NotDispatching) => StatusCode::CONFLICT,
             AdminError::Node(NodeError::Channel(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::BadRequest(_) | AdminError::BadKey(_) => StatusCode::BAD_REQUEST,
             AdminError::NotFound(_) | AdminError::Off => StatusCode::NOT_FOUND,
             AdminError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AdminError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -329,7 +331,10 @@ pub async fn status(
                 ready: health.ready,
                 problem: health.problem,
                 sufficient_permissions: health.permissions.as_ref().map(Result::is_ok),
-                permission_problem: health.permissions.and_then(Result::err),
+                permission_problem: health
+                    .permissions
+                    .and_then(Result::err)
+                    .map(|problem| problem.to_string()),
                 namespaces: health.namespaces,
                 skipped: health.skipped,
                 sent: health.sent,
@@ -610,7 +615,7 @@ pub async fn redrive(
         .map(|text| {
             // A bare name is a trigger in the broker's namespace.
             if text.contains('/') {
-                text.parse::<ObjectKey>().map_err(AdminError::BadRequest)
+                text.parse::<ObjectKey>().map_err(AdminError::from)
             } else {
                 Ok(ObjectKey::new(&namespace, text))
             }

@@ -112,7 +112,7 @@ pub(super) async fn stats(
     let only = query
         .broker
         .as_deref()
-        .map(|text| text.parse::<ObjectKey>().map_err(AdminError::BadRequest))
+        .map(|text| text.parse::<ObjectKey>().map_err(AdminError::from))
         .transpose()?;
     let wanted = |broker: &ObjectKey| only.as_ref().is_none_or(|only| only == broker);
     let metrics = &state.metrics;

@@ -10,7 +10,7 @@ use cloudevents::{
 use knactor_actors::envelope::set_dataschema_as_sent;
 use url::Url;
 
-use super::headers::percent_decode;
+use super::headers::{percent_decode, PercentDecodeError};
 
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
@@ -26,6 +26,12 @@ pub enum DecodeError {
     MissingAttribute(&'static str),
     #[error("attribute {name:?}: {reason}")]
     InvalidAttribute { name: String, reason: String },
+    #[error("attribute {name:?}: {source}")]
+    UndecodableHeader {
+        name: String,
+        #[source]
+        source: PercentDecodeError,
+    },
     #[error("invalid extension name {0:?}: CloudEvents attribute names use only lowercase letters and digits")]
     InvalidExtensionName(String),
     #[error("header {0:?} is not valid text")]
@@ -220,9 +226,9 @@ fn decode_binary(
         };
         let raw =
             std::str::from_utf8(value).map_err(|_| DecodeError::InvalidHeader(name.to_string()))?;
-        let value = percent_decode(raw).map_err(|reason| DecodeError::InvalidAttribute {
+        let value = percent_decode(raw).map_err(|source| DecodeError::UndecodableHeader {
             name: attribute.to_string(),
-            reason,
+            source,
         })?;
         attributes.push((attribute.to_string(), value));
     }

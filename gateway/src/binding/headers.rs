@@ -1,5 +1,17 @@
 //! Header values of the HTTP binding (spec 3.1.3.2): percent-encoding of attribute values.
 
+use std::string::FromUtf8Error;
+
+/// A `ce-` header value whose percent-decoded bytes are not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{raw:?} does not decode to valid UTF-8")]
+pub struct PercentDecodeError {
+    /// The header value as received.
+    pub raw: String,
+    #[source]
+    pub source: FromUtf8Error,
+}
+
 /// Encodes an attribute value for a `ce-` header: space, `"`, `%` and everything outside printable
 /// ASCII become `%XX` of their UTF-8 bytes (upper-case hex).
 pub fn percent_encode(value: &str) -> String {
@@ -17,7 +29,7 @@ pub fn percent_encode(value: &str) -> String {
 /// Decodes a `ce-` header value: an RFC 7230 quoted string is unquoted first, then one round of
 /// percent-decoding (either hex case). The result must be valid UTF-8 (which also rejects overlong
 /// encodings). A `%` not followed by two hex digits is kept as it is.
-pub fn percent_decode(raw: &str) -> Result<String, String> {
+pub fn percent_decode(raw: &str) -> Result<String, PercentDecodeError> {
     let unquoted;
     let text = match raw
         .strip_prefix('"')
@@ -58,7 +70,10 @@ pub fn percent_decode(raw: &str) -> Result<String, String> {
         decoded.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8(decoded).map_err(|_| format!("{raw:?} does not decode to valid UTF-8"))
+    String::from_utf8(decoded).map_err(|source| PercentDecodeError {
+        raw: raw.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

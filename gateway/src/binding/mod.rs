@@ -10,7 +10,7 @@ pub use decode::{
     STRUCTURED_CONTENT_TYPE,
 };
 pub use encode::{format_time, to_binary, to_structured};
-pub use headers::{percent_decode, percent_encode};
+pub use headers::{percent_decode, percent_encode, PercentDecodeError};
 
 use knactor_actors::transport::ReplyBody;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use knactor_actors::actor::NodeStatus;
 use knactor_actors::resources::{LoadReport, ObjectKey};
 use knactor_actors::routes::{
-    broker_address, ApiServerMode, Catalog, IssueReason, Reference, Resolver, Routes,
+    broker_address, ApiServerMode, Catalog, IssueReason, Reference, ResolveError, Resolver, Routes,
     SourceDefinition, PING_EVENT_TYPE,
 };
 use knactor_actors::source::SourceBoard;
@@ -238,14 +238,15 @@ pub(super) fn build(
             match &health.permissions {
                 Some(Ok(())) => conditions.push(condition("SufficientPermissions", true, "", "")),
                 Some(Err(problem)) => {
+                    let problem = problem.to_string();
                     conditions.push(condition(
                         "SufficientPermissions",
                         false,
                         "InsufficientPermissions",
-                        problem,
+                        &problem,
                     ));
                     if ready.is_ok() {
-                        ready = Err(("InsufficientPermissions", problem.clone()));
+                        ready = Err(("InsufficientPermissions", problem));
                     }
                 }
                 None => conditions.push(condition(
@@ -415,35 +416,43 @@ pub(super) struct ClusterResolver<'a> {
 }
 
 impl Resolver for ClusterResolver<'_> {
-    fn resolve_reference(&self, target: &Reference) -> Result<Url, String> {
+    fn resolve_reference(&self, target: &Reference) -> Result<Url, ResolveError> {
         let key = ObjectKey {
             namespace: target.namespace.clone(),
             name: target.name.clone(),
         };
+        let bad_address = |source| ResolveError::BadAddress {
+            target: target.clone(),
+            source,
+        };
         match (target.group(), target.kind.as_str()) {
             ("eventing.knative.dev", "Broker") => {
                 if !self.brokers.contains(&key) {
-                    return Err(format!("Broker {key} does not exist"));
+                    return Err(ResolveError::NotFound {
+                        what: "Broker",
+                        key,
+                    });
                 }
-                broker_address(&self.ingress, &key).map_err(|error| error.to_string())
+                broker_address(&self.ingress, &key).map_err(bad_address)
             }
             (group @ ("" | "serving.knative.dev"), "Service") => {
-                let (known, label) = match group {
+                let (known, what) = match group {
                     "" => (&self.services.core, "Service"),
                     _ => (&self.services.knative, "Knative Service"),
                 };
                 if known.as_ref().is_some_and(|names| !names.contains(&key)) {
-                    return Err(format!("{label} {key} does not exist"));
+                    return Err(ResolveError::NotFound { what, key });
                 }
                 Url::parse(&format!(
                     "http://{}.{}.svc.cluster.local/",
                     key.name, key.namespace
                 ))
-                .map_err(|error| error.to_string())
+                .map_err(bad_address)
             }
-            (group, kind) => Err(format!(
-                "cannot resolve a {kind} ({group}): knactor resolves Broker, Service and serving.knative.dev Service references; use a uri"
-            )),
+            (group, kind) => Err(ResolveError::UnsupportedKind {
+                kind: kind.to_string(),
+                group: group.to_string(),
+            }),
         }
     }
 }
