@@ -85,6 +85,35 @@ impl RetryPolicy {
 /// ±20 % around the scheduled wait.
 const JITTER: f64 = 0.2;
 
+/// The wait of the mesh's own retry loops (a source's sink, a source or a broker's actors
+/// restarting, an append to the parking lot): doubling from `first` after each failure in a row,
+/// at most `longest`. A subscriber's retries follow its [`RetryPolicy`] instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub longest: Duration,
+}
+
+impl Backoff {
+    pub const fn new(first: Duration, longest: Duration) -> Self {
+        Self { first, longest }
+    }
+
+    /// The wait after the `failures`-th failure in a row (1-based): `first × 2^(failures - 1)`,
+    /// at most `longest`.
+    pub fn after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.first.saturating_mul(1 << doublings).min(self.longest)
+    }
+
+    /// [`Backoff::after`], spread by ±20 % (`jitter` a draw in `[0, 1)`), so that many loops
+    /// failing on one cause do not retry in lock-step.
+    pub fn jittered(&self, failures: u32, jitter: f64) -> Duration {
+        let spread = 1.0 + JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
+        self.after(failures).mul_f64(spread)
+    }
+}
+
 /// Node-wide bounds on every retry policy (flags of `knactor run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryLimits {
@@ -141,6 +170,18 @@ mod tests {
     }
 
     const NO_JITTER: f64 = 0.5;
+
+    #[test]
+    fn a_backoff_doubles_up_to_its_longest_wait() {
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let waits: Vec<u128> = (1..=8).map(|n| backoff.after(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(backoff.after(0), Duration::from_millis(100));
+        assert_eq!(backoff.after(u32::MAX), Duration::from_secs(5));
+        assert_eq!(backoff.jittered(2, NO_JITTER), Duration::from_millis(200));
+        assert_eq!(backoff.jittered(2, 0.0), Duration::from_millis(160));
+        assert!(backoff.jittered(9, 0.999) <= Duration::from_secs(6));
+    }
 
     #[test]
     fn linear_backoff_grows_by_the_delay_each_retry() {

@@ -37,7 +37,7 @@ use crate::envelope::{
 use crate::event_span;
 use crate::journal::{Detail, Hop, Stage};
 use crate::metrics::{inc, TriggerMetrics};
-use crate::retry::{is_retryable, is_success};
+use crate::retry::{is_retryable, is_success, Backoff};
 use crate::routes::TriggerRoute;
 use crate::trace;
 use crate::transport::{Outbound, ReplyBody, Response, TransportError};
@@ -498,7 +498,7 @@ impl TriggerContext {
             Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         );
         let parked = Envelope::from_stored(event);
-        let mut wait = Duration::from_millis(50);
+        let mut failures = 0;
         loop {
             match self
                 .log
@@ -526,8 +526,8 @@ impl TriggerContext {
                 }
                 Err(error) => {
                     self.parking_failed(envelope, &error);
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    failures += 1;
+                    tokio::time::sleep(PARK_BACKOFF.after(failures)).await;
                 }
             }
         }
@@ -561,6 +561,9 @@ impl TriggerContext {
 }
 
 /// How often a trigger's parking failures are logged at most.
+/// How long an append to the parking lot that failed waits before it is tried again: 50 ms,
+/// doubling, at most 5 s (an accepted event is never dropped, so it is tried until it succeeds).
+const PARK_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
 const PARK_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What an attempt to `destination` (as it is reported) came to.

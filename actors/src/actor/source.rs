@@ -14,6 +14,7 @@ use actix::prelude::*;
 use tracing::{error, info, warn};
 
 use super::Shutdown;
+use crate::retry::Backoff;
 use crate::routes::{ApiServerSource, SourceDefinition, SourceRoute};
 use crate::source::{
     HealthReporter, PingTask, SinkSender, SourceBoard, SourceContext, SourceId, SourceTask,
@@ -23,7 +24,8 @@ use crate::transport::Transport;
 
 /// How often the manager looks for sources to (re)start.
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(500);
-const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a source that died waits before it starts again: 1 s, doubling, at most a minute.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 /// A source that ran this long without failing starts its backoff afresh.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 
@@ -189,8 +191,7 @@ impl SourceManager {
                     running.failures = 0;
                 }
                 running.failures += 1;
-                let backoff =
-                    Duration::from_secs(1 << (running.failures - 1).min(6)).min(LONGEST_BACKOFF);
+                let backoff = RESTART_BACKOFF.after(running.failures);
                 warn!(kind = id.0, source = %id.1, "source restarts in {backoff:?}");
                 running.retry_at = Some(now + backoff);
             }

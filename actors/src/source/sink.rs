@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use crate::event_span;
-use crate::retry::{is_retryable, is_success};
+use crate::retry::{is_retryable, is_success, Backoff};
 use crate::routes::ContentMode;
 use crate::trace;
 use crate::transport::{Outbound, Transport};
@@ -170,9 +170,7 @@ impl SinkSender {
 
 /// The wait after the `failures`-th failed attempt; `jitter` in `[0, 1)`.
 fn wait_before(failures: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
-    let doubled = FIRST_WAIT.saturating_mul(1u32 << (failures - 1).min(16));
-    let base = doubled.min(LONGEST_WAIT).as_secs_f64();
-    let wait = Duration::from_secs_f64(base * (0.8 + 0.4 * jitter.clamp(0.0, 1.0)));
+    let wait = Backoff::new(FIRST_WAIT, LONGEST_WAIT).jittered(failures, jitter);
     match retry_after {
         Some(asked) => wait.max(asked.min(LONGEST_RETRY_AFTER)),
         None => wait,

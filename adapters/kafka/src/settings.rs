@@ -19,8 +19,9 @@ pub enum PartitionAssignment {
     All,
 }
 
-/// One cluster's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One cluster's settings. Its `Debug` shows every client setting's name but not the value of
+/// one that may be a credential (`sasl.password`, `ssl.key.password`, an OAuth client secret...).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub bootstrap: String,
@@ -38,6 +39,47 @@ pub struct KafkaSettings {
     /// instead of waiting for the group to notice the old member is gone.
     pub instance_id: Option<String>,
     pub assignment: PartitionAssignment,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(key, value)| {
+                let shown = if is_credential(key) {
+                    "<redacted>"
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap", &self.bootstrap)
+            .field("client", &client)
+            .field("replication_factor", &self.replication_factor)
+            .field("linger", &self.linger)
+            .field("append_timeout", &self.append_timeout)
+            .field("instance_id", &self.instance_id)
+            .field("assignment", &self.assignment)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka setting may hold a credential (a password, a secret, a private key, a
+/// token), by its name.
+fn is_credential(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "ssl.key.pem",
+        "sasl.jaas.config",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 impl KafkaSettings {
@@ -116,5 +158,32 @@ impl KafkaSettings {
             config.set(key, value);
         }
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_credential() {
+        let mut settings = KafkaSettings::new("kafka:9092");
+        for (key, value) in [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.username", "knactor"),
+            ("sasl.password", "hunter2"),
+            ("ssl.key.password", "pem-pass"),
+            ("sasl.oauthbearer.client.secret", "oauth-secret"),
+        ] {
+            settings.client.insert(key.into(), value.into());
+        }
+        let shown = format!("{settings:?}");
+        for secret in ["hunter2", "pem-pass", "oauth-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("sasl_ssl") && shown.contains("\"sasl.password\": \"<redacted>\""),
+            "{shown}"
+        );
     }
 }

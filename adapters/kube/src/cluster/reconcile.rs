@@ -1,5 +1,6 @@
 //! The controllers' reconcile: the leader writes each object's status (only when it changed,
-//! with the conditions' transition times kept) and a Broker's finalizer.
+//! with the conditions' transition times kept), and a Broker's finalizer with kube's
+//! [`finalizer`] helper (its cleanup waits for the node to stop the Broker).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -10,9 +11,10 @@ use knactor_actors::actor::GetStatus;
 use knactor_actors::resources::ObjectKey;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Resource as _, ResourceExt as _};
+use kube::runtime::finalizer;
+use kube::ResourceExt as _;
 use serde_json::{json, Value};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Kind, Shared, FINALIZER};
 
@@ -21,9 +23,34 @@ pub(super) struct Reconciler {
     pub(super) kind: Kind,
 }
 
+/// Why a reconcile did not finish; the controller tries it again ([`error_policy`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(super) struct ReconcileError(String);
+pub(super) enum ReconcileError {
+    /// Writing the object's status to the API server failed.
+    #[error("cannot write the status: {}", crate::apiserver::describe(.0))]
+    WriteStatus(#[source] kube::Error),
+    /// A deleted Broker still runs on the node, or its topics are still being deleted: its
+    /// finalizer stays (not a failure; looked at again shortly).
+    #[error("the node still runs the deleted Broker or deletes its topics")]
+    StillRunning,
+    /// Adding or removing the Broker's finalizer, or what ran inside it, failed.
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<ReconcileError>>),
+}
+
+impl ReconcileError {
+    /// A deleted Broker that is not finished yet.
+    fn is_still_running(&self) -> bool {
+        match self {
+            ReconcileError::StillRunning => true,
+            ReconcileError::Finalizer(error) => matches!(
+                &**error,
+                finalizer::Error::CleanupFailed(ReconcileError::StillRunning)
+            ),
+            _ => false,
+        }
+    }
+}
 
 pub(super) async fn reconcile(
     object: Arc<DynamicObject>,
@@ -36,37 +63,44 @@ pub(super) async fn reconcile(
     }
     let resource = context.kind.resource();
     let namespace = object.namespace().unwrap_or_default();
-    let name = object.name_any();
     let api: Api<DynamicObject> =
         Api::namespaced_with(shared.client.clone(), &namespace, &resource);
     let key = ObjectKey {
-        namespace: namespace.clone(),
-        name: name.clone(),
+        namespace,
+        name: object.name_any(),
     };
     // Only a Broker has something to finish when it is deleted (its actors, its topics); Triggers
     // and sources stop as soon as they leave the watch, and carry no finalizer.
-    if context.kind == Kind::Broker {
-        let finalizers = object.finalizers();
-        let has_ours = finalizers.iter().any(|f| f == FINALIZER);
-        if object.meta().deletion_timestamp.is_some() {
-            if has_ours {
-                if still_running(shared, &key).await {
-                    return Ok(Action::requeue(Duration::from_secs(1)));
-                }
-                let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-                patch_finalizers(&api, &object, &kept).await?;
-            }
-            return Ok(Action::await_change());
-        }
-        if !has_ours {
-            let mut all: Vec<&String> = finalizers.iter().collect();
-            let ours = FINALIZER.to_string();
-            all.push(&ours);
-            patch_finalizers(&api, &object, &all).await?;
-        }
+    if context.kind != Kind::Broker {
+        return write_status(&api, &object, &context, key).await;
     }
+    finalizer::finalizer(&api, FINALIZER, object, |event| async {
+        match event {
+            finalizer::Event::Apply(object) => write_status(&api, &object, &context, key).await,
+            finalizer::Event::Cleanup(_) if still_running(shared, &key).await => {
+                Err(ReconcileError::StillRunning)
+            }
+            finalizer::Event::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|error| ReconcileError::Finalizer(Box::new(error)))
+}
+
+/// Writes the status the latest build computed for the object, when it differs from what the
+/// object has.
+async fn write_status(
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    context: &Reconciler,
+    key: ObjectKey,
+) -> Result<Action, ReconcileError> {
     let desired = {
-        let statuses = shared.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        let statuses = context
+            .shared
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         statuses.get(&(context.kind, key)).cloned()
     };
     let Some(desired) = desired else {
@@ -79,31 +113,14 @@ pub(super) async fn reconcile(
         let mut status = desired.clone();
         stamp_transitions(&current, &mut status);
         api.patch_status(
-            &name,
+            &object.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&json!({"status": status})),
         )
         .await
-        .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))?;
+        .map_err(ReconcileError::WriteStatus)?;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-/// Sets an object's finalizers (a merge patch that fails if the object changed since it was read).
-pub(super) async fn patch_finalizers(
-    api: &Api<DynamicObject>,
-    object: &DynamicObject,
-    finalizers: &[&String],
-) -> Result<(), ReconcileError> {
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
-    api.patch(
-        &object.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(drop)
-    .map_err(|error| ReconcileError(crate::apiserver::describe(&error)))
 }
 
 /// Whether this node still runs a deleted Broker, or is still deleting its topics
@@ -190,9 +207,18 @@ pub(super) fn error_policy(
     error: &ReconcileError,
     context: Arc<Reconciler>,
 ) -> Action {
+    let object = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    if error.is_still_running() {
+        debug!(kind = context.kind.name(), %object, "deleted; waiting for the node to stop it");
+        return Action::requeue(Duration::from_secs(1));
+    }
     warn!(
         kind = context.kind.name(),
-        object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
+        %object,
         "reconcile failed, trying again in 5 s: {error}"
     );
     Action::requeue(Duration::from_secs(5))
