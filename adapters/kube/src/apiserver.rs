@@ -26,6 +26,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 use knactor_actors::actor::ApiServerSourceRuntime;
+use knactor_actors::retry::Backoff;
 use knactor_actors::routes::{ApiServerMode, ApiServerSource, NamespaceScope, WatchedKind};
 use knactor_actors::source::{
     source_identity, stable_event_id, state_key, HealthReporter, PermissionsProblem, SourceContext,
@@ -49,6 +50,8 @@ const NAMESPACE_RECHECK: Duration = Duration::from_secs(30);
 /// this many (the API server closes a watch whose reader falls behind its cache); the saved position
 /// stays at the last delivered change, so a crash loses none of them.
 const READ_AHEAD: usize = 4096;
+/// How long a watch that failed to open waits before it tries again: 200 ms, doubling, at most 5 s.
+const WATCH_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// Why an ApiServerSource's task stopped (the manager starts it again after a backoff).
 #[derive(Debug, thiserror::Error)]
@@ -549,7 +552,7 @@ async fn watch(
                 if failures == 3 {
                     warn!(stream = %stream.key(), "watch keeps failing: {}", describe(&error));
                 }
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+                tokio::time::sleep(WATCH_BACKOFF.after(failures)).await;
                 continue;
             }
         };
