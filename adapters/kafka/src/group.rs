@@ -29,8 +29,9 @@ use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
-use crate::log::{to_record, unavailable};
+use crate::record::to_record;
 use crate::settings::{KafkaSettings, PartitionAssignment};
+use crate::unavailable;
 
 /// Records handed to the dispatcher at once.
 const MAX_BATCH: usize = 256;

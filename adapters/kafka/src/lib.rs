@@ -17,5 +17,13 @@ pub mod record;
 pub mod settings;
 
 pub use log::KafkaLog;
+
+use knactor_actors::channel::ChannelError;
+use rdkafka::error::KafkaError;
+
+/// A Kafka client call that failed, as the channel reports it: what was being done, and why.
+pub(crate) fn unavailable(what: &str, error: &KafkaError) -> ChannelError {
+    ChannelError::Unavailable(format!("{what}: {error}"))
+}
 pub use provider::Channels;
 pub use settings::{KafkaSettings, PartitionAssignment};

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use knactor_actors::channel::{
-    AppendError, ChannelError, EventLog, Offset, Partition, PartitionOffsets, ReadBatch, Record,
-    StartAt, Subscription, TopicSpec,
+    AppendError, ChannelError, EventLog, Offset, Partition, PartitionOffsets, ReadBatch, StartAt,
+    Subscription, TopicSpec,
 };
 use knactor_actors::envelope::Envelope;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -26,14 +26,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
 use tracing::{debug, warn};
 
-use crate::record::{decode, encode};
+use crate::record::{encode, to_record};
 use crate::settings::KafkaSettings;
+use crate::unavailable;
 
 /// How long an administrative request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,10 +148,6 @@ impl KafkaLog {
             .ok_or_else(|| ChannelError::UnknownTopic(topic.to_string()))?;
         Ok(found.partitions().iter().map(|p| p.id()).collect())
     }
-}
-
-pub(crate) fn unavailable(what: &str, error: &KafkaError) -> ChannelError {
-    ChannelError::Unavailable(format!("{what}: {error}"))
 }
 
 #[async_trait]
@@ -583,35 +580,6 @@ fn record_time(
         }
     }
     Ok(None)
-}
-
-/// A consumed message as a channel record, or `None` when it is not a CloudEvent.
-pub(crate) fn to_record<M: Message>(message: &M) -> Option<Record> {
-    let headers: Vec<(&str, &[u8])> = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .filter_map(|header| header.value.map(|value| (header.key, value)))
-                .collect()
-        })
-        .unwrap_or_default();
-    match decode(&headers, message.payload()) {
-        Ok(envelope) => Some(Record {
-            partition: message.partition(),
-            offset: message.offset(),
-            envelope: Arc::new(envelope),
-        }),
-        Err(error) => {
-            warn!(
-                topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset(),
-                "record is not a CloudEvent: {error}"
-            );
-            None
-        }
-    }
 }
 
 fn append_error(topic: &str, error: &KafkaError, size: usize) -> AppendError {

@@ -9,6 +9,8 @@
 //!   value   = the data, byte for byte
 //! ```
 //!
+//! [`to_record`] reads a consumed message into a channel record with [`decode`].
+//!
 //! Reading also accepts structured mode (`content-type: application/cloudevents+json`, the whole
 //! event in the value), which other producers of an external topic may write.
 //!
@@ -18,14 +20,20 @@
 //! attribute stash on the wire as `ce_` headers, and it works on rdkafka's message types where the
 //! channel needs plain parts it can size against a topic's limit before producing.
 
+use std::sync::Arc;
+
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{
     AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV03, EventBuilderV10,
 };
+use knactor_actors::channel::Record;
 use knactor_actors::envelope::{
     dataschema_as_sent, is_attribute_stash, set_dataschema_as_sent, Envelope,
     PARTITION_KEY_EXTENSION,
 };
+
+use rdkafka::message::{Headers, Message};
+use tracing::warn;
 
 const PREFIX: &str = "ce_";
 const CONTENT_TYPE: &str = "content-type";
@@ -223,6 +231,35 @@ pub fn key_of(envelope: &Envelope) -> Option<Vec<u8>> {
         .event()
         .extension(PARTITION_KEY_EXTENSION)
         .map(|key| key.to_string().into_bytes())
+}
+
+/// A consumed message as a channel record, or `None` when it is not a CloudEvent.
+pub(crate) fn to_record<M: Message>(message: &M) -> Option<Record> {
+    let headers: Vec<(&str, &[u8])> = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|header| header.value.map(|value| (header.key, value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    match decode(&headers, message.payload()) {
+        Ok(envelope) => Some(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            envelope: Arc::new(envelope),
+        }),
+        Err(error) => {
+            warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                "record is not a CloudEvent: {error}"
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]
