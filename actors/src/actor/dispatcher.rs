@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
 use super::broker::trace_id_of;
-use super::trigger::{Deliver, TriggerActor};
+use super::trigger::{Deliver, Settled, TriggerActor};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{
     ChannelError, ChannelEvent, Committer, EventLog, Offset, Partition, Position, ReadBatch,
@@ -830,15 +830,6 @@ impl Handler<ApplyTriggers> for DispatcherActor {
     fn handle(&mut self, apply: ApplyTriggers, ctx: &mut Context<Self>) {
         self.apply(apply, ctx);
     }
-}
-
-/// A delivery reached its final outcome (sent by a trigger).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Settled {
-    pub trigger: ObjectKey,
-    pub partition: Partition,
-    pub offset: Offset,
 }
 
 impl Handler<Settled> for DispatcherActor {

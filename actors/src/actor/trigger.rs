@@ -17,18 +17,19 @@ use tracing::debug;
 
 use super::broker::Broker;
 use super::delivery::{Outcome, TriggerContext};
-use super::dispatcher::{DispatcherActor, Settled};
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{EventLog, Offset, Partition};
 use crate::envelope::Envelope;
 use crate::metrics::TriggerMetrics;
+use crate::resources::ObjectKey;
 use crate::routes::{DeliveryOrder, TriggerRoute};
 
 pub struct TriggerActor {
     /// What its deliveries share: the route, the endpoints, the metrics.
     context: Arc<TriggerContext>,
     shared: Arc<Shared>,
-    dispatcher: Addr<DispatcherActor>,
+    /// Told when a delivery settles (the broker's dispatcher).
+    dispatcher: Recipient<Settled>,
     metrics: Arc<TriggerMetrics>,
     /// Waiting for a slot (unordered), or for the partition's previous delivery (ordered).
     waiting: VecDeque<Deliver>,
@@ -48,13 +49,23 @@ impl fmt::Debug for TriggerActor {
     }
 }
 
+/// A delivery reached its final outcome: what a trigger tells its dispatcher, which may then
+/// commit past the record.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Settled {
+    pub trigger: ObjectKey,
+    pub partition: Partition,
+    pub offset: Offset,
+}
+
 impl TriggerActor {
     pub fn new(
         route: Arc<TriggerRoute>,
         shared: Arc<Shared>,
         log: Arc<dyn EventLog>,
         broker: Broker,
-        dispatcher: Addr<DispatcherActor>,
+        dispatcher: impl Into<Recipient<Settled>>,
         park_topic: String,
     ) -> Self {
         let metrics = shared.metrics.trigger(&route.broker, &route.key);
@@ -69,7 +80,7 @@ impl TriggerActor {
         Self {
             context: Arc::new(context),
             shared,
-            dispatcher,
+            dispatcher: dispatcher.into(),
             metrics,
             waiting: VecDeque::new(),
             in_flight: 0,
