@@ -260,18 +260,12 @@ impl Knative {
     }
 
     fn up(&self) {
-        let output = Command::new(repo_path("scripts/knative-up.sh"))
-            .arg(&self.dir)
-            .arg(&self.kube.kubeconfig)
-            .env("KNATIVE_INGRESS_PORT", self.ingress_port.to_string())
-            .env("KNATIVE_FILTER_PORT", self.filter_port.to_string())
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("scripts/knative-up.sh runs");
-        assert!(
-            output.status.success(),
-            "scripts/knative-up.sh failed (it needs Go and `scripts/install-tools.sh --only kube`)"
+        knative_up(
+            &[self.dir.as_os_str(), self.kube.kubeconfig.as_os_str()],
+            &[
+                ("KNATIVE_INGRESS_PORT", self.ingress_port.to_string()),
+                ("KNATIVE_FILTER_PORT", self.filter_port.to_string()),
+            ],
         );
     }
 
@@ -1033,6 +1027,23 @@ fn med(rounds: &[RoundOf], f: impl Fn(&RoundOf) -> f64) -> f64 {
 
 // ---- main ------------------------------------------------------------------------------------------
 
+/// Runs `scripts/knative-up.sh` with `args` and `env` (`--build`: only build Knative's data plane
+/// from Go modules; a directory and a kubeconfig: start it there), and fails the bench if it fails.
+fn knative_up(args: &[&std::ffi::OsStr], env: &[(&str, String)]) {
+    let status = Command::new(repo_path("scripts/knative-up.sh"))
+        .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("scripts/knative-up.sh runs");
+    assert!(
+        status.success(),
+        "scripts/knative-up.sh {args:?} failed (it needs Go and `scripts/install-tools.sh --only kube`)"
+    );
+}
+
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let plan = Plan {
@@ -1056,16 +1067,7 @@ fn main() {
     let refused = format!("http://127.0.0.1:{}/", free_port());
 
     let build = Instant::now();
-    let built = Command::new(repo_path("scripts/knative-up.sh"))
-        .arg("--build")
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/knative-up.sh runs");
-    assert!(
-        built.status.success(),
-        "building Knative's data plane failed"
-    );
+    knative_up(&["--build".as_ref()], &[]);
     let build_seconds = build.elapsed().as_secs_f64();
     let mut knative = Knative::start(&runtime);
     let mut knactor = Knactor { node: None };

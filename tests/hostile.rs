@@ -418,21 +418,11 @@ fn bodies_held_open_cannot_take_more_memory_than_the_body_budget() {
     let mut buffered: f64 = 0.0;
     for _ in 0..20 {
         rss_holding = rss_holding.max(rss_mib(pid));
-        let metrics = http()
-            .get(format!("{}/metrics", node.url))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let metrics = node.metrics_text();
         buffered = buffered.max(metric(&metrics, "knactor_ingress_body_buffer_bytes"));
         thread::sleep(Duration::from_millis(100));
     }
-    let metrics = http()
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = node.metrics_text();
     let refused_503 = metric(
         &metrics,
         "knactor_ingress_requests_refused_total{code=\"503\"}",

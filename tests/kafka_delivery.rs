@@ -123,16 +123,8 @@ fn a_backlog_far_larger_than_the_trigger_queue_is_delivered_whole() {
 #[test]
 fn a_rebalance_while_a_trigger_is_behind_loses_nothing() {
     let kafka = Kafka::shared();
-    let recorder = Recorder::start();
-    recorder.on("/slow", |_, _| {
-        Reply::accepted().after(Duration::from_millis(20))
-    });
-    let config = format!(
-        "{}{}{}",
-        kafka_broker(),
-        trigger_yaml("slow", "filter: {}", &recorder.at("/slow"), None),
-        trigger_yaml("fast", "filter: {}", &recorder.at("/fast"), None),
-    );
+    let (recorder, triggers) = slow_and_fast_triggers(Duration::from_millis(20));
+    let config = format!("{}{triggers}", kafka_broker());
     let node = |id: &str| {
         start(
             &config,
@@ -222,16 +214,8 @@ fn a_rebalance_while_a_trigger_is_behind_loses_nothing() {
 fn a_slow_subscriber_does_not_hold_back_a_fast_one() {
     const EVENTS: usize = 600;
     let kafka = Kafka::shared();
-    let recorder = Recorder::start();
-    recorder.on("/slow", |_, _| {
-        Reply::accepted().after(Duration::from_millis(50))
-    });
-    let config = format!(
-        "{}{}{}",
-        kafka_broker(),
-        trigger_yaml("slow", "filter: {}", &recorder.at("/slow"), None),
-        trigger_yaml("fast", "filter: {}", &recorder.at("/fast"), None),
-    );
+    let (recorder, triggers) = slow_and_fast_triggers(Duration::from_millis(50));
+    let config = format!("{}{triggers}", kafka_broker());
     let node = start(
         &config,
         &on_kafka(

@@ -119,12 +119,7 @@ fn a_removed_trigger_stops_receiving() {
     thread::sleep(Duration::from_millis(200));
     assert_eq!(recorder.count("/drop"), 1);
     // Its series leave /metrics with it; the kept trigger's stay.
-    let metrics = http()
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = node.metrics_text();
     assert!(!metrics.contains("trigger=\"drop\""), "{metrics}");
     assert!(
         metrics.contains("knactor_trigger_events_delivered_total{namespace=\"e2e\",broker=\"default\",trigger=\"keep\"} 2"),

@@ -91,16 +91,8 @@ fn actors_crashed_under_traffic_are_restarted_and_every_accepted_event_arrives()
 
 #[test]
 fn a_slow_subscriber_never_delays_the_other_triggers() {
-    let recorder = Recorder::start();
-    recorder.on("/slow", |_, _| {
-        Reply::accepted().after(Duration::from_millis(300))
-    });
-    let config = format!(
-        "{}{}{}",
-        broker_yaml("{}"),
-        trigger_yaml("slow", "filter: {}", &recorder.at("/slow"), None),
-        trigger_yaml("fast", "filter: {}", &recorder.at("/fast"), None),
-    );
+    let (recorder, triggers) = slow_and_fast_triggers(Duration::from_millis(300));
+    let config = format!("{}{triggers}", broker_yaml("{}"));
     let node = NodeProcess::start(
         &config,
         &["--trigger-queue", "10", "--trigger-concurrency", "2"],
@@ -154,16 +146,8 @@ fn a_slow_subscriber_never_delays_the_other_triggers() {
 /// the fast one is not given again what it already had (no redelivery storm).
 #[test]
 fn a_restarted_dispatcher_resumes_a_trigger_behind_from_its_place() {
-    let recorder = Recorder::start();
-    recorder.on("/slow", |_, _| {
-        Reply::accepted().after(Duration::from_millis(100))
-    });
-    let config = format!(
-        "{}{}{}",
-        broker_yaml("{}"),
-        trigger_yaml("slow", "filter: {}", &recorder.at("/slow"), None),
-        trigger_yaml("fast", "filter: {}", &recorder.at("/fast"), None),
-    );
+    let (recorder, triggers) = slow_and_fast_triggers(Duration::from_millis(100));
+    let config = format!("{}{triggers}", broker_yaml("{}"));
     let node = NodeProcess::start(
         &config,
         &["--trigger-queue", "20", "--trigger-concurrency", "4"],

@@ -62,6 +62,47 @@ pub struct Run {
     pub refused: std::collections::BTreeMap<u16, usize>,
 }
 
+impl Run {
+    /// A run from its sends: (index, sent since the bench started, answered after, status).
+    fn of(results: &[(usize, Duration, Duration, u16)], elapsed: Duration) -> Self {
+        let mut sent_at = vec![Duration::ZERO; results.len()];
+        let mut ack = Vec::with_capacity(results.len());
+        let mut failures = 0;
+        let mut refused = std::collections::BTreeMap::new();
+        for &(i, sent, latency, status) in results {
+            sent_at[i] = sent;
+            ack.push(latency);
+            if status != 202 {
+                failures += 1;
+                *refused.entry(status).or_default() += 1;
+            }
+        }
+        Run {
+            sent_at,
+            ack,
+            elapsed,
+            failures,
+            refused,
+        }
+    }
+}
+
+/// POSTs one of the generator's events (binary mode) with id `id`; the status (0: no answer).
+async fn post_event(client: &reqwest::Client, url: &str, id: String) -> u16 {
+    client
+        .post(url)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "/bench")
+        .header("ce-type", "bench")
+        .header("content-type", "application/json")
+        .body(PAYLOAD)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
 /// Sends `events` binary-mode events with `concurrency` requests in flight; ids are `<prefix>-<i>`.
 pub fn load(
     runtime: &tokio::runtime::Runtime,
@@ -106,44 +147,14 @@ pub fn load_spread(
                 let id = format!("{prefix}-{i}");
                 async move {
                     let sent = Instant::now();
-                    let status = client
-                        .post(&url)
-                        .header("ce-specversion", "1.0")
-                        .header("ce-id", id)
-                        .header("ce-source", "/bench")
-                        .header("ce-type", "bench")
-                        .header("content-type", "application/json")
-                        .body(PAYLOAD)
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .unwrap_or(0);
+                    let status = post_event(&client, &url, id).await;
                     (i, sent - start, sent.elapsed(), status)
                 }
             })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        let elapsed = began.elapsed();
-        let mut sent_at = vec![Duration::ZERO; events];
-        let mut ack = Vec::with_capacity(events);
-        let mut failures = 0;
-        let mut refused = std::collections::BTreeMap::new();
-        for (i, sent, latency, status) in results {
-            sent_at[i] = sent;
-            ack.push(latency);
-            if status != 202 {
-                failures += 1;
-                *refused.entry(status).or_default() += 1;
-            }
-        }
-        Run {
-            sent_at,
-            ack,
-            elapsed,
-            failures,
-            refused,
-        }
+        Run::of(&results, began.elapsed())
     })
 }
 
@@ -179,18 +190,7 @@ pub fn load_open(
             let id = format!("{prefix}-{i}");
             let due_since_start = due.into_std() - start;
             sends.push(tokio::spawn(async move {
-                let status = client
-                    .post(&url)
-                    .header("ce-specversion", "1.0")
-                    .header("ce-id", id)
-                    .header("ce-source", "/bench")
-                    .header("ce-type", "bench")
-                    .header("content-type", "application/json")
-                    .body(PAYLOAD)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
+                let status = post_event(&client, &url, id).await;
                 drop(permit);
                 (
                     i,
@@ -204,26 +204,7 @@ pub fn load_open(
         for send in sends {
             results.push(send.await.unwrap());
         }
-        let elapsed = began.elapsed();
-        let mut sent_at = vec![Duration::ZERO; events];
-        let mut ack = Vec::with_capacity(events);
-        let mut failures = 0;
-        let mut refused = std::collections::BTreeMap::new();
-        for (i, due, latency, status) in results {
-            sent_at[i] = due;
-            ack.push(latency);
-            if status != 202 {
-                failures += 1;
-                *refused.entry(status).or_default() += 1;
-            }
-        }
-        Run {
-            sent_at,
-            ack,
-            elapsed,
-            failures,
-            refused,
-        }
+        Run::of(&results, began.elapsed())
     })
 }
 

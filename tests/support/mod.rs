@@ -62,6 +62,19 @@ pub(crate) fn trigger_yaml(
     )
 }
 
+/// A subscriber whose `/slow` answers 202 after `delay` and `/fast` at once, and the YAML of two
+/// triggers `slow` and `fast` (no filter) to them, to follow a broker's.
+pub(crate) fn slow_and_fast_triggers(delay: Duration) -> (Recorder, String) {
+    let recorder = Recorder::start();
+    recorder.on("/slow", move |_, _| Reply::accepted().after(delay));
+    let triggers = format!(
+        "{}{}",
+        trigger_yaml("slow", "filter: {}", &recorder.at("/slow"), None),
+        trigger_yaml("fast", "filter: {}", &recorder.at("/fast"), None),
+    );
+    (recorder, triggers)
+}
+
 /// `knactor display` on a free port, its stdout collected.
 pub(crate) struct Display {
     pub url: String,

@@ -294,13 +294,18 @@ impl NodeProcess {
         self.stdout.lock().unwrap().clone()
     }
 
-    pub fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = http()
+    /// The node's `/metrics` page.
+    pub fn metrics_text(&self) -> String {
+        http()
             .get(format!("{}/metrics", self.url))
             .send()
             .unwrap()
             .text()
-            .unwrap();
+            .unwrap()
+    }
+
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.metrics_text();
         let prefix = format!("{name}{{{labels}}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
