@@ -1,10 +1,12 @@
 //! `Destination` (Knative duck v1): where a subscriber, dead-letter sink or source sink is.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::field::{join, Checker};
-use crate::routes::{Destination, Reference};
+use crate::routes::Destination;
 
 /// `{ref, uri, CACerts, audience}` as written in YAML.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,33 @@ pub struct KReference {
     /// Name of one of the target's `status.addresses`.
     #[serde(default)]
     pub address: Option<String>,
+}
+
+/// A reference to an addressable object, checked, with its namespace filled in (a `KReference`
+/// once [`DestinationSpec::check`] has passed it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Reference {
+    /// The API group: `serving.knative.dev` for `serving.knative.dev/v1`, `""` for core `v1`.
+    pub fn group(&self) -> &str {
+        match self.api_version.rsplit_once('/') {
+            Some((group, _version)) => group,
+            None if self.api_version.contains('.') => &self.api_version,
+            None => "",
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
 }
 
 impl DestinationSpec {

@@ -21,7 +21,7 @@ pub mod trigger;
 pub use broker::BrokerSpec;
 pub use broker_defaults::BrokerDefaults;
 pub use delivery::DeliverySpec;
-pub use destination::{DestinationSpec, KReference};
+pub use destination::{DestinationSpec, KReference, Reference};
 pub use field::{Checked, Checker, FieldError, Strictness};
 pub use filter::{FilterSpec, LegacyFilterSpec};
 pub use loader::{load_str, load_value, LoadReport, Notice, Origin, Refusal, Resource};

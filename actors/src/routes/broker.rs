@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::delivery::Delivery;
-use super::destination::Reference;
 use crate::resources::field::{check_dns_name, join, Checked, Checker, FieldError};
-use crate::resources::{BrokerSpec, Object, ObjectKey};
+use crate::resources::{BrokerSpec, Object, ObjectKey, Reference};
 
 /// The annotation that picks a broker implementation.
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";

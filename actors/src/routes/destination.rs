@@ -1,11 +1,10 @@
 //! Where events go: destinations as validated, and their resolution into URLs.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use url::Url;
 
-use crate::resources::ObjectKey;
+use crate::resources::{ObjectKey, Reference};
 
 /// A validated `Destination`: a URL, or a reference to resolve (plus an optional path).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,32 +17,6 @@ pub enum Destination {
         /// Resolved against the target's address (`/events`, `sub/path`).
         uri: Option<String>,
     },
-}
-
-/// A reference to an addressable object, with its namespace filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Reference {
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: String,
-}
-
-impl Reference {
-    /// The API group: `serving.knative.dev` for `serving.knative.dev/v1`, `""` for core `v1`.
-    pub fn group(&self) -> &str {
-        match self.api_version.rsplit_once('/') {
-            Some((group, _version)) => group,
-            None if self.api_version.contains('.') => &self.api_version,
-            None => "",
-        }
-    }
-}
-
-impl fmt::Display for Reference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-    }
 }
 
 /// Why a destination has no URL, in words a user can act on (a Trigger's or a source's not-ready

@@ -13,6 +13,8 @@ mod destination;
 mod source;
 mod trigger;
 
+/// Checked with the destination that holds it; part of the API shape, used here as it is.
+pub use crate::resources::Reference;
 pub use broker::{
     broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
 };
@@ -22,8 +24,7 @@ pub use channel::{
 };
 pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
 pub use destination::{
-    AddressableEntryError, AddressablesTable, Destination, Reference, ResolveError, Resolver,
-    StaticResolver,
+    AddressableEntryError, AddressablesTable, Destination, ResolveError, Resolver, StaticResolver,
 };
 pub use source::{
     ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
