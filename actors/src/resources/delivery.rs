@@ -8,7 +8,7 @@ use super::destination::DestinationSpec;
 use super::field::{join, Checker};
 use crate::duration;
 use crate::retry::{BackoffPolicy, RetryPolicy};
-use crate::routes::{ContentMode, Delivery};
+use crate::routes::Delivery;
 
 /// `delivery:` as written in YAML.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,16 @@ pub struct DeliverySpec {
     /// `json` (structured mode) or `binary`.
     #[serde(default)]
     pub format: Option<String>,
+}
+
+/// How an event is put on the wire to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentMode {
+    /// Attributes in `ce-` headers, data as the body (the default).
+    #[default]
+    Binary,
+    /// The whole event as `application/cloudevents+json` (`delivery.format: json`).
+    Structured,
 }
 
 impl DeliverySpec {

@@ -20,7 +20,7 @@ pub mod trigger;
 
 pub use broker::BrokerSpec;
 pub use broker_defaults::BrokerDefaults;
-pub use delivery::DeliverySpec;
+pub use delivery::{ContentMode, DeliverySpec};
 pub use destination::{DestinationSpec, KReference, Reference};
 pub use field::{Checked, Checker, FieldError, Strictness};
 pub use filter::{FilterSpec, LegacyFilterSpec};

@@ -1,19 +1,11 @@
-//! Delivery policy at runtime: retries, dead letter, content mode.
+//! Delivery policy at runtime: retries, dead letter, content mode ([`ContentMode`], the
+//! `format` field as written, is the API shape's).
 
 use url::Url;
 
 use super::destination::{Destination, ResolveError, Resolver};
+use crate::resources::ContentMode;
 use crate::retry::RetryPolicy;
-
-/// How an event is put on the wire to a subscriber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ContentMode {
-    /// Attributes in `ce-` headers, data as the body (the default).
-    #[default]
-    Binary,
-    /// The whole event as `application/cloudevents+json` (`delivery.format: json`).
-    Structured,
-}
 
 /// A validated `DeliverySpec`, dead-letter sink still unresolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ mod destination;
 mod source;
 mod trigger;
 
-/// Checked with the destination that holds it; part of the API shape, used here as it is.
-pub use crate::resources::Reference;
+/// Parts of the API shape that the runtime types hold as they are.
+pub use crate::resources::{ContentMode, Reference};
 pub use broker::{
     broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
 };
@@ -22,7 +22,7 @@ pub use channel::{
     kafka_client_config, ChannelConfigError, ChannelDefaults, ChannelKind, ChannelSpec,
     KafkaAuthError, KafkaChannel, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
 };
-pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
+pub use delivery::{Delivery, ResolvedDelivery};
 pub use destination::{
     AddressableEntryError, AddressablesTable, Destination, ResolveError, Resolver, StaticResolver,
 };
