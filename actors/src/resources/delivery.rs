@@ -56,10 +56,14 @@ impl DeliverySpec {
 
     /// Validates as Knative's `DeliverySpec.Validate` does and converts to the runtime shape.
     pub fn check(&self, checker: &mut Checker, path: &str, namespace: &str) -> Option<Delivery> {
-        let dead_letter = self
-            .dead_letter_sink
-            .as_ref()
-            .and_then(|sink| sink.check(checker, &join(path, "deadLetterSink"), namespace));
+        let dead_letter = self.dead_letter_sink.as_ref().and_then(|sink| {
+            crate::routes::Destination::from_spec(
+                sink,
+                checker,
+                &join(path, "deadLetterSink"),
+                namespace,
+            )
+        });
 
         let retries = match self.retry {
             None => 0,

@@ -289,7 +289,7 @@ fn check_sink(
     namespace: &str,
 ) -> Option<Destination> {
     match sink {
-        Some(sink) => sink.check(checker, "spec.sink", namespace),
+        Some(sink) => Destination::from_spec(sink, checker, "spec.sink", namespace),
         None => {
             checker.tolerate(
                 "spec.sink",

@@ -120,7 +120,9 @@ impl Trigger {
         };
 
         let subscriber = match &spec.subscriber {
-            Some(subscriber) => subscriber.check(&mut checker, "spec.subscriber", &namespace),
+            Some(subscriber) => {
+                Destination::from_spec(subscriber, &mut checker, "spec.subscriber", &namespace)
+            }
             None => {
                 checker.tolerate(
                     "spec.subscriber",
