@@ -182,10 +182,9 @@ impl EntryDocument {
                 None
             }
         };
-        let delivery = self
-            .delivery
-            .as_ref()
-            .and_then(|delivery| delivery.check(checker, &format!("{path}.delivery"), namespace));
+        let delivery = self.delivery.as_ref().and_then(|delivery| {
+            Delivery::from_spec(delivery, checker, &format!("{path}.delivery"), namespace)
+        });
         let delivery_spec = delivery
             .as_ref()
             .and(self.delivery.clone())

@@ -62,7 +62,7 @@ impl NodeConfigSpec {
             .as_ref()
             .and_then(|defaults| defaults.delivery.as_ref())
             .and_then(|delivery| {
-                delivery.check(checker, "spec.brokerDefaults.delivery", "default")
+                Delivery::from_spec(delivery, checker, "spec.brokerDefaults.delivery", "default")
             });
         NodeSettings {
             addressables: self

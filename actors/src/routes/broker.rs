@@ -72,11 +72,9 @@ impl Broker {
                     .unwrap_or_else(|| namespace.clone()),
             })
         });
-        let delivery = object
-            .spec
-            .delivery
-            .as_ref()
-            .and_then(|delivery| delivery.check(&mut checker, "spec.delivery", &namespace));
+        let delivery = object.spec.delivery.as_ref().and_then(|delivery| {
+            Delivery::from_spec(delivery, &mut checker, "spec.delivery", &namespace)
+        });
         let class = object
             .metadata
             .annotation(BROKER_CLASS_ANNOTATION)
