@@ -18,10 +18,10 @@ use serde_yaml::Value;
 use super::depth::{check_depth, MAX_DEPTH};
 use super::field::{Checked, Checker, FieldError, Strictness};
 use super::legacy;
-use super::node_config::{NodeConfigSpec, NodeSettings};
+use super::node_config::NodeConfigSpec;
 use super::sources::{ApiServerSourceSpec, PingSourceSpec};
 use super::{BrokerSpec, Object, ObjectKey, TriggerSpec};
-use crate::routes::{ApiServerSource, Broker, PingSource, Trigger};
+use crate::routes::{ApiServerSource, Broker, NodeSettings, PingSource, Trigger};
 
 /// Where a document came from: a file (or another origin) and its position in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,7 +435,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             .map(|checked| map_checked(checked, Resource::PingSource)),
         Known::NodeConfig => parse::<NodeConfigSpec>(value).and_then(|object| {
             let mut checker = checker;
-            let settings = object.spec.check(&mut checker);
+            let settings = NodeSettings::from_spec(&object.spec, &mut checker);
             checker.finish(Resource::NodeConfig(settings))
         }),
         Known::ConfigMap => parse_plain::<ConfigMapDocument>(value).and_then(|document| {

@@ -26,6 +26,6 @@ pub use field::{Checked, Checker, FieldError, Strictness};
 pub use filter::{FilterSpec, LegacyFilterSpec};
 pub use loader::{load_str, load_value, LoadReport, Notice, Origin, Refusal, Resource};
 pub use meta::{Object, ObjectKey, ObjectKeyParseError, ObjectMeta};
-pub use node_config::{NodeConfigSpec, NodeSettings};
+pub use node_config::NodeConfigSpec;
 pub use sources::{ApiServerSourceSpec, PingSourceSpec};
 pub use trigger::TriggerSpec;

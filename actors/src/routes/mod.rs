@@ -10,6 +10,7 @@ mod broker;
 mod channel;
 mod delivery;
 mod destination;
+mod node_settings;
 mod source;
 mod trigger;
 
@@ -26,6 +27,7 @@ pub use delivery::{Delivery, ResolvedDelivery};
 pub use destination::{
     AddressableEntryError, AddressablesTable, Destination, ResolveError, Resolver, StaticResolver,
 };
+pub use node_settings::NodeSettings;
 pub use source::{
     ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
     WatchedKind, PING_EVENT_TYPE,
@@ -43,9 +45,7 @@ use url::Url;
 use crate::filter::Filter;
 use crate::resources::broker_defaults::{self, BrokerDefaults};
 use crate::resources::loader::{identity, Origin};
-use crate::resources::{
-    FieldError, LoadReport, NodeSettings, ObjectKey, Refusal, Resource, TriggerSpec,
-};
+use crate::resources::{FieldError, LoadReport, ObjectKey, Refusal, Resource, TriggerSpec};
 
 /// Every resource a node was given, validated, without duplicates.
 #[derive(Debug, Default, Clone)]
