@@ -442,7 +442,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             let key = ObjectKey::of(&document.metadata);
             if key == super::broker_defaults::config_map_key() {
                 // Checked here, so a wrong default is refused with its field.
-                super::broker_defaults::BrokerDefaults::from_data(&document.data)?;
+                crate::routes::BrokerDefaults::from_data(&document.data)?;
             }
             checker.finish(Resource::ConfigMap {
                 key,

@@ -19,7 +19,6 @@ pub mod sources;
 pub mod trigger;
 
 pub use broker::BrokerSpec;
-pub use broker_defaults::BrokerDefaults;
 pub use delivery::{ContentMode, DeliverySpec};
 pub use destination::{DestinationSpec, KReference, Reference};
 pub use field::{Checked, Checker, FieldError, Strictness};

@@ -7,6 +7,7 @@
 //! policy), so no actor resolves or parses anything.
 
 mod broker;
+mod broker_defaults;
 mod channel;
 mod delivery;
 mod destination;
@@ -19,6 +20,7 @@ pub use crate::resources::{ContentMode, Reference};
 pub use broker::{
     broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
 };
+pub use broker_defaults::{BrokerDefault, BrokerDefaults};
 pub use channel::{
     kafka_client_config, ChannelConfigError, ChannelDefaults, ChannelKind, ChannelSpec,
     KafkaAuthError, KafkaChannel, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
@@ -43,7 +45,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::filter::Filter;
-use crate::resources::broker_defaults::{self, BrokerDefaults};
+use crate::resources::broker_defaults::config_map_key;
 use crate::resources::loader::{identity, Origin};
 use crate::resources::{FieldError, LoadReport, ObjectKey, Refusal, Resource, TriggerSpec};
 
@@ -150,7 +152,7 @@ impl Catalog {
     /// `spec.config`, delivery), when the catalog has that ConfigMap. Call again once more
     /// ConfigMaps arrived (cluster mode reads them after the resources).
     pub fn apply_broker_defaults(&mut self) {
-        let Some(data) = self.config_maps.get(&broker_defaults::config_map_key()) else {
+        let Some(data) = self.config_maps.get(&config_map_key()) else {
             return;
         };
         // A wrong ConfigMap was refused when it was loaded; from the cluster, it is ignored here

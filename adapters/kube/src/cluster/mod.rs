@@ -22,7 +22,7 @@ use knactor_actors::actor::{
 };
 use knactor_actors::resources::broker_defaults;
 use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
-use knactor_actors::routes::{ChannelDefaults, Delivery, Routes};
+use knactor_actors::routes::{BrokerDefaults, ChannelDefaults, Delivery, Routes};
 use knactor_actors::source::SourceBoard;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
@@ -204,7 +204,7 @@ fn default_config_maps(configs: &BrokerConfigs) -> Vec<ObjectKey> {
     let Some(data) = configs.config_map(&broker_defaults::config_map_key()) else {
         return Vec::new();
     };
-    let Ok(defaults) = broker_defaults::BrokerDefaults::from_data(data) else {
+    let Ok(defaults) = BrokerDefaults::from_data(data) else {
         return Vec::new();
     };
     std::iter::once(&defaults.cluster)
