@@ -11,6 +11,7 @@ mod broker_defaults;
 mod channel;
 mod delivery;
 mod destination;
+mod load;
 mod node_settings;
 mod source;
 mod trigger;
@@ -29,6 +30,7 @@ pub use delivery::{Delivery, ResolvedDelivery};
 pub use destination::{
     AddressableEntryError, AddressablesTable, Destination, ResolveError, Resolver, StaticResolver,
 };
+pub use load::{identity, load_str, load_value, LoadReport, Resource};
 pub use node_settings::NodeSettings;
 pub use source::{
     ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
@@ -46,8 +48,7 @@ use url::Url;
 
 use crate::filter::Filter;
 use crate::resources::broker_defaults::config_map_key;
-use crate::resources::loader::{identity, Origin};
-use crate::resources::{FieldError, LoadReport, ObjectKey, Refusal, Resource, TriggerSpec};
+use crate::resources::{FieldError, ObjectKey, Origin, Refusal, TriggerSpec};
 
 /// Every resource a node was given, validated, without duplicates.
 #[derive(Debug, Default, Clone)]
@@ -492,7 +493,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{load_str, Strictness};
+    use crate::resources::Strictness;
 
     fn routes_of(yaml: &str) -> Routes {
         let report = load_str(yaml, "t.yaml", Strictness::Lenient);

@@ -339,7 +339,8 @@ fn check_overrides(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{load_str, Resource, Strictness};
+    use crate::resources::Strictness;
+    use crate::routes::{load_str, Resource};
 
     fn load(yaml: &str) -> Result<Resource, String> {
         let report = load_str(yaml, "s.yaml", Strictness::Strict);

@@ -21,8 +21,10 @@ use knactor_actors::actor::{
     ApplyRoutes, ApplySources, GetStatus, Node, SetSourcesActive, SourceManager,
 };
 use knactor_actors::resources::broker_defaults;
-use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
-use knactor_actors::routes::{BrokerDefaults, ChannelDefaults, Delivery, Routes};
+use knactor_actors::resources::{ObjectKey, Strictness};
+use knactor_actors::routes::{
+    load_value, BrokerDefaults, ChannelDefaults, Delivery, LoadReport, Routes,
+};
 use knactor_actors::source::SourceBoard;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
