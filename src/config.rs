@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use knactor_actors::resources::loader::{identity, Origin};
-use knactor_actors::resources::{load_str, LoadReport, Resource, Strictness};
+use knactor_actors::resources::{Origin, Strictness};
+use knactor_actors::routes::{identity, load_str, LoadReport, Resource};
 
 /// Bounds on reading the configuration files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

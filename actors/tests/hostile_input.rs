@@ -5,7 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use knactor_actors::resources::{load_str, Strictness};
+use knactor_actors::resources::Strictness;
+use knactor_actors::routes::load_str;
 use proptest::prelude::*;
 
 fn samples() -> Vec<String> {

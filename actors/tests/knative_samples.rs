@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use knactor_actors::resources::{load_str, LoadReport, Strictness};
+use knactor_actors::resources::Strictness;
+use knactor_actors::routes::{load_str, LoadReport};
 
 fn samples(folder: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,8 @@
 
 #![no_main]
 
-use knactor_actors::resources::{load_str, Strictness};
+use knactor_actors::resources::Strictness;
+use knactor_actors::routes::load_str;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -747,7 +747,7 @@ fn parse_default_delivery(json: &str) -> anyhow::Result<Delivery> {
     let spec: DeliverySpec = serde_json::from_str(json)
         .map_err(|error| anyhow::anyhow!("--default-delivery: {error}"))?;
     let mut checker = Checker::new(Strictness::Strict);
-    let delivery = spec.check(&mut checker, "", "default");
+    let delivery = Delivery::from_spec(&spec, &mut checker, "", "default");
     match checker.finish(delivery) {
         Ok(checked) => checked
             .value
@@ -805,9 +805,13 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 fn knative_default_delivery() -> Delivery {
     let mut checker = Checker::new(Strictness::Strict);
-    DeliverySpec::knative_default()
-        .check(&mut checker, "default", "default")
-        .unwrap_or_else(Delivery::none)
+    Delivery::from_spec(
+        &DeliverySpec::knative_default(),
+        &mut checker,
+        "default",
+        "default",
+    )
+    .unwrap_or_else(Delivery::none)
 }
 
 /// Reads the configuration if it changed, says what was refused, and hands the node new routes.

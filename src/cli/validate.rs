@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use knactor_actors::resources::loader::{identity, Refusal};
-use knactor_actors::resources::{Resource, Strictness};
-use knactor_actors::routes::Catalog;
+use knactor_actors::resources::{Refusal, Strictness};
+use knactor_actors::routes::{identity, Catalog, Resource};
 use serde_json::{json, Value};
 
 use super::output::OutputArgs;

@@ -7,7 +7,11 @@
 //!    next to a Trigger, are skipped with a note, not refused; Knative's 2019 shapes are rewritten
 //!    into today's with a warning, see [`super::legacy`]);
 //! 3. it has the kind's shape: known fields of the right types, and a `spec`;
-//! 4. its content is valid, as Knative's webhook checks it (see [`crate::routes::Trigger::from_object`]).
+//! 4. its content is valid, as Knative's webhook checks it.
+//!
+//! This module is the first three gates: it reads each document into its kind's shape (a
+//! [`Document`]). The fourth is the conversion of that shape into its runtime type, which is the
+//! routes' (`routes::load_str` runs all four and gathers what passed).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,10 +22,9 @@ use serde_yaml::Value;
 use super::depth::{check_depth, MAX_DEPTH};
 use super::field::{Checked, Checker, FieldError, Strictness};
 use super::legacy;
-use super::node_config::{NodeConfigSpec, NodeSettings};
+use super::node_config::NodeConfigSpec;
 use super::sources::{ApiServerSourceSpec, PingSourceSpec};
 use super::{BrokerSpec, Object, ObjectKey, TriggerSpec};
-use crate::routes::{ApiServerSource, Broker, PingSource, Trigger};
 
 /// Where a document came from: a file (or another origin) and its position in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,40 +40,6 @@ impl fmt::Display for Origin {
             write!(f, "{} (document {})", self.source, self.document)
         } else {
             f.write_str(&self.source)
-        }
-    }
-}
-
-/// A resource that passed every gate.
-#[derive(Debug, Clone)]
-pub enum Resource {
-    Broker(Broker),
-    Trigger(Trigger),
-    ApiServerSource(ApiServerSource),
-    PingSource(PingSource),
-    NodeConfig(NodeSettings),
-    /// `data` of a ConfigMap (a Kafka broker's `spec.config`).
-    ConfigMap {
-        key: ObjectKey,
-        data: BTreeMap<String, String>,
-    },
-    /// Decoded `data` and `stringData` of a Secret (a Kafka broker's auth Secret).
-    Secret {
-        key: ObjectKey,
-        data: BTreeMap<String, String>,
-    },
-}
-
-impl Resource {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Resource::Broker(_) => "Broker",
-            Resource::Trigger(_) => "Trigger",
-            Resource::ApiServerSource(_) => "ApiServerSource",
-            Resource::PingSource(_) => "PingSource",
-            Resource::NodeConfig(_) => "NodeConfig",
-            Resource::ConfigMap { .. } => "ConfigMap",
-            Resource::Secret { .. } => "Secret",
         }
     }
 }
@@ -127,28 +96,58 @@ impl fmt::Display for Notice {
     }
 }
 
-/// What reading one or more files produced.
-#[derive(Debug, Default)]
-pub struct LoadReport {
-    pub accepted: Vec<(Origin, Resource)>,
-    pub refused: Vec<Refusal>,
-    /// Loaded, but not as Knative's webhook would have it (see [`Strictness`]).
-    pub warnings: Vec<Notice>,
-    /// Documents of kinds knactor does not run (a Service, a Namespace...).
-    pub skipped: Vec<Notice>,
-    /// The text is not valid YAML: the parser stopped at the error (refused), so whatever came
-    /// after it was never read. A reload keeps what the file held before rather than dropping it.
-    pub broken_yaml: bool,
+/// A document of a kind knactor reads, in that kind's shape: read, not yet checked.
+// Unboxed: one lives from its reading to its conversion, and there is one per document.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Document {
+    Broker(Object<BrokerSpec>),
+    Trigger(Object<TriggerSpec>),
+    ApiServerSource(Object<ApiServerSourceSpec>),
+    PingSource(Object<PingSourceSpec>),
+    NodeConfig(Object<NodeConfigSpec>),
+    /// `data` of a ConfigMap (a Kafka broker's `spec.config`).
+    ConfigMap {
+        key: ObjectKey,
+        data: BTreeMap<String, String>,
+    },
+    /// Decoded `data` and `stringData` of a Secret (a Kafka broker's auth Secret).
+    Secret {
+        key: ObjectKey,
+        data: BTreeMap<String, String>,
+    },
 }
 
-impl LoadReport {
-    pub fn merge(&mut self, other: LoadReport) {
-        self.accepted.extend(other.accepted);
-        self.refused.extend(other.refused);
-        self.warnings.extend(other.warnings);
-        self.skipped.extend(other.skipped);
-        self.broken_yaml |= other.broken_yaml;
-    }
+/// A document that passed the first three gates.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub origin: Origin,
+    /// `Trigger team-a/on-pod-add`.
+    pub resource: Option<String>,
+    /// How a 2019 shape was rewritten into today's: a warning, once the document is accepted.
+    pub rewritten: Option<String>,
+    /// The document, and what reading it tolerated.
+    pub document: Checked<Document>,
+}
+
+/// What became of one document read.
+// Unboxed, as `Document`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Read {
+    Parsed(Parsed),
+    Refused(Refusal),
+    /// A kind knactor does not run, or a Knative ConfigMap it does not read.
+    Skipped(Notice),
+}
+
+/// What reading a text produced, in the order of its documents.
+#[derive(Debug, Default)]
+pub struct Reading {
+    pub documents: Vec<Read>,
+    /// The text is not valid YAML: the parser stopped at the error (refused), so whatever came
+    /// after it was never read.
+    pub broken_yaml: bool,
 }
 
 /// The kinds knactor reads, by `apiVersion` and `kind`.
@@ -227,24 +226,24 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Known>, ApiVersionEr
 
 /// Reads one resource already parsed (an object from the Kubernetes API); `source` names it in
 /// messages.
-pub fn load_value(value: Value, source: &str, strictness: Strictness) -> LoadReport {
-    let mut report = LoadReport::default();
+pub fn read_value(value: Value, source: &str, strictness: Strictness) -> Reading {
+    let mut reading = Reading::default();
     let origin = Origin {
         source: source.to_string(),
         document: 1,
     };
-    load_document(value, origin, strictness, &mut report);
-    report
+    read_document(value, origin, strictness, &mut reading);
+    reading
 }
 
 /// Reads every document of one file's text. `source` names the file in messages.
 ///
 /// A text nested deeper than [`MAX_DEPTH`] is refused as a whole, before the YAML parser sees it
 /// (see [`super::depth`]).
-pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport {
-    let mut report = LoadReport::default();
+pub fn read_str(text: &str, source: &str, strictness: Strictness) -> Reading {
+    let mut reading = Reading::default();
     if let Err(too_deep) = check_depth(text, MAX_DEPTH) {
-        report.refused.push(Refusal {
+        reading.documents.push(Read::Refused(Refusal {
             origin: Origin {
                 source: source.to_string(),
                 document: 1,
@@ -256,8 +255,8 @@ pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport 
                     "not valid YAML: {too_deep} (knactor reads YAML up to {MAX_DEPTH} levels deep)"
                 ),
             )],
-        });
-        return report;
+        }));
+        return reading;
     }
     for (position, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
@@ -267,31 +266,31 @@ pub fn load_str(text: &str, source: &str, strictness: Strictness) -> LoadReport 
         let value = match serde::Deserialize::deserialize(document) {
             Ok(value) => value,
             Err(error) => {
-                report.refused.push(Refusal {
+                reading.documents.push(Read::Refused(Refusal {
                     origin,
                     resource: None,
                     errors: vec![FieldError::new("", format!("not valid YAML: {error}"))],
-                });
-                report.broken_yaml = true;
+                }));
+                reading.broken_yaml = true;
                 // The parser cannot find the next document after a syntax error.
                 break;
             }
         };
-        load_document(value, origin, strictness, &mut report);
+        read_document(value, origin, strictness, &mut reading);
     }
-    report
+    reading
 }
 
-fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &mut LoadReport) {
-    let refuse = |report: &mut LoadReport,
+fn read_document(value: Value, origin: Origin, strictness: Strictness, reading: &mut Reading) {
+    let refuse = |reading: &mut Reading,
                   origin: Origin,
                   resource: Option<String>,
                   errors: Vec<FieldError>| {
-        report.refused.push(Refusal {
+        reading.documents.push(Read::Refused(Refusal {
             origin,
             resource,
             errors,
-        })
+        }))
     };
     let mut mapping = match value {
         Value::Null => return,
@@ -299,7 +298,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
         other => {
             let found = describe(&other);
             return refuse(
-                report,
+                reading,
                 origin,
                 None,
                 vec![FieldError::new(
@@ -324,7 +323,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
                 errors.push(FieldError::new(field, "required"));
             }
         }
-        return refuse(report, origin, None, errors);
+        return refuse(reading, origin, None, errors);
     };
     let metadata = mapping.get("metadata");
     let name = metadata
@@ -352,7 +351,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
                     done.api_version, done.kind
                 );
                 return refuse(
-                    report,
+                    reading,
                     origin,
                     resource,
                     vec![FieldError::new("apiVersion", problem)],
@@ -360,7 +359,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
             }
             (Err(problem), _) => {
                 return refuse(
-                    report,
+                    reading,
                     origin,
                     resource,
                     vec![FieldError::new("apiVersion", problem.to_string())],
@@ -374,16 +373,16 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
     let known = match classify(&api_version, &kind) {
         Ok(Some(known)) => known,
         Ok(None) => {
-            report.skipped.push(Notice {
+            reading.documents.push(Read::Skipped(Notice {
                 origin,
                 resource,
                 message: format!("skipped: knactor does not run {api_version} {kind}"),
-            });
+            }));
             return;
         }
         Err(problem) => {
             return refuse(
-                report,
+                reading,
                 origin,
                 resource,
                 vec![FieldError::new("apiVersion", problem.to_string())],
@@ -399,7 +398,7 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
     );
     if spec_required && !mapping.contains_key("spec") {
         return refuse(
-            report,
+            reading,
             origin,
             resource,
             vec![FieldError::new(
@@ -410,78 +409,55 @@ fn load_document(value: Value, origin: Origin, strictness: Strictness, report: &
     }
     if matches!(known, Known::ConfigMap) {
         if let Some(note) = unread_knative_config(&mapping) {
-            report.skipped.push(Notice {
+            reading.documents.push(Read::Skipped(Notice {
                 origin,
                 resource,
                 message: note,
-            });
+            }));
             return;
         }
     }
     let value = Value::Mapping(mapping);
-    let checker = Checker::new(strictness);
     let outcome = match known {
-        Known::Broker => parse::<BrokerSpec>(value)
-            .and_then(|object| Broker::from_object(&object, checker))
-            .map(|checked| map_checked(checked, Resource::Broker)),
-        Known::Trigger => parse::<TriggerSpec>(value)
-            .and_then(|object| Trigger::from_object(&object, checker))
-            .map(|checked| map_checked(checked, Resource::Trigger)),
+        Known::Broker => parse::<BrokerSpec>(value).map(|object| read(Document::Broker(object))),
+        Known::Trigger => parse::<TriggerSpec>(value).map(|object| read(Document::Trigger(object))),
         Known::ApiServerSource => parse::<ApiServerSourceSpec>(value)
-            .and_then(|object| ApiServerSource::from_object(&object, checker))
-            .map(|checked| map_checked(checked, Resource::ApiServerSource)),
-        Known::PingSource => parse::<PingSourceSpec>(value)
-            .and_then(|object| PingSource::from_object(&object, checker))
-            .map(|checked| map_checked(checked, Resource::PingSource)),
-        Known::NodeConfig => parse::<NodeConfigSpec>(value).and_then(|object| {
-            let mut checker = checker;
-            let settings = object.spec.check(&mut checker);
-            checker.finish(Resource::NodeConfig(settings))
-        }),
-        Known::ConfigMap => parse_plain::<ConfigMapDocument>(value).and_then(|document| {
-            let key = ObjectKey::of(&document.metadata);
-            if key == super::broker_defaults::config_map_key() {
-                // Checked here, so a wrong default is refused with its field.
-                super::broker_defaults::BrokerDefaults::from_data(&document.data)?;
-            }
-            checker.finish(Resource::ConfigMap {
-                key,
+            .map(|object| read(Document::ApiServerSource(object))),
+        Known::PingSource => {
+            parse::<PingSourceSpec>(value).map(|object| read(Document::PingSource(object)))
+        }
+        Known::NodeConfig => {
+            parse::<NodeConfigSpec>(value).map(|object| read(Document::NodeConfig(object)))
+        }
+        Known::ConfigMap => parse_plain::<ConfigMapDocument>(value).map(|document| {
+            read(Document::ConfigMap {
+                key: ObjectKey::of(&document.metadata),
                 data: document.data,
             })
         }),
         Known::Secret => parse_plain::<SecretDocument>(value).and_then(|document| {
-            let mut checker = checker;
+            let mut checker = Checker::new(strictness);
             let key = ObjectKey::of(&document.metadata);
             let data = document.decode(&mut checker);
-            checker.finish(Resource::Secret { key, data })
+            checker.finish(Document::Secret { key, data })
         }),
     };
     match outcome {
-        Ok(checked) => {
-            if let Some(note) = rewritten {
-                report.warnings.push(Notice {
-                    origin: origin.clone(),
-                    resource: resource.clone(),
-                    message: note,
-                });
-            }
-            for warning in checked.warnings {
-                report.warnings.push(Notice {
-                    origin: origin.clone(),
-                    resource: resource.clone(),
-                    message: warning.to_string(),
-                });
-            }
-            report.accepted.push((origin, checked.value));
-        }
-        Err(errors) => refuse(report, origin, resource, errors),
+        Ok(document) => reading.documents.push(Read::Parsed(Parsed {
+            origin,
+            resource,
+            rewritten,
+            document,
+        })),
+        Err(errors) => refuse(reading, origin, resource, errors),
     }
 }
 
-fn map_checked<T>(checked: Checked<T>, wrap: impl FnOnce(T) -> Resource) -> Checked<Resource> {
+/// A document that took no checking to read.
+fn read(document: Document) -> Checked<Document> {
     Checked {
-        value: wrap(checked.value),
-        warnings: checked.warnings,
+        value: document,
+        warnings: Vec::new(),
     }
 }
 
@@ -594,216 +570,5 @@ fn describe(value: &Value) -> &'static str {
         Value::Sequence(_) => "a list",
         Value::Mapping(_) => "a mapping",
         Value::Tagged(_) => "a tagged value",
-    }
-}
-
-/// The key a resource is known by, for detecting duplicates across files.
-pub fn identity(resource: &Resource) -> Option<(&'static str, ObjectKey)> {
-    match resource {
-        Resource::Broker(broker) => Some(("Broker", broker.key.clone())),
-        Resource::Trigger(trigger) => Some(("Trigger", trigger.key.clone())),
-        Resource::ApiServerSource(source) => Some(("ApiServerSource", source.key.clone())),
-        Resource::PingSource(source) => Some(("PingSource", source.key.clone())),
-        Resource::ConfigMap { key, .. } => Some(("ConfigMap", key.clone())),
-        Resource::Secret { key, .. } => Some(("Secret", key.clone())),
-        Resource::NodeConfig(_) => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(text: &str) -> LoadReport {
-        load_str(text, "test.yaml", Strictness::Lenient)
-    }
-
-    fn refusal_lines(report: &LoadReport) -> Vec<String> {
-        report.refused.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn a_broker_and_a_trigger_in_one_file_both_load() {
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\nspec: {}\n---\n\
-             apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t, namespace: team-a}\n\
-             spec: {broker: default, subscriber: {uri: 'http://127.0.0.1:1/'}}\n",
-        );
-        assert!(report.refused.is_empty(), "{:?}", refusal_lines(&report));
-        assert_eq!(report.accepted.len(), 2);
-        assert!(report.warnings.is_empty());
-    }
-
-    #[test]
-    fn an_invalid_resource_is_refused_in_one_line_and_the_valid_one_still_loads() {
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: bad}\n\
-             spec: {broker: default, filter: {attributes: {Type: x}}, subscriber: {uri: 'http://x/'}}\n---\n\
-             apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\nspec: {}\n",
-        );
-        assert_eq!(report.accepted.len(), 1);
-        assert_eq!(
-            refusal_lines(&report),
-            vec!["test.yaml: Trigger default/bad: spec.filter.attributes.Type: invalid attribute name \"Type\": it must start with a lowercase letter and contain only lowercase letters and digits"]
-        );
-    }
-
-    #[test]
-    fn a_wrong_type_names_its_path() {
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\n\
-             spec: {broker: default, filters: {exact: {type: a}}}\n",
-        );
-        let lines = refusal_lines(&report);
-        assert_eq!(lines.len(), 1);
-        assert!(
-            lines[0].starts_with("test.yaml: Trigger default/t: spec.filters: invalid type: map, expected a sequence"),
-            "{}",
-            lines[0]
-        );
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\nspec: {delivery: {retries: 3}}\n",
-        );
-        let lines = refusal_lines(&report);
-        assert!(
-            lines[0].contains("spec.delivery.retries: unknown field `retries`, expected one of"),
-            "{}",
-            lines[0]
-        );
-    }
-
-    #[test]
-    fn a_document_without_spec_is_refused_but_an_empty_spec_loads() {
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: fragment}\n...\n",
-        );
-        assert!(refusal_lines(&report)[0].contains("spec: required"));
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: zero}\nspec:\n",
-        );
-        assert!(report.refused.is_empty());
-        assert_eq!(
-            report.warnings.len(),
-            2,
-            "missing broker and subscriber are told"
-        );
-    }
-
-    #[test]
-    fn yaml_nested_too_deep_is_refused_in_one_line_without_parsing_it() {
-        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
-        let started = std::time::Instant::now();
-        let report = load(&deep);
-        let lines = refusal_lines(&report);
-        assert_eq!(
-            lines,
-            vec!["test.yaml: not valid YAML: nested more than 64 levels deep at line 1 column 67 (knactor reads YAML up to 64 levels deep)"]
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "refusing took {:?}",
-            started.elapsed()
-        );
-    }
-
-    #[test]
-    fn yaml_syntax_errors_name_the_line() {
-        let report =
-            load("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: [\n");
-        let lines = refusal_lines(&report);
-        assert_eq!(lines.len(), 1);
-        assert!(
-            lines[0].contains("not valid YAML") && lines[0].contains("line"),
-            "{}",
-            lines[0]
-        );
-    }
-
-    #[test]
-    fn configmaps_and_secrets_load_with_their_data() {
-        let report = load(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kafka-broker-config, namespace: knative-eventing}\n\
-             data: {bootstrap.servers: 'k:9092', default.topic.partitions: '10'}\n---\n\
-             apiVersion: v1\nkind: Secret\nmetadata: {name: auth}\ndata: {protocol: U0FTTF9TU0w=}\nstringData: {user: me}\n",
-        );
-        assert!(report.refused.is_empty(), "{:?}", refusal_lines(&report));
-        let Resource::Secret { data, .. } = &report.accepted[1].1 else {
-            panic!()
-        };
-        assert_eq!(data["protocol"], "SASL_SSL");
-        assert_eq!(data["user"], "me");
-        let report =
-            load("apiVersion: v1\nkind: Secret\nmetadata: {name: bad}\ndata: {k: '!!!'}\n");
-        assert!(refusal_lines(&report)[0].contains("data.k: is not base64"));
-    }
-
-    #[test]
-    fn other_kinds_are_skipped_not_refused() {
-        let report = load("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: event-display}\nspec: {}\n");
-        assert!(report.refused.is_empty());
-        assert_eq!(report.skipped.len(), 1);
-    }
-
-    #[test]
-    fn old_api_versions_are_refused_with_the_version_to_use() {
-        let report = load("apiVersion: sources.knative.dev/v1alpha2\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n");
-        assert!(refusal_lines(&report)[0].contains("use sources.knative.dev/v1"));
-        let report = load(
-            "apiVersion: sources.eventing.knative.dev/v1beta1\nkind: ApiServerSource\nmetadata: {name: s}\nspec: {}\n",
-        );
-        assert!(refusal_lines(&report)[0]
-            .contains("write it as sources.knative.dev/v1 ApiServerSource"));
-    }
-
-    /// The ApiServerSource of the 2019 article knactor started from, as it was written.
-    const ARTICLE_SOURCE: &str = "apiVersion: sources.eventing.knative.dev/v1alpha1\nkind: ApiServerSource\n\
-        metadata: {name: testevents, namespace: default}\n\
-        spec:\n  serviceAccountName: events-sa\n  mode: Resource\n  resources:\n  - {apiVersion: v1, kind: Event}\n\
-        \x20 sink: {apiVersion: eventing.knative.dev/v1alpha1, kind: Broker, name: default}\n";
-
-    #[test]
-    fn the_2019_shapes_load_as_v1_with_a_warning_and_strict_refuses_them() {
-        let report = load(ARTICLE_SOURCE);
-        assert!(report.refused.is_empty(), "{:?}", refusal_lines(&report));
-        let Resource::ApiServerSource(source) = &report.accepted[0].1 else {
-            panic!("{:?}", report.accepted)
-        };
-        assert_eq!(source.service_account, "events-sa");
-        assert!(report.warnings[0]
-            .to_string()
-            .contains("read as sources.knative.dev/v1 ApiServerSource"));
-
-        let strict = load_str(ARTICLE_SOURCE, "seed.yaml", Strictness::Strict);
-        let line = strict.refused[0].to_string();
-        assert!(
-            line.contains("write it as sources.knative.dev/v1 ApiServerSource"),
-            "{line}"
-        );
-        assert!(strict.accepted.is_empty());
-
-        let report = load(
-            "apiVersion: eventing.knative.dev/v1alpha1\nkind: Trigger\nmetadata: {name: t}\n\
-             spec: {broker: default, filter: {sourceAndType: {type: dev.knative.apiserver.resource.add}},\n\
-             \x20      subscriber: {uri: 'http://display/'}}\n",
-        );
-        let Resource::Trigger(_) = &report.accepted[0].1 else {
-            panic!("{:?}", refusal_lines(&report))
-        };
-    }
-
-    #[test]
-    fn a_document_that_is_not_a_mapping_is_refused() {
-        let report = load("- just\n- a list\n");
-        assert!(refusal_lines(&report)[0].contains("found a list"));
-    }
-
-    #[test]
-    fn missing_kind_is_refused() {
-        let report = load("apiVersion: v1\nmetadata: {name: x}\n");
-        assert_eq!(refusal_lines(&report), vec!["test.yaml: kind: required"]);
     }
 }

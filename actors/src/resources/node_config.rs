@@ -12,15 +12,15 @@
 //!   brokerDefaults:                     # Knative's config-br-defaults
 //!     delivery: {retry: 10, backoffPolicy: exponential, backoffDelay: PT0.2S}
 //! ```
+//!
+//! A node runs it as the `NodeSettings` that `routes::NodeSettings::from_spec` checks it into.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::delivery::DeliverySpec;
-use super::field::{join, Checker};
 use super::meta::null_as_default;
-use crate::routes::Delivery;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -38,39 +38,4 @@ pub struct BrokerDefaults {
     /// Delivery for brokers that have none (Knative's default: 10 exponential retries from 0.2 s).
     #[serde(default)]
     pub delivery: Option<DeliverySpec>,
-}
-
-/// A validated NodeConfig.
-#[derive(Debug, Clone, Default)]
-pub struct NodeSettings {
-    /// Entries of `spec.addressables`, checked.
-    pub addressables: Vec<(String, String)>,
-    /// `spec.brokerDefaults.delivery`, when set.
-    pub default_delivery: Option<Delivery>,
-}
-
-impl NodeConfigSpec {
-    pub fn check(&self, checker: &mut Checker) -> NodeSettings {
-        let mut probe = crate::routes::AddressablesTable::default();
-        for (key, url) in &self.addressables {
-            if let Err(problem) = probe.insert(key, url) {
-                checker.error(join("spec.addressables", key), problem.to_string());
-            }
-        }
-        let default_delivery = self
-            .broker_defaults
-            .as_ref()
-            .and_then(|defaults| defaults.delivery.as_ref())
-            .and_then(|delivery| {
-                delivery.check(checker, "spec.brokerDefaults.delivery", "default")
-            });
-        NodeSettings {
-            addressables: self
-                .addressables
-                .iter()
-                .map(|(key, url)| (key.clone(), url.clone()))
-                .collect(),
-            default_delivery,
-        }
-    }
 }

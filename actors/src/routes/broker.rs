@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::delivery::Delivery;
-use super::destination::Reference;
 use crate::resources::field::{check_dns_name, join, Checked, Checker, FieldError};
-use crate::resources::{BrokerSpec, Object, ObjectKey};
+use crate::resources::{BrokerSpec, Object, ObjectKey, Reference};
 
 /// The annotation that picks a broker implementation.
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
@@ -73,11 +72,9 @@ impl Broker {
                     .unwrap_or_else(|| namespace.clone()),
             })
         });
-        let delivery = object
-            .spec
-            .delivery
-            .as_ref()
-            .and_then(|delivery| delivery.check(&mut checker, "spec.delivery", &namespace));
+        let delivery = object.spec.delivery.as_ref().and_then(|delivery| {
+            Delivery::from_spec(delivery, &mut checker, "spec.delivery", &namespace)
+        });
         let class = object
             .metadata
             .annotation(BROKER_CLASS_ANNOTATION)

@@ -1,11 +1,11 @@
 //! Where events go: destinations as validated, and their resolution into URLs.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use url::Url;
 
-use crate::resources::ObjectKey;
+use crate::resources::field::{join, Checker};
+use crate::resources::{DestinationSpec, ObjectKey, Reference};
 
 /// A validated `Destination`: a URL, or a reference to resolve (plus an optional path).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,32 +18,6 @@ pub enum Destination {
         /// Resolved against the target's address (`/events`, `sub/path`).
         uri: Option<String>,
     },
-}
-
-/// A reference to an addressable object, with its namespace filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Reference {
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-    pub namespace: String,
-}
-
-impl Reference {
-    /// The API group: `serving.knative.dev` for `serving.knative.dev/v1`, `""` for core `v1`.
-    pub fn group(&self) -> &str {
-        match self.api_version.rsplit_once('/') {
-            Some((group, _version)) => group,
-            None if self.api_version.contains('.') => &self.api_version,
-            None => "",
-        }
-    }
-}
-
-impl fmt::Display for Reference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-    }
 }
 
 /// Why a destination has no URL, in words a user can act on (a Trigger's or a source's not-ready
@@ -107,6 +81,50 @@ pub trait Resolver: Send + Sync {
 }
 
 impl Destination {
+    /// Validates as Knative's `Destination.Validate` does and converts to the runtime shape.
+    /// `namespace` is the namespace of the object that holds the destination: a `ref` without one
+    /// points there.
+    pub fn from_spec(
+        spec: &DestinationSpec,
+        checker: &mut Checker,
+        path: &str,
+        namespace: &str,
+    ) -> Option<Destination> {
+        let uri = spec.uri.as_deref().filter(|uri| !uri.is_empty());
+        match (&spec.reference, uri) {
+            (None, None) => {
+                checker.error(path, "expected exactly one of ref and uri, got neither");
+                None
+            }
+            (None, Some(uri)) => match Url::parse(uri) {
+                Ok(url) if url.has_host() => Some(Destination::Url(url, uri.to_string())),
+                _ => {
+                    checker.error(
+                        join(path, "uri"),
+                        format!("{uri:?} must be an absolute URL (such as http://host:port/path) when there is no ref"),
+                    );
+                    None
+                }
+            },
+            (Some(reference), uri) => {
+                let target = reference.check(checker, &join(path, "ref"), namespace);
+                if let Some(uri) = uri {
+                    if Url::parse(uri).is_ok() {
+                        checker.error(
+                            join(path, "uri"),
+                            format!("{uri:?} is absolute; beside a ref, uri is a path resolved against the ref's address"),
+                        );
+                        return None;
+                    }
+                }
+                target.map(|target| Destination::Ref {
+                    target,
+                    uri: uri.map(str::to_string),
+                })
+            }
+        }
+    }
+
     /// How Knative reports this destination once resolved to `resolved` (a Trigger's
     /// `status.subscriberUri`, the dead-letter extension `knativeerrordest`): a `uri` exactly as
     /// written; a reference as Go's URL type prints its address, without the slash Rust's adds to
@@ -303,6 +321,8 @@ impl Resolver for StaticResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::field::Strictness;
+    use crate::resources::KReference;
 
     fn reference(api_version: &str, kind: &str, namespace: &str, name: &str) -> Reference {
         Reference {
@@ -395,5 +415,101 @@ mod tests {
         assert!(table.insert("Service/x", "/relative").is_err());
         table.insert("Service/x", "http://x").unwrap();
         assert!(table.insert("service/x", "http://y").is_err());
+    }
+
+    fn check(spec: DestinationSpec) -> Result<Destination, Vec<String>> {
+        let mut checker = Checker::new(Strictness::Strict);
+        let destination = Destination::from_spec(&spec, &mut checker, "spec.subscriber", "team-a");
+        match checker.finish(destination) {
+            Ok(checked) => Ok(checked.value.unwrap()),
+            Err(errors) => Err(errors.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    fn service_ref() -> KReference {
+        KReference {
+            api_version: Some("serving.knative.dev/v1".into()),
+            kind: Some("Service".into()),
+            name: Some("handler".into()),
+            ..KReference::default()
+        }
+    }
+
+    #[test]
+    fn an_absolute_uri_alone_is_a_url_destination() {
+        let destination = check(DestinationSpec {
+            uri: Some("http://127.0.0.1:8081/events".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            destination,
+            Ok(Destination::Url(
+                Url::parse("http://127.0.0.1:8081/events").unwrap(),
+                "http://127.0.0.1:8081/events".to_string()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_ref_takes_the_holders_namespace_when_it_has_none() {
+        let destination = check(DestinationSpec {
+            reference: Some(service_ref()),
+            uri: Some("/events".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let Destination::Ref { target, uri } = destination else {
+            panic!("expected a ref")
+        };
+        assert_eq!(target.namespace, "team-a");
+        assert_eq!(uri.as_deref(), Some("/events"));
+    }
+
+    #[test]
+    fn neither_ref_nor_uri_is_refused() {
+        assert_eq!(
+            check(DestinationSpec::default()),
+            Err(vec![
+                "spec.subscriber: expected exactly one of ref and uri, got neither".to_string()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_relative_uri_alone_is_refused() {
+        let errors = check(DestinationSpec {
+            uri: Some("/events".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(errors[0].starts_with("spec.subscriber.uri: \"/events\" must be an absolute URL"));
+    }
+
+    #[test]
+    fn an_absolute_uri_beside_a_ref_is_refused() {
+        let errors = check(DestinationSpec {
+            reference: Some(service_ref()),
+            uri: Some("http://elsewhere/".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(errors[0].starts_with("spec.subscriber.uri:"));
+    }
+
+    #[test]
+    fn a_ref_names_each_missing_field() {
+        let errors = check(DestinationSpec {
+            reference: Some(KReference::default()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            vec![
+                "spec.subscriber.ref.kind: required",
+                "spec.subscriber.ref.name: required",
+                "spec.subscriber.ref.apiVersion: required",
+            ]
+        );
     }
 }

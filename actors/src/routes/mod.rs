@@ -7,24 +7,31 @@
 //! policy), so no actor resolves or parses anything.
 
 mod broker;
+mod broker_defaults;
 mod channel;
 mod delivery;
 mod destination;
+mod load;
+mod node_settings;
 mod source;
 mod trigger;
 
+/// Parts of the API shape that the runtime types hold as they are.
+pub use crate::resources::{ContentMode, Reference};
 pub use broker::{
     broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
 };
+pub use broker_defaults::{BrokerDefault, BrokerDefaults};
 pub use channel::{
     kafka_client_config, ChannelConfigError, ChannelDefaults, ChannelKind, ChannelSpec,
     KafkaAuthError, KafkaChannel, EXTERNAL_TOPIC_ANNOTATION, KAFKA_BROKER_CLASSES,
 };
-pub use delivery::{ContentMode, Delivery, ResolvedDelivery};
+pub use delivery::{Delivery, ResolvedDelivery};
 pub use destination::{
-    AddressableEntryError, AddressablesTable, Destination, Reference, ResolveError, Resolver,
-    StaticResolver,
+    AddressableEntryError, AddressablesTable, Destination, ResolveError, Resolver, StaticResolver,
 };
+pub use load::{identity, load_str, load_value, LoadReport, Resource};
+pub use node_settings::NodeSettings;
 pub use source::{
     ApiServerMode, ApiServerSource, NamespaceScope, PingSource, SourceDefinition, SourceRoute,
     WatchedKind, PING_EVENT_TYPE,
@@ -40,11 +47,8 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::filter::Filter;
-use crate::resources::broker_defaults::{self, BrokerDefaults};
-use crate::resources::loader::{identity, Origin};
-use crate::resources::{
-    FieldError, LoadReport, NodeSettings, ObjectKey, Refusal, Resource, TriggerSpec,
-};
+use crate::resources::broker_defaults::config_map_key;
+use crate::resources::{FieldError, ObjectKey, Origin, Refusal, TriggerSpec};
 
 /// Every resource a node was given, validated, without duplicates.
 #[derive(Debug, Default, Clone)]
@@ -149,7 +153,7 @@ impl Catalog {
     /// `spec.config`, delivery), when the catalog has that ConfigMap. Call again once more
     /// ConfigMaps arrived (cluster mode reads them after the resources).
     pub fn apply_broker_defaults(&mut self) {
-        let Some(data) = self.config_maps.get(&broker_defaults::config_map_key()) else {
+        let Some(data) = self.config_maps.get(&config_map_key()) else {
             return;
         };
         // A wrong ConfigMap was refused when it was loaded; from the cluster, it is ignored here
@@ -489,7 +493,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{load_str, Strictness};
+    use crate::resources::Strictness;
 
     fn routes_of(yaml: &str) -> Routes {
         let report = load_str(yaml, "t.yaml", Strictness::Lenient);

@@ -289,7 +289,7 @@ fn check_sink(
     namespace: &str,
 ) -> Option<Destination> {
     match sink {
-        Some(sink) => sink.check(checker, "spec.sink", namespace),
+        Some(sink) => Destination::from_spec(sink, checker, "spec.sink", namespace),
         None => {
             checker.tolerate(
                 "spec.sink",
@@ -339,7 +339,8 @@ fn check_overrides(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{load_str, Resource, Strictness};
+    use crate::resources::Strictness;
+    use crate::routes::{load_str, Resource};
 
     fn load(yaml: &str) -> Result<Resource, String> {
         let report = load_str(yaml, "s.yaml", Strictness::Strict);

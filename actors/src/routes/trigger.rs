@@ -120,7 +120,9 @@ impl Trigger {
         };
 
         let subscriber = match &spec.subscriber {
-            Some(subscriber) => subscriber.check(&mut checker, "spec.subscriber", &namespace),
+            Some(subscriber) => {
+                Destination::from_spec(subscriber, &mut checker, "spec.subscriber", &namespace)
+            }
             None => {
                 checker.tolerate(
                     "spec.subscriber",
@@ -130,10 +132,9 @@ impl Trigger {
             }
         };
 
-        let delivery = spec
-            .delivery
-            .as_ref()
-            .and_then(|delivery| delivery.check(&mut checker, "spec.delivery", &namespace));
+        let delivery = spec.delivery.as_ref().and_then(|delivery| {
+            Delivery::from_spec(delivery, &mut checker, "spec.delivery", &namespace)
+        });
 
         let order = match object.metadata.annotation(DELIVERY_ORDER_ANNOTATION) {
             None | Some("unordered") => DeliveryOrder::Unordered,

@@ -201,7 +201,8 @@ mod tests {
     use cloudevents::AttributesReader as _;
 
     use super::*;
-    use crate::resources::{load_str, Resource, Strictness};
+    use crate::resources::Strictness;
+    use crate::routes::{load_str, Resource};
 
     fn source(schedule: &str) -> PingSource {
         let yaml = format!(

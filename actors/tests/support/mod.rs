@@ -14,8 +14,8 @@ use bytes::Bytes;
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use knactor_actors::actor::{ApplyRoutes, IngressTable, Node, NodeOptions, PublishError, Shared};
 use knactor_actors::channel::{MemoryLimits, MemoryLog, SingleLog};
-use knactor_actors::resources::{load_str, ObjectKey, Strictness};
-use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
+use knactor_actors::resources::{ObjectKey, Strictness};
+use knactor_actors::routes::{load_str, Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
 use url::Url;
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use knactor_actors::resources::broker_defaults::{self, BrokerDefaults};
+use knactor_actors::resources::broker_defaults;
+use knactor_actors::routes::BrokerDefaults;
 use kube::api::Api;
 use kube::Client;
 use tokio::sync::{mpsc, oneshot};

@@ -119,7 +119,8 @@ fn describe(value: &Option<Value>) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use knactor_actors::resources::broker_defaults::{self, BrokerDefaults};
+    use knactor_actors::resources::broker_defaults;
+    use knactor_actors::routes::BrokerDefaults;
     use serde_json::json;
 
     use super::*;

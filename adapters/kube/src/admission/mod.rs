@@ -25,7 +25,7 @@ pub mod review;
 pub mod server;
 pub mod tls;
 
-use knactor_actors::resources::BrokerDefaults;
+use knactor_actors::routes::BrokerDefaults;
 use kube::api::DynamicObject;
 use kube::ResourceExt as _;
 

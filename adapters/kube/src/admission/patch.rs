@@ -178,7 +178,8 @@ fn diff<'a>(before: &Value, after: &'a Value, path: &mut Vec<&'a str>, out: &mut
 mod tests {
     use std::collections::BTreeMap;
 
-    use knactor_actors::resources::broker_defaults::{self, BrokerDefaults};
+    use knactor_actors::resources::broker_defaults;
+    use knactor_actors::routes::BrokerDefaults;
 
     use super::*;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use knactor_actors::resources::BrokerDefaults;
+use knactor_actors::routes::BrokerDefaults;
 use tracing::{info, warn};
 
 use super::broker_defaults::BrokerDefaultsSource;

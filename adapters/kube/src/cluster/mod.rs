@@ -21,8 +21,10 @@ use knactor_actors::actor::{
     ApplyRoutes, ApplySources, GetStatus, Node, SetSourcesActive, SourceManager,
 };
 use knactor_actors::resources::broker_defaults;
-use knactor_actors::resources::{load_value, LoadReport, ObjectKey, Strictness};
-use knactor_actors::routes::{ChannelDefaults, Delivery, Routes};
+use knactor_actors::resources::{ObjectKey, Strictness};
+use knactor_actors::routes::{
+    load_value, BrokerDefaults, ChannelDefaults, Delivery, LoadReport, Routes,
+};
 use knactor_actors::source::SourceBoard;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
@@ -204,7 +206,7 @@ fn default_config_maps(configs: &BrokerConfigs) -> Vec<ObjectKey> {
     let Some(data) = configs.config_map(&broker_defaults::config_map_key()) else {
         return Vec::new();
     };
-    let Ok(defaults) = broker_defaults::BrokerDefaults::from_data(data) else {
+    let Ok(defaults) = BrokerDefaults::from_data(data) else {
         return Vec::new();
     };
     std::iter::once(&defaults.cluster)

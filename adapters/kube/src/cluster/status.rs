@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use knactor_actors::actor::NodeStatus;
-use knactor_actors::resources::{LoadReport, ObjectKey};
+use knactor_actors::resources::ObjectKey;
 use knactor_actors::routes::{
-    broker_address, ApiServerMode, Catalog, IssueReason, Reference, ResolveError, Resolver, Routes,
-    SourceDefinition, PING_EVENT_TYPE,
+    broker_address, ApiServerMode, Catalog, IssueReason, LoadReport, Reference, ResolveError,
+    Resolver, Routes, SourceDefinition, PING_EVENT_TYPE,
 };
 use knactor_actors::source::SourceBoard;
 use kube::api::DynamicObject;
