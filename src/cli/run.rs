@@ -41,21 +41,8 @@ pub(crate) struct RunArgs {
     /// pod (KUBERNETES_SERVICE_HOST set) when neither --config nor a kubeconfig is given.
     #[arg(long, env = "KNACTOR_KUBERNETES")]
     kubernetes: bool,
-    /// Namespace of the controller's Lease and of the sources' saved positions (default:
-    /// POD_NAMESPACE, else default).
-    #[arg(long, env = "KNACTOR_LEASE_NAMESPACE")]
-    lease_namespace: Option<String>,
-    /// Name of the Lease that elects the one replica running the controller and the sources.
-    #[arg(long, env = "KNACTOR_LEASE_NAME", default_value = "knactor-controller")]
-    lease_name: String,
-    /// Namespaces matching this label selector get a Broker named default (in a cluster);
-    /// empty: none.
-    #[arg(
-        long,
-        env = "KNACTOR_DEFAULT_BROKER_SELECTOR",
-        default_value = "knative-eventing-injection=enabled"
-    )]
-    default_broker_selector: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Delivery of brokers and triggers that give none, as a Knative DeliverySpec in JSON (default:
     /// Knative's: retry 10, exponential, PT0.2S).
     #[arg(long, env = "KNACTOR_DEFAULT_DELIVERY")]
@@ -73,6 +60,98 @@ pub(crate) struct RunArgs {
     /// password, ca.crt, user.crt, user.key): the node's Kafka credentials.
     #[arg(long, env = "KNACTOR_KAFKA_AUTH_DIR")]
     kafka_auth_dir: Option<PathBuf>,
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Refuse exactly what Knative's webhook refuses, instead of loading its docs' shapes with a warning.
+    #[arg(long, env = "KNACTOR_STRICT")]
+    strict: bool,
+    /// Requests larger than this get 413.
+    #[arg(long, env = "KNACTOR_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Hop budget of a new event (knativebrokerttl).
+    #[arg(long, env = "KNACTOR_MAX_TTL", default_value_t = 255)]
+    max_ttl: i32,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+    #[command(flatten)]
+    memory: MemoryChannelArgs,
+    #[command(flatten)]
+    drain: DrainArgs,
+    /// How often the configuration is checked for changes.
+    #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
+    reload_interval: Duration,
+    #[command(flatten)]
+    admission: super::admission::AdmissionArgs,
+    #[command(flatten)]
+    config_limits: ReadLimitArgs,
+    #[command(flatten)]
+    ingress_limits: super::limits::IngressLimitArgs,
+    /// Threads serving HTTP.
+    #[arg(long, env = "KNACTOR_HTTP_WORKERS", default_value_t = super::default_threads())]
+    http_workers: usize,
+    /// Threads running broker actors.
+    #[arg(long, env = "KNACTOR_DISPATCH_WORKERS", default_value_t = super::default_threads())]
+    dispatch_workers: usize,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Where sources keep their positions across restarts (a PingSource's last tick, an
+    /// ApiServerSource's resourceVersions). Default: $XDG_STATE_HOME/knactor, else
+    /// ~/.local/state/knactor.
+    #[arg(long, env = "KNACTOR_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// kubeconfig of the cluster ApiServerSources watch (with --config), or whose Knative resources
+    /// the node runs (without --config). Falls back to KUBECONFIG.
+    #[arg(long, env = "KNACTOR_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, or a RUST_LOG directive).
+    #[arg(long, env = "KNACTOR_LOG", default_value = "info")]
+    log: String,
+    #[command(flatten)]
+    telemetry: super::telemetry::TelemetryArgs,
+    /// Check the flags and --config (as validate does), print what the node would run, and exit
+    /// without starting it: non-zero when a resource would be refused.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow POST /-/faults/... to crash actors (supervision tests only).
+    #[arg(long, env = "KNACTOR_FAULT_INJECTION", hide = true)]
+    fault_injection: bool,
+}
+
+/// In cluster mode: the Lease that elects the replica running the controller and the sources,
+/// and the namespaces that get a default Broker.
+#[derive(Args)]
+struct ClusterArgs {
+    /// Namespace of the controller's Lease and of the sources' saved positions (default:
+    /// POD_NAMESPACE, else default).
+    #[arg(long, env = "KNACTOR_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease that elects the one replica running the controller and the sources.
+    #[arg(long, env = "KNACTOR_LEASE_NAME", default_value = "knactor-controller")]
+    lease_name: String,
+    /// Namespaces matching this label selector get a Broker named default (in a cluster);
+    /// empty: none.
+    #[arg(
+        long,
+        env = "KNACTOR_DEFAULT_BROKER_SELECTOR",
+        default_value = "knative-eventing-injection=enabled"
+    )]
+    default_broker_selector: String,
+}
+
+impl ClusterArgs {
+    /// `--lease-namespace`, else `POD_NAMESPACE`, else default.
+    fn lease_namespace(&self) -> String {
+        self.lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".into())
+    }
+}
+
+/// Where the node listens, who may use its admin API, and the URL others reach it at.
+#[derive(Args)]
+struct ListenArgs {
     /// Address of the broker ingress (and /healthz, /readyz, /metrics).
     #[arg(long, env = "KNACTOR_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -88,15 +167,12 @@ pub(crate) struct RunArgs {
     /// The ingress URL others use to reach this node (default: http://<listen>/).
     #[arg(long, env = "KNACTOR_ADVERTISE", value_parser = super::node_url)]
     advertise: Option<Url>,
-    /// Refuse exactly what Knative's webhook refuses, instead of loading its docs' shapes with a warning.
-    #[arg(long, env = "KNACTOR_STRICT")]
-    strict: bool,
-    /// Requests larger than this get 413.
-    #[arg(long, env = "KNACTOR_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
-    max_body_bytes: usize,
-    /// Hop budget of a new event (knativebrokerttl).
-    #[arg(long, env = "KNACTOR_MAX_TTL", default_value_t = 255)]
-    max_ttl: i32,
+}
+
+/// How triggers deliver: how much each holds and runs at once, and how long attempts and the
+/// waits between them may take.
+#[derive(Args)]
+struct DeliveryArgs {
     /// Deliveries a trigger may have outstanding before it falls behind and catches up on its own.
     #[arg(long, env = "KNACTOR_TRIGGER_QUEUE", default_value_t = 1000)]
     trigger_queue: usize,
@@ -119,6 +195,21 @@ pub(crate) struct RunArgs {
     /// redeliveries after a crash, longer means fewer commit requests.
     #[arg(long, env = "KNACTOR_COMMIT_INTERVAL", default_value = "20ms", value_parser = parse_duration_flag)]
     commit_interval: Duration,
+}
+
+impl DeliveryArgs {
+    fn retry_limits(&self) -> RetryLimits {
+        RetryLimits {
+            max_backoff: self.retry_backoff_max,
+            retry_after_max: self.retry_after_max,
+            default_timeout: self.delivery_timeout,
+        }
+    }
+}
+
+/// The memory channel: its partitions and what it keeps before it refuses events.
+#[derive(Args)]
+struct MemoryChannelArgs {
     /// Partitions of each broker's memory channel.
     #[arg(long, env = "KNACTOR_PARTITIONS", default_value_t = 1)]
     partitions: u32,
@@ -129,6 +220,22 @@ pub(crate) struct RunArgs {
     /// before it answers 503 with Retry-After; a batch that could never fit gets 413.
     #[arg(long, env = "KNACTOR_MEMORY_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     memory_max_bytes: usize,
+}
+
+impl MemoryChannelArgs {
+    /// The log every memory-channel broker shares.
+    fn log(&self) -> MemoryLog {
+        MemoryLog::new(MemoryLimits {
+            max_records_per_partition: self.memory_max_records.max(1),
+            max_bytes: self.memory_max_bytes.max(1),
+            ..MemoryLimits::default()
+        })
+    }
+}
+
+/// What the node does on SIGTERM (or Ctrl-C).
+#[derive(Args)]
+struct DrainArgs {
     /// On SIGTERM (or Ctrl-C), how long the node may take to finish what it accepted before it
     /// exits: it takes no new events, delivers what it owes (on the memory channel: every event
     /// it accepted; on Kafka: what it handed out, the rest stays for the next reader), commits
@@ -140,21 +247,12 @@ pub(crate) struct RunArgs {
     /// a few seconds; on a laptop, none).
     #[arg(long, env = "KNACTOR_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration_flag)]
     drain_delay: Duration,
-    /// How often the configuration is checked for changes.
-    #[arg(long, env = "KNACTOR_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration_flag)]
-    reload_interval: Duration,
-    #[command(flatten)]
-    admission: super::admission::AdmissionArgs,
-    #[command(flatten)]
-    config_limits: ReadLimitArgs,
-    #[command(flatten)]
-    ingress_limits: super::limits::IngressLimitArgs,
-    /// Threads serving HTTP.
-    #[arg(long, env = "KNACTOR_HTTP_WORKERS", default_value_t = super::default_threads())]
-    http_workers: usize,
-    /// Threads running broker actors.
-    #[arg(long, env = "KNACTOR_DISPATCH_WORKERS", default_value_t = super::default_threads())]
-    dispatch_workers: usize,
+}
+
+/// The brokers' Kafka channel: which brokers take it (--default-broker-class, which --help lists
+/// among these), the node's Kafka cluster, the topics knactor creates and the client's settings.
+#[derive(Args)]
+struct KafkaArgs {
     /// Kafka bootstrap servers (host:port,...) of the node's cluster; brokers of class Kafka whose
     /// ConfigMap names no bootstrap.servers use it. Falls back to KAFKA_BOOTSTRAP_SERVERS.
     #[arg(
@@ -205,33 +303,35 @@ pub(crate) struct RunArgs {
     /// security.protocol=sasl_ssl.
     #[arg(long = "kafka-config", env = "KNACTOR_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
     kafka_config: Vec<(String, String)>,
-    /// Where sources keep their positions across restarts (a PingSource's last tick, an
-    /// ApiServerSource's resourceVersions). Default: $XDG_STATE_HOME/knactor, else
-    /// ~/.local/state/knactor.
-    #[arg(long, env = "KNACTOR_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// kubeconfig of the cluster ApiServerSources watch (with --config), or whose Knative resources
-    /// the node runs (without --config). Falls back to KUBECONFIG.
-    #[arg(long, env = "KNACTOR_KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
-    /// Log filter (error, warn, info, debug, or a RUST_LOG directive).
-    #[arg(long, env = "KNACTOR_LOG", default_value = "info")]
-    log: String,
-    #[command(flatten)]
-    telemetry: super::telemetry::TelemetryArgs,
-    /// Check the flags and --config (as validate does), print what the node would run, and exit
-    /// without starting it: non-zero when a resource would be refused.
-    #[arg(long)]
-    dry_run: bool,
-    /// Allow POST /-/faults/... to crash actors (supervision tests only).
-    #[arg(long, env = "KNACTOR_FAULT_INJECTION", hide = true)]
-    fault_injection: bool,
+}
+
+impl KafkaArgs {
+    /// `--node-id`, when given and not empty.
+    fn node_id(&self) -> Option<String> {
+        self.node_id.clone().filter(|id| !id.is_empty())
+    }
+
+    /// The node's Kafka cluster, from the flags (or `KAFKA_BOOTSTRAP_SERVERS`).
+    fn settings(&self) -> Option<KafkaSettings> {
+        let bootstrap = self
+            .kafka_bootstrap
+            .clone()
+            .or_else(|| std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok())
+            .filter(|servers| !servers.trim().is_empty())?;
+        let mut settings = KafkaSettings::new(bootstrap.trim());
+        settings.client.extend(self.kafka_config.iter().cloned());
+        settings.replication_factor = self.kafka_replication_factor;
+        settings.append_timeout = self.kafka_append_timeout;
+        settings.instance_id = self.node_id();
+        settings.assignment = self.kafka_partition_assignment;
+        Some(settings)
+    }
 }
 
 pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     match args.channel.as_deref() {
-        Some("kafka") => args.default_broker_class = "Kafka".into(),
-        Some(_) => args.default_broker_class = "MTChannelBasedBroker".into(),
+        Some("kafka") => args.kafka.default_broker_class = "Kafka".into(),
+        Some(_) => args.kafka.default_broker_class = "MTChannelBasedBroker".into(),
         None => {}
     }
     let knative_default = match &args.default_delivery {
@@ -250,18 +350,18 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.as_deref();
     if let Some(problem) = super::preflight::split_role_problem(
         args.role,
-        &args.default_broker_class,
+        &args.kafka.default_broker_class,
         config,
         strict,
         limits,
     )? {
         anyhow::bail!(problem);
     }
-    let admin_token = match &args.admin_token_file {
+    let admin_token = match &args.listen.admin_token_file {
         Some(path) => Some(read_admin_token(path)?),
         None => None,
     };
-    if let Some(address) = args.admin_listen {
+    if let Some(address) = args.listen.admin_listen {
         if admin_token.is_none() && !address.ip().is_loopback() {
             anyhow::bail!(
                 "--admin-listen {address} is reachable from other machines: give --admin-token-file \
@@ -278,7 +378,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {
         let auth = kafka_auth(dir)?;
-        args.kafka_config.extend(auth);
+        args.kafka.kafka_config.extend(auth);
     }
     let strictness = if args.strict {
         Strictness::Strict
@@ -291,10 +391,10 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let listener = TcpListener::bind(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen.listen))?;
     let bound = listener.local_addr()?;
-    let admin_listener = match args.admin_listen {
+    let admin_listener = match args.listen.admin_listen {
         Some(address) => Some(
             TcpListener::bind(address)
                 .with_context(|| format!("cannot listen on {address} (--admin-listen)"))?,
@@ -309,7 +409,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let admission_listener = args.admission.bind(cluster_mode)?;
-    let advertise = match &args.advertise {
+    let advertise = match &args.listen.advertise {
         Some(url) => url.clone(),
         None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
     };
@@ -317,31 +417,23 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let system = actix_rt::System::new();
     system.block_on(settled(async move {
         let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
-        let log = Arc::new(MemoryLog::new(MemoryLimits {
-            max_records_per_partition: args.memory_max_records.max(1),
-            max_bytes: args.memory_max_bytes.max(1),
-            ..MemoryLimits::default()
-        }));
+        let log = Arc::new(args.memory.log());
         let options = NodeOptions {
             role: args.role,
             max_ttl: args.max_ttl,
-            retry_limits: RetryLimits {
-                max_backoff: args.retry_backoff_max,
-                retry_after_max: args.retry_after_max,
-                default_timeout: args.delivery_timeout,
-            },
-            trigger_queue: args.trigger_queue,
-            trigger_concurrency: args.trigger_concurrency,
-            endpoint_concurrency: args.endpoint_concurrency,
+            retry_limits: args.delivery.retry_limits(),
+            trigger_queue: args.delivery.trigger_queue,
+            trigger_concurrency: args.delivery.trigger_concurrency,
+            endpoint_concurrency: args.delivery.endpoint_concurrency,
             workers: args.dispatch_workers,
-            commit_interval: args.commit_interval,
+            commit_interval: args.delivery.commit_interval,
             ingress: Some(advertise.clone()),
             fault_injection: args.fault_injection,
-            delete_topics: args.kafka_delete_topics,
+            delete_topics: args.kafka.kafka_delete_topics,
             journal_events: args.telemetry.trace_journal_events,
             journal_bytes: args.telemetry.trace_journal_bytes,
         };
-        let kafka = kafka_settings(&args);
+        let kafka = args.kafka.settings();
         if let Some(kafka) = &kafka {
             info!(bootstrap = %kafka.bootstrap, "Kafka channel available");
         }
@@ -360,12 +452,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             ),
             None => None,
         };
-        let lease_namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| "default".into());
+        let lease_namespace = args.cluster.lease_namespace();
         // In cluster mode (no --config), the client the controller, the lease and the sources'
         // positions share.
         let cluster_client = match (&kube_config, cluster_mode) {
@@ -379,7 +466,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             (Some(listener), Some(client)) => Some(args.admission.serve(
                 listener,
                 client.clone(),
-                &args.default_broker_class,
+                &args.kafka.default_broker_class,
                 &hostname(),
             )?),
             _ => None,
@@ -410,10 +497,10 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         let sources = sources.start();
 
         let channels = ChannelDefaults {
-            topic_template: args.kafka_topic_template.clone(),
-            memory_partitions: args.partitions.max(1),
-            default_class: args.default_broker_class.clone(),
-            kafka_partitions: args.kafka_partitions.max(1),
+            topic_template: args.kafka.kafka_topic_template.clone(),
+            memory_partitions: args.memory.partitions.max(1),
+            default_class: args.kafka.default_broker_class.clone(),
+            kafka_partitions: args.kafka.kafka_partitions.max(1),
             kafka_replication_factor: None,
         };
         if let Some(source) = source.as_mut() {
@@ -427,7 +514,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         let give_up = Arc::new(tokio::sync::Notify::new());
         if let (Some(client), Some(config)) = (cluster_client, &kube_config) {
             let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let identity = args.node_id.clone().filter(|id| !id.is_empty()).unwrap_or_else(|| {
+            let identity = args.kafka.node_id().unwrap_or_else(|| {
                 format!("{}-{}", hostname(), std::process::id())
             });
             lease = Some((
@@ -435,7 +522,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 actix_rt::spawn(knactor_kube::lease::hold(
                     client.clone(),
                     lease_namespace.clone(),
-                    args.lease_name.clone(),
+                    args.cluster.lease_name.clone(),
                     identity,
                     leader.clone(),
                     give_up.clone(),
@@ -444,7 +531,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             let options = knactor_kube::cluster::ClusterOptions {
                 advertise: advertise.clone(),
                 api_server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
-                default_broker_selector: Some(args.default_broker_selector.clone())
+                default_broker_selector: Some(args.cluster.default_broker_selector.clone())
                     .filter(|selector| !selector.trim().is_empty()),
                 channels: channels.clone(),
                 default_delivery: knative_default.clone(),
@@ -455,7 +542,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 board: source_board.clone(),
                 leader,
             };
-            info!(cluster = %config.cluster_url, lease = %format!("{lease_namespace}/{}", args.lease_name), "resources come from the cluster");
+            info!(cluster = %config.cluster_url, lease = %format!("{lease_namespace}/{}", args.cluster.lease_name), "resources come from the cluster");
             actix_rt::spawn(knactor_kube::cluster::run(client, options, handles));
         }
         let reload_sources = sources.clone();
@@ -501,7 +588,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             limits: Limits::new(args.ingress_limits.checked_limits()),
             console: ConsoleSettings {
                 jaeger_ui_url: args.telemetry.jaeger_ui_url.clone(),
-                node: args.node_id.clone().filter(|id| !id.is_empty()).unwrap_or_else(hostname),
+                node: args.kafka.node_id().unwrap_or_else(hostname),
                 started_at: std::time::SystemTime::now(),
                 ingress: Some(console_ingress),
             }
@@ -564,9 +651,9 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             signal = stop_signal() => signal?,
         };
-        info!(signal = stop, delay = ?args.drain_delay, timeout = ?args.drain_timeout, "stopping: not ready any more; after the delay no more events are taken and what was accepted is finished");
+        info!(signal = stop, delay = ?args.drain.drain_delay, timeout = ?args.drain.drain_timeout, "stopping: not ready any more; after the delay no more events are taken and what was accepted is finished");
         drain_ingress.stop_being_ready();
-        tokio::time::sleep(args.drain_delay).await;
+        tokio::time::sleep(args.drain.drain_delay).await;
         let _ = sources.send(SetSourcesActive(false)).await;
         if let Some((give_up, holding)) = lease {
             // The sources stopped here: another replica may run them now.
@@ -575,7 +662,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let reports = drain_node
             .send(Drain {
-                timeout: args.drain_timeout,
+                timeout: args.drain.drain_timeout,
             })
             .await
             .unwrap_or_default();
@@ -668,7 +755,9 @@ fn dry_run_summary(args: &RunArgs) -> String {
         (None, Some(path)) => format!("the cluster of {}", path.display()),
         (None, None) => "the cluster this pod runs in".into(),
     };
-    let kafka = kafka_settings(args)
+    let kafka = args
+        .kafka
+        .settings()
         .map_or_else(|| "none".to_string(), |kafka| kafka.bootstrap.to_string());
     format!(
         "knactor run: the flags are valid; nothing was started\n\
@@ -679,13 +768,13 @@ fn dry_run_summary(args: &RunArgs) -> String {
          listen: {}\n\
          admin API: {}{}\n",
         args.role,
-        args.default_broker_class,
-        args.listen,
-        args.admin_listen.map_or_else(
+        args.kafka.default_broker_class,
+        args.listen.listen,
+        args.listen.admin_listen.map_or_else(
             || "on the listen address".to_string(),
             |address| address.to_string()
         ),
-        match &args.admin_token_file {
+        match &args.listen.admin_token_file {
             Some(path) => format!(", bearer token from {}", path.display()),
             None => ", no token (open on a loopback listener only)".to_string(),
         }
@@ -768,22 +857,6 @@ fn default_state_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".local/state/knactor"),
         None => PathBuf::from(".knactor-state"),
     }
-}
-
-/// The node's Kafka cluster, from the flags (or `KAFKA_BOOTSTRAP_SERVERS`).
-fn kafka_settings(args: &RunArgs) -> Option<KafkaSettings> {
-    let bootstrap = args
-        .kafka_bootstrap
-        .clone()
-        .or_else(|| std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok())
-        .filter(|servers| !servers.trim().is_empty())?;
-    let mut settings = KafkaSettings::new(bootstrap.trim());
-    settings.client.extend(args.kafka_config.iter().cloned());
-    settings.replication_factor = args.kafka_replication_factor;
-    settings.append_timeout = args.kafka_append_timeout;
-    settings.instance_id = args.node_id.clone().filter(|id| !id.is_empty());
-    settings.assignment = args.kafka_partition_assignment;
-    Some(settings)
 }
 
 fn parse_assignment(text: &str) -> Result<PartitionAssignment, String> {
