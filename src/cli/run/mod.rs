@@ -1,5 +1,7 @@
 //! `knactor run`: a node.
 
+mod flags;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +17,7 @@ use knactor_actors::actor::{
     NodeOptions, Role, SetSourcesActive, Shared, SourceManager,
 };
 use knactor_actors::channel::{MemoryLimits, MemoryLog};
-use knactor_actors::resources::{Checker, DeliverySpec, Strictness};
+use knactor_actors::resources::Strictness;
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_actors::source::{FileStateStore, StateStore};
@@ -30,6 +32,7 @@ use tracing::{error, info, warn};
 use url::Url;
 
 use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
+use flags::Checked;
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -329,52 +332,15 @@ impl KafkaArgs {
 }
 
 pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
-    match args.channel.as_deref() {
-        Some("kafka") => args.kafka.default_broker_class = "Kafka".into(),
-        Some(_) => args.kafka.default_broker_class = "MTChannelBasedBroker".into(),
-        None => {}
-    }
-    let knative_default = match &args.default_delivery {
-        Some(json) => parse_default_delivery(json)?,
-        None => knative_default_delivery(),
-    };
-    let cluster_mode = args.config.is_none();
-    if cluster_mode && !args.kubernetes && kubeconfig_path(&args).is_none() {
-        // Inside a pod with neither a config nor a kubeconfig: the pod's own cluster.
-        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
-            anyhow::bail!("give --config FILE_OR_DIR (resources from YAML), or --kubernetes / --kubeconfig PATH (resources from a cluster)");
-        }
-        args.kubernetes = true;
-    }
-    let (strict, limits) = (args.strict, args.config_limits.limits());
-    let config = args.config.as_deref();
-    if let Some(problem) = super::preflight::split_role_problem(
-        args.role,
-        &args.kafka.default_broker_class,
-        config,
-        strict,
-        limits,
-    )? {
-        anyhow::bail!(problem);
-    }
-    let admin_token = match &args.listen.admin_token_file {
-        Some(path) => Some(read_admin_token(path)?),
-        None => None,
-    };
-    if let Some(address) = args.listen.admin_listen {
-        if admin_token.is_none() && !address.ip().is_loopback() {
-            anyhow::bail!(
-                "--admin-listen {address} is reachable from other machines: give --admin-token-file \
-                 (the admin API shows parked payloads and re-drives events), or listen on 127.0.0.1"
-            );
-        }
-    }
+    let checked = flags::check(&mut args)?;
     if args.dry_run {
-        print!("{}", dry_run_summary(&args));
-        args.admission.check(cluster_mode)?;
-        print!("{}", args.admission.summary().unwrap_or_default());
-        return super::preflight::dry_run(config, strict, limits);
+        return flags::dry_run(&args, &checked);
     }
+    let Checked {
+        cluster_mode,
+        knative_default,
+        admin_token,
+    } = checked;
     let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {
         let auth = kafka_auth(dir)?;
@@ -439,7 +405,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let channels = Arc::new(Channels::new(log, kafka));
         let shared = Shared::new(channels, transport.clone(), options);
-        let kube_config = match kubeconfig_path(&args) {
+        let kube_config = match args.kubeconfig_path() {
             Some(path) => Some(
                 knactor_kube::client_config(Some(&path))
                     .await
@@ -748,45 +714,14 @@ fn parse_role(text: &str) -> Result<Role, String> {
     text.parse()
 }
 
-/// What `--dry-run` prints: the settings that decide what the node runs.
-fn dry_run_summary(args: &RunArgs) -> String {
-    let resources = match (&args.config, kubeconfig_path(args)) {
-        (Some(config), _) => format!("--config {}", config.display()),
-        (None, Some(path)) => format!("the cluster of {}", path.display()),
-        (None, None) => "the cluster this pod runs in".into(),
-    };
-    let kafka = args
-        .kafka
-        .settings()
-        .map_or_else(|| "none".to_string(), |kafka| kafka.bootstrap.to_string());
-    format!(
-        "knactor run: the flags are valid; nothing was started\n\
-         role: {}\n\
-         resources: {resources}\n\
-         default broker class: {}\n\
-         Kafka bootstrap servers: {kafka}\n\
-         listen: {}\n\
-         admin API: {}{}\n",
-        args.role,
-        args.kafka.default_broker_class,
-        args.listen.listen,
-        args.listen.admin_listen.map_or_else(
-            || "on the listen address".to_string(),
-            |address| address.to_string()
-        ),
-        match &args.listen.admin_token_file {
-            Some(path) => format!(", bearer token from {}", path.display()),
-            None => ", no token (open on a loopback listener only)".to_string(),
-        }
-    )
-}
-
-/// `--kubeconfig`, else `KUBECONFIG` (its first file).
-fn kubeconfig_path(args: &RunArgs) -> Option<PathBuf> {
-    args.kubeconfig.clone().or_else(|| {
-        let paths = std::env::var_os("KUBECONFIG")?;
-        std::env::split_paths(&paths).find(|path| !path.as_os_str().is_empty())
-    })
+impl RunArgs {
+    /// `--kubeconfig`, else `KUBECONFIG` (its first file).
+    fn kubeconfig_path(&self) -> Option<PathBuf> {
+        self.kubeconfig.clone().or_else(|| {
+            let paths = std::env::var_os("KUBECONFIG")?;
+            std::env::split_paths(&paths).find(|path| !path.as_os_str().is_empty())
+        })
+    }
 }
 
 fn open_state_dir(args: &RunArgs) -> anyhow::Result<FileStateStore> {
@@ -831,23 +766,6 @@ fn kafka_auth(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
         .map_err(|problem| anyhow::anyhow!("--kafka-auth-dir {}: {problem}", dir.display()))
 }
 
-/// `--default-delivery`: a Knative DeliverySpec as JSON.
-fn parse_default_delivery(json: &str) -> anyhow::Result<Delivery> {
-    let spec: DeliverySpec = serde_json::from_str(json)
-        .map_err(|error| anyhow::anyhow!("--default-delivery: {error}"))?;
-    let mut checker = Checker::new(Strictness::Strict);
-    let delivery = spec.check(&mut checker, "", "default");
-    match checker.finish(delivery) {
-        Ok(checked) => checked
-            .value
-            .ok_or_else(|| anyhow::anyhow!("--default-delivery: not a delivery spec")),
-        Err(errors) => {
-            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            anyhow::bail!("--default-delivery: {}", errors.join("; "))
-        }
-    }
-}
-
 /// `$XDG_STATE_HOME/knactor`, else `~/.local/state/knactor`, else `.knactor-state`.
 fn default_state_dir() -> PathBuf {
     if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|dir| !dir.is_empty()) {
@@ -874,13 +792,6 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("{text:?} is not key=value")),
     }
-}
-
-fn knative_default_delivery() -> Delivery {
-    let mut checker = Checker::new(Strictness::Strict);
-    DeliverySpec::knative_default()
-        .check(&mut checker, "default", "default")
-        .unwrap_or_else(Delivery::none)
 }
 
 /// Reads the configuration if it changed, says what was refused, and hands the node new routes.
