@@ -49,18 +49,7 @@ pub(super) fn check(args: &mut RunArgs) -> anyhow::Result<Checked> {
     )? {
         anyhow::bail!(problem);
     }
-    let admin_token = match &args.listen.admin_token_file {
-        Some(path) => Some(super::read_admin_token(path)?),
-        None => None,
-    };
-    if let Some(address) = args.listen.admin_listen {
-        if admin_token.is_none() && !address.ip().is_loopback() {
-            anyhow::bail!(
-                "--admin-listen {address} is reachable from other machines: give --admin-token-file \
-                 (the admin API shows parked payloads and re-drives events), or listen on 127.0.0.1"
-            );
-        }
-    }
+    let admin_token = args.listen.admin_token()?;
     Ok(Checked {
         cluster_mode,
         knative_default,

@@ -1,8 +1,8 @@
 //! `knactor run`: a node.
 
 mod flags;
+mod listen;
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use url::Url;
 
 use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
 use flags::Checked;
+use listen::{ListenArgs, Listeners};
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -150,26 +151,6 @@ impl ClusterArgs {
             .filter(|ns| !ns.is_empty())
             .unwrap_or_else(|| "default".into())
     }
-}
-
-/// Where the node listens, who may use its admin API, and the URL others reach it at.
-#[derive(Args)]
-struct ListenArgs {
-    /// Address of the broker ingress (and /healthz, /readyz, /metrics).
-    #[arg(long, env = "KNACTOR_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Serve the admin API (`/-/status`, parked events and their re-drive, event trails) on this
-    /// address only, not on --listen: keep it off the gateway Service every workload can reach.
-    #[arg(long, env = "KNACTOR_ADMIN_LISTEN")]
-    admin_listen: Option<SocketAddr>,
-    /// A file holding the admin API's bearer token: every `/-/` request must carry
-    /// `Authorization: Bearer <token>` (`knactor status` and friends read the same variable).
-    /// Without it the admin API is open on a loopback listener and off on any other.
-    #[arg(long, env = "KNACTOR_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
-    /// The ingress URL others use to reach this node (default: http://<listen>/).
-    #[arg(long, env = "KNACTOR_ADVERTISE", value_parser = super::node_url)]
-    advertise: Option<Url>,
 }
 
 /// How triggers deliver: how much each holds and runs at once, and how long attempts and the
@@ -357,29 +338,14 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let listener = TcpListener::bind(args.listen.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen.listen))?;
-    let bound = listener.local_addr()?;
-    let admin_listener = match args.listen.admin_listen {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .with_context(|| format!("cannot listen on {address} (--admin-listen)"))?,
-        ),
-        None => None,
-    };
-    let probe_listener = match args.ingress_limits.probe_listen {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .with_context(|| format!("cannot listen on {address} (--probe-listen)"))?,
-        ),
-        None => None,
-    };
-    let admission_listener = args.admission.bind(cluster_mode)?;
-    let advertise = match &args.listen.advertise {
-        Some(url) => url.clone(),
-        None => Url::parse(&format!("http://{bound}/")).context("advertised URL")?,
-    };
-
+    let Listeners {
+        ingress: listener,
+        bound,
+        admin: admin_listener,
+        probes: probe_listener,
+        admission: admission_listener,
+        advertise,
+    } = Listeners::bind(&args, cluster_mode)?;
     let system = actix_rt::System::new();
     system.block_on(settled(async move {
         let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
@@ -654,21 +620,6 @@ async fn settled<T>(
         }
     }
     outcome
-}
-
-/// The admin token in `path`: its first line, trimmed; never empty.
-fn read_admin_token(path: &std::path::Path) -> anyhow::Result<Arc<str>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--admin-token-file {}: cannot read it", path.display()))?;
-    let token = text.lines().next().unwrap_or_default().trim();
-    if token.len() < 16 {
-        anyhow::bail!(
-            "--admin-token-file {}: the token must be at least 16 characters (it has {})",
-            path.display(),
-            token.len()
-        );
-    }
-    Ok(Arc::from(token))
 }
 
 /// Waits for SIGTERM (what an orchestrator sends) or SIGINT (Ctrl-C); says which.
