@@ -1,5 +1,6 @@
 //! `knactor run`: a node.
 
+mod channels;
 mod flags;
 mod listen;
 
@@ -16,7 +17,6 @@ use knactor_actors::actor::{
     ApiServerSourceRuntime, ApplyRoutes, ApplySources, Drain, DrainReport, LocalIngress, Node,
     NodeOptions, Role, SetSourcesActive, Shared, SourceManager,
 };
-use knactor_actors::channel::{MemoryLimits, MemoryLog};
 use knactor_actors::resources::Strictness;
 use knactor_actors::retry::RetryLimits;
 use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
@@ -27,11 +27,11 @@ use knactor_gateway::console::ConsoleSettings;
 use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
 use knactor_gateway::limits::Limits;
 use knactor_gateway::server::{serve_ingress, serve_probes};
-use knactor_kafka::{Channels, KafkaSettings, PartitionAssignment};
 use tracing::{error, info, warn};
 use url::Url;
 
 use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
+use channels::{KafkaArgs, MemoryChannelArgs};
 use flags::Checked;
 use listen::{ListenArgs, Listeners};
 
@@ -191,32 +191,6 @@ impl DeliveryArgs {
     }
 }
 
-/// The memory channel: its partitions and what it keeps before it refuses events.
-#[derive(Args)]
-struct MemoryChannelArgs {
-    /// Partitions of each broker's memory channel.
-    #[arg(long, env = "KNACTOR_PARTITIONS", default_value_t = 1)]
-    partitions: u32,
-    /// Events the memory channel keeps per partition before it answers 503.
-    #[arg(long, env = "KNACTOR_MEMORY_MAX_RECORDS", default_value_t = 100_000)]
-    memory_max_records: usize,
-    /// Bytes of events the memory channel keeps in all (every broker, parking lots included)
-    /// before it answers 503 with Retry-After; a batch that could never fit gets 413.
-    #[arg(long, env = "KNACTOR_MEMORY_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
-    memory_max_bytes: usize,
-}
-
-impl MemoryChannelArgs {
-    /// The log every memory-channel broker shares.
-    fn log(&self) -> MemoryLog {
-        MemoryLog::new(MemoryLimits {
-            max_records_per_partition: self.memory_max_records.max(1),
-            max_bytes: self.memory_max_bytes.max(1),
-            ..MemoryLimits::default()
-        })
-    }
-}
-
 /// What the node does on SIGTERM (or Ctrl-C).
 #[derive(Args)]
 struct DrainArgs {
@@ -233,85 +207,6 @@ struct DrainArgs {
     drain_delay: Duration,
 }
 
-/// The brokers' Kafka channel: which brokers take it (--default-broker-class, which --help lists
-/// among these), the node's Kafka cluster, the topics knactor creates and the client's settings.
-#[derive(Args)]
-struct KafkaArgs {
-    /// Kafka bootstrap servers (host:port,...) of the node's cluster; brokers of class Kafka whose
-    /// ConfigMap names no bootstrap.servers use it. Falls back to KAFKA_BOOTSTRAP_SERVERS.
-    #[arg(
-        long,
-        env = "KNACTOR_KAFKA_BOOTSTRAP",
-        visible_alias = "kafka-bootstrap-servers"
-    )]
-    kafka_bootstrap: Option<String>,
-    /// Class of brokers without the eventing.knative.dev/broker.class annotation: MTChannelBasedBroker
-    /// (memory channel) or Kafka.
-    #[arg(
-        long,
-        env = "KNACTOR_DEFAULT_BROKER_CLASS",
-        default_value = "MTChannelBasedBroker"
-    )]
-    default_broker_class: String,
-    /// Topic name of a broker: Knative's template, with {{.Namespace}} and {{.Name}}.
-    #[arg(
-        long,
-        env = "KNACTOR_KAFKA_TOPIC_TEMPLATE",
-        default_value = "knative-broker-{{.Namespace}}-{{.Name}}"
-    )]
-    kafka_topic_template: String,
-    /// Partitions of a topic knactor creates, when the broker's ConfigMap does not say.
-    #[arg(long, env = "KNACTOR_KAFKA_PARTITIONS", default_value_t = 10)]
-    kafka_partitions: u32,
-    /// Replication factor of a topic knactor creates, when the ConfigMap does not say; -1: the
-    /// cluster's default.replication.factor.
-    #[arg(long, env = "KNACTOR_KAFKA_REPLICATION_FACTOR", default_value_t = -1, allow_hyphen_values = true)]
-    kafka_replication_factor: i32,
-    /// Delete a broker's topics when the broker is deleted (never an external topic).
-    #[arg(long, env = "KNACTOR_KAFKA_DELETE_TOPICS")]
-    kafka_delete_topics: bool,
-    /// How long an append may wait for Kafka's acknowledgement before the producer gets 503.
-    #[arg(long, env = "KNACTOR_KAFKA_APPEND_TIMEOUT", default_value = "10s", value_parser = parse_duration_flag)]
-    kafka_append_timeout: Duration,
-    /// How a Kafka broker's partitions are spread over the nodes running it: group (Kafka
-    /// consumer-group membership; nodes share the partitions) or all (this node reads every
-    /// partition and commits the group's offsets without joining it: one node per broker).
-    #[arg(long, env = "KNACTOR_KAFKA_PARTITION_ASSIGNMENT", default_value = "group", value_parser = parse_assignment)]
-    kafka_partition_assignment: PartitionAssignment,
-    /// This node's stable name (for example its pod name): with it, the node joins the brokers'
-    /// Kafka consumer groups as a static member and takes its partitions back at once after a
-    /// restart.
-    #[arg(long, env = "KNACTOR_NODE_ID")]
-    node_id: Option<String>,
-    /// Extra librdkafka settings, key=value, repeatable (or comma-separated in the variable), e.g.
-    /// security.protocol=sasl_ssl.
-    #[arg(long = "kafka-config", env = "KNACTOR_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
-    kafka_config: Vec<(String, String)>,
-}
-
-impl KafkaArgs {
-    /// `--node-id`, when given and not empty.
-    fn node_id(&self) -> Option<String> {
-        self.node_id.clone().filter(|id| !id.is_empty())
-    }
-
-    /// The node's Kafka cluster, from the flags (or `KAFKA_BOOTSTRAP_SERVERS`).
-    fn settings(&self) -> Option<KafkaSettings> {
-        let bootstrap = self
-            .kafka_bootstrap
-            .clone()
-            .or_else(|| std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok())
-            .filter(|servers| !servers.trim().is_empty())?;
-        let mut settings = KafkaSettings::new(bootstrap.trim());
-        settings.client.extend(self.kafka_config.iter().cloned());
-        settings.replication_factor = self.kafka_replication_factor;
-        settings.append_timeout = self.kafka_append_timeout;
-        settings.instance_id = self.node_id();
-        settings.assignment = self.kafka_partition_assignment;
-        Some(settings)
-    }
-}
-
 pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let checked = flags::check(&mut args)?;
     if args.dry_run {
@@ -324,7 +219,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     } = checked;
     let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {
-        let auth = kafka_auth(dir)?;
+        let auth = channels::kafka_auth(dir)?;
         args.kafka.kafka_config.extend(auth);
     }
     let strictness = if args.strict {
@@ -349,7 +244,6 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let system = actix_rt::System::new();
     system.block_on(settled(async move {
         let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
-        let log = Arc::new(args.memory.log());
         let options = NodeOptions {
             role: args.role,
             max_ttl: args.max_ttl,
@@ -365,11 +259,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             journal_events: args.telemetry.trace_journal_events,
             journal_bytes: args.telemetry.trace_journal_bytes,
         };
-        let kafka = args.kafka.settings();
-        if let Some(kafka) = &kafka {
-            info!(bootstrap = %kafka.bootstrap, "Kafka channel available");
-        }
-        let channels = Arc::new(Channels::new(log, kafka));
+        let channels = channels::channels(&args);
         let shared = Shared::new(channels, transport.clone(), options);
         let kube_config = match args.kubeconfig_path() {
             Some(path) => Some(
@@ -428,13 +318,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         let source_board = sources.board();
         let sources = sources.start();
 
-        let channels = ChannelDefaults {
-            topic_template: args.kafka.kafka_topic_template.clone(),
-            memory_partitions: args.memory.partitions.max(1),
-            default_class: args.kafka.default_broker_class.clone(),
-            kafka_partitions: args.kafka.kafka_partitions.max(1),
-            kafka_replication_factor: None,
-        };
+        let channels = channels::channel_defaults(&args);
         if let Some(source) = source.as_mut() {
             apply_config(source, &node, &sources, &advertise, &channels, &knative_default)?;
         }
@@ -694,29 +578,6 @@ fn hostname() -> String {
         .unwrap_or_else(|| "knactor".into())
 }
 
-/// `--kafka-auth-dir`: Knative's Kafka Secret keys as files -> librdkafka settings.
-fn kafka_auth(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    let mut secret = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(dir)
-        .with_context(|| format!("--kafka-auth-dir {}: cannot read it", dir.display()))?
-    {
-        let path = entry?.path();
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        // Mounted Secrets also hold ..data and ..2024_... links.
-        if name.starts_with('.') || !path.is_file() {
-            continue;
-        }
-        let value = std::fs::read_to_string(&path)
-            .with_context(|| format!("--kafka-auth-dir: cannot read {}", path.display()))?;
-        secret.insert(name, value);
-    }
-    knactor_actors::routes::kafka_client_config(&secret)
-        .map(|config| config.into_iter().collect())
-        .map_err(|problem| anyhow::anyhow!("--kafka-auth-dir {}: {problem}", dir.display()))
-}
-
 /// `$XDG_STATE_HOME/knactor`, else `~/.local/state/knactor`, else `.knactor-state`.
 fn default_state_dir() -> PathBuf {
     if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|dir| !dir.is_empty()) {
@@ -725,23 +586,6 @@ fn default_state_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/state/knactor"),
         None => PathBuf::from(".knactor-state"),
-    }
-}
-
-fn parse_assignment(text: &str) -> Result<PartitionAssignment, String> {
-    match text {
-        "group" => Ok(PartitionAssignment::Group),
-        "all" => Ok(PartitionAssignment::All),
-        other => Err(format!("{other:?} is not group or all")),
-    }
-}
-
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_string(), value.to_string()))
-        }
-        _ => Err(format!("{text:?} is not key=value")),
     }
 }
 
