@@ -1,38 +1,30 @@
 //! `knactor run`: a node.
 
+mod build;
 mod channels;
 mod flags;
 mod listen;
+mod routes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use clap::Args;
-use knactor_actors::actor::{
-    ApiServerSourceRuntime, ApplyRoutes, ApplySources, Drain, DrainReport, LocalIngress, Node,
-    NodeOptions, Role, SetSourcesActive, Shared, SourceManager,
-};
+use knactor_actors::actor::{Drain, DrainReport, Role, SetSourcesActive};
 use knactor_actors::resources::Strictness;
-use knactor_actors::retry::RetryLimits;
-use knactor_actors::routes::{Catalog, ChannelDefaults, Delivery, Routes};
-use knactor_actors::source::{FileStateStore, StateStore};
 use knactor_gateway::admin::AdminAccess;
-use knactor_gateway::client::HttpTransport;
 use knactor_gateway::console::ConsoleSettings;
 use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
 use knactor_gateway::limits::Limits;
 use knactor_gateway::server::{serve_ingress, serve_probes};
 use tracing::{error, info, warn};
-use url::Url;
 
 use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
+use build::{build, ClusterArgs, DeliveryArgs, Lease, Pieces};
 use channels::{KafkaArgs, MemoryChannelArgs};
-use flags::Checked;
 use listen::{ListenArgs, Listeners};
 
 #[derive(Args)]
@@ -121,76 +113,6 @@ pub(crate) struct RunArgs {
     fault_injection: bool,
 }
 
-/// In cluster mode: the Lease that elects the replica running the controller and the sources,
-/// and the namespaces that get a default Broker.
-#[derive(Args)]
-struct ClusterArgs {
-    /// Namespace of the controller's Lease and of the sources' saved positions (default:
-    /// POD_NAMESPACE, else default).
-    #[arg(long, env = "KNACTOR_LEASE_NAMESPACE")]
-    lease_namespace: Option<String>,
-    /// Name of the Lease that elects the one replica running the controller and the sources.
-    #[arg(long, env = "KNACTOR_LEASE_NAME", default_value = "knactor-controller")]
-    lease_name: String,
-    /// Namespaces matching this label selector get a Broker named default (in a cluster);
-    /// empty: none.
-    #[arg(
-        long,
-        env = "KNACTOR_DEFAULT_BROKER_SELECTOR",
-        default_value = "knative-eventing-injection=enabled"
-    )]
-    default_broker_selector: String,
-}
-
-impl ClusterArgs {
-    /// `--lease-namespace`, else `POD_NAMESPACE`, else default.
-    fn lease_namespace(&self) -> String {
-        self.lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| "default".into())
-    }
-}
-
-/// How triggers deliver: how much each holds and runs at once, and how long attempts and the
-/// waits between them may take.
-#[derive(Args)]
-struct DeliveryArgs {
-    /// Deliveries a trigger may have outstanding before it falls behind and catches up on its own.
-    #[arg(long, env = "KNACTOR_TRIGGER_QUEUE", default_value_t = 1000)]
-    trigger_queue: usize,
-    /// Deliveries an unordered trigger runs at once.
-    #[arg(long, env = "KNACTOR_TRIGGER_CONCURRENCY", default_value_t = 64)]
-    trigger_concurrency: usize,
-    /// Requests in flight to one subscriber endpoint, across all triggers.
-    #[arg(long, env = "KNACTOR_ENDPOINT_CONCURRENCY", default_value_t = 256)]
-    endpoint_concurrency: usize,
-    /// Longest wait between two attempts of a delivery.
-    #[arg(long, env = "KNACTOR_RETRY_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration_flag)]
-    retry_backoff_max: Duration,
-    /// Longest Retry-After honoured when a delivery spec has no retryAfterMax.
-    #[arg(long, env = "KNACTOR_RETRY_AFTER_MAX", default_value = "60s", value_parser = parse_duration_flag)]
-    retry_after_max: Duration,
-    /// Per-attempt timeout when a delivery spec has none.
-    #[arg(long, env = "KNACTOR_DELIVERY_TIMEOUT", default_value = "30s", value_parser = parse_duration_flag)]
-    delivery_timeout: Duration,
-    /// How often dispatchers commit the offsets of finished deliveries: shorter means fewer
-    /// redeliveries after a crash, longer means fewer commit requests.
-    #[arg(long, env = "KNACTOR_COMMIT_INTERVAL", default_value = "20ms", value_parser = parse_duration_flag)]
-    commit_interval: Duration,
-}
-
-impl DeliveryArgs {
-    fn retry_limits(&self) -> RetryLimits {
-        RetryLimits {
-            max_backoff: self.retry_backoff_max,
-            retry_after_max: self.retry_after_max,
-            default_timeout: self.delivery_timeout,
-        }
-    }
-}
-
 /// What the node does on SIGTERM (or Ctrl-C).
 #[derive(Args)]
 struct DrainArgs {
@@ -212,191 +134,39 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         return flags::dry_run(&args, &checked);
     }
-    let Checked {
-        cluster_mode,
-        knative_default,
-        admin_token,
-    } = checked;
     let _telemetry = args.telemetry.init(&super::limits::log_filter(&args.log))?;
     if let Some(dir) = &args.kafka_auth_dir {
         let auth = channels::kafka_auth(dir)?;
         args.kafka.kafka_config.extend(auth);
     }
-    let strictness = if args.strict {
-        Strictness::Strict
-    } else {
-        Strictness::Lenient
-    };
-    let mut source = match &args.config {
-        Some(config) => {
-            Some(ConfigSource::new(config, strictness)?.with_limits(args.config_limits.limits()))
-        }
-        None => None,
-    };
-    let Listeners {
-        ingress: listener,
-        bound,
-        admin: admin_listener,
-        probes: probe_listener,
-        admission: admission_listener,
-        advertise,
-    } = Listeners::bind(&args, cluster_mode)?;
+    let source = args.config_source()?;
+    let mut listeners = Listeners::bind(&args, checked.cluster_mode)?;
     let system = actix_rt::System::new();
     system.block_on(settled(async move {
-        let transport = Arc::new(HttpTransport::new().context("cannot build the HTTP client")?);
-        let options = NodeOptions {
-            role: args.role,
-            max_ttl: args.max_ttl,
-            retry_limits: args.delivery.retry_limits(),
-            trigger_queue: args.delivery.trigger_queue,
-            trigger_concurrency: args.delivery.trigger_concurrency,
-            endpoint_concurrency: args.delivery.endpoint_concurrency,
-            workers: args.dispatch_workers,
-            commit_interval: args.delivery.commit_interval,
-            ingress: Some(advertise.clone()),
-            fault_injection: args.fault_injection,
-            delete_topics: args.kafka.kafka_delete_topics,
-            journal_events: args.telemetry.trace_journal_events,
-            journal_bytes: args.telemetry.trace_journal_bytes,
-        };
-        let channels = channels::channels(&args);
-        let shared = Shared::new(channels, transport.clone(), options);
-        let kube_config = match args.kubeconfig_path() {
-            Some(path) => Some(
-                knactor_kube::client_config(Some(&path))
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            None if args.kubernetes => Some(
-                knactor_kube::client_config(None)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            None => None,
-        };
-        let lease_namespace = args.cluster.lease_namespace();
-        // In cluster mode (no --config), the client the controller, the lease and the sources'
-        // positions share.
-        let cluster_client = match (&kube_config, cluster_mode) {
-            (Some(config), true) => Some(
-                knactor_kube::kube::Client::try_from(config.clone())
-                    .context("cannot build the Kubernetes client")?,
-            ),
-            _ => None,
-        };
-        let admission = match (admission_listener, &cluster_client) {
-            (Some(listener), Some(client)) => Some(args.admission.serve(
-                listener,
-                client.clone(),
-                &args.kafka.default_broker_class,
-                &hostname(),
-            )?),
-            _ => None,
-        };
-        let api_server: Option<Arc<dyn ApiServerSourceRuntime>> = kube_config.as_ref().map(|config| {
-            info!(cluster = %config.cluster_url, "ApiServerSources watch this cluster");
-            Arc::new(knactor_kube::apiserver::KubeSourceRuntime::new(config.clone())) as _
-        });
-        let state: Arc<dyn StateStore> = match &cluster_client {
-            Some(client) => Arc::new(knactor_kube::state::ConfigMapStateStore::new(
-                client.clone(),
-                &lease_namespace,
-            )),
-            None => Arc::new(open_state_dir(&args)?),
-        };
-        let node = Node::new(shared.clone());
-        let ingress = node.ingress();
-        let node = node.start();
-        // Sources whose sink is one of this node's broker addresses publish to the broker's actor.
-        let sink_transport = Arc::new(LocalIngress::new(
-            advertise.clone(),
-            ingress.clone(),
-            transport,
-        ));
-        let sources = SourceManager::new(sink_transport, state, api_server);
-        let sources = if cluster_mode { sources.inactive() } else { sources };
-        let source_board = sources.board();
-        let sources = sources.start();
-
-        let channels = channels::channel_defaults(&args);
-        if let Some(source) = source.as_mut() {
-            apply_config(source, &node, &sources, &advertise, &channels, &knative_default)?;
-        }
-        let console_ingress = advertise.clone();
-        let reload_node = node.clone();
-        let reload_every = args.reload_interval;
-        // In cluster mode: what gives the Lease up when the node stops, and its task.
-        let mut lease = None;
-        let give_up = Arc::new(tokio::sync::Notify::new());
-        if let (Some(client), Some(config)) = (cluster_client, &kube_config) {
-            let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let identity = args.kafka.node_id().unwrap_or_else(|| {
-                format!("{}-{}", hostname(), std::process::id())
-            });
-            lease = Some((
-                give_up.clone(),
-                actix_rt::spawn(knactor_kube::lease::hold(
-                    client.clone(),
-                    lease_namespace.clone(),
-                    args.cluster.lease_name.clone(),
-                    identity,
-                    leader.clone(),
-                    give_up.clone(),
-                )),
-            ));
-            let options = knactor_kube::cluster::ClusterOptions {
-                advertise: advertise.clone(),
-                api_server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
-                default_broker_selector: Some(args.cluster.default_broker_selector.clone())
-                    .filter(|selector| !selector.trim().is_empty()),
-                channels: channels.clone(),
-                default_delivery: knative_default.clone(),
-            };
-            let handles = knactor_kube::cluster::ClusterHandles {
-                node: node.clone(),
-                sources: sources.clone(),
-                board: source_board.clone(),
-                leader,
-            };
-            info!(cluster = %config.cluster_url, lease = %format!("{lease_namespace}/{}", args.cluster.lease_name), "resources come from the cluster");
-            actix_rt::spawn(knactor_kube::cluster::run(client, options, handles));
-        }
-        let reload_sources = sources.clone();
-        // Reading files blocks (a slow disk, a hung mount): never on the thread the node's actor
-        // runs on. A failure is said once, not at every interval.
-        if let Some(mut source) = source {
-            std::thread::Builder::new()
-                .name("config-reload".into())
-                .spawn(move || {
-                    let mut failing = None;
-                    loop {
-                        std::thread::sleep(reload_every);
-                        match apply_config(
-                            &mut source,
-                            &reload_node,
-                            &reload_sources,
-                            &advertise,
-                            &channels,
-                            &knative_default,
-                        ) {
-                            Ok(()) => failing = None,
-                            Err(failure) => {
-                                let failure = format!("{failure:#}");
-                                if failing.as_ref() != Some(&failure) {
-                                    error!("reloading the configuration failed, keeping what runs: {failure}");
-                                }
-                                failing = Some(failure);
-                            }
-                        }
-                    }
-                })
-                .context("cannot start the configuration reloader")?;
-        }
-
+        let admission = listeners.admission.take();
+        let pieces = build(&args, &checked, &listeners.advertise, source, admission).await?;
+        let Pieces {
+            node,
+            ingress,
+            metrics,
+            sources,
+            source_board,
+            lease,
+            admission,
+        } = pieces;
+        let Listeners {
+            ingress: listener,
+            bound,
+            admin: admin_listener,
+            probes: probe_listener,
+            advertise: console_ingress,
+            ..
+        } = listeners;
+        let admin_token = checked.admin_token;
         let state = GatewayState {
             ingress,
             node,
-            metrics: shared.metrics.clone(),
+            metrics,
             sources: source_board,
             max_body_bytes: args.max_body_bytes,
             role: args.role,
@@ -471,7 +241,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         drain_ingress.stop_being_ready();
         tokio::time::sleep(args.drain.drain_delay).await;
         let _ = sources.send(SetSourcesActive(false)).await;
-        if let Some((give_up, holding)) = lease {
+        if let Some(Lease { give_up, holding }) = lease {
             // The sources stopped here: another replica may run them now.
             give_up.notify_one();
             let _ = tokio::time::timeout(Duration::from_secs(5), holding).await;
@@ -550,6 +320,21 @@ fn parse_role(text: &str) -> Result<Role, String> {
 }
 
 impl RunArgs {
+    /// The configuration --config names, to be read (none in cluster mode).
+    fn config_source(&self) -> anyhow::Result<Option<ConfigSource>> {
+        let strictness = if self.strict {
+            Strictness::Strict
+        } else {
+            Strictness::Lenient
+        };
+        Ok(match &self.config {
+            Some(config) => Some(
+                ConfigSource::new(config, strictness)?.with_limits(self.config_limits.limits()),
+            ),
+            None => None,
+        })
+    }
+
     /// `--kubeconfig`, else `KUBECONFIG` (its first file).
     fn kubeconfig_path(&self) -> Option<PathBuf> {
         self.kubeconfig.clone().or_else(|| {
@@ -559,16 +344,6 @@ impl RunArgs {
     }
 }
 
-fn open_state_dir(args: &RunArgs) -> anyhow::Result<FileStateStore> {
-    let dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    FileStateStore::open(&dir).with_context(|| {
-        format!(
-            "cannot use {} as the state directory (--state-dir)",
-            dir.display()
-        )
-    })
-}
-
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -576,59 +351,4 @@ fn hostname() -> String {
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "knactor".into())
-}
-
-/// `$XDG_STATE_HOME/knactor`, else `~/.local/state/knactor`, else `.knactor-state`.
-fn default_state_dir() -> PathBuf {
-    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|dir| !dir.is_empty()) {
-        return PathBuf::from(state).join("knactor");
-    }
-    match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/state/knactor"),
-        None => PathBuf::from(".knactor-state"),
-    }
-}
-
-/// Reads the configuration if it changed, says what was refused, and hands the node new routes.
-fn apply_config(
-    source: &mut ConfigSource,
-    node: &Addr<Node>,
-    sources: &Addr<SourceManager>,
-    advertise: &Url,
-    channels: &ChannelDefaults,
-    knative_default: &Delivery,
-) -> anyhow::Result<()> {
-    let Some(snapshot) = source.poll()? else {
-        return Ok(());
-    };
-    for line in &snapshot.refused {
-        error!("refused: {line}");
-    }
-    for line in &snapshot.warnings {
-        warn!("{line}");
-    }
-    for line in &snapshot.kept {
-        warn!("{line}");
-    }
-    let (catalog, duplicates) = Catalog::from_report(&snapshot.report);
-    for refusal in duplicates {
-        error!("refused: {refusal}");
-    }
-    let resolver = catalog.addressables(Some(advertise.clone()));
-    let default_delivery = catalog
-        .settings
-        .default_delivery
-        .clone()
-        .unwrap_or_else(|| knative_default.clone());
-    let routes = Routes::build(&catalog, &resolver, channels, &default_delivery);
-    info!(
-        brokers = catalog.brokers.len(),
-        triggers = catalog.triggers.len(),
-        sources = routes.sources().len(),
-        not_running = routes.issues().len(),
-        "configuration loaded"
-    );
-    sources.do_send(ApplySources(routes.sources().to_vec()));
-    node.do_send(ApplyRoutes(Arc::new(routes)));
-    Ok(())
 }
