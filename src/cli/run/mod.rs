@@ -1,31 +1,29 @@
-//! `knactor run`: a node.
+//! `knactor run`: a node. [`run`] reads as its life: check the flags (`flags`, which also answers
+//! `--dry-run`), bind the listeners (`listen`), build and start the node (`build`, with the
+//! brokers' `channels` and the `routes` its resources become), then serve until a signal and drain
+//! (`serve`). Each group of flags is declared beside the step that uses it; `RunArgs` lists them
+//! in their `--help` order.
 
 mod build;
 mod channels;
 mod flags;
 mod listen;
 mod routes;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
-use anyhow::Context as _;
 use clap::Args;
-use knactor_actors::actor::{Drain, DrainReport, Role, SetSourcesActive};
+use knactor_actors::actor::Role;
 use knactor_actors::resources::Strictness;
-use knactor_gateway::admin::AdminAccess;
-use knactor_gateway::console::ConsoleSettings;
-use knactor_gateway::ingress::{configure, configure_admin, AdminApi, GatewayState};
-use knactor_gateway::limits::Limits;
-use knactor_gateway::server::{serve_ingress, serve_probes};
-use tracing::{error, info, warn};
 
 use crate::config::{parse_duration_flag, ConfigSource, ReadLimitArgs};
-use build::{build, ClusterArgs, DeliveryArgs, Lease, Pieces};
+use build::{build, ClusterArgs, DeliveryArgs};
 use channels::{KafkaArgs, MemoryChannelArgs};
 use listen::{ListenArgs, Listeners};
+use serve::{serve, DrainArgs};
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -113,22 +111,6 @@ pub(crate) struct RunArgs {
     fault_injection: bool,
 }
 
-/// What the node does on SIGTERM (or Ctrl-C).
-#[derive(Args)]
-struct DrainArgs {
-    /// On SIGTERM (or Ctrl-C), how long the node may take to finish what it accepted before it
-    /// exits: it takes no new events, delivers what it owes (on the memory channel: every event
-    /// it accepted; on Kafka: what it handed out, the rest stays for the next reader), commits
-    /// and flushes its traces. Keep it below the pod's termination grace period.
-    #[arg(long, env = "KNACTOR_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration_flag)]
-    drain_timeout: Duration,
-    /// On SIGTERM, how long the node still takes events, not ready any more, before it refuses
-    /// new ones and drains: time for the Services in front of it to stop sending (in Kubernetes,
-    /// a few seconds; on a laptop, none).
-    #[arg(long, env = "KNACTOR_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration_flag)]
-    drain_delay: Duration,
-}
-
 pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let checked = flags::check(&mut args)?;
     if args.dry_run {
@@ -145,118 +127,7 @@ pub(crate) fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     system.block_on(settled(async move {
         let admission = listeners.admission.take();
         let pieces = build(&args, &checked, &listeners.advertise, source, admission).await?;
-        let Pieces {
-            node,
-            ingress,
-            metrics,
-            sources,
-            source_board,
-            lease,
-            admission,
-        } = pieces;
-        let Listeners {
-            ingress: listener,
-            bound,
-            admin: admin_listener,
-            probes: probe_listener,
-            advertise: console_ingress,
-            ..
-        } = listeners;
-        let admin_token = checked.admin_token;
-        let state = GatewayState {
-            ingress,
-            node,
-            metrics,
-            sources: source_board,
-            max_body_bytes: args.max_body_bytes,
-            role: args.role,
-            admin_access: AdminAccess::for_listener(admin_token.as_ref(), bound),
-            limits: Limits::new(args.ingress_limits.checked_limits()),
-            console: ConsoleSettings {
-                jaeger_ui_url: args.telemetry.jaeger_ui_url.clone(),
-                node: args.kafka.node_id().unwrap_or_else(hostname),
-                started_at: std::time::SystemTime::now(),
-                ingress: Some(console_ingress),
-            }
-            .shared(),
-        };
-        // Signals are the node's to handle: a stop drains before the listeners close.
-        let admin = match admin_listener {
-            Some(admin_listener) => {
-                let admin_bound = admin_listener.local_addr()?;
-                let admin_state = GatewayState {
-                    admin_access: AdminAccess::for_listener(admin_token.as_ref(), admin_bound),
-                    ..state.clone()
-                };
-                let server = HttpServer::new(move || {
-                    App::new().configure(configure_admin(admin_state.clone()))
-                })
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(5)
-                .listen(admin_listener)?
-                .run();
-                println!("knactor admin API on http://{admin_bound}");
-                Some(server)
-            }
-            None => None,
-        };
-        let placement = if admin.is_some() {
-            AdminApi::Elsewhere
-        } else {
-            AdminApi::Here
-        };
-        let drain_node = state.node.clone();
-        let drain_ingress = state.ingress.clone();
-        let probes = match probe_listener {
-            Some(probe_listener) => {
-                let probe_bound = probe_listener.local_addr()?;
-                let probes = serve_probes(probe_listener, state.clone())?;
-                println!("knactor probes on http://{probe_bound}");
-                Some(probes)
-            }
-            None => None,
-        };
-        let limits = state.limits.clone();
-        let server = serve_ingress(listener, args.http_workers, limits, move || {
-            App::new().configure(configure(state.clone(), placement))
-        })?;
-        println!("knactor listening on http://{bound}");
-        info!("node running; brokers at http://{bound}/<namespace>/<broker>");
-        let mut handles = vec![server.handle()];
-        let mut serving = vec![actix_rt::spawn(server)];
-        for other in [admin, probes, admission].into_iter().flatten() {
-            handles.push(other.handle());
-            serving.push(actix_rt::spawn(other));
-        }
-        // A listener that fails ends the node; a signal drains it first.
-        let stop = tokio::select! {
-            (ended, _, _) = futures::future::select_all(serving.iter_mut()) => {
-                ended.context("the HTTP server stopped")??;
-                anyhow::bail!("the HTTP server stopped");
-            }
-            signal = stop_signal() => signal?,
-        };
-        info!(signal = stop, delay = ?args.drain.drain_delay, timeout = ?args.drain.drain_timeout, "stopping: not ready any more; after the delay no more events are taken and what was accepted is finished");
-        drain_ingress.stop_being_ready();
-        tokio::time::sleep(args.drain.drain_delay).await;
-        let _ = sources.send(SetSourcesActive(false)).await;
-        if let Some(Lease { give_up, holding }) = lease {
-            // The sources stopped here: another replica may run them now.
-            give_up.notify_one();
-            let _ = tokio::time::timeout(Duration::from_secs(5), holding).await;
-        }
-        let reports = drain_node
-            .send(Drain {
-                timeout: args.drain.drain_timeout,
-            })
-            .await
-            .unwrap_or_default();
-        report_drain(&reports);
-        for handle in handles {
-            handle.stop(true).await;
-        }
-        Ok(ExitCode::SUCCESS)
+        serve(&args, checked.admin_token, listeners, pieces).await
     }))
 }
 
@@ -274,45 +145,6 @@ async fn settled<T>(
         }
     }
     outcome
-}
-
-/// Waits for SIGTERM (what an orchestrator sends) or SIGINT (Ctrl-C); says which.
-async fn stop_signal() -> anyhow::Result<&'static str> {
-    use actix_rt::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
-}
-
-/// Says, per broker, what the drain finished and what it could not: on the memory channel the
-/// events lost with the process, by number; on Kafka the offsets the next reader starts from.
-fn report_drain(reports: &[DrainReport]) {
-    for report in reports {
-        let broker = &report.broker;
-        if report.durable {
-            let left: Vec<String> = report
-                .left
-                .iter()
-                .map(|left| {
-                    let committed = left.committed.map_or("?".into(), |o| o.to_string());
-                    let end = left.end.map_or("?".into(), |o| o.to_string());
-                    format!("{}@{committed}/{end}", left.partition)
-                })
-                .collect();
-            if report.finished {
-                info!(%broker, "drained: every delivery handed out is final; partitions left to the next reader at (partition@committed/end) {}", left.join(" "));
-            } else {
-                warn!(%broker, "drain timed out with deliveries still running: the next reader delivers them again from (partition@committed/end) {}", left.join(" "));
-            }
-        } else if report.finished {
-            info!(%broker, "drained: every accepted event is final");
-        } else {
-            error!(%broker, lost = report.lost, "drain timed out: {} accepted event(s) not yet final for every trigger are lost (the memory channel does not outlive the node; raise --drain-timeout or use Kafka)", report.lost);
-        }
-    }
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -344,6 +176,8 @@ impl RunArgs {
     }
 }
 
+/// This machine's name (HOSTNAME, else /etc/hostname): it names the node (in the console, in its
+/// Lease identity) when --node-id does not, and is a host of a generated webhook certificate.
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
