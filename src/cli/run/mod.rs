@@ -86,6 +86,7 @@ pub(crate) struct RunArgs {
     /// Threads running broker actors.
     #[arg(long, env = "KNACTOR_DISPATCH_WORKERS", default_value_t = super::default_threads())]
     dispatch_workers: usize,
+    // With --default-broker-class, which --help lists among the Kafka flags.
     #[command(flatten)]
     kafka: KafkaArgs,
     /// Where sources keep their positions across restarts (a PingSource's last tick, an
