@@ -17,7 +17,12 @@ use crate::actor::trigger::{TriggerActor, UpdateRoute};
 use crate::actor::{Role, Shared, Shutdown};
 use crate::channel::{ChannelError, EventLog, TopicSpec};
 use crate::resources::ObjectKey;
+use crate::retry::Backoff;
 use crate::routes::BrokerRoute;
+
+/// How long a broker whose actors died young waits before they start again: 200 ms, doubling
+/// with each restart in a row, at most 10 s.
+const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 /// A broker on its way to running.
 pub(super) struct Starting {
@@ -240,8 +245,7 @@ impl Node {
             } else {
                 1
             };
-            let delay =
-                Duration::from_millis(100 * 2u64.pow(restarts.min(7))).min(Duration::from_secs(10));
+            let delay = RESTART_BACKOFF.after(restarts);
             warn!(broker = %key, restarts, ?delay, "an actor of the broker died; restarting the broker's actors");
             self.starting.insert(key.clone(), Starting::new(restarts));
             ctx.run_later(delay, move |node, ctx| {
