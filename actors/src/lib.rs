@@ -1,9 +1,10 @@
-//! knactor-actors: the domain of the mesh and the actors that run it.
+//! knactor-actors: the actors that run the mesh's domain.
 //!
-//! The pure part (no I/O, tested without sockets): [`resources`] (Knative YAML, validated into
-//! runtime types), [`routes`] (what a node runs), [`filter`] (matching, and the per-broker
-//! [`filter::FilterIndex`]), [`retry`], [`offsets`], [`envelope`], [`trace`] (W3C trace context carried
-//! in the event). What a node observed: [`metrics`], the per-event [`journal`] and its live [`tail`]. The ports to the outside world:
+//! The pure part is the `knactor-domain` crate, re-exported here under the same names:
+//! [`resources`] (Knative YAML, read and field-checked), [`routes`] (what a node runs, converted
+//! one way from the resources), [`filter`] (matching, and the per-broker
+//! [`filter::FilterIndex`]), [`retry`], [`offsets`], [`envelope`]. Here: [`trace`] (W3C trace
+//! context carried in the event). What a node observed: [`metrics`], the per-event [`journal`] and its live [`tail`]. The ports to the outside world:
 //! [`channel::EventLog`] (where accepted events are kept; an in-memory implementation lives here,
 //! Kafka in `adapters/kafka`) and [`transport::Transport`] (HTTP delivery, implemented by the gateway), shared per endpoint by
 //! [`endpoint::Endpoints`].
@@ -16,18 +17,13 @@
 
 pub mod actor;
 pub mod channel;
-pub mod duration;
 pub mod endpoint;
-pub mod envelope;
-pub mod filter;
 pub mod journal;
 pub mod ledger;
 pub mod metrics;
-pub mod offsets;
-pub mod resources;
-pub mod retry;
-pub mod routes;
 pub mod source;
 pub mod tail;
 pub mod trace;
 pub mod transport;
+
+pub use knactor_domain::{duration, envelope, filter, offsets, resources, retry, routes};

@@ -8,7 +8,7 @@
 //! the [`SourceBoard`] (how each source is doing) that status and the controller read.
 
 pub mod ping;
-pub mod schedule;
+pub use knactor_domain::schedule;
 pub mod sink;
 pub mod state;
 

@@ -2,7 +2,7 @@
 //! [`Catalog`], resolved into the immutable [`Routes`] snapshot.
 //!
 //! `Routes` is the contract between control plane and data plane: the file loader (or, in a cluster,
-//! the controller) produces it, the [`crate::actor::Node`] consumes it, and swapping it is atomic.
+//! the controller) produces it, the node actor (`knactor_actors::actor::Node`) consumes it, and swapping it is atomic.
 //! Everything a delivery needs is resolved here (subscriber URL, dead-letter URL, effective delivery
 //! policy), so no actor resolves or parses anything.
 

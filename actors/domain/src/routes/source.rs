@@ -15,7 +15,7 @@ use crate::resources::sources::{
     ApiVersionKind, CloudEventOverrides, LabelSelector, PingSourceSpec,
 };
 use crate::resources::{ApiServerSourceSpec, DestinationSpec, Object, ObjectKey, ObjectMeta};
-use crate::source::schedule::PingSchedule;
+use crate::schedule::PingSchedule;
 
 /// The CloudEvents type of every PingSource event.
 pub const PING_EVENT_TYPE: &str = "dev.knative.sources.ping";

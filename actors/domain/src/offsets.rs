@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Records are registered in read order with how many deliveries they owe. (Deliveries a trigger
-//! reads itself, catching up, are the [`crate::ledger::Ledger`]'s to count, against that
+//! reads itself, catching up, are the `Ledger`'s to count (knactor-actors), against that
 //! trigger's place.)
 
 use std::collections::BTreeMap;
