@@ -340,7 +340,7 @@ flow: [a, 'b]]]]', \"c[[[[\", {d: e}] # [[[[[[[[[[[
     #[test]
     fn every_knative_sample_is_well_within_the_limit() {
         let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/knative_samples");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/knative_samples");
         let mut checked = 0;
         for folder in ["concrete", "rekt_rendered", "flawed"] {
             for entry in std::fs::read_dir(dir.join(folder)).unwrap() {
