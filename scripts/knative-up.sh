@@ -91,6 +91,9 @@ kubectl=${KNACTOR_KUBECTL:-$(tool kubectl)}
 kc=(--kubeconfig "$kubeconfig" --cache-dir "$dir/kubectl-cache" --request-timeout 30s)
 
 pid_of() { sed -n "s/^$1 //p" "$dir/pids" 2>/dev/null; }
+# exited PID: the process is gone (or a zombie). One that has not exec'd its program yet (a loaded
+# machine can take longer than start's 20 s) has not exited: the wait below goes on for it.
+exited() { [[ -z $1 || ! -e /proc/$1 ]] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 for p in "${PROGRAMS[@]}"; do
     alive "$(pid_of "$p")" "$BIN/$p" && die "already running in $dir (scripts/knative-down.sh $dir)"
 done
@@ -159,7 +162,7 @@ start channel_dispatcher POD_NAME=imc-dispatcher-0 CONTAINER_NAME=dispatcher \
 for ((i = 0; i < 1200; i++)); do  # 120 s
     up=0
     for p in "${PROGRAMS[@]}"; do
-        if ! alive "$(pid_of "$p")" "$BIN/$p"; then
+        if exited "$(pid_of "$p")"; then
             echo "---- $dir/$p.log (tail)" >&2
             tail -n 30 "$dir/$p.log" >&2
             "$(dirname "$0")/knative-down.sh" "$dir"
