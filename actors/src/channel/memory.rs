@@ -353,8 +353,12 @@ impl EventLog for MemoryLog {
                 envelope: Arc::new(envelope),
             });
         }
-        topic_state.notify.notify_waiters();
+        let notify = topic_state.notify.clone();
         state.bytes += size;
+        // Wakes the readers once the lock is free: a reader woken while the appender still held it
+        // would only wait for it again.
+        drop(state);
+        notify.notify_waiters();
         Ok(())
     }
 
@@ -531,11 +535,12 @@ impl GroupReader {
                     let revoked = (0..topic.partitions.len() as Partition).collect();
                     return Some(Ok(ChannelEvent::Revoked(revoked)));
                 }
-                let committed = group.committed.clone();
-                let positions: Vec<Option<Position>> = (0..committed.len())
-                    .map(|index| group.position(index))
-                    .collect();
                 let Some(cursors) = &mut self.cursors else {
+                    // The first read: where each partition starts.
+                    let committed = group.committed.clone();
+                    let positions: Vec<Option<Position>> = (0..committed.len())
+                        .map(|index| group.position(index))
+                        .collect();
                     let start: Vec<Offset> = topic
                         .partitions
                         .iter()
