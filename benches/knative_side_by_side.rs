@@ -48,7 +48,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse};
-use common::{arg, ms, percentile, start_server, write_results, Arrivals};
+use common::{arg, ms, percentile, post_event, start_server, write_results, Arrivals};
 use futures::StreamExt;
 use knactor_testkit::{repo_path, Channel, KubeApiServer, NodeProcess};
 use serde_json::{json, Value};
@@ -551,18 +551,9 @@ struct Sent {
     elapsed: Duration,
 }
 
+/// One of the generator's events (common's), accepted (202) or not.
 async fn post(client: &reqwest::Client, url: &str, id: String) -> bool {
-    client
-        .post(url)
-        .header("ce-specversion", "1.0")
-        .header("ce-id", id)
-        .header("ce-source", "/bench")
-        .header("ce-type", "bench")
-        .header("content-type", "application/json")
-        .body(r#"{"payload":"0123456789abcdef0123456789abcdef"}"#)
-        .send()
-        .await
-        .is_ok_and(|r| r.status().as_u16() == 202)
+    post_event(client, url, id).await == 202
 }
 
 fn client(connections: usize) -> reqwest::Client {

@@ -88,7 +88,7 @@ impl Run {
 }
 
 /// POSTs one of the generator's events (binary mode) with id `id`; the status (0: no answer).
-async fn post_event(client: &reqwest::Client, url: &str, id: String) -> u16 {
+pub async fn post_event(client: &reqwest::Client, url: &str, id: String) -> u16 {
     client
         .post(url)
         .header("ce-specversion", "1.0")
