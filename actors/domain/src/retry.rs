@@ -63,8 +63,7 @@ impl RetryPolicy {
         limits: &RetryLimits,
     ) -> Duration {
         let base = self.backoff(retry).min(limits.max_backoff);
-        let spread = 1.0 + JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
-        let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * spread)
+        let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * spread(jitter))
             .unwrap_or(limits.max_backoff)
             .min(limits.max_backoff);
         match retry_after {
@@ -84,6 +83,11 @@ impl RetryPolicy {
 
 /// ±20 % around the scheduled wait.
 const JITTER: f64 = 0.2;
+
+/// The factor a wait is multiplied by for a `jitter` draw in `[0, 1)`: 1 ± [`JITTER`].
+fn spread(jitter: f64) -> f64 {
+    1.0 + JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0)
+}
 
 /// The wait of the mesh's own retry loops (a source's sink, a source or a broker's actors
 /// restarting, an append to the parking lot): doubling from `first` after each failure in a row,
@@ -109,8 +113,7 @@ impl Backoff {
     /// [`Backoff::after`], spread by ±20 % (`jitter` a draw in `[0, 1)`), so that many loops
     /// failing on one cause do not retry in lock-step.
     pub fn jittered(&self, failures: u32, jitter: f64) -> Duration {
-        let spread = 1.0 + JITTER * (2.0 * jitter.clamp(0.0, 1.0) - 1.0);
-        self.after(failures).mul_f64(spread)
+        self.after(failures).mul_f64(spread(jitter))
     }
 }
 
