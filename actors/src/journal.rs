@@ -321,14 +321,15 @@ impl Journal {
     /// key goes on from it with the source, so that a hop hashes its id once. Ids are often alike
     /// (`order-1`, `order-2`...): foldhash spreads them over all 64 bits (as SipHash does, at a
     /// fraction of its cost); the shard takes the top bits.
-    fn id_hasher(id: &str) -> impl Hasher + Clone {
+    fn id_hasher(id: &str) -> impl Hasher {
         let mut hasher = foldhash::fast::FixedState::with_seed(0).build_hasher();
         id.hash(&mut hasher);
         hasher
     }
 
-    fn shard_index(id_hasher: &(impl Hasher + Clone)) -> usize {
-        (id_hasher.clone().finish() >> 60) as usize % SHARDS
+    /// `finish` reads the hasher's state and leaves it as it was, to go on with the source.
+    fn shard_index(id_hasher: &impl Hasher) -> usize {
+        (id_hasher.finish() >> 60) as usize % SHARDS
     }
 
     /// The shard of an event and its key there (the hash of its id and source).
