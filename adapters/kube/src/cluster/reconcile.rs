@@ -39,16 +39,10 @@ pub(super) enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// A deleted Broker that is not finished yet.
+    /// A deleted Broker that is not finished yet (its cleanup, inside the finalizer, said so).
     fn is_still_running(&self) -> bool {
-        match self {
-            ReconcileError::StillRunning => true,
-            ReconcileError::Finalizer(error) => matches!(
-                &**error,
-                finalizer::Error::CleanupFailed(ReconcileError::StillRunning)
-            ),
-            _ => false,
-        }
+        matches!(self, ReconcileError::Finalizer(error)
+            if matches!(**error, finalizer::Error::CleanupFailed(ReconcileError::StillRunning)))
     }
 }
 
