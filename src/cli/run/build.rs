@@ -234,19 +234,15 @@ fn node_options(args: &RunArgs, advertise: &Url) -> NodeOptions {
 
 /// The cluster the node talks to, if any: its kubeconfig's, or (--kubernetes) the pod's own.
 async fn kube_config(args: &RunArgs) -> anyhow::Result<Option<kube::Config>> {
-    Ok(match args.kubeconfig_path() {
-        Some(path) => Some(
-            knactor_kube::client_config(Some(&path))
-                .await
-                .map_err(anyhow::Error::msg)?,
-        ),
-        None if args.kubernetes => Some(
-            knactor_kube::client_config(None)
-                .await
-                .map_err(anyhow::Error::msg)?,
-        ),
-        None => None,
-    })
+    let path = args.kubeconfig_path();
+    if path.is_none() && !args.kubernetes {
+        return Ok(None);
+    }
+    // The error's own words already hold its cause: as a message, not a chain printed twice.
+    knactor_kube::client_config(path.as_deref())
+        .await
+        .map(Some)
+        .map_err(anyhow::Error::msg)
 }
 
 /// In cluster mode: holds the Lease (or waits for it) and runs the controller, which turns the
