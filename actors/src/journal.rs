@@ -18,11 +18,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use opentelemetry::trace::TraceId;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::channel::{Offset, Partition};
 use crate::envelope::Envelope;
@@ -39,6 +39,64 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// An event kept with its trail keeps its data up to this size (beyond, its attributes only).
 pub const MAX_KEPT_EVENT_BYTES: usize = 4 * 1024;
 const SHARDS: usize = 16;
+/// Distinct labels a process keeps (see [`Label`]).
+pub const MAX_LABELS: usize = 100_000;
+
+/// The name of a broker or a trigger (`<namespace>/<name>`), or a subscriber's URL, as hops keep
+/// it. Interned when the broker, dispatcher or trigger that records hops is built, so that a hop
+/// copies a pointer where it used to clone an `Arc<str>`: one atomic add and one subtract per hop
+/// on a count that every thread of a busy node shares, whose cache line went from core to core.
+/// A label lives as long as the process: the first [`MAX_LABELS`] distinct names are kept (a
+/// node's configuration would have to churn through that many brokers, triggers and URLs), and
+/// later ones read [`Label::UNKNOWN`] in the journal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Label(&'static str);
+
+impl Label {
+    /// What a label reads once [`MAX_LABELS`] names were interned.
+    pub const UNKNOWN: Label = Label("(name not kept: too many distinct names)");
+
+    pub fn new(name: &str) -> Self {
+        static LABELS: OnceLock<Mutex<FxHashSet<&'static str>>> = OnceLock::new();
+        let mut labels = LABELS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(&kept) = labels.get(name) {
+            return Label(kept);
+        }
+        if labels.len() >= MAX_LABELS {
+            return Label::UNKNOWN;
+        }
+        let kept: &'static str = Box::leak(name.into());
+        labels.insert(kept);
+        Label(kept)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Label {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
 
 /// What happened to an event at one hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,9 +143,9 @@ pub struct Hop {
     pub at: SystemTime,
     pub stage: Stage,
     /// `<namespace>/<name>` of the broker.
-    pub broker: Arc<str>,
+    pub broker: Label,
     /// `<namespace>/<name>` of the trigger, for delivery hops.
-    pub trigger: Option<Arc<str>>,
+    pub trigger: Option<Label>,
     /// 1 for the first attempt of a delivery, 2 for the first retry...
     pub attempt: Option<u32>,
     /// The HTTP status an attempt got (500 when there was no response).
@@ -106,9 +164,9 @@ pub enum Detail {
     /// How many triggers' filters passed the event.
     Matched(usize),
     /// Where an attempt went.
-    Url(Arc<str>),
+    Url(Label),
     /// An attempt to the dead-letter sink.
-    DeadLetterSink(Arc<str>),
+    DeadLetterSink(Label),
     Text(String),
 }
 
@@ -125,11 +183,11 @@ impl fmt::Display for Detail {
 }
 
 impl Hop {
-    pub fn new(stage: Stage, broker: &Arc<str>) -> Self {
+    pub fn new(stage: Stage, broker: Label) -> Self {
         Self {
             at: SystemTime::now(),
             stage,
-            broker: broker.clone(),
+            broker,
             trigger: None,
             attempt: None,
             status: None,
@@ -139,8 +197,8 @@ impl Hop {
         }
     }
 
-    pub fn trigger(mut self, trigger: &Arc<str>) -> Self {
-        self.trigger = Some(trigger.clone());
+    pub fn trigger(mut self, trigger: Label) -> Self {
+        self.trigger = Some(trigger);
         self
     }
 
@@ -205,12 +263,15 @@ pub struct Trail {
     pub event: Option<Arc<Envelope>>,
     /// Bytes it holds, as the journal's budget counts them.
     weight: usize,
+    /// The hash of its source and id, its key in its shard.
+    hash: u64,
 }
 
 impl Trail {
     /// Makes this trail the event's, keeping its allocations (within [`MAX_KEY_BYTES`] each:
     /// the journal's budget counts what a trail holds, not what it once needed).
-    fn reset(&mut self, source: &str, id: &str) {
+    fn reset(&mut self, hash: u64, source: &str, id: &str) {
+        self.hash = hash;
         for (text, value) in [(&mut self.source, source), (&mut self.id, id)] {
             text.clear();
             text.shrink_to(MAX_KEY_BYTES);
@@ -227,24 +288,66 @@ impl Trail {
     }
 }
 
-/// Trails by the hash of their source and id (the trail holds both, to tell a collision).
+/// The trails of the events whose ids hash to one shard, oldest first. A trail is found by the
+/// hash of its source and id (the trail holds both, to tell a collision) through an index of
+/// sequence numbers, so that the index's entries stay small and a trail never moves in or out of
+/// a hash table: forgetting the oldest event pops the front, a new one goes to the back.
 #[derive(Default)]
 struct Shard {
-    trails: FxHashMap<u64, Trail>,
-    /// Hashes in the order their events were first seen: the front is forgotten first.
-    order: VecDeque<u64>,
+    /// Oldest first: the front is forgotten first.
+    trails: VecDeque<Trail>,
+    /// The sequence number of the front trail (the trail numbered `n` is `trails[n - first]`).
+    first: u64,
+    /// Sequence numbers by the hash of source and id.
+    index: FxHashMap<u64, u64>,
     /// Bytes its trails hold.
     bytes: usize,
 }
 
 impl Shard {
+    fn get(&self, hash: u64) -> Option<&Trail> {
+        let sequence = *self.index.get(&hash)?;
+        self.trails.get((sequence - self.first) as usize)
+    }
+
+    fn get_mut(&mut self, hash: u64) -> Option<&mut Trail> {
+        let sequence = *self.index.get(&hash)?;
+        self.trails.get_mut((sequence - self.first) as usize)
+    }
+
     /// Forgets the oldest event, and gives its trail back for reuse.
     fn forget_oldest(&mut self) -> Option<Trail> {
-        let oldest = self.order.pop_front()?;
-        let trail = self.trails.remove(&oldest)?;
+        let trail = self.trails.pop_front()?;
+        self.first += 1;
+        self.index.remove(&trail.hash);
         self.bytes -= trail.weight;
         Some(trail)
     }
+
+    fn push(&mut self, trail: Trail) {
+        self.bytes += trail.weight;
+        self.index
+            .insert(trail.hash, self.first + self.trails.len() as u64);
+        self.trails.push_back(trail);
+    }
+
+    /// Over budget: the oldest events go (never the newest).
+    fn keep_within(&mut self, max_bytes: usize) {
+        while self.bytes > max_bytes && self.trails.len() > 1 {
+            self.forget_oldest();
+        }
+    }
+}
+
+/// A hop recorded before what it says is certain (a broker's `Stored`, recorded as its append
+/// starts): [`Journal::confirm`] hands it to the live tail once it is, [`Journal::amend`] turns
+/// it into what happened instead. Holds where the trail is, not the event's source and id.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingHop {
+    shard: usize,
+    hash: u64,
+    at: SystemTime,
+    stage: Stage,
 }
 
 /// The bounded journal of a node.
@@ -311,12 +414,6 @@ impl Journal {
         self.per_shard > 0
     }
 
-    /// The shard of an id: every source's event of that id is in it, so that a look-up by id
-    /// alone reads one shard.
-    fn shard_of(&self, id: &str) -> &Mutex<Shard> {
-        &self.shards[Self::shard_index(&Self::id_hasher(id))]
-    }
-
     /// A hasher that has taken `id`: [`Journal::shard_index`] reads its state, and the event's
     /// key goes on from it with the source, so that a hop hashes its id once. Ids are often alike
     /// (`order-1`, `order-2`...): foldhash spreads them over all 64 bits (as SipHash does, at a
@@ -328,16 +425,22 @@ impl Journal {
     }
 
     /// `finish` reads the hasher's state and leaves it as it was, to go on with the source.
+    /// Every source's event of one id is in the same shard, so that a look-up by id alone
+    /// reads one shard.
     fn shard_index(id_hasher: &impl Hasher) -> usize {
         (id_hasher.finish() >> 60) as usize % SHARDS
     }
 
     /// The shard of an event and its key there (the hash of its id and source).
-    fn place_of(&self, source: &str, id: &str) -> (&Mutex<Shard>, u64) {
+    fn place_of(source: &str, id: &str) -> (usize, u64) {
         let mut hasher = Self::id_hasher(id);
-        let shard = &self.shards[Self::shard_index(&hasher)];
+        let shard = Self::shard_index(&hasher);
         source.hash(&mut hasher);
         (shard, hasher.finish())
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a hop of the event `source` + `id`. `trace_id` is asked only while the trail has
@@ -349,37 +452,104 @@ impl Journal {
         trace_id: impl FnOnce() -> Option<TraceId>,
         hop: Hop,
     ) {
-        if self.per_shard == 0 || id.len() > MAX_KEY_BYTES || source.len() > MAX_KEY_BYTES {
+        if !self.takes(source, id) {
             return;
         }
         self.tail.hop(source, id, &hop);
-        let (shard, hash) = self.place_of(source, id);
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        self.store(source, id, trace_id, hop);
+    }
+
+    /// Records a hop as [`Journal::record`] does, except that the live tail sees it only once
+    /// [`Journal::confirm`] says it holds. `None` when the journal does not keep this event.
+    pub fn record_pending(
+        &self,
+        source: &str,
+        id: &str,
+        trace_id: impl FnOnce() -> Option<TraceId>,
+        hop: Hop,
+    ) -> Option<PendingHop> {
+        if !self.takes(source, id) {
+            return None;
+        }
+        let (at, stage) = (hop.at, hop.stage);
+        let (shard, hash) = self.store(source, id, trace_id, hop);
+        Some(PendingHop {
+            shard,
+            hash,
+            at,
+            stage,
+        })
+    }
+
+    /// A pending hop holds: the live tail sees it now.
+    pub fn confirm(&self, pending: PendingHop) {
+        if !self.tail.is_followed() {
+            return;
+        }
+        let shard = self.lock(pending.shard);
+        if let Some(trail) = shard.get(pending.hash) {
+            if let Some(at) = trail.pending(&pending) {
+                self.tail.hop(&trail.source, &trail.id, &trail.hops[at]);
+            }
+        }
+    }
+
+    /// A pending hop did not hold: `hop` takes its place (and goes to the live tail).
+    pub fn amend(&self, pending: PendingHop, hop: Hop) {
+        let mut shard = self.lock(pending.shard);
         let shard = &mut *shard;
-        if let Some(trail) = shard.trails.get_mut(&hash) {
+        let Some(trail) = shard.get_mut(pending.hash) else {
+            return;
+        };
+        let Some(at) = trail.pending(&pending) else {
+            return;
+        };
+        let (before, after) = (trail.hops[at].weight(), hop.weight());
+        self.tail.hop(&trail.source, &trail.id, &hop);
+        trail.hops[at] = hop;
+        trail.weight = trail.weight - before + after;
+        shard.bytes = shard.bytes - before + after;
+        shard.keep_within(self.bytes_per_shard);
+    }
+
+    /// Whether this event is journaled: the journal is on and its key is not too long.
+    fn takes(&self, source: &str, id: &str) -> bool {
+        self.per_shard > 0 && id.len() <= MAX_KEY_BYTES && source.len() <= MAX_KEY_BYTES
+    }
+
+    /// Puts `hop` on the event's trail (a new one, the oldest's reused, when the event has none);
+    /// says where the trail is.
+    fn store(
+        &self,
+        source: &str,
+        id: &str,
+        trace_id: impl FnOnce() -> Option<TraceId>,
+        hop: Hop,
+    ) -> (usize, u64) {
+        let (index, hash) = Self::place_of(source, id);
+        let mut shard = self.lock(index);
+        let shard = &mut *shard;
+        if let Some(trail) = shard.get_mut(hash) {
             let before = trail.weight;
             if trail.id != id || trail.source != source {
                 // Another event with the same hash: the newer event takes the place.
-                trail.reset(source, id);
+                trail.reset(hash, source, id);
             }
             trail.push(trace_id, hop);
-            shard.bytes = shard.bytes - before + trail.weight;
+            let after = trail.weight;
+            shard.bytes = shard.bytes - before + after;
         } else {
-            let mut trail = if shard.order.len() >= self.per_shard {
+            let mut trail = if shard.trails.len() >= self.per_shard {
                 shard.forget_oldest().unwrap_or_default()
             } else {
                 Trail::default()
             };
-            trail.reset(source, id);
+            trail.reset(hash, source, id);
             trail.push(trace_id, hop);
-            shard.bytes += trail.weight;
-            shard.order.push_back(hash);
-            shard.trails.insert(hash, trail);
+            shard.push(trail);
         }
-        // Over budget: the oldest events go (never the one just recorded).
-        while shard.bytes > self.bytes_per_shard && shard.order.len() > 1 {
-            shard.forget_oldest();
-        }
+        shard.keep_within(self.bytes_per_shard);
+        (index, hash)
     }
 
     /// Keeps the event itself with its trail (the first time only): its attributes, and its data
@@ -389,10 +559,10 @@ impl Journal {
             return;
         }
         let (source, id) = (envelope.source(), envelope.id());
-        let (shard, hash) = self.place_of(source, id);
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let (index, hash) = Self::place_of(source, id);
+        let mut shard = self.lock(index);
         let shard = &mut *shard;
-        let Some(trail) = shard.trails.get_mut(&hash) else {
+        let Some(trail) = shard.get_mut(hash) else {
             return;
         };
         if trail.event.is_some() || trail.id != id || trail.source != source {
@@ -409,18 +579,16 @@ impl Journal {
         trail.event = Some(kept);
         trail.weight += weight;
         shard.bytes += weight;
-        while shard.bytes > self.bytes_per_shard && shard.order.len() > 1 {
-            shard.forget_oldest();
-        }
+        shard.keep_within(self.bytes_per_shard);
     }
 
     /// What the journal holds about the events of id `id`, one trail per source (several
     /// producers may use the same ids), the most recently started first; hops in time order.
     pub fn trails(&self, id: &str) -> Vec<Trail> {
-        let shard = self.shard_of(id).lock().unwrap_or_else(|p| p.into_inner());
+        let shard = self.lock(Self::shard_index(&Self::id_hasher(id)));
         let mut trails: Vec<Trail> = shard
             .trails
-            .values()
+            .iter()
             .filter(|trail| trail.id == id)
             .cloned()
             .collect();
@@ -434,6 +602,13 @@ impl Journal {
 }
 
 impl Trail {
+    /// Where the hop `pending` stands for is, when the trail still has it.
+    fn pending(&self, pending: &PendingHop) -> Option<usize> {
+        self.hops
+            .iter()
+            .rposition(|hop| hop.at == pending.at && hop.stage == pending.stage)
+    }
+
     fn push(&mut self, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
         if self.trace_id.is_none() {
             self.trace_id = trace_id();
@@ -453,8 +628,8 @@ impl Trail {
 mod tests {
     use super::*;
 
-    fn broker() -> Arc<str> {
-        Arc::from("team-a/default")
+    fn broker() -> Label {
+        Label::new("team-a/default")
     }
 
     fn first(journal: &Journal, id: &str) -> Option<Trail> {
@@ -467,7 +642,7 @@ mod tests {
         let journal = Journal::new(100_000, budget);
         let broker = broker();
         let huge = "x".repeat(MAX_KEY_BYTES + 1);
-        journal.record("/s", &huge, || None, Hop::new(Stage::Stored, &broker));
+        journal.record("/s", &huge, || None, Hop::new(Stage::Stored, broker));
         assert!(
             journal.trails(&huge).is_empty(),
             "a huge id is not journaled"
@@ -478,7 +653,7 @@ mod tests {
                 "/s",
                 &id,
                 || None,
-                Hop::new(Stage::Attempt, &broker).detail("e".repeat(5_000)),
+                Hop::new(Stage::Attempt, broker).detail("e".repeat(5_000)),
             );
         }
         assert!(
@@ -497,13 +672,13 @@ mod tests {
     fn the_same_id_from_two_sources_is_two_events() {
         let journal = Journal::new(100, DEFAULT_MAX_BYTES);
         let broker = broker();
-        journal.record("/orders", "1", || None, Hop::new(Stage::Stored, &broker));
-        journal.record("/payments", "1", || None, Hop::new(Stage::Stored, &broker));
+        journal.record("/orders", "1", || None, Hop::new(Stage::Stored, broker));
+        journal.record("/payments", "1", || None, Hop::new(Stage::Stored, broker));
         journal.record(
             "/payments",
             "1",
             || None,
-            Hop::new(Stage::Delivered, &broker),
+            Hop::new(Stage::Delivered, broker),
         );
         let trails = journal.trails("1");
         assert_eq!(trails.len(), 2);
@@ -518,14 +693,14 @@ mod tests {
     fn hops_of_an_event_come_back_in_order_with_its_trace_id() {
         let journal = Journal::new(100, DEFAULT_MAX_BYTES);
         let broker = broker();
-        let trigger: Arc<str> = Arc::from("team-a/t");
-        journal.record("/src", "e1", || None, Hop::new(Stage::Stored, &broker));
+        let trigger = Label::new("team-a/t");
+        journal.record("/src", "e1", || None, Hop::new(Stage::Stored, broker));
         journal.record(
             "/src",
             "e1",
             || Some(TraceId::from(7)),
-            Hop::new(Stage::Attempt, &broker)
-                .trigger(&trigger)
+            Hop::new(Stage::Attempt, broker)
+                .trigger(trigger)
                 .attempt(1)
                 .status(503),
         );
@@ -533,7 +708,7 @@ mod tests {
             "/src",
             "e1",
             || unreachable!("the trail has its trace id"),
-            Hop::new(Stage::Parked, &broker).with(Detail::Matched(2)),
+            Hop::new(Stage::Parked, broker).with(Detail::Matched(2)),
         );
         let trail = first(&journal, "e1").unwrap();
         assert_eq!(trail.trace_id, Some(TraceId::from(7)));
@@ -553,7 +728,7 @@ mod tests {
                 "/src",
                 &format!("e{i}"),
                 || None,
-                Hop::new(Stage::Stored, &broker),
+                Hop::new(Stage::Stored, broker),
             );
         }
         let kept = (0..1000)
@@ -569,7 +744,7 @@ mod tests {
         let journal = Journal::new(10, DEFAULT_MAX_BYTES);
         let broker = broker();
         for _ in 0..(MAX_HOPS_PER_EVENT + 5) {
-            journal.record("/src", "e", || None, Hop::new(Stage::Attempt, &broker));
+            journal.record("/src", "e", || None, Hop::new(Stage::Attempt, broker));
         }
         let trail = first(&journal, "e").unwrap();
         assert_eq!(trail.hops.len(), MAX_HOPS_PER_EVENT);
@@ -577,9 +752,71 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_hop_reaches_the_tail_when_confirmed_and_is_replaced_when_amended() {
+        let journal = Journal::new(100, DEFAULT_MAX_BYTES);
+        let broker = broker();
+        let following = journal.tail().follow(&broker).unwrap();
+        let stored = journal
+            .record_pending("/src", "ok", || None, Hop::new(Stage::Stored, broker))
+            .expect("journaled");
+        let refused = journal
+            .record_pending("/src", "no", || None, Hop::new(Stage::Stored, broker))
+            .expect("journaled");
+        assert!(
+            following.take().entries.is_empty(),
+            "the tail sees a pending hop only once it holds"
+        );
+
+        journal.confirm(stored);
+        journal.amend(
+            refused,
+            Hop::new(Stage::Refused, broker).status(503).detail("full"),
+        );
+        let seen: Vec<_> = following
+            .take()
+            .entries
+            .into_iter()
+            .map(|entry| (entry.id.to_string(), entry.stage))
+            .collect();
+        assert_eq!(
+            seen,
+            [("ok".to_string(), "stored"), ("no".to_string(), "refused")]
+        );
+        let stages = |id| {
+            first(&journal, id)
+                .unwrap()
+                .hops
+                .iter()
+                .map(|hop| (hop.stage, hop.status))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(stages("ok"), [(Stage::Stored, None)]);
+        assert_eq!(stages("no"), [(Stage::Refused, Some(503))]);
+    }
+
+    #[test]
+    fn an_event_the_journal_does_not_keep_has_no_pending_hop() {
+        let journal = Journal::new(100, DEFAULT_MAX_BYTES);
+        let huge = "x".repeat(MAX_KEY_BYTES + 1);
+        let hop = || Hop::new(Stage::Stored, broker());
+        assert!(journal.record_pending("/s", &huge, || None, hop()).is_none());
+        let off = Journal::new(0, DEFAULT_MAX_BYTES);
+        assert!(off.record_pending("/s", "e", || None, hop()).is_none());
+    }
+
+    #[test]
+    fn a_label_is_kept_once_per_name() {
+        let (a, again) = (Label::new("ns/label-a"), Label::new(&String::from("ns/label-a")));
+        assert!(std::ptr::eq(a.as_str(), again.as_str()));
+        assert_eq!(a, again);
+        assert_ne!(a, Label::new("ns/label-b"));
+        assert_eq!(a.to_string(), "ns/label-a");
+    }
+
+    #[test]
     fn a_journal_of_size_zero_records_nothing() {
         let journal = Journal::new(0, DEFAULT_MAX_BYTES);
-        journal.record("/src", "e", || None, Hop::new(Stage::Stored, &broker()));
+        journal.record("/src", "e", || None, Hop::new(Stage::Stored, broker()));
         assert!(first(&journal, "e").is_none());
         assert!(!journal.is_on());
     }

@@ -155,7 +155,7 @@ impl Tail {
             source: Arc::from(source),
             id: Arc::from(id),
             event_type: None,
-            trigger: hop.trigger.clone(),
+            trigger: hop.trigger.map(|trigger| Arc::from(trigger.as_str())),
             attempt: hop.attempt,
             status: hop.status,
             detail: (hop.detail != Detail::None).then(|| hop.detail.to_string()),
@@ -252,20 +252,20 @@ impl Drop for Following {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Stage;
+    use crate::journal::{Label, Stage};
 
-    fn stored(broker: &Arc<str>) -> Hop {
-        Hop::new(Stage::Stored, broker)
+    fn stored(broker: &str) -> Hop {
+        Hop::new(Stage::Stored, Label::new(broker))
     }
 
     #[test]
     fn a_follower_gets_the_hops_of_its_broker_only() {
         let tail = Arc::new(Tail::new(4, 10));
-        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("ns/a"), Arc::from("ns/b"));
+        let (a, b) = ("ns/a", "ns/b");
         let following = tail.follow("ns/a").unwrap();
         tail.received("ns/a", "/s", "1", "order.created");
-        tail.hop("/s", "1", &stored(&a));
-        tail.hop("/s", "2", &stored(&b));
+        tail.hop("/s", "1", &stored(a));
+        tail.hop("/s", "2", &stored(b));
         let batch = following.take();
         assert_eq!(batch.skipped, 0);
         let seen: Vec<_> = batch.entries.iter().map(|e| (e.stage, &*e.id)).collect();
@@ -279,10 +279,10 @@ mod tests {
     #[test]
     fn a_slow_follower_loses_the_oldest_entries_and_is_told_how_many() {
         let tail = Arc::new(Tail::new(4, 3));
-        let broker: Arc<str> = Arc::from("ns/a");
+        let broker = "ns/a";
         let following = tail.follow("ns/a").unwrap();
         for n in 0..10 {
-            tail.hop("/s", &n.to_string(), &stored(&broker));
+            tail.hop("/s", &n.to_string(), &stored(broker));
         }
         let batch = following.take();
         assert_eq!(batch.skipped, 7);

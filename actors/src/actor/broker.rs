@@ -18,6 +18,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use cloudevents::{AttributesReader, Event};
 use opentelemetry::trace::TraceId;
+use smallvec::SmallVec;
 
 use super::{Crash, Shared, Shutdown};
 use crate::channel::{AppendError, ChannelError, EventLog, Offset, Partition};
@@ -27,7 +28,7 @@ use crate::envelope::{
     REDRIVE_TARGET_EXTENSION,
 };
 use crate::event_span;
-use crate::journal::{Hop, Stage};
+use crate::journal::{Hop, Label, PendingHop, Stage};
 use crate::metrics::{inc, BrokerMetrics};
 use crate::resources::ObjectKey;
 use crate::routes::BrokerRoute;
@@ -47,7 +48,7 @@ struct BrokerInner {
     log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
     /// `<namespace>/<name>`, for spans and the journal.
-    label: Arc<str>,
+    label: Label,
 }
 
 impl std::fmt::Debug for Broker {
@@ -134,7 +135,7 @@ impl Broker {
         Self(Arc::new(BrokerInner {
             topic: route.channel.topic.clone(),
             metrics: shared.metrics.broker(route.key()),
-            label: Arc::from(route.key().to_string()),
+            label: Label::new(&route.key().to_string()),
             shared,
             log,
         }))
@@ -173,27 +174,34 @@ impl Broker {
                     event_source,
                     id,
                     || None,
-                    Hop::new(Stage::Refused, label)
+                    Hop::new(Stage::Refused, *label)
                         .status(400)
                         .detail(refused.to_string()),
                 );
                 return Err(refused.into());
             }
         };
-        // (source, id, trace id) of each event, for the journal.
-        let stored: Vec<(String, String, Option<TraceId>)> = if journal.is_on() {
+        // Each event's Stored hop goes on its trail as the append starts, stamped with the
+        // admission time (the dispatcher may read the event before this future resumes, and a
+        // trail reads in time order); the live tail sees it once the append succeeds, and a
+        // failed append turns it into a Refused hop. So the journal needs no copy of the events'
+        // sources and ids to outlive the append, which takes the events.
+        let pending: SmallVec<[PendingHop; 1]> = if journal.is_on() {
             envelopes
                 .iter()
-                .map(|envelope| {
-                    (
-                        envelope.source().to_string(),
-                        envelope.id().to_string(),
-                        trace_id_of(envelope),
+                .filter_map(|envelope| {
+                    let mut hop = Hop::new(Stage::Stored, *label);
+                    hop.at = now.into();
+                    journal.record_pending(
+                        envelope.source(),
+                        envelope.id(),
+                        || trace_id_of(envelope),
+                        hop,
                     )
                 })
                 .collect()
         } else {
-            Vec::new()
+            SmallVec::new()
         };
         match log.append(topic, envelopes).await {
             Ok(()) => {
@@ -201,12 +209,8 @@ impl Broker {
                 metrics.accepted.fetch_add(count, Ordering::Relaxed);
                 metrics.responses.count_many(202, count);
                 metrics.append_duration.observe(started.elapsed());
-                for (source, id, trace_id) in stored {
-                    // Stamped with the admission time: the dispatcher may read the event
-                    // before this future resumes, and a trail reads in time order.
-                    let mut hop = Hop::new(Stage::Stored, label);
-                    hop.at = now.into();
-                    journal.record(&source, &id, || trace_id, hop);
+                for stored in pending {
+                    journal.confirm(stored);
                 }
                 Ok(())
             }
@@ -222,12 +226,10 @@ impl Broker {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
                 }
-                for (source, id, trace_id) in stored {
-                    journal.record(
-                        &source,
-                        &id,
-                        || trace_id,
-                        Hop::new(Stage::Refused, label)
+                for refused in pending {
+                    journal.amend(
+                        refused,
+                        Hop::new(Stage::Refused, *label)
                             .status(status)
                             .detail(error.to_string()),
                     );

@@ -35,7 +35,7 @@ use crate::envelope::{
     Envelope, FailureReport, PARKED_AT_EXTENSION, PARKED_REASON_EXTENSION, PARKED_TRIGGER_EXTENSION,
 };
 use crate::event_span;
-use crate::journal::{Detail, Hop, Stage};
+use crate::journal::{Detail, Hop, Label, Stage};
 use crate::metrics::{inc, TriggerMetrics};
 use crate::retry::{is_retryable, is_success, Backoff};
 use crate::routes::TriggerRoute;
@@ -61,10 +61,11 @@ pub(super) struct TriggerContext {
     park_topic: String,
     pub metrics: Arc<TriggerMetrics>,
     /// `<namespace>/<name>` of the broker and of the trigger, for spans and the journal.
-    broker_label: Arc<str>,
-    label: Arc<str>,
-    /// The subscriber's URL, for the journal.
-    subscriber: Arc<str>,
+    broker_label: Label,
+    label: Label,
+    /// The subscriber's URL and the dead-letter sink's, for the journal.
+    subscriber: Label,
+    dead_letter_sink: Option<Label>,
     subscriber_endpoint: Arc<Endpoint>,
     dead_letter_endpoint: Option<Arc<Endpoint>>,
     /// How long one attempt may take.
@@ -82,9 +83,14 @@ impl TriggerContext {
     ) -> Self {
         let endpoints = &shared.endpoints;
         Self {
-            broker_label: Arc::from(route.broker.to_string()),
-            label: Arc::from(route.key.to_string()),
-            subscriber: Arc::from(route.subscriber.as_str()),
+            broker_label: Label::new(&route.broker.to_string()),
+            label: Label::new(&route.key.to_string()),
+            subscriber: Label::new(route.subscriber.as_str()),
+            dead_letter_sink: route
+                .delivery
+                .dead_letter
+                .as_ref()
+                .map(|sink| Label::new(sink.as_str())),
             subscriber_endpoint: endpoints.get(&route.subscriber),
             dead_letter_endpoint: route
                 .delivery
@@ -194,7 +200,7 @@ impl TriggerContext {
                 envelope.source(),
                 envelope.id(),
                 || None,
-                hop.trigger(&self.label),
+                hop.trigger(self.label),
             );
         }
     }
@@ -308,14 +314,17 @@ impl TriggerContext {
             Attempt::Delivered | Attempt::Reply(_) if !to_sink => Stage::Delivered,
             _ => Stage::Attempt,
         };
-        let mut hop = Hop::new(stage, &self.broker_label)
+        let mut hop = Hop::new(stage, self.broker_label)
             .attempt(number)
             .status(status);
         hop = match error {
             Some(error) if to_sink => hop.detail(format!("dead-letter sink {url}: {error}")),
             Some(error) => hop.detail(format!("{url}: {error}")),
-            None if to_sink => hop.with(Detail::DeadLetterSink(Arc::from(url.as_str()))),
-            None => hop.with(Detail::Url(self.subscriber.clone())),
+            None if to_sink => hop.with(Detail::DeadLetterSink(
+                self.dead_letter_sink
+                    .unwrap_or_else(|| Label::new(url.as_str())),
+            )),
+            None => hop.with(Detail::Url(self.subscriber)),
         };
         self.journal(envelope, hop);
         attempt
@@ -360,7 +369,7 @@ impl TriggerContext {
                     inc(&self.metrics.replies);
                     self.journal(
                         envelope,
-                        Hop::new(Stage::Replied, &self.broker_label).detail(format!(
+                        Hop::new(Stage::Replied, self.broker_label).detail(format!(
                             "reply {} of type {}",
                             reply.id(),
                             reply.ty()
@@ -435,7 +444,7 @@ impl TriggerContext {
                     inc(&self.metrics.dead_lettered);
                     self.journal(
                         envelope,
-                        Hop::new(Stage::DeadLettered, &self.broker_label).detail(format!(
+                        Hop::new(Stage::DeadLettered, self.broker_label).detail(format!(
                             "to {sink} after {} from {}",
                             report.code, report.destination
                         )),
@@ -509,7 +518,7 @@ impl TriggerContext {
                     inc(&self.metrics.parked);
                     self.journal(
                         envelope,
-                        Hop::new(Stage::Parked, &self.broker_label).detail(format!(
+                        Hop::new(Stage::Parked, self.broker_label).detail(format!(
                             "{why}; last attempt: {} from {}",
                             report.code, report.destination
                         )),

@@ -33,7 +33,7 @@ use crate::channel::{
 };
 use crate::event_span;
 use crate::filter::{Filter, FilterIndex};
-use crate::journal::{Detail, Hop, Stage};
+use crate::journal::{Detail, Hop, Label, Stage};
 use crate::ledger::{CatchUp, Handoff, Ledger};
 use crate::metrics::{inc, BrokerMetrics, PartitionGauges, TriggerMetrics};
 use crate::resources::ObjectKey;
@@ -72,7 +72,7 @@ pub struct DispatcherActor {
     /// `filtered` counts.
     seen: BTreeMap<Partition, u64>,
     /// `<namespace>/<name>`, for spans and the journal.
-    label: Arc<str>,
+    label: Label,
     /// Reused per record.
     scratch: Vec<usize>,
     targets: Vec<ObjectKey>,
@@ -146,7 +146,7 @@ impl DispatcherActor {
             committer: None,
             stats: Arc::default(),
             seen: BTreeMap::new(),
-            label: Arc::from(route.key().to_string()),
+            label: Label::new(&route.key().to_string()),
             scratch: Vec::new(),
             targets: Vec::new(),
             wanting: Vec::new(),
@@ -224,7 +224,7 @@ impl DispatcherActor {
                     record.envelope.source(),
                     record.envelope.id(),
                     || trace_id_of(&record.envelope),
-                    Hop::new(stage, &self.label)
+                    Hop::new(stage, self.label)
                         .position(record.partition, record.offset)
                         .with(Detail::Matched(targets.len())),
                 );

@@ -464,7 +464,7 @@ pub async fn event_trail(
                     .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 stage: hop.stage.as_str(),
                 broker: hop.broker.to_string(),
-                trigger: hop.trigger.as_deref().map(str::to_string),
+                trigger: hop.trigger.map(|trigger| trigger.to_string()),
                 attempt: hop.attempt,
                 status: hop.status,
                 partition: hop.partition,
