@@ -184,7 +184,7 @@ mod tests {
     fn outbound(url: &url::Url) -> Outbound {
         Outbound {
             url: url.clone(),
-            event: cloudevents::Event::default(),
+            event: cloudevents::Event::default().into(),
             mode: ContentMode::Binary,
             namespace: "default".into(),
             timeout: Duration::from_secs(1),

@@ -799,14 +799,19 @@ mod tests {
         let journal = Journal::new(100, DEFAULT_MAX_BYTES);
         let huge = "x".repeat(MAX_KEY_BYTES + 1);
         let hop = || Hop::new(Stage::Stored, broker());
-        assert!(journal.record_pending("/s", &huge, || None, hop()).is_none());
+        assert!(journal
+            .record_pending("/s", &huge, || None, hop())
+            .is_none());
         let off = Journal::new(0, DEFAULT_MAX_BYTES);
         assert!(off.record_pending("/s", "e", || None, hop()).is_none());
     }
 
     #[test]
     fn a_label_is_kept_once_per_name() {
-        let (a, again) = (Label::new("ns/label-a"), Label::new(&String::from("ns/label-a")));
+        let (a, again) = (
+            Label::new("ns/label-a"),
+            Label::new(&String::from("ns/label-a")),
+        );
         assert!(std::ptr::eq(a.as_str(), again.as_str()));
         assert_eq!(a, again);
         assert_ne!(a, Label::new("ns/label-b"));

@@ -2,6 +2,7 @@
 //! implements it over HTTP; tests implement it with fakes, so the actors are tested without sockets.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,18 +10,62 @@ use bytes::Bytes;
 use cloudevents::Event;
 use url::Url;
 
+use crate::envelope::{is_mesh_only, Envelope};
 use crate::routes::ContentMode;
 
 /// One delivery attempt.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     pub url: Url,
-    /// The event as the subscriber must see it (mesh extensions already removed).
-    pub event: Event,
+    pub event: OutboundEvent,
     pub mode: ContentMode,
     /// `Kn-Namespace`: the namespace of the trigger (or broker) sending.
     pub namespace: String,
     pub timeout: Duration,
+}
+
+/// The event of an [`Outbound`].
+#[derive(Debug, Clone)]
+pub enum OutboundEvent {
+    /// An event as its broker's channel holds it, sent as a subscriber must see it: the writer
+    /// leaves out the mesh's own extensions ([`OutboundEvent::sends_extension`]), so that a
+    /// delivery does not copy the event.
+    Stored(Arc<Envelope>),
+    /// An event made for this request (stamped with the attempt's trace context, a dead-letter
+    /// event, a source's event), sent as it is.
+    Event(Box<Event>),
+}
+
+impl OutboundEvent {
+    /// The event, with whatever extensions [`OutboundEvent::sends_extension`] leaves out.
+    pub fn event(&self) -> &Event {
+        match self {
+            Self::Stored(envelope) => envelope.event(),
+            Self::Event(event) => event,
+        }
+    }
+
+    /// Whether the extension `name` goes out with the event.
+    pub fn sends_extension(&self, name: &str) -> bool {
+        match self {
+            Self::Stored(_) => !is_mesh_only(name),
+            Self::Event(_) => true,
+        }
+    }
+
+    /// The event as it goes out (a copy, for a stored one).
+    pub fn into_event(self) -> Event {
+        match self {
+            Self::Stored(envelope) => envelope.for_subscriber(),
+            Self::Event(event) => *event,
+        }
+    }
+}
+
+impl From<Event> for OutboundEvent {
+    fn from(event: Event) -> Self {
+        Self::Event(Box::new(event))
+    }
 }
 
 /// What the endpoint answered.

@@ -14,8 +14,9 @@ use knactor_actors::envelope::{TRACEPARENT_EXTENSION, TRACESTATE_EXTENSION};
 use knactor_actors::routes::ContentMode;
 use knactor_actors::trace::TraceParent;
 use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 
-use crate::binding::{decode_reply, to_binary, to_structured};
+use crate::binding::{decode_reply, write_binary, write_structured};
 
 /// Response bodies larger than this are cut (a reply event bigger than this is refused anyway).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -54,47 +55,61 @@ impl HttpTransport {
 #[async_trait]
 impl Transport for HttpTransport {
     async fn send(&self, outbound: Outbound) -> Result<Response, TransportError> {
-        let mut request = self
-            .client
-            .post(outbound.url)
-            .timeout(outbound.timeout)
-            .header("prefer", "reply")
-            .header("kn-namespace", &outbound.namespace);
+        let Outbound {
+            url,
+            event,
+            mode,
+            namespace,
+            timeout,
+        } = outbound;
+        let mut headers = HeaderMap::with_capacity(16);
+        headers.insert("prefer", HeaderValue::from_static("reply"));
+        headers.insert(
+            "kn-namespace",
+            HeaderValue::from_str(&namespace).map_err(|_| {
+                TransportError::Other(format!("namespace {namespace:?} is not a valid header"))
+            })?,
+        );
         // W3C trace context as a header too: the extension is read by CloudEvents-aware
         // subscribers, the header by every HTTP server's tracing.
         // Only a well-formed context goes out as a header (an extension from a structured-mode
         // producer may hold anything); it goes as the text it is.
-        if let Some(ExtensionValue::String(traceparent)) =
-            outbound.event.extension(TRACEPARENT_EXTENSION)
-        {
-            if TraceParent::parse(traceparent, None).is_some() {
-                request = request.header("traceparent", traceparent.trim());
-                if let Some(ExtensionValue::String(state)) =
-                    outbound.event.extension(TRACESTATE_EXTENSION)
-                {
-                    if state.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                        request = request.header("tracestate", state.as_str());
+        let sent = event.event();
+        if let Some(ExtensionValue::String(traceparent)) = sent.extension(TRACEPARENT_EXTENSION) {
+            if let (Some(_), Ok(value)) = (
+                TraceParent::parse(traceparent, None),
+                HeaderValue::from_str(traceparent.trim()),
+            ) {
+                headers.insert("traceparent", value);
+                if let Some(ExtensionValue::String(state)) = sent.extension(TRACESTATE_EXTENSION) {
+                    if let Ok(value) = HeaderValue::from_str(state) {
+                        headers.insert("tracestate", value);
                     }
                 }
             }
         }
-        request = match outbound.mode {
+        let body = match mode {
             ContentMode::Binary => {
-                let (headers, body) = to_binary(&outbound.event);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                request.body(body)
+                write_binary(sent, |name| event.sends_extension(name), &mut headers)
+                    .map_err(|invalid| TransportError::Other(invalid.to_string()))?
             }
             ContentMode::Structured => {
-                let (body, content_type) = to_structured(&outbound.event);
-                request.header("content-type", content_type).body(body)
+                let (body, content_type) =
+                    write_structured(sent, |name| event.sends_extension(name));
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                body
             }
         };
-        let response = request
-            .send()
+        // A request built whole (not through a RequestBuilder, which parses each header again).
+        let mut request = reqwest::Request::new(reqwest::Method::POST, url);
+        *request.headers_mut() = headers;
+        *request.body_mut() = Some(body.into());
+        *request.timeout_mut() = Some(timeout);
+        let response = self
+            .client
+            .execute(request)
             .await
-            .map_err(|error| transport_error(error, outbound.timeout))?;
+            .map_err(|error| transport_error(error, timeout))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -117,7 +132,7 @@ impl Transport for HttpTransport {
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| transport_error(error, outbound.timeout))?;
+            let chunk = chunk.map_err(|error| transport_error(error, timeout))?;
             let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }

@@ -74,6 +74,11 @@ pub fn set_dataschema_as_sent(event: &mut Event, text: &str, url: url::Url) {
     }
 }
 
+/// Whether an extension is the mesh's own business, never shown to a subscriber.
+pub fn is_mesh_only(name: &str) -> bool {
+    MESH_ONLY_EXTENSIONS.contains(&name)
+}
+
 /// Whether an extension is one a binding writes as an attribute instead (never on the wire).
 pub fn is_attribute_stash(name: &str) -> bool {
     name == DATASCHEMA_AS_SENT_EXTENSION
@@ -217,7 +222,8 @@ impl Envelope {
         }
     }
 
-    /// The event as a subscriber receives it: the mesh's own extensions removed.
+    /// The event as a subscriber receives it: the mesh's own extensions removed. (A delivery
+    /// does not copy the event: its writer leaves out what [`is_mesh_only`] names.)
     pub fn for_subscriber(&self) -> Event {
         let mut event = self.event.clone();
         for name in MESH_ONLY_EXTENSIONS {

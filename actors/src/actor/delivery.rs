@@ -40,7 +40,7 @@ use crate::metrics::{inc, TriggerMetrics};
 use crate::retry::{is_retryable, is_success, Backoff};
 use crate::routes::TriggerRoute;
 use crate::trace;
-use crate::transport::{Outbound, ReplyBody, Response, TransportError};
+use crate::transport::{Outbound, OutboundEvent, ReplyBody, Response, TransportError};
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,7 +218,7 @@ impl TriggerContext {
                 .attempt(
                     &self.subscriber_endpoint,
                     &self.route.subscriber,
-                    envelope.for_subscriber(),
+                    OutboundEvent::Stored(envelope.clone()),
                     envelope,
                     span,
                     retry + 1,
@@ -261,7 +261,7 @@ impl TriggerContext {
         &self,
         endpoint: &Endpoint,
         url: &Url,
-        mut event: cloudevents::Event,
+        event: OutboundEvent,
         envelope: &Envelope,
         parent: &tracing::Span,
         number: u32,
@@ -278,7 +278,16 @@ impl TriggerContext {
             knactor.trigger = &*self.label,
             knactor.attempt = number,
         );
-        trace::stamp(&span, &mut event);
+        // A traced attempt's event carries the attempt's context: a copy of a stored event.
+        // An attempt that is not traced sends the event with the context it came with.
+        let event = match trace::TraceParent::of_span(&span) {
+            None => event,
+            Some(context) => {
+                let mut event = event.into_event();
+                context.write_to(&mut event);
+                event.into()
+            }
+        };
         let outbound = Outbound {
             url: url.clone(),
             event,
@@ -437,7 +446,14 @@ impl TriggerContext {
         let mut retry = 0;
         loop {
             match self
-                .attempt(endpoint, sink, event.clone(), envelope, &span, retry + 1)
+                .attempt(
+                    endpoint,
+                    sink,
+                    event.clone().into(),
+                    envelope,
+                    &span,
+                    retry + 1,
+                )
                 .await
             {
                 Attempt::Delivered | Attempt::Reply(_) => {

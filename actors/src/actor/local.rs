@@ -109,7 +109,7 @@ impl Transport for LocalIngress {
             // Not a broker this node knows: the gateway decides, as for any URL.
             Err(None) => return self.http.send(outbound).await,
         };
-        let response = match broker.publish(vec![outbound.event]).await {
+        let response = match broker.publish(vec![outbound.event.into_event()]).await {
             Ok(()) => answer(202, String::new(), None),
             Err(error) => answer(error.status(), error.to_string(), error.retry_after()),
         };

@@ -127,7 +127,7 @@ impl SinkSender {
         loop {
             let outbound = Outbound {
                 url: self.url.clone(),
-                event: event.clone(),
+                event: event.clone().into(),
                 mode: ContentMode::Binary,
                 namespace: self.namespace.clone(),
                 timeout: self.timeout,

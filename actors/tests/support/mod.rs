@@ -130,7 +130,7 @@ impl Transport for FakeTransport {
         };
         self.received.lock().unwrap().push(Received {
             url: url.clone(),
-            event: outbound.event.clone(),
+            event: outbound.event.clone().into_event(),
             at: Instant::now(),
         });
         let behaviour = self.behaviours.lock().unwrap().get(&url).cloned();

@@ -5,9 +5,11 @@
 //! data is embedded as JSON (not base64), text as a string, anything else as `data_base64`.
 
 use base64::Engine as _;
+use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{AttributesReader, Event};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -24,40 +26,125 @@ pub fn format_time(time: &chrono::DateTime<Utc>) -> String {
 /// Binary mode: `(header name, value)` pairs and the body.
 pub fn to_binary(event: &Event) -> (Vec<(String, String)>, Vec<u8>) {
     let mut headers = Vec::with_capacity(8 + event.iter_extensions().count());
+    each_binary_header(
+        event,
+        |_| true,
+        |name, value| {
+            let name = match name {
+                BinaryName::Fixed(name) => name.to_string(),
+                BinaryName::Extension(name) => format!("ce-{name}"),
+            };
+            headers.push((name, value));
+        },
+    );
+    (headers, binary_body(event))
+}
+
+/// Binary mode written straight into a request's headers (the client's path: no pair of strings
+/// per header, and the spec's own header names are static); an extension goes only when
+/// `sends_extension` says so. The body, or the first header whose value HTTP cannot carry.
+pub fn write_binary(
+    event: &Event,
+    sends_extension: impl Fn(&str) -> bool,
+    headers: &mut HeaderMap,
+) -> Result<Vec<u8>, InvalidBinaryHeader> {
+    let mut scratch = String::new();
+    let mut invalid = None;
+    each_binary_header(event, sends_extension, |name, value| {
+        if invalid.is_some() {
+            return;
+        }
+        let name = match name {
+            BinaryName::Fixed(name) => HeaderName::from_static(name),
+            BinaryName::Extension(name) => {
+                scratch.clear();
+                scratch.push_str("ce-");
+                scratch.push_str(name);
+                match HeaderName::from_bytes(scratch.as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => {
+                        invalid = Some(InvalidBinaryHeader(scratch.clone()));
+                        return;
+                    }
+                }
+            }
+        };
+        match HeaderValue::from_maybe_shared(Bytes::from(value)) {
+            Ok(value) => {
+                headers.append(name, value);
+            }
+            Err(_) => invalid = Some(InvalidBinaryHeader(name.as_str().to_string())),
+        }
+    });
+    match invalid {
+        Some(invalid) => Err(invalid),
+        None => Ok(binary_body(event)),
+    }
+}
+
+/// A header binary mode would write that HTTP cannot carry (its name).
+#[derive(Debug, thiserror::Error)]
+#[error("the event's {0} header is not valid HTTP")]
+pub struct InvalidBinaryHeader(pub String);
+
+/// The name of a header binary mode writes: the spec's own, or `ce-` and an extension's name.
+enum BinaryName<'a> {
+    Fixed(&'static str),
+    Extension(&'a str),
+}
+
+/// Each header binary mode writes for `event`, in order, with its value.
+fn each_binary_header(
+    event: &Event,
+    sends_extension: impl Fn(&str) -> bool,
+    mut put: impl FnMut(BinaryName<'_>, String),
+) {
     let version = event.specversion();
-    headers.push(("ce-specversion".into(), version.as_str().to_string()));
-    headers.push(("ce-id".into(), percent_encode(event.id())));
-    headers.push(("ce-source".into(), percent_encode(event.source().as_str())));
-    headers.push(("ce-type".into(), percent_encode(event.ty())));
+    put(
+        BinaryName::Fixed("ce-specversion"),
+        version.as_str().to_string(),
+    );
+    put(BinaryName::Fixed("ce-id"), percent_encode(event.id()));
+    put(
+        BinaryName::Fixed("ce-source"),
+        percent_encode(event.source().as_str()),
+    );
+    put(BinaryName::Fixed("ce-type"), percent_encode(event.ty()));
     if let Some(subject) = event.subject() {
-        headers.push(("ce-subject".into(), percent_encode(subject)));
+        put(BinaryName::Fixed("ce-subject"), percent_encode(subject));
     }
     if let Some(time) = event.time() {
-        headers.push(("ce-time".into(), format_time(time)));
+        put(BinaryName::Fixed("ce-time"), format_time(time));
     }
     if let Some(schema) = dataschema_as_sent(event) {
         let name = match version {
             SpecVersion::V03 => "ce-schemaurl",
             SpecVersion::V10 => "ce-dataschema",
         };
-        headers.push((name.into(), percent_encode(schema)));
+        put(BinaryName::Fixed(name), percent_encode(schema));
     }
     for (name, value) in event.iter_extensions() {
-        if is_attribute_stash(name) {
+        if is_attribute_stash(name) || !sends_extension(name) {
             continue;
         }
-        headers.push((format!("ce-{name}"), percent_encode(&value.to_string())));
+        let value = match value {
+            ExtensionValue::String(text) => percent_encode(text),
+            other => other.to_string(),
+        };
+        put(BinaryName::Extension(name), value);
     }
     if let Some(content_type) = event.datacontenttype() {
-        headers.push(("content-type".into(), content_type.to_string()));
+        put(BinaryName::Fixed("content-type"), content_type.to_string());
     }
-    let body = match event.data() {
+}
+
+fn binary_body(event: &Event) -> Vec<u8> {
+    match event.data() {
         None => Vec::new(),
         Some(Data::Binary(bytes)) => bytes.clone(),
         Some(Data::String(text)) => text.as_bytes().to_vec(),
         Some(Data::Json(value)) => serde_json::to_vec(value).unwrap_or_default(),
-    };
-    (headers, body)
+    }
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
@@ -72,6 +159,14 @@ fn is_json(content_type: Option<&str>) -> bool {
 
 /// Structured mode: the JSON object and its content type.
 pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
+    write_structured(event, |_| true)
+}
+
+/// Structured mode, with only the extensions `sends_extension` names.
+pub fn write_structured(
+    event: &Event,
+    sends_extension: impl Fn(&str) -> bool,
+) -> (Vec<u8>, &'static str) {
     let mut object = Map::new();
     let version = event.specversion();
     object.insert("specversion".into(), Value::String(version.as_str().into()));
@@ -98,7 +193,7 @@ pub fn to_structured(event: &Event) -> (Vec<u8>, &'static str) {
         object.insert("datacontenttype".into(), Value::String(content_type.into()));
     }
     for (name, value) in event.iter_extensions() {
-        if is_attribute_stash(name) {
+        if is_attribute_stash(name) || !sends_extension(name) {
             continue;
         }
         let value = match value {
@@ -301,5 +396,38 @@ mod tests {
                 .to_string(),
             "café 50%"
         );
+    }
+
+    #[test]
+    fn the_client_writes_the_headers_to_binary_writes_leaving_out_what_it_is_told() {
+        let mut event = decode_structured(
+            br#"{"specversion":"1.0","id":"a b","source":"/s","type":"t","subject":"x",
+                "time":"2026-12-07T10:00:00.5Z","datacontenttype":"text/plain","data":"hi",
+                "note":"caf\u00e9","knativebrokerttl":255}"#,
+        )
+        .unwrap();
+        event.set_extension("flag", true);
+        let (pairs, body) = to_binary(&event);
+        let mut headers = HeaderMap::new();
+        let written = write_binary(&event, |_| true, &mut headers).unwrap();
+        assert_eq!(written, body);
+        let as_pairs: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_string()))
+            .collect();
+        let (mut expected, mut got) = (pairs.clone(), as_pairs);
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+
+        let mut headers = HeaderMap::new();
+        write_binary(&event, |name| name != "knativebrokerttl", &mut headers).unwrap();
+        assert!(headers.get("ce-knativebrokerttl").is_none());
+        assert_eq!(headers.get("ce-note").unwrap(), "caf%C3%A9");
+        assert_eq!(headers.len(), pairs.len() - 1);
+        let (structured, _) = write_structured(&event, |name| name != "note");
+        let object: Value = serde_json::from_slice(&structured).unwrap();
+        assert!(object.get("note").is_none());
+        assert_eq!(object["knativebrokerttl"], 255);
     }
 }

@@ -20,7 +20,10 @@ pub fn percent_encode(value: &str) -> String {
         if (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%' {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xf)] as char);
         }
     }
     out

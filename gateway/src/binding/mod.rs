@@ -9,7 +9,9 @@ pub use decode::{
     decoded_size, looks_like_event, media_type, AttributeLimits, DecodeError, BATCH_CONTENT_TYPE,
     STRUCTURED_CONTENT_TYPE,
 };
-pub use encode::{format_time, to_binary, to_structured};
+pub use encode::{
+    format_time, to_binary, to_structured, write_binary, write_structured, InvalidBinaryHeader,
+};
 pub use headers::{percent_decode, percent_encode, PercentDecodeError};
 
 use knactor_actors::transport::ReplyBody;
