@@ -212,10 +212,6 @@ fn main() {
             otlp(&grpc, &["--trace-sampler", "parentbased_always_on"]),
         ),
         Configuration::new(
-            "TEMP journal of 100 events",
-            vec!["--trace-journal-events".into(), "100".into()],
-        ),
-        Configuration::new(
             "tracing off, no journal",
             vec!["--trace-journal-events".into(), "0".into()],
         ),
