@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{AttributesReader, Event};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
