@@ -13,11 +13,11 @@
 //!
 //! Then the cost of tracing, in the same run: the node again with spans exported over OTLP (gRPC,
 //! to an otlp-embedded collector in this process) at 1 % and at 100 % sampling, and with no
-//! journal, each as a ratio to the node with tracing off (the default). The configurations take
-//! turns for `--rounds` rounds, each round starting one configuration later, and each counts with
-//! its median round (by delivered rate; the CPU per event is the median over the rounds too), so
-//! that neither a burst of other work on the machine, a slot in the order, nor one lucky round
-//! favours one configuration. Beside the rates (which, on a 2-core
+//! journal, each as a ratio to the node with tracing off (the default). The configurations, and
+//! the reference with them, take turns for `--rounds` rounds, each round starting one turn later,
+//! and each counts with its median round (by delivered rate, the reference's by its rate; the CPU
+//! per event is the median over the rounds too), so that neither a burst of other work on the
+//! machine, a slot in the order, nor one lucky round favours one configuration. Beside the rates (which, on a 2-core
 //! machine shared by the generator, the node and the sink, move by ±10 % from run to run) it reports
 //! the node's own CPU time per event (user + system, from /proc), the steadier measure of cost.
 //!
@@ -137,6 +137,15 @@ enum Pace {
 }
 
 /// One round of one node configuration.
+/// One round of the reference server.
+struct ReferenceRound {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_us_per_request: f64,
+    failures: usize,
+}
+
 #[derive(Clone)]
 struct Measure {
     accepted_rate: f64,
@@ -175,21 +184,25 @@ fn main() {
         .build()
         .unwrap();
 
-    // Reference: the same generator against a server that only answers.
+    // Reference: the same generator against a server that only answers; measured in every
+    // round, between the node's configurations, so that a ratio compares runs made on the
+    // machine as it was at the time (its load moves over a run of minutes).
     load(&runtime, &reference, "warm", 2_000, concurrency, start);
     let reference_stat = reference_thread.get().cloned().unwrap_or_default();
-    let reference_cpu_before = stat_cpu_ticks(&reference_stat);
-    let reference_run = load(&runtime, &reference, "ref", events, concurrency, start);
-    let reference_cpu = us_per_event(
-        stat_cpu_ticks(&reference_stat) - reference_cpu_before,
-        events,
-    );
-    let reference_rate = rate(&reference_run, events);
-    let mut reference_ack = reference_run.ack.clone();
-    let (ref_p50, ref_p99) = (
-        percentile(&mut reference_ack, 0.50),
-        percentile(&mut reference_ack, 0.99),
-    );
+    let measure_reference = || {
+        let cpu_before = stat_cpu_ticks(&reference_stat);
+        let run = load(&runtime, &reference, "ref", events, concurrency, start);
+        let cpu = us_per_event(stat_cpu_ticks(&reference_stat) - cpu_before, events);
+        let mut ack = run.ack.clone();
+        ReferenceRound {
+            rate: rate(&run, events),
+            p50: percentile(&mut ack, 0.50),
+            p99: percentile(&mut ack, 0.99),
+            cpu_us_per_request: cpu,
+            failures: run.failures,
+        }
+    };
+    let mut reference_rounds: Vec<ReferenceRound> = Vec::new();
 
     let collector = Collector::start();
     let grpc = collector.grpc.clone();
@@ -228,9 +241,22 @@ fn main() {
     ];
     let mut rounds_of: Vec<Vec<Measure>> = vec![Vec::new(); configurations.len()];
     for round in 0..rounds {
-        // Each round starts one configuration later, so that none always runs in the same slot.
-        for turn in 0..configurations.len() {
-            let index = (round + turn) % configurations.len();
+        // Each round starts one configuration later, so that none always runs in the same slot;
+        // the reference takes its turn among them.
+        for turn in 0..=configurations.len() {
+            let index = (round + turn) % (configurations.len() + 1);
+            if index == configurations.len() {
+                let measured = measure_reference();
+                println!(
+                    "round {}: {:<28} accepted {:>8.0}/s                     server CPU {:>5.1} µs/request",
+                    round + 1,
+                    "reference (bare actix-web)",
+                    measured.rate,
+                    measured.cpu_us_per_request
+                );
+                reference_rounds.push(measured);
+                continue;
+            }
             let configuration = &configurations[index];
             let label = configuration.label;
             let load = load_average();
@@ -251,6 +277,21 @@ fn main() {
             rounds_of[index].push(measure);
         }
     }
+    // The reference's median round by rate, its CPU the median over the rounds.
+    reference_rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let reference_median = &reference_rounds[reference_rounds.len() / 2];
+    let (reference_rate, ref_p50, ref_p99) = (
+        reference_median.rate,
+        reference_median.p50,
+        reference_median.p99,
+    );
+    let reference_cpu = common::median(
+        &reference_rounds
+            .iter()
+            .map(|r| r.cpu_us_per_request)
+            .collect::<Vec<_>>(),
+    );
+    let reference_failures: usize = reference_rounds.iter().map(|r| r.failures).sum();
     let median: Vec<Measure> = configurations
         .iter()
         .zip(&rounds_of)
@@ -337,7 +378,7 @@ fn main() {
         "ratios to the reference: accepted {:.2}x, delivered {:.2}x; failures: reference {}, knactor {}; delivered {}/{events}",
         off.accepted_rate / reference_rate,
         off.delivered_rate / reference_rate,
-        reference_run.failures,
+        reference_failures,
         off.failures,
         off.delivered
     );
