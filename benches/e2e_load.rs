@@ -40,7 +40,9 @@
 //! reports what the backlog held at the end (records not final, from the partition lag gauge, and
 //! their bytes as the channel counts them, estimated from one event's footprint).
 //!
-//! `cargo bench --bench e2e_load [-- --events N --concurrency C --rounds R]`; results also go to
+//! `cargo bench --bench e2e_load [-- --events N --concurrency C --rounds R --open-rate E]` (the
+//! open loop's rate in events/s, to compare builds at one rate; default half the delivered rate
+//! the rounds measured); results also go to
 //! `target/bench-results/e2e_load.json`.
 //!
 //! The node's profile (`perf record -F 999 -p <node>` over one round of 100,000 events, flat, share
@@ -309,7 +311,10 @@ fn main() {
 
     // Open loop at half the delivered ceiling just measured: the latency of the path itself,
     // against the same generator posting straight to a sink at the same rate.
-    let open_rate = off.delivered_rate * 0.5;
+    let open_rate = match arg("--open-rate", 0) {
+        0 => off.delivered_rate * 0.5,
+        fixed => fixed as f64,
+    };
     let mut open_direct = Vec::new();
     let mut open_node = Vec::new();
     for round in 0..rounds {
@@ -397,7 +402,12 @@ fn main() {
         ingress.cpu_us_per_event / reference_cpu
     );
     println!(
-        "open loop at {open_rate:.0} events/s (half the delivered rate above), median of {rounds} rounds: sent to the sink directly p50 {direct_p50:.2} ms p99 {direct_p99:.2} ms; through knactor p50 {open_p50:.2} ms p99 {open_p99:.2} ms; added p50 {:.2} ms (goal <= 1), p99 {:.2} ms (goal <= 5); node CPU {open_cpu:.1} µs per event",
+        "open loop at {open_rate:.0} events/s ({}), median of {rounds} rounds: sent to the sink directly p50 {direct_p50:.2} ms p99 {direct_p99:.2} ms; through knactor p50 {open_p50:.2} ms p99 {open_p99:.2} ms; added p50 {:.2} ms (goal <= 1), p99 {:.2} ms (goal <= 5); node CPU {open_cpu:.1} µs per event",
+        if arg("--open-rate", 0) == 0 {
+            "half the delivered rate above"
+        } else {
+            "--open-rate"
+        },
         open_p50 - direct_p50,
         open_p99 - direct_p99
     );
