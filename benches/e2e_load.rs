@@ -17,7 +17,9 @@
 //! the reference with them, take turns for `--rounds` rounds, each round starting one turn later,
 //! and each counts with its median round (by delivered rate, the reference's by its rate; the CPU
 //! per event is the median over the rounds too), so that neither a burst of other work on the
-//! machine, a slot in the order, nor one lucky round favours one configuration. Beside the rates (which, on a 2-core
+//! machine, a slot in the order, nor one lucky round favours one configuration. The tracing table
+//! also gives each configuration's CPU as the median of its per-round ratios to the default's
+//! (paired: the two ran in the same round), which the machine's drift over a run moves less. Beside the rates (which, on a 2-core
 //! machine shared by the generator, the node and the sink, move by ±10 % from run to run) it reports
 //! the node's own CPU time per event (user + system, from /proc), the steadier measure of cost.
 //!
@@ -411,13 +413,13 @@ fn main() {
         open_p50 - direct_p50,
         open_p99 - direct_p99
     );
-    println!("\ntracing cost, as ratios to tracing off in this run (1.00 = no cost):");
+    println!("\ntracing cost, as ratios to tracing off in this run (1.00 = no cost); CPU paired: the median over the rounds of each round's ratio (the two ran minutes apart at most):");
     println!(
-        "{:<30} {:>10} {:>10} {:>12} {:>12} {:>14}",
-        "", "accepted", "delivered", "e2e p50", "e2e p99", "CPU per event"
+        "{:<30} {:>10} {:>10} {:>12} {:>12} {:>14} {:>11}",
+        "", "accepted", "delivered", "e2e p50", "e2e p99", "CPU per event", "CPU paired"
     );
     let mut tracing_results = serde_json::Map::new();
-    for (configuration, measure) in configurations.iter().zip(&median) {
+    for ((configuration, measure), all) in configurations.iter().zip(&median).zip(&rounds_of) {
         if configuration.triggers != Triggers::One {
             continue;
         }
@@ -427,8 +429,14 @@ fn main() {
         let p50 = ms(measure.e2e_p50) / ms(off.e2e_p50);
         let p99 = ms(measure.e2e_p99) / ms(off.e2e_p99);
         let cpu = measure.cpu_us_per_event / off.cpu_us_per_event;
+        let paired = common::median(
+            &all.iter()
+                .zip(&rounds_of[0])
+                .map(|(this, default)| this.cpu_us_per_event / default.cpu_us_per_event)
+                .collect::<Vec<_>>(),
+        );
         println!(
-            "{label:<30} {accepted:>9.2}x {delivered:>9.2}x {p50:>11.2}x {p99:>11.2}x {cpu:>9.2}x ({:.1} µs)",
+            "{label:<30} {accepted:>9.2}x {delivered:>9.2}x {p50:>11.2}x {p99:>11.2}x {cpu:>5.2}x ({:>4.1} µs) {paired:>10.2}x",
             measure.cpu_us_per_event
         );
         tracing_results.insert(
@@ -442,6 +450,7 @@ fn main() {
                 "ratio_delivered_to_off": delivered,
                 "node_cpu_us_per_event": measure.cpu_us_per_event,
                 "ratio_cpu_to_off": cpu,
+                "ratio_cpu_to_off_paired": paired,
             }),
         );
     }
