@@ -187,14 +187,15 @@ impl DispatcherActor {
             if !self.ledger.takes(record.partition, record.offset) {
                 continue;
             }
-            let redriven = record.envelope.redrive_target().is_some();
+            let redrive_target = record.envelope.redrive_target();
+            let redriven = redrive_target.is_some();
             if !redriven {
                 *self.seen.entry(record.partition).or_default() += 1;
             }
             let span = dispatch_span(&self.label, &self.topic, &record);
             let parent = context_of(&span);
             targets.clear();
-            match record.envelope.redrive_target() {
+            match redrive_target {
                 Some(target) => match target.parse::<ObjectKey>() {
                     Ok(key) if self.triggers.contains_key(&key) => targets.push(key),
                     _ => {

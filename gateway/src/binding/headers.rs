@@ -15,9 +15,14 @@ pub struct PercentDecodeError {
 /// Encodes an attribute value for a `ce-` header: space, `"`, `%` and everything outside printable
 /// ASCII become `%XX` of their UTF-8 bytes (upper-case hex).
 pub fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+    let plain = |byte: u8| (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%';
+    // Most values (ids, sources, types) need no escape: one copy.
+    if value.bytes().all(plain) {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
     for byte in value.bytes() {
-        if (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%' {
+        if plain(byte) {
             out.push(byte as char);
         } else {
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
