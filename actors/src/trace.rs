@@ -301,6 +301,18 @@ pub fn span_per_group(
     make: impl Fn(&Event, usize) -> Span,
     mut untraced: impl FnMut(&mut Event),
 ) -> Vec<Span> {
+    // One event (the common request): no grouping, and nothing allocated when it is not traced.
+    if let [event] = events {
+        let parent = parent_of(event);
+        if !traced(parent.as_ref().map(|parent| parent.sampled), at) {
+            untraced(event);
+            return Vec::new();
+        }
+        let span = make(event, 1);
+        follow_context(&span, parent.as_ref());
+        stamp(&span, event);
+        return vec![span];
+    }
     let groups = group_by_parent(events, parent_of);
     let mut spans = Vec::with_capacity(groups.len());
     for group in groups {
