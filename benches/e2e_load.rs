@@ -80,13 +80,14 @@
 //! the kernel's wake-up path, 5 % glibc malloc; knactor's own code is spread thin (the ingress
 //! handler 1.6 %, decoding 0.8 %, the append 0.6 %).
 //!
-//! Then (a later run the same day, 7 rounds: PER_EVENT µs per event): the profile (`perf record
-//! --call-graph dwarf`, inclusive shares of the node) showed the delivery client at 45 % of the
-//! node: hyper's connection task 20 %, and in the attempt reqwest's request path 18 % (its
-//! `execute_request` 6.8 % through a redirect layer and a retry layer even with both turned off,
-//! its response future's own work, 2 % dropping what its layers kept), the copy of each event for
-//! its subscriber 3 % (`for_subscriber`: every string and the extension map, to remove the mesh's
-//! extensions), and binary mode's headers built as pairs of `String`s that reqwest parsed again.
+//! Then (later the same day, 7 rounds: 42.0 µs per event, 3.4x the reference's 12.5): the
+//! profile (`perf record --call-graph dwarf`, inclusive shares of the node) showed the delivery
+//! client at 45 % of the node: hyper's connection task 20 %, and in the attempt reqwest's request
+//! path 18 % (its `execute_request` 6.8 % through a redirect layer and a retry layer even with
+//! both turned off, its response future's own work, 2 % dropping what its layers kept), the copy
+//! of each event for its subscriber 3 % (`for_subscriber`: every string and the extension map, to
+//! remove the mesh's extensions), and binary mode's headers built as pairs of `String`s that
+//! reqwest parsed again.
 //! Now the client is hyper-util's pooled client with rustls, an attempt hands the stored event to
 //! the writer, which leaves the mesh's extensions out, and the headers go straight into a
 //! `HeaderMap` (the spec's own names static). The journal's cost is mostly its memory: in one run
