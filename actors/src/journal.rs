@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use opentelemetry::trace::TraceId;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::channel::{Offset, Partition};
 use crate::envelope::Envelope;
@@ -46,31 +47,34 @@ pub const MAX_LABELS: usize = 100_000;
 /// it. Interned when the broker, dispatcher or trigger that records hops is built, so that a hop
 /// copies a pointer where it used to clone an `Arc<str>`: one atomic add and one subtract per hop
 /// on a count that every thread of a busy node shares, whose cache line went from core to core.
+/// The pointer is a thin one (to the name's own pointer), so that a hop, which names a broker and
+/// often a trigger, stays small: the journal holds thousands of them.
 /// A label lives as long as the process: the first [`MAX_LABELS`] distinct names are kept (a
 /// node's configuration would have to churn through that many brokers, triggers and URLs), and
 /// later ones read [`Label::UNKNOWN`] in the journal.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Label(&'static str);
+pub struct Label(&'static &'static str);
 
 impl Label {
     /// What a label reads once [`MAX_LABELS`] names were interned.
-    pub const UNKNOWN: Label = Label("(name not kept: too many distinct names)");
+    pub const UNKNOWN: Label = Label(&"(name not kept: too many distinct names)");
 
     pub fn new(name: &str) -> Self {
-        static LABELS: OnceLock<Mutex<FxHashSet<&'static str>>> = OnceLock::new();
+        static LABELS: OnceLock<Mutex<FxHashMap<&'static str, Label>>> = OnceLock::new();
         let mut labels = LABELS
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(&kept) = labels.get(name) {
-            return Label(kept);
+            return kept;
         }
         if labels.len() >= MAX_LABELS {
             return Label::UNKNOWN;
         }
-        let kept: &'static str = Box::leak(name.into());
-        labels.insert(kept);
-        Label(kept)
+        let text: &'static str = Box::leak(name.into());
+        let label = Label(Box::leak(Box::new(text)));
+        labels.insert(text, label);
+        label
     }
 
     pub fn as_str(self) -> &'static str {
@@ -233,13 +237,12 @@ impl Hop {
         self
     }
 
-    /// Bytes this hop holds.
-    fn weight(&self) -> usize {
-        std::mem::size_of::<Hop>()
-            + match &self.detail {
-                Detail::Text(text) => text.capacity(),
-                _ => 0,
-            }
+    /// Bytes this hop holds beyond its own size (a text detail).
+    fn detail_bytes(&self) -> usize {
+        match &self.detail {
+            Detail::Text(text) => text.capacity(),
+            _ => 0,
+        }
     }
 
     pub fn with(mut self, detail: Detail) -> Self {
@@ -248,7 +251,8 @@ impl Hop {
     }
 }
 
-/// Everything the journal holds about one event (a source and an id).
+/// Everything the journal holds about one event (a source and an id), as [`Journal::trails`]
+/// gives it.
 #[derive(Debug, Clone, Default)]
 pub struct Trail {
     pub source: String,
@@ -261,79 +265,164 @@ pub struct Trail {
     /// The event as the dispatcher read it (its data only when small), to explain afterwards
     /// why a trigger did or did not take it.
     pub event: Option<Arc<Envelope>>,
-    /// Bytes it holds, as the journal's budget counts them.
-    weight: usize,
-    /// The hash of its source and id, its key in its shard.
-    hash: u64,
 }
 
-impl Trail {
-    /// Makes this trail the event's, keeping its allocations (within [`MAX_KEY_BYTES`] each:
-    /// the journal's budget counts what a trail holds, not what it once needed).
+/// Key bytes (id and source together) an entry holds in itself; longer keys go to the heap.
+const INLINE_KEY_BYTES: usize = 96;
+/// Hops an entry holds in itself: an event delivered at the first attempt has three (stored,
+/// dispatched, delivered); more go to the heap.
+const INLINE_HOPS: usize = 3;
+
+/// One event's trail as its shard keeps it: in one piece, its key and first hops inside it, so
+/// that the slot of the ring is all a usual event touches. The slot an event takes is the
+/// oldest one's, last touched thousands of events earlier and gone from the CPU's caches: one
+/// piece, reached in the ring's order, costs a few cache misses the CPU sees coming, where a
+/// trail with a buffer of its own for each of its source, id and hops cost four at random.
+#[derive(Default)]
+struct Entry {
+    /// The hash of its source and id, its key in its shard.
+    hash: u64,
+    /// The id's bytes, then the source's.
+    key: SmallVec<[u8; INLINE_KEY_BYTES]>,
+    id_len: usize,
+    trace_id: Option<TraceId>,
+    hops: SmallVec<[Hop; INLINE_HOPS]>,
+    dropped: u64,
+    event: Option<Arc<Envelope>>,
+    /// Bytes it holds, as the journal's budget counts them.
+    weight: usize,
+}
+
+impl Entry {
+    fn id(&self) -> &[u8] {
+        &self.key[..self.id_len]
+    }
+
+    fn source(&self) -> &[u8] {
+        &self.key[self.id_len..]
+    }
+
+    fn is(&self, source: &str, id: &str) -> bool {
+        self.id() == id.as_bytes() && self.source() == source.as_bytes()
+    }
+
+    /// What it holds on the heap: a long key, hops beyond the first few.
+    fn heap_bytes(&self) -> usize {
+        let key = if self.key.spilled() {
+            self.key.capacity()
+        } else {
+            0
+        };
+        let hops = if self.hops.spilled() {
+            self.hops.capacity() * std::mem::size_of::<Hop>()
+        } else {
+            0
+        };
+        key + hops
+    }
+
+    /// Makes this entry the event's, keeping no more than an event of its own would need (what
+    /// a long key or a retry storm took on the heap goes).
     fn reset(&mut self, hash: u64, source: &str, id: &str) {
         self.hash = hash;
-        for (text, value) in [(&mut self.source, source), (&mut self.id, id)] {
-            text.clear();
-            text.shrink_to(MAX_KEY_BYTES);
-            text.push_str(value);
+        self.key.clear();
+        if self.key.spilled() {
+            self.key.shrink_to_fit();
         }
+        self.key.extend_from_slice(id.as_bytes());
+        self.key.extend_from_slice(source.as_bytes());
+        self.id_len = id.len();
         self.trace_id = None;
         self.hops.clear();
+        if self.hops.spilled() {
+            self.hops.shrink_to_fit();
+        }
         self.dropped = 0;
         self.event = None;
-        self.weight = std::mem::size_of::<Trail>()
-            + self.source.capacity()
-            + self.id.capacity()
-            + self.hops.capacity() * std::mem::size_of::<Hop>();
+        self.weight = std::mem::size_of::<Entry>() + self.heap_bytes();
+    }
+
+    fn push(&mut self, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
+        if self.trace_id.is_none() {
+            self.trace_id = trace_id();
+        }
+        if self.hops.len() < MAX_HOPS_PER_EVENT {
+            let before = self.heap_bytes();
+            self.weight += hop.detail_bytes();
+            self.hops.push(hop);
+            self.weight = self.weight + self.heap_bytes() - before;
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Where the hop `pending` stands for is, when the entry still has it.
+    fn pending(&self, pending: &PendingHop) -> Option<usize> {
+        self.hops
+            .iter()
+            .rposition(|hop| hop.at == pending.at && hop.stage == pending.stage)
+    }
+
+    fn trail(&self) -> Trail {
+        let mut hops: Vec<Hop> = self.hops.to_vec();
+        hops.sort_by_key(|hop| hop.at);
+        Trail {
+            source: String::from_utf8_lossy(self.source()).into_owned(),
+            id: String::from_utf8_lossy(self.id()).into_owned(),
+            trace_id: self.trace_id,
+            hops,
+            dropped: self.dropped,
+            event: self.event.clone(),
+        }
     }
 }
 
-/// The trails of the events whose ids hash to one shard, oldest first. A trail is found by the
-/// hash of its source and id (the trail holds both, to tell a collision) through an index of
-/// sequence numbers, so that the index's entries stay small and a trail never moves in or out of
-/// a hash table: forgetting the oldest event pops the front, a new one goes to the back.
+/// The entries of the events whose ids hash to one shard, oldest first. An entry is found by the
+/// hash of its source and id (the entry holds both, to tell a collision) through an index of
+/// sequence numbers, so that the index's entries stay small and an entry never moves in or out
+/// of a hash table: forgetting the oldest event pops the front, a new one goes to the back.
 #[derive(Default)]
 struct Shard {
     /// Oldest first: the front is forgotten first.
-    trails: VecDeque<Trail>,
-    /// The sequence number of the front trail (the trail numbered `n` is `trails[n - first]`).
+    entries: VecDeque<Entry>,
+    /// The sequence number of the front entry (the entry numbered `n` is `entries[n - first]`).
     first: u64,
     /// Sequence numbers by the hash of source and id.
     index: FxHashMap<u64, u64>,
-    /// Bytes its trails hold.
+    /// Bytes its entries hold.
     bytes: usize,
 }
 
 impl Shard {
-    fn get(&self, hash: u64) -> Option<&Trail> {
+    fn get_mut(&mut self, hash: u64) -> Option<&mut Entry> {
         let sequence = *self.index.get(&hash)?;
-        self.trails.get((sequence - self.first) as usize)
+        self.entries.get_mut((sequence - self.first) as usize)
     }
 
-    fn get_mut(&mut self, hash: u64) -> Option<&mut Trail> {
+    fn get(&self, hash: u64) -> Option<&Entry> {
         let sequence = *self.index.get(&hash)?;
-        self.trails.get_mut((sequence - self.first) as usize)
+        self.entries.get((sequence - self.first) as usize)
     }
 
-    /// Forgets the oldest event, and gives its trail back for reuse.
-    fn forget_oldest(&mut self) -> Option<Trail> {
-        let trail = self.trails.pop_front()?;
+    /// Forgets the oldest event, and gives its entry back for reuse.
+    fn forget_oldest(&mut self) -> Option<Entry> {
+        let entry = self.entries.pop_front()?;
         self.first += 1;
-        self.index.remove(&trail.hash);
-        self.bytes -= trail.weight;
-        Some(trail)
+        self.index.remove(&entry.hash);
+        self.bytes -= entry.weight;
+        Some(entry)
     }
 
-    fn push(&mut self, trail: Trail) {
-        self.bytes += trail.weight;
+    fn push(&mut self, entry: Entry) {
+        self.bytes += entry.weight;
         self.index
-            .insert(trail.hash, self.first + self.trails.len() as u64);
-        self.trails.push_back(trail);
+            .insert(entry.hash, self.first + self.entries.len() as u64);
+        self.entries.push_back(entry);
     }
 
     /// Over budget: the oldest events go (never the newest).
     fn keep_within(&mut self, max_bytes: usize) {
-        while self.bytes > max_bytes && self.trails.len() > 1 {
+        while self.bytes > max_bytes && self.entries.len() > 1 {
             self.forget_oldest();
         }
     }
@@ -487,9 +576,13 @@ impl Journal {
             return;
         }
         let shard = self.lock(pending.shard);
-        if let Some(trail) = shard.get(pending.hash) {
-            if let Some(at) = trail.pending(&pending) {
-                self.tail.hop(&trail.source, &trail.id, &trail.hops[at]);
+        if let Some(entry) = shard.get(pending.hash) {
+            if let Some(at) = entry.pending(&pending) {
+                let (source, id) = (
+                    String::from_utf8_lossy(entry.source()),
+                    String::from_utf8_lossy(entry.id()),
+                );
+                self.tail.hop(&source, &id, &entry.hops[at]);
             }
         }
     }
@@ -498,16 +591,22 @@ impl Journal {
     pub fn amend(&self, pending: PendingHop, hop: Hop) {
         let mut shard = self.lock(pending.shard);
         let shard = &mut *shard;
-        let Some(trail) = shard.get_mut(pending.hash) else {
+        let Some(entry) = shard.get_mut(pending.hash) else {
             return;
         };
-        let Some(at) = trail.pending(&pending) else {
+        let Some(at) = entry.pending(&pending) else {
             return;
         };
-        let (before, after) = (trail.hops[at].weight(), hop.weight());
-        self.tail.hop(&trail.source, &trail.id, &hop);
-        trail.hops[at] = hop;
-        trail.weight = trail.weight - before + after;
+        let (before, after) = (entry.hops[at].detail_bytes(), hop.detail_bytes());
+        if self.tail.is_followed() {
+            let (source, id) = (
+                String::from_utf8_lossy(entry.source()),
+                String::from_utf8_lossy(entry.id()),
+            );
+            self.tail.hop(&source, &id, &hop);
+        }
+        entry.hops[at] = hop;
+        entry.weight = entry.weight - before + after;
         shard.bytes = shard.bytes - before + after;
         shard.keep_within(self.bytes_per_shard);
     }
@@ -517,8 +616,8 @@ impl Journal {
         self.per_shard > 0 && id.len() <= MAX_KEY_BYTES && source.len() <= MAX_KEY_BYTES
     }
 
-    /// Puts `hop` on the event's trail (a new one, the oldest's reused, when the event has none);
-    /// says where the trail is.
+    /// Puts `hop` on the event's entry (a new one, the oldest's reused, when the event has
+    /// none); says where the entry is.
     fn store(
         &self,
         source: &str,
@@ -529,24 +628,24 @@ impl Journal {
         let (index, hash) = Self::place_of(source, id);
         let mut shard = self.lock(index);
         let shard = &mut *shard;
-        if let Some(trail) = shard.get_mut(hash) {
-            let before = trail.weight;
-            if trail.id != id || trail.source != source {
+        if let Some(entry) = shard.get_mut(hash) {
+            let before = entry.weight;
+            if !entry.is(source, id) {
                 // Another event with the same hash: the newer event takes the place.
-                trail.reset(hash, source, id);
+                entry.reset(hash, source, id);
             }
-            trail.push(trace_id, hop);
-            let after = trail.weight;
+            entry.push(trace_id, hop);
+            let after = entry.weight;
             shard.bytes = shard.bytes - before + after;
         } else {
-            let mut trail = if shard.trails.len() >= self.per_shard {
+            let mut entry = if shard.entries.len() >= self.per_shard {
                 shard.forget_oldest().unwrap_or_default()
             } else {
-                Trail::default()
+                Entry::default()
             };
-            trail.reset(hash, source, id);
-            trail.push(trace_id, hop);
-            shard.push(trail);
+            entry.reset(hash, source, id);
+            entry.push(trace_id, hop);
+            shard.push(entry);
         }
         shard.keep_within(self.bytes_per_shard);
         (index, hash)
@@ -562,10 +661,10 @@ impl Journal {
         let (index, hash) = Self::place_of(source, id);
         let mut shard = self.lock(index);
         let shard = &mut *shard;
-        let Some(trail) = shard.get_mut(hash) else {
+        let Some(entry) = shard.get_mut(hash) else {
             return;
         };
-        if trail.event.is_some() || trail.id != id || trail.source != source {
+        if entry.event.is_some() || !entry.is(source, id) {
             return;
         }
         let kept = if envelope.footprint() <= MAX_KEPT_EVENT_BYTES {
@@ -576,8 +675,8 @@ impl Journal {
             Arc::new(Envelope::from_stored(event))
         };
         let weight = kept.footprint();
-        trail.event = Some(kept);
-        trail.weight += weight;
+        entry.event = Some(kept);
+        entry.weight += weight;
         shard.bytes += weight;
         shard.keep_within(self.bytes_per_shard);
     }
@@ -587,40 +686,14 @@ impl Journal {
     pub fn trails(&self, id: &str) -> Vec<Trail> {
         let shard = self.lock(Self::shard_index(&Self::id_hasher(id)));
         let mut trails: Vec<Trail> = shard
-            .trails
+            .entries
             .iter()
-            .filter(|trail| trail.id == id)
-            .cloned()
+            .filter(|entry| entry.id() == id.as_bytes())
+            .map(Entry::trail)
             .collect();
         drop(shard);
-        for trail in &mut trails {
-            trail.hops.sort_by_key(|hop| hop.at);
-        }
         trails.sort_by_key(|trail| std::cmp::Reverse(trail.hops.first().map(|hop| hop.at)));
         trails
-    }
-}
-
-impl Trail {
-    /// Where the hop `pending` stands for is, when the trail still has it.
-    fn pending(&self, pending: &PendingHop) -> Option<usize> {
-        self.hops
-            .iter()
-            .rposition(|hop| hop.at == pending.at && hop.stage == pending.stage)
-    }
-
-    fn push(&mut self, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
-        if self.trace_id.is_none() {
-            self.trace_id = trace_id();
-        }
-        if self.hops.len() < MAX_HOPS_PER_EVENT {
-            let capacity = self.hops.capacity();
-            self.weight += hop.weight();
-            self.hops.push(hop);
-            self.weight += (self.hops.capacity() - capacity) * std::mem::size_of::<Hop>();
-        } else {
-            self.dropped += 1;
-        }
     }
 }
 
@@ -717,6 +790,36 @@ mod tests {
         assert_eq!(stages, [Stage::Stored, Stage::Attempt, Stage::Parked]);
         assert_eq!(trail.hops[1].status, Some(503));
         assert!(first(&journal, "e2").is_none());
+    }
+
+    #[test]
+    fn a_long_key_and_a_retry_storm_leave_nothing_behind_in_the_entry_the_next_event_reuses() {
+        // One entry per shard: every event reuses the entry of the one before it in its shard.
+        let journal = Journal::new(SHARDS, DEFAULT_MAX_BYTES);
+        let broker = broker();
+        let long_source = format!("/{}", "s".repeat(INLINE_KEY_BYTES * 2));
+        for n in 0..200 {
+            let id = format!("long-{n}");
+            for _ in 0..(INLINE_HOPS * 4) {
+                journal.record(&long_source, &id, || None, Hop::new(Stage::Attempt, broker));
+            }
+            let trail = first(&journal, &id).expect("the newest event is kept");
+            assert_eq!(trail.source, long_source);
+            assert_eq!(trail.hops.len(), INLINE_HOPS * 4);
+        }
+        let long_bytes = journal.bytes();
+        for n in 0..200 {
+            let id = format!("short-{n}");
+            journal.record("/s", &id, || None, Hop::new(Stage::Stored, broker));
+            let trail = first(&journal, &id).expect("the newest event is kept");
+            assert_eq!((trail.source.as_str(), trail.hops.len()), ("/s", 1));
+        }
+        assert!(
+            journal.bytes() < long_bytes,
+            "short events hold less than long ones did: {} then {long_bytes}",
+            journal.bytes()
+        );
+        assert!(journal.bytes() <= SHARDS * std::mem::size_of::<Entry>());
     }
 
     #[test]
