@@ -174,9 +174,12 @@ impl State {
 }
 
 impl Topic {
-    /// Drops records every group has committed past; how many bytes that freed. A topic without
-    /// groups keeps its records (the parking lot is read by a group only when someone lists it).
-    fn trim(&mut self) -> usize {
+    /// Takes out the records every group has committed past, into `released`; how many bytes
+    /// that freed. A topic without groups keeps its records (the parking lot is read by a group
+    /// only when someone lists it). The caller drops `released` once the log's lock is free: a
+    /// commit releases a hundred milliseconds of events at once, often the last holder of each,
+    /// and freeing them all under the lock would hold up every append meanwhile.
+    fn trim(&mut self, released: &mut Vec<Record>) -> usize {
         if self.groups.is_empty() {
             return 0;
         }
@@ -196,6 +199,7 @@ impl Topic {
                 partition.bytes -= size;
                 freed += size;
                 partition.base += 1;
+                released.push(record);
             }
         }
         freed
@@ -219,11 +223,12 @@ impl Topic {
             })
     }
 
-    /// Commits and trims; how many bytes the trim freed.
+    /// Commits and trims (into `released`, see [`Topic::trim`]); how many bytes the trim freed.
     fn commit(
         &mut self,
         group: &str,
         positions: &[(Partition, Position)],
+        released: &mut Vec<Record>,
     ) -> Result<usize, ChannelError> {
         let partitions = self.partitions.len();
         let group = self.group(group);
@@ -241,7 +246,7 @@ impl Topic {
                 group.behind[slot] = position.behind.clone();
             }
         }
-        Ok(self.trim())
+        Ok(self.trim(released))
     }
 }
 
@@ -489,13 +494,18 @@ impl EventLog for MemoryLog {
         group: &str,
         offsets: &[(Partition, Offset)],
     ) -> Result<(), ChannelError> {
-        let mut state = self.lock();
         let positions: Vec<(Partition, Position)> = offsets
             .iter()
             .map(|&(partition, offset)| (partition, Position::at(offset)))
             .collect();
-        let freed = state.topic(topic)?.commit(group, &positions)?;
+        let mut released = Vec::new();
+        let mut state = self.lock();
+        let freed = state
+            .topic(topic)?
+            .commit(group, &positions, &mut released)?;
         state.bytes -= freed;
+        drop(state);
+        drop(released);
         Ok(())
     }
 }
@@ -595,14 +605,17 @@ struct MemoryCommitter {
 
 impl Committer for MemoryCommitter {
     fn commit(&self, positions: &[(Partition, Position)]) -> Result<(), ChannelError> {
+        let mut released = Vec::new();
         let mut state = self.log.lock();
         let topic = state.topic(&self.topic)?;
         // A member that lost the group must not move its offsets (Kafka refuses such commits too).
         if topic.group(&self.group).member != Some(self.member) {
             return Ok(());
         }
-        let freed = topic.commit(&self.group, positions)?;
+        let freed = topic.commit(&self.group, positions, &mut released)?;
         state.bytes -= freed;
+        drop(state);
+        drop(released);
         Ok(())
     }
 }
