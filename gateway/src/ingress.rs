@@ -156,15 +156,14 @@ async fn ingress(
 ) -> Result<HttpResponse, IngressError> {
     let mut spans = Vec::new();
     let limits = state.limits.clone();
-    let path = request.path().to_string();
-    let result = receive(request, payload, state, &mut spans).await;
+    let result = receive(request.clone(), payload, state, &mut spans).await;
     if let Err(error) = &result {
         // A client's mistake, or what it asked for beyond the limits: at debug one by one, summed
         // up at warn (see `limits`), so nobody can flood the log.
         let status = actix_web::ResponseError::status_code(error);
         if status.is_client_error() || error.is_refusal() {
             limits.refusals.request(status.as_u16());
-            debug!(status = status.as_u16(), %path, "refused: {error}");
+            debug!(status = status.as_u16(), path = request.path(), "refused: {error}");
         }
     }
     if !spans.is_empty() {
@@ -252,10 +251,10 @@ async fn receive(
     }
     check_limits(&request, &events, &limits.settings.attributes)?;
     *spans = propagate(&request, &mut events);
-    let broker_name = key.to_string();
     let tail = state.metrics.journal.tail();
     if tail.is_followed() {
         // The console's tail shows each event's type, which the journal's hops do not carry.
+        let broker_name = key.to_string();
         for event in &events {
             tail.received(
                 &broker_name,
@@ -278,7 +277,7 @@ async fn receive(
                 }
             }
             Err(IngressError::Publish {
-                broker: broker_name,
+                broker: key.to_string(),
                 error,
             })
         }
