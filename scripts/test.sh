@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 # the build's size on disk (one CI run ran out of disk while linking a test binary). A developer who
 # wants it sets CARGO_INCREMENTAL=1.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
-echo "== disk: $(df -h --output=avail "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -n 1 | tr -d ' ') free for the build (a cold build needs about 15 GB)"
+build_dir=${CARGO_TARGET_DIR:-target}
+[ -d "$build_dir" ] || build_dir=.
+echo "== disk: $(df -h --output=avail "$build_dir" | tail -n 1 | tr -d ' ') free for the build (a cold build needs about 15 GB)"
 
 echo "== tools"
 tools_env=$(scripts/install-tools.sh --only debs,kafka,kube,helm | tail -n 1 | sed 's/^source //')
