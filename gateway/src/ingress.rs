@@ -163,7 +163,11 @@ async fn ingress(
         let status = actix_web::ResponseError::status_code(error);
         if status.is_client_error() || error.is_refusal() {
             limits.refusals.request(status.as_u16());
-            debug!(status = status.as_u16(), path = request.path(), "refused: {error}");
+            debug!(
+                status = status.as_u16(),
+                path = request.path(),
+                "refused: {error}"
+            );
         }
     }
     if !spans.is_empty() {

@@ -275,7 +275,7 @@ fn append_spans(broker: &str, topic: &str, events: &mut [Event]) -> Vec<tracing:
 
 /// The W3C trace id of a sampled event, for the journal (to look the trace up in Jaeger).
 pub(super) fn trace_id_of(envelope: &Envelope) -> Option<TraceId> {
-    if trace::sampled_flag(envelope.event()) != Some(true) {
+    if !envelope.has_traceparent() || trace::sampled_flag(envelope.event()) != Some(true) {
         return None;
     }
     trace::TraceParent::of_event(envelope.event()).map(|parent| parent.trace_id)
