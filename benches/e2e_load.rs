@@ -97,6 +97,14 @@
 //! broker's `Stored` hop is recorded as the append starts (no copy of each event's source and id
 //! to outlive it), and hops hold interned labels instead of `Arc<str>` clones (an atomic add and
 //! subtract per hop on counts every thread shared).
+//!
+//! Then (the afternoon's run, 7 rounds: 35.5 µs per event, the reference 9.5; ingress alone 22.0):
+//! `perf record --call-graph dwarf` on the node put 3 % in hashing into an event's extension map
+//! (the broker's and dispatcher's look-ups of `traceparent`, `partitionkey`, the re-drive target)
+//! and 1.8 % in `Envelope::footprint` (walked at the append and again at the trim); an envelope now
+//! works both out once, in one pass. A trail is one entry in its shard's ring (its key and first
+//! three hops inside it) instead of four buffers at random, and a memory-channel commit frees what
+//! it trims after letting the log's lock go. The journal then cost 7 to 8 % (paired 0.93).
 
 #![allow(clippy::unwrap_used)]
 
