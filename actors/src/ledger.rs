@@ -43,8 +43,10 @@
 //! Pure: no I/O, no actors. [`crate::actor::DispatcherActor`] feeds it what happened and does
 //! what it answers (deliver, read, commit).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::channel::{Offset, Partition, Position, ReadBatch, Record};
 use crate::offsets::OffsetTracker;
@@ -55,7 +57,9 @@ pub struct Ledger<T> {
     /// Deliveries a trigger may have outstanding before it falls behind.
     capacity: usize,
     partitions: BTreeMap<Partition, PartitionBook<T>>,
-    triggers: HashMap<T, TriggerBook>,
+    /// Looked up a few times per record and per settlement: keyed with a fast hash (the keys are
+    /// the node's own trigger names and record positions, nothing a client chooses).
+    triggers: FxHashMap<T, TriggerBook>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +77,7 @@ struct PartitionBook<T> {
 #[derive(Debug, Clone, Default)]
 struct TriggerBook {
     /// Deliveries handed out and not yet final.
-    outstanding: HashSet<(Partition, Offset)>,
+    outstanding: FxHashSet<(Partition, Offset)>,
     /// Of those, the ones it read itself (catching up), per partition: they hold its place, not
     /// the shared offset.
     reading: BTreeMap<Partition, BTreeSet<Offset>>,
@@ -171,7 +175,7 @@ impl<T: Clone + Eq + Hash + Ord> Ledger<T> {
         Self {
             capacity: capacity.max(1),
             partitions: BTreeMap::new(),
-            triggers: HashMap::new(),
+            triggers: FxHashMap::default(),
         }
     }
 
@@ -628,6 +632,7 @@ mod tests {
     use super::*;
     use crate::envelope::Envelope;
     use proptest::prelude::*;
+    use std::collections::HashSet;
     use std::sync::Arc;
 
     fn record(partition: Partition, offset: Offset) -> Record {

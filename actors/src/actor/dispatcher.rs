@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 use tracing::{error, info, warn};
 
 use super::broker::trace_id_of;
@@ -62,7 +63,8 @@ pub struct DispatcherActor {
     log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
     index: FilterIndex<ObjectKey>,
-    triggers: HashMap<ObjectKey, TriggerSlot>,
+    /// Looked up for every record a trigger takes (a fast hash: the keys are the node's own).
+    triggers: FxHashMap<ObjectKey, TriggerSlot>,
     /// What every trigger owes on every assigned partition, and what may be committed.
     ledger: Ledger<ObjectKey>,
     committer: Option<Arc<dyn Committer>>,
@@ -142,7 +144,7 @@ impl DispatcherActor {
             shared,
             log,
             index: FilterIndex::default(),
-            triggers: HashMap::new(),
+            triggers: FxHashMap::default(),
             committer: None,
             stats: Arc::default(),
             seen: BTreeMap::new(),
@@ -619,7 +621,8 @@ impl DispatcherActor {
     fn apply(&mut self, apply: ApplyTriggers, ctx: &mut Context<Self>) {
         let ApplyTriggers { route, triggers } = apply;
         let mut addrs = triggers;
-        let mut slots = HashMap::with_capacity(route.triggers.len());
+        let mut slots = FxHashMap::default();
+        slots.reserve(route.triggers.len());
         for trigger in &route.triggers {
             let Some(addr) = addrs.remove(&trigger.key) else {
                 continue;
