@@ -56,18 +56,21 @@ pub fn write_binary(
         }
         let name = match name {
             BinaryName::Fixed(name) => HeaderName::from_static(name),
-            BinaryName::Extension(name) => {
-                scratch.clear();
-                scratch.push_str("ce-");
-                scratch.push_str(name);
-                match HeaderName::from_bytes(scratch.as_bytes()) {
-                    Ok(name) => name,
-                    Err(_) => {
-                        invalid = Some(InvalidBinaryHeader(scratch.clone()));
-                        return;
+            BinaryName::Extension(name) => match known_extension_header(name) {
+                Some(known) => known,
+                None => {
+                    scratch.clear();
+                    scratch.push_str("ce-");
+                    scratch.push_str(name);
+                    match HeaderName::from_bytes(scratch.as_bytes()) {
+                        Ok(name) => name,
+                        Err(_) => {
+                            invalid = Some(InvalidBinaryHeader(scratch.clone()));
+                            return;
+                        }
                     }
                 }
-            }
+            },
         };
         match HeaderValue::from_maybe_shared(Bytes::from(value)) {
             Ok(value) => {
@@ -80,6 +83,22 @@ pub fn write_binary(
         Some(invalid) => Err(invalid),
         None => Ok(binary_body(event)),
     }
+}
+
+/// The header of an extension most deliveries carry (Knative's arrival time, a trace context, a
+/// partition key), made without parsing or allocating a name for each event.
+fn known_extension_header(extension: &str) -> Option<HeaderName> {
+    let name = match extension {
+        "knativearrivaltime" => "ce-knativearrivaltime",
+        "traceparent" => "ce-traceparent",
+        "tracestate" => "ce-tracestate",
+        "partitionkey" => "ce-partitionkey",
+        "knativeerrordest" => "ce-knativeerrordest",
+        "knativeerrorcode" => "ce-knativeerrorcode",
+        "knativeerrordata" => "ce-knativeerrordata",
+        _ => return None,
+    };
+    Some(HeaderName::from_static(name))
 }
 
 /// A header binary mode would write that HTTP cannot carry (its name).
@@ -288,6 +307,23 @@ mod tests {
 
     /// Every example event of the JSON format spec (testdata/spec_examples/json_format) that is
     /// literally valid survives structured -> binary -> structured unchanged.
+    #[test]
+    fn a_known_extension_header_is_the_one_its_name_would_parse_to() {
+        for extension in [
+            "knativearrivaltime",
+            "traceparent",
+            "tracestate",
+            "partitionkey",
+            "knativeerrordest",
+            "knativeerrorcode",
+            "knativeerrordata",
+        ] {
+            let parsed = HeaderName::from_bytes(format!("ce-{extension}").as_bytes()).unwrap();
+            assert_eq!(known_extension_header(extension), Some(parsed));
+        }
+        assert_eq!(known_extension_header("comexampleother"), None);
+    }
+
     #[test]
     fn the_json_format_examples_survive_both_modes() {
         let dir = concat!(
