@@ -353,10 +353,12 @@ fn check_limits(
 /// single event or a batch from one producer makes one span, and no event is moved into another's
 /// trace. Untraced, an event without the extension takes the header's context as it is.
 fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> {
-    let header = |name: &str| {
+    // Static names: a look-up by a `&str` that is not one of HTTP's standard names makes (and
+    // allocates) a header name each time.
+    let header = |name: &'static str| {
         request
             .headers()
-            .get(name)
+            .get(header::HeaderName::from_static(name))
             .and_then(|value| value.to_str().ok())
     };
     let from_header = header("traceparent")

@@ -219,7 +219,9 @@ fn decode_binary(
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<Event, DecodeError> {
-    let mut attributes: Vec<(String, String)> = Vec::new();
+    // Names as the request has them, values decoded once and moved into the event (an event's
+    // way in allocates for what the event keeps, not for copies of it).
+    let mut attributes: Vec<(&str, String)> = Vec::new();
     for &(name, value) in headers {
         let Some(attribute) = name.strip_prefix("ce-") else {
             continue;
@@ -230,25 +232,22 @@ fn decode_binary(
             name: attribute.to_string(),
             source,
         })?;
-        attributes.push((attribute.to_string(), value));
+        attributes.push((attribute, value));
     }
-    let get = |wanted: &str| {
-        attributes
-            .iter()
-            .find(|(name, _)| name == wanted)
-            .map(|(_, value)| value.clone())
-    };
-    let spec_version = get("specversion").unwrap_or_default();
-    let mut event = build_required(&spec_version, get("id"), get("source"), get("type"))?;
+    let spec_version = take_attribute(&mut attributes, "specversion").unwrap_or_default();
+    let id = take_attribute(&mut attributes, "id");
+    let source = take_attribute(&mut attributes, "source");
+    let ty = take_attribute(&mut attributes, "type");
+    let mut event = build_required(&spec_version, id, source, ty)?;
     let version = event.specversion();
-    for (name, value) in &attributes {
-        match name.as_str() {
+    for (name, value) in attributes {
+        match name {
             "specversion" | "id" | "source" | "type" => {}
             "subject" => {
-                event.set_subject(Some(value.clone()));
+                event.set_subject(Some(value));
             }
             "time" => {
-                let time = chrono::DateTime::parse_from_rfc3339(value).map_err(|error| {
+                let time = chrono::DateTime::parse_from_rfc3339(&value).map_err(|error| {
                     DecodeError::InvalidAttribute {
                         name: "time".into(),
                         reason: format!("{value:?} is not an RFC 3339 time ({error})"),
@@ -257,20 +256,20 @@ fn decode_binary(
                 event.set_time(Some(time.with_timezone(&chrono::Utc)));
             }
             "dataschema" if version == SpecVersion::V10 => {
-                set_schema(&mut event, "dataschema", value)?
+                set_schema(&mut event, "dataschema", &value)?
             }
             "schemaurl" if version == SpecVersion::V03 => {
-                set_schema(&mut event, "schemaurl", value)?
+                set_schema(&mut event, "schemaurl", &value)?
             }
             "datacontenttype" => {
                 // Binary mode carries it in Content-Type; a ce- header for it is tolerated.
                 if content_type.is_none() {
-                    event.set_datacontenttype(Some(value.clone()));
+                    event.set_datacontenttype(Some(value));
                 }
             }
             extension => {
                 check_extension_name(extension)?;
-                event.set_extension(extension, ExtensionValue::String(value.clone()));
+                event.set_extension(extension, ExtensionValue::String(value));
             }
         }
     }
@@ -281,6 +280,15 @@ fn decode_binary(
         event.set_data_unchecked(Data::Binary(body.to_vec()));
     }
     Ok(event)
+}
+
+/// The value of the first `ce-` header of attribute `wanted`, taken out (the later ones of the same
+/// name stay, and are ignored as before).
+fn take_attribute(attributes: &mut [(&str, String)], wanted: &str) -> Option<String> {
+    attributes
+        .iter_mut()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, value)| std::mem::take(value))
 }
 
 fn set_schema(event: &mut Event, name: &str, value: &str) -> Result<(), DecodeError> {
