@@ -105,6 +105,12 @@
 //! works both out once, in one pass. A trail is one entry in its shard's ring (its key and first
 //! three hops inside it) instead of four buffers at random, and a memory-channel commit frees what
 //! it trims after letting the log's lock go. The journal then cost 7 to 8 % (paired 0.93).
+//! A uprobe on glibc's `malloc` (`perf probe -x libc.so.6 malloc`, then `perf stat` and
+//! `perf record --call-graph dwarf -c 23` on the node) counted 94 allocations per delivered event:
+//! about 18 in binary-mode decoding (names and values copied twice), 5 in actix-http's parse of
+//! the `ce-` header names, 11 in `Bytes::copy_from_slice` (header values), one per look-up of a
+//! non-standard header by `&str`. Decoding now moves values into the event, headers are looked up
+//! and written by static names: 77 allocations, 33.5 µs per event in two runs (3.53x).
 
 #![allow(clippy::unwrap_used)]
 
