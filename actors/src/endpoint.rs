@@ -183,7 +183,7 @@ mod tests {
 
     fn outbound(url: &url::Url) -> Outbound {
         Outbound {
-            url: url.clone(),
+            url: std::sync::Arc::new(url.clone()),
             event: cloudevents::Event::default().into(),
             mode: ContentMode::Binary,
             namespace: "default".into(),

@@ -16,11 +16,12 @@ use crate::routes::ContentMode;
 /// One delivery attempt.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    pub url: Url,
+    /// Shared with the trigger or source that sends (an attempt copies no URL).
+    pub url: Arc<Url>,
     pub event: OutboundEvent,
     pub mode: ContentMode,
     /// `Kn-Namespace`: the namespace of the trigger (or broker) sending.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     pub timeout: Duration,
 }
 

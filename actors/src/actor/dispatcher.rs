@@ -62,7 +62,9 @@ pub struct DispatcherActor {
     shared: Arc<Shared>,
     log: Arc<dyn EventLog>,
     metrics: Arc<BrokerMetrics>,
-    index: FilterIndex<ObjectKey>,
+    /// Keys shared with the lists of targets each record makes (a clone is a count, not two
+    /// strings).
+    index: FilterIndex<Arc<ObjectKey>>,
     /// Looked up for every record a trigger takes (a fast hash: the keys are the node's own).
     triggers: FxHashMap<ObjectKey, TriggerSlot>,
     /// What every trigger owes on every assigned partition, and what may be committed.
@@ -77,8 +79,8 @@ pub struct DispatcherActor {
     label: Label,
     /// Reused per record.
     scratch: Vec<usize>,
-    targets: Vec<ObjectKey>,
-    wanting: Vec<ObjectKey>,
+    targets: Vec<Arc<ObjectKey>>,
+    wanting: Vec<Arc<ObjectKey>>,
     subscribed: bool,
     /// Partitions the channel is about to revoke, finishing what they owe first.
     handovers: Vec<Handover>,
@@ -199,7 +201,7 @@ impl DispatcherActor {
             targets.clear();
             match redrive_target {
                 Some(target) => match target.parse::<ObjectKey>() {
-                    Ok(key) if self.triggers.contains_key(&key) => targets.push(key),
+                    Ok(key) if self.triggers.contains_key(&key) => targets.push(Arc::new(key)),
                     _ => {
                         warn!(broker = %self.broker, id = record.envelope.id(), target, "re-driven event for a trigger that no longer exists; skipped");
                     }
@@ -243,10 +245,10 @@ impl DispatcherActor {
             // now, unless it came before their start.
             wanting.clear();
             for key in targets.drain(..) {
-                let Some(slot) = self.triggers.get_mut(&key) else {
+                let Some(slot) = self.triggers.get_mut(&*key) else {
                     continue;
                 };
-                if self.ledger.is_lagging(&key, record.partition) {
+                if self.ledger.is_lagging(&*key, record.partition) {
                     continue;
                 }
                 if !redriven {
@@ -255,10 +257,10 @@ impl DispatcherActor {
                 if slot.too_early(&record) {
                     continue;
                 }
-                if self.ledger.is_full(&key) {
+                if self.ledger.is_full(&*key) {
                     // Count what its filter refused so far, before the partition stops counting.
                     let ledger = &self.ledger;
-                    slot.settle(&self.seen, |partition| ledger.is_lagging(&key, partition));
+                    slot.settle(&self.seen, |partition| ledger.is_lagging(&*key, partition));
                 }
                 wanting.push(key);
             }
@@ -266,7 +268,7 @@ impl DispatcherActor {
             self.ledger.on_record(
                 record.partition,
                 record.offset,
-                &wanting,
+                wanting.iter().map(|key| &**key),
                 |key, handoff| match handoff {
                     Handoff::Deliver => triggers[key].send(&record, now, parent.clone()),
                     Handoff::FellBehind => {
@@ -673,7 +675,7 @@ impl DispatcherActor {
                 .triggers
                 .iter()
                 .filter(|trigger| self.triggers.contains_key(&trigger.key))
-                .map(|trigger| (trigger.key.clone(), trigger.filter.clone()))
+                .map(|trigger| (Arc::new(trigger.key.clone()), trigger.filter.clone()))
                 .collect(),
         );
         if !self.subscribed {

@@ -30,6 +30,8 @@ pub struct TriggerActor {
     shared: Arc<Shared>,
     /// Told when a delivery settles (the broker's dispatcher).
     dispatcher: Recipient<Settled>,
+    /// Its key as each [`Settled`] carries it (shared: a delivery does not copy two strings).
+    key: Arc<ObjectKey>,
     metrics: Arc<TriggerMetrics>,
     /// Waiting for a slot (unordered), or for the partition's previous delivery (ordered).
     waiting: VecDeque<Deliver>,
@@ -54,7 +56,7 @@ impl fmt::Debug for TriggerActor {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Settled {
-    pub trigger: ObjectKey,
+    pub trigger: Arc<ObjectKey>,
     pub partition: Partition,
     pub offset: Offset,
 }
@@ -69,6 +71,7 @@ impl TriggerActor {
         park_topic: String,
     ) -> Self {
         let metrics = shared.metrics.trigger(&route.broker, &route.key);
+        let key = Arc::new(route.key.clone());
         let context = TriggerContext::new(
             route,
             shared.clone(),
@@ -81,6 +84,7 @@ impl TriggerActor {
             context: Arc::new(context),
             shared,
             dispatcher: dispatcher.into(),
+            key,
             metrics,
             waiting: VecDeque::new(),
             in_flight: 0,
@@ -153,10 +157,9 @@ impl TriggerActor {
     ) {
         self.in_flight -= 1;
         self.busy_partitions.remove(&partition);
-        let key = &self.context.route.key;
-        debug!(trigger = %key, partition, offset, ?outcome, "delivery final");
+        debug!(trigger = %self.key, partition, offset, ?outcome, "delivery final");
         self.dispatcher.do_send(Settled {
-            trigger: key.clone(),
+            trigger: self.key.clone(),
             partition,
             offset,
         });

@@ -51,9 +51,9 @@ pub struct SinkCounters {
 #[derive(Debug, Clone)]
 pub struct SinkSender {
     transport: Arc<dyn Transport>,
-    url: Url,
+    url: Arc<Url>,
     /// `Kn-Namespace`: the source's namespace.
-    namespace: String,
+    namespace: Arc<str>,
     timeout: Duration,
     counters: Arc<SinkCounters>,
 }
@@ -67,8 +67,8 @@ impl SinkSender {
     ) -> Self {
         Self {
             transport,
-            url,
-            namespace: namespace.to_string(),
+            url: Arc::new(url),
+            namespace: Arc::from(namespace),
             timeout,
             counters: Arc::default(),
         }
@@ -111,7 +111,7 @@ impl SinkSender {
             otel.status_code = tracing::field::Empty,
             url.full = self.url.as_str(),
             http.response.status_code = tracing::field::Empty,
-            knactor.namespace = self.namespace.as_str(),
+            knactor.namespace = &*self.namespace,
             knactor.attempts = tracing::field::Empty,
             cloudevents.event_id = event.id(),
             cloudevents.event_type = event.ty(),
@@ -140,7 +140,7 @@ impl SinkSender {
                 Ok(response) if !is_retryable(response.status) => {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     let rejected = Rejected {
-                        sink: self.url.clone(),
+                        sink: Url::clone(&self.url),
                         status: response.status,
                         body: String::from_utf8_lossy(
                             &response.body[..response.body.len().min(512)],
