@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudevents::event::ExtensionValue;
-use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -91,9 +91,14 @@ impl Transport for HttpTransport {
             timeout,
         } = outbound;
         let mut headers = HeaderMap::with_capacity(16);
-        headers.insert("prefer", HeaderValue::from_static("reply"));
+        // By static names: inserting by a `&str` that is not one of HTTP's standard names makes (and
+        // allocates) the name for every request.
         headers.insert(
-            "kn-namespace",
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("reply"),
+        );
+        headers.insert(
+            HeaderName::from_static("kn-namespace"),
             HeaderValue::from_str(&namespace).map_err(|_| {
                 TransportError::Other(format!("namespace {namespace:?} is not a valid header"))
             })?,
@@ -108,10 +113,10 @@ impl Transport for HttpTransport {
                 TraceParent::parse(traceparent, None),
                 HeaderValue::from_str(traceparent.trim()),
             ) {
-                headers.insert("traceparent", value);
+                headers.insert(HeaderName::from_static("traceparent"), value);
                 if let Some(ExtensionValue::String(state)) = sent.extension(TRACESTATE_EXTENSION) {
                     if let Ok(value) = HeaderValue::from_str(state) {
-                        headers.insert("tracestate", value);
+                        headers.insert(HeaderName::from_static("tracestate"), value);
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! (`ce-` headers, body as data), structured mode (`application/cloudevents+json`) and batched
 //! mode (`application/cloudevents-batch+json`). Every refusal says why, in a sentence the producer
 //! can act on.
+use std::borrow::Cow;
 
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{
@@ -164,13 +165,14 @@ pub fn decoded_size(headers: &[(&str, &[u8])], body: &[u8]) -> usize {
 }
 
 /// The media type of a `Content-Type` value, lowercased, without parameters.
-pub fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
+pub fn media_type(content_type: &str) -> Cow<'_, str> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    // Almost every client sends it in lower case already: no copy then.
+    if media.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(media.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(media)
+    }
 }
 
 /// Reads the events of an HTTP message. `headers` yields (lowercase name, raw value).

@@ -18,12 +18,11 @@ pub fn broker_address(ingress: &url::Url, broker: &ObjectKey) -> Result<url::Url
 
 /// The broker a path relative to an ingress names (`<namespace>/<name>`, nothing more), if any.
 pub fn broker_of_path(path: &str) -> Option<ObjectKey> {
-    match path.split('/').collect::<Vec<_>>()[..] {
-        [namespace, name] if !namespace.is_empty() && !name.is_empty() => {
-            Some(ObjectKey::new(namespace, name))
-        }
-        _ => None,
+    let (namespace, name) = path.split_once('/')?;
+    if namespace.is_empty() || name.is_empty() || name.contains('/') {
+        return None;
     }
+    Some(ObjectKey::new(namespace, name))
 }
 
 /// A validated Broker.
