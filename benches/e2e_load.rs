@@ -110,7 +110,9 @@
 //! about 18 in binary-mode decoding (names and values copied twice), 5 in actix-http's parse of
 //! the `ce-` header names, 11 in `Bytes::copy_from_slice` (header values), one per look-up of a
 //! non-standard header by `&str`. Decoding now moves values into the event, headers are looked up
-//! and written by static names: 77 allocations, 33.5 µs per event in two runs (3.53x).
+//! and written by static names: 77 allocations, 33.5 µs per event in two runs (3.53x). Trigger
+//! keys, subscriber URLs and namespaces shared instead of copied per delivery: 70 allocations,
+//! 34.0 µs in the next run (the machine's noise is wider than what 7 allocations cost).
 
 #![allow(clippy::unwrap_used)]
 
