@@ -15,6 +15,7 @@
 //! Every hop it records is also handed to its [`Tail`], which copies it to the console clients
 //! following the hop's broker (when any do).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -302,6 +303,14 @@ impl Entry {
         &self.key[self.id_len..]
     }
 
+    /// Its source and id as text (they were written from `&str`s: borrowed, never replaced).
+    fn texts(&self) -> (Cow<'_, str>, Cow<'_, str>) {
+        (
+            String::from_utf8_lossy(self.source()),
+            String::from_utf8_lossy(self.id()),
+        )
+    }
+
     fn is(&self, source: &str, id: &str) -> bool {
         self.id() == id.as_bytes() && self.source() == source.as_bytes()
     }
@@ -366,9 +375,10 @@ impl Entry {
     fn trail(&self) -> Trail {
         let mut hops: Vec<Hop> = self.hops.to_vec();
         hops.sort_by_key(|hop| hop.at);
+        let (source, id) = self.texts();
         Trail {
-            source: String::from_utf8_lossy(self.source()).into_owned(),
-            id: String::from_utf8_lossy(self.id()).into_owned(),
+            source: source.into_owned(),
+            id: id.into_owned(),
             trace_id: self.trace_id,
             hops,
             dropped: self.dropped,
@@ -578,10 +588,7 @@ impl Journal {
         let shard = self.lock(pending.shard);
         if let Some(entry) = shard.get(pending.hash) {
             if let Some(at) = entry.pending(&pending) {
-                let (source, id) = (
-                    String::from_utf8_lossy(entry.source()),
-                    String::from_utf8_lossy(entry.id()),
-                );
+                let (source, id) = entry.texts();
                 self.tail.hop(&source, &id, &entry.hops[at]);
             }
         }
@@ -599,10 +606,7 @@ impl Journal {
         };
         let (before, after) = (entry.hops[at].detail_bytes(), hop.detail_bytes());
         if self.tail.is_followed() {
-            let (source, id) = (
-                String::from_utf8_lossy(entry.source()),
-                String::from_utf8_lossy(entry.id()),
-            );
+            let (source, id) = entry.texts();
             self.tail.hop(&source, &id, &hop);
         }
         entry.hops[at] = hop;

@@ -2,6 +2,7 @@
 //! (`ce-` headers, body as data), structured mode (`application/cloudevents+json`) and batched
 //! mode (`application/cloudevents-batch+json`). Every refusal says why, in a sentence the producer
 //! can act on.
+
 use std::borrow::Cow;
 
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
