@@ -125,6 +125,7 @@ use actix_web::HttpResponse;
 use chrono::Utc;
 use common::*;
 use knactor_actors::envelope::{Envelope, DEFAULT_MAX_TTL};
+use knactor_actors::journal;
 use knactor_gateway::binding::decode_message;
 use knactor_testkit::{Channel, Collector, NodeProcess};
 
@@ -653,7 +654,10 @@ fn run_node(
     let mut node = NodeProcess::spawn_on(bin, &config, &extra, Channel::Memory);
     let broker = node.broker("bench", "default");
     let delivers = configuration.triggers != Triggers::None;
-    let warm_up = 2_000.min(events);
+    // Enough to fill the journal (its default capacity), not only to open the connections: the
+    // measured events then pay what they pay on a node that has run a while (a trail reuses the
+    // oldest one's entry), not the ring's one-time growth and the first touch of its pages.
+    let warm_up = (journal::DEFAULT_CAPACITY + 2_000).min(events);
     let warm = load(runtime, &broker, "warm", warm_up, 32, start);
     if delivers {
         arrivals.wait_for_seen(warm_up - warm.failures, Duration::from_secs(60));

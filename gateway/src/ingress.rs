@@ -24,7 +24,7 @@ use knactor_actors::channel::AppendError;
 use knactor_actors::event_span;
 use knactor_actors::metrics::Metrics;
 use knactor_actors::resources::ObjectKey;
-use knactor_actors::routes::broker_of_path;
+use knactor_actors::routes::{broker_of_path, broker_path_parts};
 use knactor_actors::source::SourceBoard;
 use knactor_actors::trace::{self, TraceParent};
 use tracing::{debug, error};
@@ -196,7 +196,7 @@ async fn receive(
         Method::POST => {}
         ref other => return Err(IngressError::MethodNotAllowed(other.to_string())),
     }
-    let key = broker_of(request.path())?;
+    let path = broker_path(request.path())?;
     if !state.role.takes_events() {
         return Err(IngressError::NotAnIngress);
     }
@@ -204,7 +204,8 @@ async fn receive(
     let Some(_admitted) = state.ingress.enter() else {
         return Err(IngressError::ShuttingDown);
     };
-    let Some(broker) = state.ingress.broker(&key) else {
+    let Some(broker) = state.ingress.broker_at(path) else {
+        let key = broker_of(request.path())?;
         return Err(match state.ingress.not_running(&key) {
             Some(reason) => {
                 debug!(broker = %key, "refused an event: the broker is not running: {reason}");
@@ -258,14 +259,8 @@ async fn receive(
     let tail = state.metrics.journal.tail();
     if tail.is_followed() {
         // The console's tail shows each event's type, which the journal's hops do not carry.
-        let broker_name = key.to_string();
         for event in &events {
-            tail.received(
-                &broker_name,
-                &event.source().to_string(),
-                event.id(),
-                event.ty(),
-            );
+            tail.received(path, &event.source().to_string(), event.id(), event.ty());
         }
     }
     match broker.publish(events).await {
@@ -277,11 +272,11 @@ async fn receive(
                     AppendError::Full { .. } | AppendError::TooLarge { .. }
                 ) {
                     // The answer says nothing of it: logged here, once.
-                    error!(broker = %key, "append failed: {failure}");
+                    error!(broker = path, "append failed: {failure}");
                 }
             }
             Err(IngressError::Publish {
-                broker: key.to_string(),
+                broker: path.to_string(),
                 error,
             })
         }
@@ -399,13 +394,22 @@ fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> 
     trace::span_per_group(events, parent_of, trace::At::Entry, make, pass_header_on)
 }
 
-/// `/<namespace>/<broker>`, exactly.
-fn broker_of(path: &str) -> Result<ObjectKey, IngressError> {
+/// `/<namespace>/<broker>`, exactly: its `<namespace>/<broker>`, which the ingress table is
+/// keyed by.
+fn broker_path(path: &str) -> Result<&str, IngressError> {
     if path == "/" || path.is_empty() {
         return Err(IngressError::RootPath);
     }
-    broker_of_path(path.trim_start_matches('/'))
-        .ok_or_else(|| IngressError::BadPath(path.to_string()))
+    let relative = path.trim_start_matches('/');
+    match broker_path_parts(relative) {
+        Some(_) => Ok(relative),
+        None => Err(IngressError::BadPath(path.to_string())),
+    }
+}
+
+/// The broker `/<namespace>/<broker>` names.
+fn broker_of(path: &str) -> Result<ObjectKey, IngressError> {
+    broker_of_path(broker_path(path)?).ok_or_else(|| IngressError::BadPath(path.to_string()))
 }
 
 /// The CloudEvents webhook validation handshake (what Knative's ingress answers to OPTIONS).
@@ -427,6 +431,7 @@ mod tests {
             broker_of("/team-a/default").unwrap(),
             ObjectKey::new("team-a", "default")
         );
+        assert_eq!(broker_path("/team-a/default").unwrap(), "team-a/default");
         assert!(matches!(broker_of("/"), Err(IngressError::RootPath)));
         for bad in ["/team-a", "/a/b/c", "/a/", "//b", "/a/b/"] {
             assert!(

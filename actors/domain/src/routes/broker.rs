@@ -18,11 +18,17 @@ pub fn broker_address(ingress: &url::Url, broker: &ObjectKey) -> Result<url::Url
 
 /// The broker a path relative to an ingress names (`<namespace>/<name>`, nothing more), if any.
 pub fn broker_of_path(path: &str) -> Option<ObjectKey> {
+    let (namespace, name) = broker_path_parts(path)?;
+    Some(ObjectKey::new(namespace, name))
+}
+
+/// The namespace and name of the broker a path relative to an ingress names, borrowed from it.
+pub fn broker_path_parts(path: &str) -> Option<(&str, &str)> {
     let (namespace, name) = path.split_once('/')?;
     if namespace.is_empty() || name.is_empty() || name.contains('/') {
         return None;
     }
-    Some(ObjectKey::new(namespace, name))
+    Some((namespace, name))
 }
 
 /// A validated Broker.

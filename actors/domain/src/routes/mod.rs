@@ -19,7 +19,8 @@ mod trigger;
 /// Parts of the API shape that the runtime types hold as they are.
 pub use crate::resources::{ContentMode, Reference};
 pub use broker::{
-    broker_address, broker_of_path, Broker, BROKER_CLASS_ANNOTATION, DEFAULT_BROKER_CLASS,
+    broker_address, broker_of_path, broker_path_parts, Broker, BROKER_CLASS_ANNOTATION,
+    DEFAULT_BROKER_CLASS,
 };
 pub use broker_defaults::{BrokerDefault, BrokerDefaults};
 pub use channel::{

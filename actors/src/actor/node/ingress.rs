@@ -20,7 +20,9 @@ const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 /// The brokers to publish to, read by the gateway on every request without asking the node.
 #[derive(Debug)]
 pub struct IngressTable {
-    brokers: ArcSwap<HashMap<ObjectKey, Broker>>,
+    /// By `<namespace>/<name>`, the text of a broker's path: a request's path is looked up as it
+    /// came, with no key built for it.
+    brokers: ArcSwap<HashMap<Box<str>, Broker>>,
     /// Brokers that exist but do not run (yet), and why.
     not_running: ArcSwap<HashMap<ObjectKey, NotRunning>>,
     ready: AtomicBool,
@@ -68,7 +70,12 @@ impl std::fmt::Display for NotRunning {
 
 impl IngressTable {
     pub fn broker(&self, key: &ObjectKey) -> Option<Broker> {
-        self.brokers.load().get(key).cloned()
+        self.broker_at(&key.to_string())
+    }
+
+    /// The broker at `<namespace>/<name>` (a request's path without its leading `/`).
+    pub fn broker_at(&self, path: &str) -> Option<Broker> {
+        self.brokers.load().get(path).cloned()
     }
 
     /// Why a broker that exists is not running, if it is one.
@@ -148,7 +155,7 @@ impl Node {
         let table = self
             .cells
             .iter()
-            .map(|(key, cell)| (key.clone(), cell.broker.clone()))
+            .map(|(key, cell)| (key.to_string().into_boxed_str(), cell.broker.clone()))
             .collect();
         self.ingress.brokers.store(Arc::new(table));
         let not_running = self
