@@ -68,9 +68,7 @@ pub(super) struct TriggerContext {
     dead_letter_sink: Option<Label>,
     subscriber_endpoint: Arc<Endpoint>,
     dead_letter_endpoint: Option<Arc<Endpoint>>,
-    /// The URLs and `Kn-Namespace` each attempt's request carries (shared, not copied).
-    subscriber_url: Arc<Url>,
-    dead_letter_url: Option<Arc<Url>>,
+    /// The `Kn-Namespace` each attempt's request carries (shared, not copied).
     namespace: Arc<str>,
     /// How long one attempt may take.
     attempt_timeout: Duration,
@@ -96,8 +94,6 @@ impl TriggerContext {
                 .as_ref()
                 .map(|sink| Label::new(sink.as_str())),
             subscriber_endpoint: endpoints.get(&route.subscriber),
-            subscriber_url: Arc::new(route.subscriber.clone()),
-            dead_letter_url: route.delivery.dead_letter.clone().map(Arc::new),
             namespace: Arc::from(route.key.namespace.as_str()),
             dead_letter_endpoint: route
                 .delivery
@@ -224,7 +220,7 @@ impl TriggerContext {
             let attempt = self
                 .attempt(
                     &self.subscriber_endpoint,
-                    &self.subscriber_url,
+                    &self.route.subscriber,
                     OutboundEvent::Stored(envelope.clone()),
                     envelope,
                     span,
@@ -317,7 +313,7 @@ impl TriggerContext {
         if !is_success(status) {
             span.record("otel.status_code", "error");
         }
-        let to_sink = **url != *self.subscriber_url;
+        let to_sink = **url != *self.route.subscriber;
         // The dead-letter extension names the subscriber as its trigger gave it.
         let reported = if to_sink {
             url.as_str()
@@ -431,7 +427,8 @@ impl TriggerContext {
         report: FailureReport,
         parent: &tracing::Span,
     ) -> Outcome {
-        let (Some(sink), Some(endpoint)) = (&self.dead_letter_url, &self.dead_letter_endpoint)
+        let (Some(sink), Some(endpoint)) =
+            (&self.route.delivery.dead_letter, &self.dead_letter_endpoint)
         else {
             return self
                 .park(envelope, &report, "no dead-letter sink", parent)

@@ -1,6 +1,7 @@
 //! Delivery policy at runtime: retries, dead letter, content mode ([`ContentMode`], the
 //! `format` field as written, is the API shape's), and its conversion from a [`DeliverySpec`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -110,7 +111,7 @@ impl Delivery {
         let (dead_letter, problem) = match &self.dead_letter {
             None => (None, None),
             Some(destination) => match resolver.resolve(destination) {
-                Ok(url) => (Some(url), None),
+                Ok(url) => (Some(Arc::new(url)), None),
                 Err(reason) => (None, Some(reason)),
             },
         };
@@ -168,7 +169,8 @@ fn repair_duration(text: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedDelivery {
     pub retry: RetryPolicy,
-    pub dead_letter: Option<Url>,
+    /// Shared: every attempt's request to the sink names it.
+    pub dead_letter: Option<Arc<Url>>,
     pub mode: ContentMode,
 }
 

@@ -187,7 +187,8 @@ pub struct TriggerRoute {
     pub key: ObjectKey,
     pub broker: ObjectKey,
     pub filter: Filter,
-    pub subscriber: Url,
+    /// Shared: every attempt's request names it.
+    pub subscriber: Arc<Url>,
     /// The subscriber as Knative reports it (`status.subscriberUri`, `knativeerrordest`): a `uri`
     /// exactly as written.
     pub subscriber_uri: Arc<str>,
@@ -381,7 +382,7 @@ impl Routes {
             let (subscriber, subscriber_uri) = match resolver.resolve(subscriber) {
                 Ok(url) => {
                     let reported = subscriber.as_reported(&url);
-                    (url, Arc::from(reported))
+                    (Arc::new(url), Arc::from(reported))
                 }
                 Err(problem) => {
                     issues.push(not_ready(
