@@ -529,83 +529,69 @@ impl GroupReader {
         if self.done {
             return None;
         }
-        // Caught up: the arbiter's other ready tasks (the deliveries of what was just read, their
-        // connections) run once before this reader waits, and what the ingress appended meanwhile
-        // is read without being woken for. A reader that waits is woken by each append's
-        // `notify_waiters`, and waking the arbiter's thread from an HTTP worker's is an eventfd
-        // write and, when it slept, a context switch: most of what an event costs beyond its HTTP.
-        if let Some(next) = self.take() {
-            return Some(next);
-        }
-        tokio::task::yield_now().await;
-        let notify = self.notify.clone();
         loop {
-            let notified = notify.notified();
+            let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(next) = self.take() {
-                return Some(next);
+            {
+                let mut state = self.log.lock();
+                let Some(topic) = state.topics.get_mut(&self.topic) else {
+                    self.done = true;
+                    return Some(Err(ChannelError::UnknownTopic(self.topic.clone())));
+                };
+                let group = topic.group(&self.group);
+                if group.member != Some(self.member) {
+                    self.done = true;
+                    let revoked = (0..topic.partitions.len() as Partition).collect();
+                    return Some(Ok(ChannelEvent::Revoked(revoked)));
+                }
+                let Some(cursors) = &mut self.cursors else {
+                    // The first read: where each partition starts.
+                    let committed = group.committed.clone();
+                    let positions: Vec<Option<Position>> = (0..committed.len())
+                        .map(|index| group.position(index))
+                        .collect();
+                    let start: Vec<Offset> = topic
+                        .partitions
+                        .iter()
+                        .zip(committed)
+                        .map(|(log, committed)| match (committed, self.start) {
+                            (Some(offset), _) => offset.max(log.base),
+                            (None, StartAt::Earliest) => log.base,
+                            (None, StartAt::Latest) => log.high(),
+                        })
+                        .collect();
+                    let assigned = start
+                        .iter()
+                        .enumerate()
+                        .map(|(index, &offset)| {
+                            let position = positions[index]
+                                .clone()
+                                .filter(|position| position.offset == offset)
+                                .unwrap_or_else(|| Position::at(offset));
+                            (index as Partition, Some(position))
+                        })
+                        .collect();
+                    self.cursors = Some(start);
+                    return Some(Ok(ChannelEvent::Assigned(assigned)));
+                };
+                let mut batch = Vec::new();
+                for (index, log) in topic.partitions.iter().enumerate() {
+                    self.stats.set_end(index as Partition, log.high());
+                    let cursor = &mut cursors[index];
+                    *cursor = (*cursor).max(log.base);
+                    let skip = (*cursor - log.base) as usize;
+                    let room = self.log.limits.max_batch.saturating_sub(batch.len());
+                    let before = batch.len();
+                    batch.extend(log.records.iter().skip(skip).take(room).cloned());
+                    *cursor += (batch.len() - before) as Offset;
+                }
+                if !batch.is_empty() {
+                    return Some(Ok(ChannelEvent::Records(batch)));
+                }
             }
             notified.await;
         }
-    }
-
-    /// What there is to hand out now: records past the cursors, the assignment on the first
-    /// read, the end of this member's turn, or `None`.
-    fn take(&mut self) -> Option<Result<ChannelEvent, ChannelError>> {
-        let mut state = self.log.lock();
-        let Some(topic) = state.topics.get_mut(&self.topic) else {
-            self.done = true;
-            return Some(Err(ChannelError::UnknownTopic(self.topic.clone())));
-        };
-        let group = topic.group(&self.group);
-        if group.member != Some(self.member) {
-            self.done = true;
-            let revoked = (0..topic.partitions.len() as Partition).collect();
-            return Some(Ok(ChannelEvent::Revoked(revoked)));
-        }
-        let Some(cursors) = &mut self.cursors else {
-            // The first read: where each partition starts.
-            let committed = group.committed.clone();
-            let positions: Vec<Option<Position>> = (0..committed.len())
-                .map(|index| group.position(index))
-                .collect();
-            let start: Vec<Offset> = topic
-                .partitions
-                .iter()
-                .zip(committed)
-                .map(|(log, committed)| match (committed, self.start) {
-                    (Some(offset), _) => offset.max(log.base),
-                    (None, StartAt::Earliest) => log.base,
-                    (None, StartAt::Latest) => log.high(),
-                })
-                .collect();
-            let assigned = start
-                .iter()
-                .enumerate()
-                .map(|(index, &offset)| {
-                    let position = positions[index]
-                        .clone()
-                        .filter(|position| position.offset == offset)
-                        .unwrap_or_else(|| Position::at(offset));
-                    (index as Partition, Some(position))
-                })
-                .collect();
-            self.cursors = Some(start);
-            return Some(Ok(ChannelEvent::Assigned(assigned)));
-        };
-        let mut batch = Vec::new();
-        for (index, log) in topic.partitions.iter().enumerate() {
-            self.stats.set_end(index as Partition, log.high());
-            let cursor = &mut cursors[index];
-            *cursor = (*cursor).max(log.base);
-            let skip = (*cursor - log.base) as usize;
-            let room = self.log.limits.max_batch.saturating_sub(batch.len());
-            let before = batch.len();
-            batch.extend(log.records.iter().skip(skip).take(room).cloned());
-            *cursor += (batch.len() - before) as Offset;
-        }
-        (!batch.is_empty()).then_some(Ok(ChannelEvent::Records(batch)))
     }
 }
 
