@@ -114,18 +114,19 @@
 //! keys, subscriber URLs and namespaces shared instead of copied per delivery: 70 allocations,
 //! 34.0 µs in the next run (the machine's noise is wider than what 7 allocations cost).
 //!
-//! Then (the late afternoon, 7 rounds: 39.5 and 34.0 µs per event in two runs, 3.43x and 3.40x;
-//! ingress alone 0.85x and 0.79x): a flat `perf record -a` over a round of 100,000 events put
+//! Then (this stop's last two runs, 7 rounds: 33.5 and 32.5 µs per event, 3.53x and 3.61x; ingress
+//! alone 0.72x in both): a flat `perf record -a` over a round of 100,000 events put
 //! `clear_page_erms` (the kernel zeroing fresh pages) at 1.1 % of the default node and nothing of
 //! the node without a journal: the journal's ring filled during the measured events, which had
 //! followed only 2,000 of warm-up. Each node is now warmed up past the journal's capacity, and the
-//! journal costs 1 to 6 % (paired, seven runs, median 3 %) where it read 7 to 11 %. Its own
-//! functions are 2.4 % of the node. The ingress alone's profile (`--call-graph dwarf`) put 9.8 % of
-//! the node under the memory channel's `notify_waiters` (6.5 % the eventfd write that wakes the
-//! dispatcher's runtime from an HTTP worker's thread) and 12 % in `finish_task_switch`; the reader
-//! now lets its arbiter's other tasks run once before it waits (context switches of the ingress
-//! alone about 7 % fewer, `perf stat` over 112,000 events), and the ingress finds its broker by
-//! the path's text.
+//! journal costs 1 to 6 % (paired, ten runs, median 3 %) where it read 7 to 11 %. Its own
+//! functions are 2.4 % of the node, mostly cache misses on what the other core wrote (`perf
+//! annotate`: the shard index's hash-table group and the entry). The ingress alone's profile
+//! (`--call-graph dwarf`) put 9.8 % of the node under the memory channel's `notify_waiters` (6.5 %
+//! the eventfd write that wakes the dispatcher's runtime from an HTTP worker's thread) and 12 % in
+//! `finish_task_switch`. A reader that yields once before it waits was tried and taken out: it
+//! added an `epoll_wait` per batch (syscalls +10 %) for no change beyond the noise. The ingress
+//! finds its broker by the path's text.
 
 #![allow(clippy::unwrap_used)]
 
