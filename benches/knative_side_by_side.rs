@@ -26,7 +26,8 @@
 //!   the RSS after the first event (before any load grows the heaps), whose slope over N is the
 //!   memory per trigger;
 //! - a healthy trigger beside one whose subscriber refuses connections (both with the same
-//!   `delivery`): the healthy trigger's delivered rate and p99, as ratios to it alone.
+//!   `delivery`): the healthy trigger's delivered rate and p99, as ratios to it alone (paired:
+//!   the median of each round's ratio).
 //!
 //! The two systems take turns, each round starting with the other one; each number is the median
 //! over the rounds. Results go to `target/bench-results/knative_side_by_side.json`.
@@ -1226,9 +1227,14 @@ fn report(plan: &Plan, rounds: &[Vec<RoundOf>; 2], fixed: f64, build_seconds: f6
         });
         let alone_rate = med(r, |x| x.one_trigger.delivered_rate);
         let alone_p99 = med(r, |x| x.fixed_rate.p99_ms);
-        let bad_rate = med(r, |x| x.bad_closed.delivered_rate);
-        let bad_p99 = med(r, |x| x.bad_fixed.p99_ms);
-        neighbour[index] = (bad_rate / alone_rate, bad_p99 / alone_p99);
+        // Paired: each round's ratio (the two ran in that round, a minute or two apart), then the
+        // median, which the machine's drift over a run moves less than a ratio of medians.
+        neighbour[index] = (
+            med(r, |x| {
+                x.bad_closed.delivered_rate / x.one_trigger.delivered_rate
+            }),
+            med(r, |x| x.bad_fixed.p99_ms / x.fixed_rate.p99_ms),
+        );
         systems.insert(
             name.to_string(),
             json!({
@@ -1249,8 +1255,8 @@ fn report(plan: &Plan, rounds: &[Vec<RoundOf>; 2], fixed: f64, build_seconds: f6
                 "memory_per_trigger_bytes": slope[index],
                 "memory_per_trigger_bytes_before_any_event": slope_before[index],
                 "bad_neighbour": {
-                    "healthy_delivered_events_per_s": bad_rate,
-                    "healthy_p99_ms_at_fixed_rate": bad_p99,
+                    "healthy_delivered_events_per_s": med(r, |x| x.bad_closed.delivered_rate),
+                    "healthy_p99_ms_at_fixed_rate": med(r, |x| x.bad_fixed.p99_ms),
                     "healthy_p50_ms_at_fixed_rate": med(r, |x| x.bad_fixed.p50_ms),
                     "accepted_fraction": med(r, |x| x.bad_closed.accepted as f64 / x.bad_closed.sent.max(1) as f64),
                     "accepted_fraction_at_fixed_rate": med(r, |x| x.bad_fixed.accepted as f64 / x.bad_fixed.sent.max(1) as f64),
