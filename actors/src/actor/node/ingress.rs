@@ -69,6 +69,8 @@ impl std::fmt::Display for NotRunning {
 }
 
 impl IngressTable {
+    /// The broker `key` names (its path's text is built for the look-up: the ingress, on every
+    /// request, uses [`Self::broker_at`] with the path it got).
     pub fn broker(&self, key: &ObjectKey) -> Option<Broker> {
         self.broker_at(&key.to_string())
     }
