@@ -23,8 +23,7 @@ use knactor_actors::actor::{IngressTable, Node, PublishError, Role};
 use knactor_actors::channel::AppendError;
 use knactor_actors::event_span;
 use knactor_actors::metrics::Metrics;
-use knactor_actors::resources::ObjectKey;
-use knactor_actors::routes::{broker_of_path, broker_path_parts};
+use knactor_actors::routes::broker_path_parts;
 use knactor_actors::source::SourceBoard;
 use knactor_actors::trace::{self, TraceParent};
 use tracing::{debug, error};
@@ -204,16 +203,18 @@ async fn receive(
     let Some(_admitted) = state.ingress.enter() else {
         return Err(IngressError::ShuttingDown);
     };
-    let Some(broker) = state.ingress.broker_at(path) else {
-        let key = broker_of(request.path())?;
-        return Err(match state.ingress.not_running(&key) {
+    let Some(broker) = state.ingress.broker(path) else {
+        return Err(match state.ingress.not_running(path) {
             Some(reason) => {
-                debug!(broker = %key, "refused an event: the broker is not running: {reason}");
+                debug!(
+                    broker = path,
+                    "refused an event: the broker is not running: {reason}"
+                );
                 IngressError::NotRunning {
-                    broker: key.to_string(),
+                    broker: path.to_string(),
                 }
             }
-            None => IngressError::UnknownBroker(key.to_string()),
+            None => IngressError::UnknownBroker(path.to_string()),
         });
     };
 
@@ -407,11 +408,6 @@ fn broker_path(path: &str) -> Result<&str, IngressError> {
     }
 }
 
-/// The broker `/<namespace>/<broker>` names.
-fn broker_of(path: &str) -> Result<ObjectKey, IngressError> {
-    broker_of_path(broker_path(path)?).ok_or_else(|| IngressError::BadPath(path.to_string()))
-}
-
 /// The CloudEvents webhook validation handshake (what Knative's ingress answers to OPTIONS).
 fn webhook_handshake() -> HttpResponse {
     HttpResponse::Ok()
@@ -427,15 +423,11 @@ mod tests {
 
     #[test]
     fn only_two_segment_paths_name_a_broker() {
-        assert_eq!(
-            broker_of("/team-a/default").unwrap(),
-            ObjectKey::new("team-a", "default")
-        );
         assert_eq!(broker_path("/team-a/default").unwrap(), "team-a/default");
-        assert!(matches!(broker_of("/"), Err(IngressError::RootPath)));
+        assert!(matches!(broker_path("/"), Err(IngressError::RootPath)));
         for bad in ["/team-a", "/a/b/c", "/a/", "//b", "/a/b/"] {
             assert!(
-                matches!(broker_of(bad), Err(IngressError::BadPath(_))),
+                matches!(broker_path(bad), Err(IngressError::BadPath(_))),
                 "{bad}"
             );
         }

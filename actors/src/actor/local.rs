@@ -60,11 +60,12 @@ impl LocalIngress {
     async fn running_broker(&self, key: &ObjectKey) -> Result<Broker, Option<NotRunning>> {
         let deadline = Instant::now() + START_WAIT;
         let mut updates = self.brokers.updates();
+        let path = key.to_string();
         loop {
-            if let Some(broker) = self.brokers.broker(key) {
+            if let Some(broker) = self.brokers.broker(&path) {
                 return Ok(broker);
             }
-            let not_running = self.brokers.not_running(key);
+            let not_running = self.brokers.not_running(&path);
             // Until the node has applied its routes once, any broker may be about to appear.
             let may_start = match &not_running {
                 Some(NotRunning::Starting) => true,

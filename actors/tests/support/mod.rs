@@ -14,7 +14,7 @@ use bytes::Bytes;
 use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
 use knactor_actors::actor::{ApplyRoutes, IngressTable, Node, NodeOptions, PublishError, Shared};
 use knactor_actors::channel::{MemoryLimits, MemoryLog, SingleLog};
-use knactor_actors::resources::{ObjectKey, Strictness};
+use knactor_actors::resources::Strictness;
 use knactor_actors::routes::{load_str, Catalog, ChannelDefaults, Delivery, Routes};
 use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
 use url::Url;
@@ -202,8 +202,7 @@ impl TestNode {
         broker: &str,
         events: Vec<Event>,
     ) -> Result<(), PublishError> {
-        let key: ObjectKey = broker.parse().unwrap();
-        let broker = self.ingress.broker(&key).expect("broker runs");
+        let broker = self.ingress.broker(broker).expect("broker runs");
         broker.publish(events).await
     }
 }

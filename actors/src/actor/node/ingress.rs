@@ -12,7 +12,6 @@ use tokio::sync::watch;
 
 use super::Node;
 use crate::actor::broker::Broker;
-use crate::resources::ObjectKey;
 
 /// How long a broker's first start may keep the node not ready.
 const FIRST_START_GRACE: Duration = Duration::from_secs(10);
@@ -20,11 +19,11 @@ const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 /// The brokers to publish to, read by the gateway on every request without asking the node.
 #[derive(Debug)]
 pub struct IngressTable {
-    /// By `<namespace>/<name>`, the text of a broker's path: a request's path is looked up as it
-    /// came, with no key built for it.
+    /// By `<namespace>/<name>`, the text of a broker's path (as its `ObjectKey` displays): a
+    /// request's path is looked up as it came, with no key built for it.
     brokers: ArcSwap<HashMap<Box<str>, Broker>>,
-    /// Brokers that exist but do not run (yet), and why.
-    not_running: ArcSwap<HashMap<ObjectKey, NotRunning>>,
+    /// Brokers that exist but do not run (yet), and why; keyed as `brokers`.
+    not_running: ArcSwap<HashMap<Box<str>, NotRunning>>,
     ready: AtomicBool,
     /// The node is stopping: not ready any more (it may still take events for a moment).
     stopping: AtomicBool,
@@ -69,20 +68,14 @@ impl std::fmt::Display for NotRunning {
 }
 
 impl IngressTable {
-    /// The broker `key` names (its path's text is built for the look-up: the ingress, on every
-    /// request, uses [`Self::broker_at`] with the path it got).
-    pub fn broker(&self, key: &ObjectKey) -> Option<Broker> {
-        self.broker_at(&key.to_string())
-    }
-
     /// The broker at `<namespace>/<name>` (a request's path without its leading `/`).
-    pub fn broker_at(&self, path: &str) -> Option<Broker> {
+    pub fn broker(&self, path: &str) -> Option<Broker> {
         self.brokers.load().get(path).cloned()
     }
 
-    /// Why a broker that exists is not running, if it is one.
-    pub fn not_running(&self, key: &ObjectKey) -> Option<NotRunning> {
-        self.not_running.load().get(key).cloned()
+    /// Why the broker at `<namespace>/<name>`, which exists, is not running, if it is one.
+    pub fn not_running(&self, path: &str) -> Option<NotRunning> {
+        self.not_running.load().get(path).cloned()
     }
 
     /// Waits, at most `limit`, for the node to update the table (a broker started or failed, the
@@ -169,7 +162,7 @@ impl Node {
                     Some(failure) => NotRunning::Failed(failure.clone()),
                     None => NotRunning::Starting,
                 };
-                (route.key().clone(), reason)
+                (route.key().to_string().into_boxed_str(), reason)
             })
             .collect();
         self.ingress.not_running.store(Arc::new(not_running));
