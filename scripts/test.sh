@@ -31,6 +31,9 @@ cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== rustdoc (links resolve; the doc comments read as docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 echo "== tests (memory channel)"
 # Every test binary runs even after one fails, so one run names every failing test.
 cargo test --workspace --locked --no-fail-fast

@@ -12,7 +12,7 @@
 //!                                                                             reply ─stamp─► append ─► ...
 //! ```
 //!
-//! Spans are made with [`event_span!`] under the target [`TARGET`]. When no OpenTelemetry layer is
+//! Spans are made with [`event_span!`](crate::event_span) under the target [`TARGET`]. When no OpenTelemetry layer is
 //! installed, nothing subscribes to that target: the spans are disabled at their call site, their
 //! fields are never evaluated, and [`follow`] and [`stamp`] return at once, so an event that arrived
 //! with a producer's `traceparent` keeps it unchanged (pass-through).
@@ -290,7 +290,7 @@ fn group_by_parent(
 }
 
 /// The spans of one hop over a batch: one per parent context `parent_of` picks (see
-/// [`group_by_parent`]), made by `make` from the group's first event and its size, a child of that
+/// `group_by_parent`), made by `make` from the group's first event and its size, a child of that
 /// context; the group's events are stamped with it, so the next hop is its child. A group this hop
 /// does not trace (`at`, its sampled flag) makes no span, and each of its events is passed to
 /// `untraced` instead.

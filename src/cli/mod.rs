@@ -1,5 +1,9 @@
 //! One module per subcommand, and what several share: the output formats (`output`) and the URL
 //! flags' parsers (below).
+//!
+//! The doc comments of the flags are their `--help` text, written for a terminal: `<namespace>`
+//! there is what a user types, not an HTML tag, and a URL is an example, not a link.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 pub(crate) mod admin;
 pub(crate) mod admission;

@@ -209,24 +209,29 @@ impl TriggerContext {
     }
 
     async fn deliver(&self, envelope: &Arc<Envelope>, span: &tracing::Span) -> Outcome {
+        let first = self.attempt_to_subscriber(envelope, span, 1).await;
+        if let Attempt::Delivered = first {
+            inc(&self.metrics.delivered);
+            return Outcome::Delivered { replied: false };
+        }
+        // Replies, retries and dead letters go in a box of their own, so that the future every
+        // delivery allocates holds only what a first attempt that succeeds needs (2,232 bytes
+        // with them in it, in the release build, against the allocator's 1 KiB fast path).
+        Box::pin(self.after_first_attempt(envelope, span, first)).await
+    }
+
+    /// The subscriber's answer to an attempt other than a plain success: its reply put on the
+    /// broker, or retries within the trigger's policy, then the dead-letter sink.
+    async fn after_first_attempt(
+        &self,
+        envelope: &Arc<Envelope>,
+        span: &tracing::Span,
+        mut attempt: Attempt,
+    ) -> Outcome {
         let policy = &self.route.delivery.retry;
         let limits = &self.shared.options.retry_limits;
         let mut retry = 0;
         let report = loop {
-            inc(&self.metrics.attempts);
-            if retry > 0 {
-                inc(&self.metrics.retries);
-            }
-            let attempt = self
-                .attempt(
-                    &self.subscriber_endpoint,
-                    &self.route.subscriber,
-                    OutboundEvent::Stored(envelope.clone()),
-                    envelope,
-                    span,
-                    retry + 1,
-                )
-                .await;
             let (retryable, report, retry_after) = match attempt {
                 Attempt::Delivered => {
                     inc(&self.metrics.delivered);
@@ -254,8 +259,29 @@ impl TriggerContext {
             let wait = policy.wait_before(retry, jitter, retry_after, limits);
             debug!(trigger = %self.route.key, id = envelope.id(), retry, ?wait, code = report.code, "delivery failed, retrying");
             tokio::time::sleep(wait).await;
+            inc(&self.metrics.retries);
+            attempt = self.attempt_to_subscriber(envelope, span, retry + 1).await;
         };
         self.dead_letter(envelope, report, span).await
+    }
+
+    /// Attempt `number` (1 for the first) of the event to the trigger's subscriber.
+    async fn attempt_to_subscriber(
+        &self,
+        envelope: &Arc<Envelope>,
+        span: &tracing::Span,
+        number: u32,
+    ) -> Attempt {
+        inc(&self.metrics.attempts);
+        self.attempt(
+            &self.subscriber_endpoint,
+            &self.route.subscriber,
+            OutboundEvent::Stored(envelope.clone()),
+            envelope,
+            span,
+            number,
+        )
+        .await
     }
 
     /// One POST to `url`, classified; `number` is 1 for the first attempt. The event goes out

@@ -1,6 +1,6 @@
 //! The PingSource: one event per schedule point, exactly once across restarts.
 //!
-//! The task keeps the last schedule point whose event its sink accepted (in the [`StateStore`]),
+//! The task keeps the last schedule point whose event its sink accepted (in the [`StateStore`](super::StateStore)),
 //! and after a restart first sends the points it missed while it was down (up to
 //! [`MAX_CATCH_UP`] of them, none older than [`CATCH_UP_WINDOW`]), then ticks on. A point's event
 //! id is derived from the source and the point, so the one event that a crash between delivery and

@@ -9,7 +9,7 @@
 //!   value   = the data, byte for byte
 //! ```
 //!
-//! [`to_record`] reads a consumed message into a channel record with [`decode`].
+//! `to_record` reads a consumed message into a channel record with [`decode`].
 //!
 //! Reading also accepts structured mode (`content-type: application/cloudevents+json`, the whole
 //! event in the value), which other producers of an external topic may write.

@@ -6,7 +6,7 @@
 //! per kind and namespace (one cluster-wide watch for `namespaceSelector: {}`).
 //!
 //! Unlike Knative's adapter, it does not forget where it was: after each delivered change the
-//! watch's resourceVersion is kept (saved at most every [`SAVE_EVERY`]), and a restarted source
+//! watch's resourceVersion is kept (saved at most every `SAVE_EVERY`), and a restarted source
 //! watches again from there, so the changes made while it was down are sent, not missed. On its very
 //! first start it sends nothing for objects that already exist (as Knative). While the sink is down
 //! the watch is not read further: the API server's history is the buffer, and a position older than

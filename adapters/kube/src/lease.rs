@@ -1,5 +1,5 @@
 //! One active controller among the replicas: a `coordination.k8s.io/v1` Lease, taken when it is
-//! free or expired, renewed every [`RENEW_EVERY`], lost when it could not be renewed in time, and
+//! free or expired, renewed every `RENEW_EVERY`, lost when it could not be renewed in time, and
 //! given up when the replica stops (so another takes over at once instead of after the lease
 //! expires).
 

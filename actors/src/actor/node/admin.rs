@@ -18,7 +18,7 @@ use crate::resources::ObjectKey;
 use crate::routes::{IssueReason, RouteIssue, Routes};
 
 /// Stop gracefully (SIGTERM): take no more events, wait for the ingress requests under way,
-/// then let every broker finish what it owes ([`DrainBroker`]), commit, and report, within
+/// then let every broker finish what it owes (`DrainBroker`), commit, and report, within
 /// `timeout`.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<DrainReport>")]
