@@ -16,7 +16,6 @@
 //! following the hop's broker (when any do).
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -351,6 +350,18 @@ impl Entry {
         self.weight = std::mem::size_of::<Entry>() + self.heap_bytes();
     }
 
+    /// Lets go of what it holds beyond itself (its event, a long key, many hops): it is forgotten.
+    fn release(&mut self) {
+        self.event = None;
+        if self.key.spilled() {
+            self.key = SmallVec::new();
+        }
+        if self.hops.spilled() {
+            self.hops = SmallVec::new();
+        }
+        self.weight = 0;
+    }
+
     fn push(&mut self, trace_id: impl FnOnce() -> Option<TraceId>, hop: Hop) {
         if self.trace_id.is_none() {
             self.trace_id = trace_id();
@@ -387,52 +398,90 @@ impl Entry {
     }
 }
 
-/// The entries of the events whose ids hash to one shard, oldest first. An entry is found by the
-/// hash of its source and id (the entry holds both, to tell a collision) through an index of
-/// sequence numbers, so that the index's entries stay small and an entry never moves in or out
-/// of a hash table: forgetting the oldest event pops the front, a new one goes to the back.
-#[derive(Default)]
+/// The entries of the events whose ids hash to one shard, in a ring: an event's entry stays in
+/// its slot from its first hop until it is forgotten, and a new event reuses the oldest's slot in
+/// place (an entry is a few hundred bytes that moving out of and back into a queue copied twice,
+/// from memory gone cold). An entry is found by the hash of its source and id (the entry holds
+/// both, to tell a collision) through an index of entry numbers, so that the index's entries stay
+/// small and an entry never moves in or out of a hash table.
 struct Shard {
-    /// Oldest first: the front is forgotten first.
-    entries: VecDeque<Entry>,
-    /// The sequence number of the front entry (the entry numbered `n` is `entries[n - first]`).
+    /// The entry numbered `n` is in `slots[n % capacity]` while `first <= n < next`.
+    slots: Vec<Entry>,
+    capacity: usize,
+    /// The number of the oldest entry kept: the one forgotten first.
     first: u64,
-    /// Sequence numbers by the hash of source and id.
+    /// The number the next new entry takes.
+    next: u64,
+    /// Entry numbers by the hash of source and id.
     index: FxHashMap<u64, u64>,
     /// Bytes its entries hold.
     bytes: usize,
 }
 
 impl Shard {
+    fn new(capacity: usize) -> Self {
+        Self {
+            slots: Vec::new(),
+            capacity,
+            first: 0,
+            next: 0,
+            index: FxHashMap::default(),
+            bytes: 0,
+        }
+    }
+
+    fn slot(&self, number: u64) -> usize {
+        (number % self.capacity as u64) as usize
+    }
+
+    /// Entries kept, oldest first.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        (self.first..self.next).map(|number| &self.slots[self.slot(number)])
+    }
+
     fn get_mut(&mut self, hash: u64) -> Option<&mut Entry> {
-        let sequence = *self.index.get(&hash)?;
-        self.entries.get_mut((sequence - self.first) as usize)
+        let slot = self.slot(*self.index.get(&hash)?);
+        self.slots.get_mut(slot)
     }
 
     fn get(&self, hash: u64) -> Option<&Entry> {
-        let sequence = *self.index.get(&hash)?;
-        self.entries.get((sequence - self.first) as usize)
+        self.slots.get(self.slot(*self.index.get(&hash)?))
     }
 
-    /// Forgets the oldest event, and gives its entry back for reuse.
-    fn forget_oldest(&mut self) -> Option<Entry> {
-        let entry = self.entries.pop_front()?;
-        self.first += 1;
+    /// Forgets the oldest event: what its entry held on the heap goes, its slot stays for reuse.
+    fn forget_oldest(&mut self) {
+        if self.first == self.next {
+            return;
+        }
+        let slot = self.slot(self.first);
+        let entry = &mut self.slots[slot];
         self.index.remove(&entry.hash);
         self.bytes -= entry.weight;
-        Some(entry)
+        entry.release();
+        self.first += 1;
     }
 
-    fn push(&mut self, entry: Entry) {
+    /// The entry of a new event (the oldest forgotten when the ring is full), made its own.
+    fn add(&mut self, hash: u64, source: &str, id: &str) -> &mut Entry {
+        if self.next - self.first >= self.capacity as u64 {
+            self.forget_oldest();
+        }
+        let number = self.next;
+        self.next += 1;
+        let slot = self.slot(number);
+        if slot == self.slots.len() {
+            self.slots.push(Entry::default());
+        }
+        self.index.insert(hash, number);
+        let entry = &mut self.slots[slot];
+        entry.reset(hash, source, id);
         self.bytes += entry.weight;
-        self.index
-            .insert(entry.hash, self.first + self.entries.len() as u64);
-        self.entries.push_back(entry);
+        entry
     }
 
     /// Over budget: the oldest events go (never the newest).
     fn keep_within(&mut self, max_bytes: usize) {
-        while self.bytes > max_bytes && self.entries.len() > 1 {
+        while self.bytes > max_bytes && self.next - self.first > 1 {
             self.forget_oldest();
         }
     }
@@ -489,7 +538,9 @@ impl Journal {
             capacity.div_ceil(SHARDS)
         };
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(per_shard)))
+                .collect(),
             per_shard,
             bytes_per_shard,
             tail: Arc::default(),
@@ -642,14 +693,11 @@ impl Journal {
             let after = entry.weight;
             shard.bytes = shard.bytes - before + after;
         } else {
-            let mut entry = if shard.entries.len() >= self.per_shard {
-                shard.forget_oldest().unwrap_or_default()
-            } else {
-                Entry::default()
-            };
-            entry.reset(hash, source, id);
+            let entry = shard.add(hash, source, id);
+            let before = entry.weight;
             entry.push(trace_id, hop);
-            shard.push(entry);
+            let after = entry.weight;
+            shard.bytes = shard.bytes - before + after;
         }
         shard.keep_within(self.bytes_per_shard);
         (index, hash)
@@ -690,8 +738,7 @@ impl Journal {
     pub fn trails(&self, id: &str) -> Vec<Trail> {
         let shard = self.lock(Self::shard_index(&Self::id_hasher(id)));
         let mut trails: Vec<Trail> = shard
-            .entries
-            .iter()
+            .entries()
             .filter(|entry| entry.id() == id.as_bytes())
             .map(Entry::trail)
             .collect();
@@ -843,6 +890,48 @@ mod tests {
             .count();
         assert!(kept <= SHARDS * 2, "{kept}");
         assert!(first(&journal, "e999").is_some());
+        assert!(first(&journal, "e0").is_none());
+    }
+
+    #[test]
+    fn the_ring_reuses_its_slots_in_place_and_keeps_its_count_of_bytes() {
+        // Round a small ring many times, its byte budget forgetting some events early (those
+        // with a long detail), each event's second hop recorded after the next event's first.
+        let journal = Journal::new(SHARDS * 4, SHARDS * 4 * 1024);
+        let broker = broker();
+        let stored = |i: usize| {
+            let hop = Hop::new(Stage::Stored, broker);
+            if i % 7 == 0 {
+                hop.detail("d".repeat(900))
+            } else {
+                hop
+            }
+        };
+        for i in 0..2_000 {
+            journal.record("/src", &format!("e{i}"), || None, stored(i));
+            if i > 0 {
+                let previous = format!("e{}", i - 1);
+                let dispatched = Hop::new(Stage::Dispatched, broker);
+                journal.record("/src", &previous, || None, dispatched);
+            }
+        }
+        let mut kept = 0;
+        for shard in &journal.shards {
+            let shard = shard.lock().unwrap();
+            let held: usize = shard.entries().map(|entry| entry.weight).sum();
+            assert_eq!(held, shard.bytes, "the shard counts what its entries hold");
+            assert!(shard.next - shard.first <= shard.capacity as u64);
+            assert_eq!(shard.index.len() as u64, shard.next - shard.first);
+            kept += shard.index.len();
+        }
+        assert!(kept > 0);
+        let stages = |id: &str| -> Vec<Stage> {
+            let trail = first(&journal, id).expect("kept");
+            assert_eq!(trail.id, id, "a reused slot holds its new event only");
+            trail.hops.iter().map(|hop| hop.stage).collect()
+        };
+        assert_eq!(stages("e1998"), [Stage::Stored, Stage::Dispatched]);
+        assert_eq!(stages("e1999"), [Stage::Stored]);
         assert!(first(&journal, "e0").is_none());
     }
 
