@@ -332,33 +332,28 @@ impl Entry {
     /// Makes this entry the event's, keeping no more than an event of its own would need (what
     /// a long key or a retry storm took on the heap goes).
     fn reset(&mut self, hash: u64, source: &str, id: &str) {
+        self.release();
         self.hash = hash;
-        self.key.clear();
-        if self.key.spilled() {
-            self.key.shrink_to_fit();
-        }
         self.key.extend_from_slice(id.as_bytes());
         self.key.extend_from_slice(source.as_bytes());
         self.id_len = id.len();
         self.trace_id = None;
+        self.dropped = 0;
+        self.weight = std::mem::size_of::<Entry>() + self.heap_bytes();
+    }
+
+    /// Lets go of what it holds (its event, its key, its hops and their details, and what a long
+    /// key or a retry storm took on the heap): it is forgotten, or about to be another event's.
+    fn release(&mut self) {
+        self.key.clear();
+        if self.key.spilled() {
+            self.key.shrink_to_fit();
+        }
         self.hops.clear();
         if self.hops.spilled() {
             self.hops.shrink_to_fit();
         }
-        self.dropped = 0;
         self.event = None;
-        self.weight = std::mem::size_of::<Entry>() + self.heap_bytes();
-    }
-
-    /// Lets go of what it holds beyond itself (its event, a long key, many hops): it is forgotten.
-    fn release(&mut self) {
-        self.event = None;
-        if self.key.spilled() {
-            self.key = SmallVec::new();
-        }
-        if self.hops.spilled() {
-            self.hops = SmallVec::new();
-        }
         self.weight = 0;
     }
 
@@ -897,7 +892,7 @@ mod tests {
     fn the_ring_reuses_its_slots_in_place_and_keeps_its_count_of_bytes() {
         // Round a small ring many times, its byte budget forgetting some events early (those
         // with a long detail), each event's second hop recorded after the next event's first.
-        let journal = Journal::new(SHARDS * 4, SHARDS * 4 * 1024);
+        let journal = Journal::new(SHARDS * 4, SHARDS * 2 * 1024);
         let broker = broker();
         let stored = |i: usize| {
             let hop = Hop::new(Stage::Stored, broker);
@@ -915,7 +910,13 @@ mod tests {
                 journal.record("/src", &previous, || None, dispatched);
             }
         }
-        let mut kept = 0;
+        // The newest event's long hops take its shard over budget: older events go, their slots
+        // left for the next events.
+        for _ in 0..2 {
+            let attempt = Hop::new(Stage::Attempt, broker).detail("a".repeat(1_000));
+            journal.record("/src", "e1999", || None, attempt);
+        }
+        let (mut kept, mut forgotten) = (0, 0);
         for shard in &journal.shards {
             let shard = shard.lock().unwrap();
             let held: usize = shard.entries().map(|entry| entry.weight).sum();
@@ -923,15 +924,34 @@ mod tests {
             assert!(shard.next - shard.first <= shard.capacity as u64);
             assert_eq!(shard.index.len() as u64, shard.next - shard.first);
             kept += shard.index.len();
+            let kept_slots: Vec<usize> = (shard.first..shard.next)
+                .map(|number| shard.slot(number))
+                .collect();
+            for (slot, entry) in shard.slots.iter().enumerate() {
+                if !kept_slots.contains(&slot) {
+                    forgotten += 1;
+                    assert!(
+                        entry.hops.is_empty() && entry.event.is_none() && entry.weight == 0,
+                        "a forgotten entry holds nothing (its hops' details neither)"
+                    );
+                }
+            }
         }
         assert!(kept > 0);
+        assert!(
+            forgotten > 0,
+            "the budget forgot some events before their turn"
+        );
         let stages = |id: &str| -> Vec<Stage> {
             let trail = first(&journal, id).expect("kept");
             assert_eq!(trail.id, id, "a reused slot holds its new event only");
             trail.hops.iter().map(|hop| hop.stage).collect()
         };
         assert_eq!(stages("e1998"), [Stage::Stored, Stage::Dispatched]);
-        assert_eq!(stages("e1999"), [Stage::Stored]);
+        assert_eq!(
+            stages("e1999"),
+            [Stage::Stored, Stage::Attempt, Stage::Attempt]
+        );
         assert!(first(&journal, "e0").is_none());
     }
 
