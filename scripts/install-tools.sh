@@ -35,7 +35,7 @@ ETCD_VERSION=3.4.
 KAFKA_POM=$KNACTOR_REPO/scripts/kafka/pom.xml
 KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$KAFKA_POM")
 KAFKA_DIR=$TOOLS_DIR/kafka/$KAFKA_VERSION
-DEBS="cmake libcurl4-openssl-dev pkg-config protobuf-compiler openssl libssl-dev chromium chromium-driver"
+DEBS="cmake libcurl4-openssl-dev pkg-config protobuf-compiler openssl libssl-dev chromium chromium-driver valgrind"
 
 SUDO=
 [[ $(id -u) == 0 ]] || SUDO=sudo
