@@ -9,13 +9,13 @@
 //! a delivery must not do (Knative's data-plane contract: a 3xx is an error, not followed; retries
 //! are the trigger's) and cost about a tenth of a node's CPU per delivered event.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudevents::event::ExtensionValue;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -36,9 +36,55 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
 
 const USER_AGENT_VALUE: &str = concat!("knactor/", env!("CARGO_PKG_VERSION"));
 
+/// Subscriber URLs whose [`Destination`] is kept; past this many, the cache starts over.
+const MAX_DESTINATIONS: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    destinations: Arc<Destinations>,
+}
+
+/// What every request to one subscriber URL needs and is the same each time, made once per URL
+/// instead of once per attempt: the URI (a clone shares its bytes) and, for `http://`, the
+/// `Host` header, which the pooled client otherwise formats for each request to a URL with a
+/// port. (Over TLS the client may speak HTTP/2, which carries the host as `:authority`: left to
+/// it.)
+#[derive(Debug, Clone)]
+struct Destination {
+    uri: http::Uri,
+    host: Option<HeaderValue>,
+}
+
+/// [`Destination`]s by URL text.
+#[derive(Debug, Default)]
+struct Destinations(Mutex<foldhash::HashMap<Box<str>, Destination>>);
+
+impl Destinations {
+    fn get(&self, url: &str) -> Result<Destination, TransportError> {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(destination) = known.get(url) {
+            return Ok(destination.clone());
+        }
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|error| TransportError::Other(format!("{url}: {error}")))?;
+        // As the client writes it: the host, and the port unless it is 80 (no user information).
+        let host = match (uri.scheme_str(), uri.host()) {
+            (Some("http"), Some(host)) => match uri.port_u16() {
+                Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")),
+                _ => HeaderValue::from_str(host),
+            }
+            .ok(),
+            _ => None,
+        };
+        let destination = Destination { uri, host };
+        if known.len() >= MAX_DESTINATIONS {
+            known.clear();
+        }
+        known.insert(url.into(), destination.clone());
+        Ok(destination)
+    }
 }
 
 /// Why the HTTP client could not be built.
@@ -76,7 +122,10 @@ impl HttpTransport {
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(256)
             .build(connector);
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            destinations: Arc::default(),
+        })
     }
 }
 
@@ -134,13 +183,13 @@ impl Transport for HttpTransport {
             }
         };
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let uri: http::Uri = url
-            .as_str()
-            .parse()
-            .map_err(|error| TransportError::Other(format!("{url}: {error}")))?;
+        let destination = self.destinations.get(url.as_str())?;
+        if let Some(host) = destination.host {
+            headers.insert(HOST, host);
+        }
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = destination.uri;
         *request.headers_mut() = headers;
         // The attempt's timeout covers it all: connecting, the answer's head and its body.
         let exchange = async {
@@ -225,6 +274,54 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_carries_the_host_header_the_client_would_write() {
+        let destinations = Destinations::default();
+        let host = |url: &str| {
+            destinations
+                .get(url)
+                .unwrap()
+                .host
+                .map(|value| value.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            host("http://127.0.0.1:8080/sink").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("http://svc.team.svc.cluster.local/").as_deref(),
+            Some("svc.team.svc.cluster.local")
+        );
+        assert_eq!(host("http://svc:80/").as_deref(), Some("svc"));
+        assert_eq!(
+            host("http://user:secret@svc:81/").as_deref(),
+            Some("svc:81")
+        );
+        assert_eq!(
+            host("https://svc:8443/"),
+            None,
+            "left to the client over TLS"
+        );
+        let uri = destinations.get("http://svc:81/a?b=c").unwrap().uri;
+        assert_eq!(uri.to_string(), "http://svc:81/a?b=c");
+        assert!(destinations.get("http://[::1/").is_err());
+    }
+
+    #[test]
+    fn the_destination_cache_starts_over_when_full() {
+        let destinations = Destinations::default();
+        for port in 0..MAX_DESTINATIONS + 1 {
+            destinations.get(&format!("http://svc:{port}/")).unwrap();
+        }
+        let known = destinations.0.lock().unwrap();
+        assert_eq!(
+            known.len(),
+            1,
+            "cleared at {MAX_DESTINATIONS}, then one added"
+        );
+        assert!(known.contains_key(format!("http://svc:{MAX_DESTINATIONS}/").as_str()));
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {

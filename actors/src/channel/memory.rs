@@ -9,7 +9,7 @@
 //! What it cannot do is survive the process: events in memory are gone when the node stops. Use the
 //! Kafka channel for that.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -67,7 +67,9 @@ impl fmt::Debug for MemoryLog {
 
 #[derive(Default)]
 struct State {
-    topics: HashMap<String, Topic>,
+    /// Hashed with foldhash, as each topic's groups: every append, read and commit looks its
+    /// topic and group up by name, and the names are the node's own, not a client's.
+    topics: foldhash::HashMap<String, Topic>,
     next_member: u64,
     /// Bytes of every record held, in all topics.
     bytes: usize,
@@ -77,7 +79,7 @@ struct Topic {
     partitions: Vec<PartitionLog>,
     /// Records kept per partition at most (`None`: only the byte budget bounds it).
     max_records: Option<usize>,
-    groups: HashMap<String, Group>,
+    groups: foldhash::HashMap<String, Group>,
     /// Woken on every append and on every change of membership.
     notify: Arc<Notify>,
     round_robin: u64,
@@ -213,14 +215,22 @@ impl Topic {
     }
 
     fn group(&mut self, name: &str) -> &mut Group {
-        let partitions = self.partitions.len();
+        // Looked up by `&str` first: `entry` would take an owned name, allocated at every read
+        // and commit for a group that nearly always exists.
+        if !self.groups.contains_key(name) {
+            let partitions = self.partitions.len();
+            self.groups.insert(
+                name.to_string(),
+                Group {
+                    committed: vec![None; partitions],
+                    behind: vec![BTreeMap::new(); partitions],
+                    member: None,
+                },
+            );
+        }
         self.groups
-            .entry(name.to_string())
-            .or_insert_with(|| Group {
-                committed: vec![None; partitions],
-                behind: vec![BTreeMap::new(); partitions],
-                member: None,
-            })
+            .get_mut(name)
+            .expect("the group was just looked up or added")
     }
 
     /// Commits and trims (into `released`, see [`Topic::trim`]); how many bytes the trim freed.
@@ -266,7 +276,7 @@ impl EventLog for MemoryLog {
                     .map(|_| PartitionLog::default())
                     .collect(),
                 max_records: (!spec.parking).then_some(self.limits.max_records_per_partition),
-                groups: HashMap::new(),
+                groups: foldhash::HashMap::default(),
                 notify: Arc::new(Notify::new()),
                 round_robin: 0,
             });

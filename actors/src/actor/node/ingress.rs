@@ -2,7 +2,6 @@
 //! that run here (by address), why the others do not, and whether the node is ready or stopping.
 //! The node keeps it current (`Node::publish_ingress`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +19,12 @@ const FIRST_START_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct IngressTable {
     /// By `<namespace>/<name>`, the text of a broker's path (as its `ObjectKey` displays): a
-    /// request's path is looked up as it came, with no key built for it.
-    brokers: ArcSwap<HashMap<Box<str>, Broker>>,
+    /// request's path is looked up as it came, with no key built for it. Hashed with foldhash, not
+    /// SipHash: every request looks its broker up here, and SipHash's resistance to keys chosen
+    /// to collide protects a table of what requests insert, while this one is the configuration's.
+    brokers: ArcSwap<foldhash::HashMap<Box<str>, Broker>>,
     /// Brokers that exist but do not run (yet), and why; keyed as `brokers`.
-    not_running: ArcSwap<HashMap<Box<str>, NotRunning>>,
+    not_running: ArcSwap<foldhash::HashMap<Box<str>, NotRunning>>,
     ready: AtomicBool,
     /// The node is stopping: not ready any more (it may still take events for a moment).
     stopping: AtomicBool,
