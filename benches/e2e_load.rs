@@ -148,6 +148,13 @@
 //!
 //! mimalloc (v2, which returns freed memory after 10 ms) was measured again: no gain beyond the
 //! noise, and not used.
+//!
+//! Then (the next stop): `benches/instructions.rs` counts the same configurations' instructions
+//! per event under callgrind, which repeat where this bench's CPU time moves by 15 %, and found
+//! 5.8 % of the node's to remove (an event's POST trying every GET route's pattern, a subscriber
+//! URL parsed and its `Host` header formatted per attempt, a consumer group's name allocated per
+//! look-up); two runs of this bench on that code: 3.20x and 3.40x (32.0 and 34.0 µs per event),
+//! the ingress alone 0.78x and 0.85x.
 
 #![allow(clippy::unwrap_used)]
 
