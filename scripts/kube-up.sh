@@ -90,6 +90,8 @@ start() {
     echo "$name $!" >>"$dir/pids"
 }
 fail() {
+    # kube-apiserver's failures are mostly etcd's: its log too.
+    [[ $1 == kube-apiserver ]] && { echo "---- $dir/etcd.log (tail)" >&2; tail -n 20 "$dir/etcd.log" >&2; }
     echo "---- $dir/$1.log (tail)" >&2
     tail -n 40 "$dir/$1.log" >&2
     "$(dirname "$0")/kube-down.sh" "$dir"
@@ -115,6 +117,24 @@ for _ in 1 2 3; do
     sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
 done
 port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
+# etcd opens its port before it has elected itself leader and serves; a kube-apiserver started then
+# gives up on it ("context deadline exceeded"), and on a machine loaded with other tests' servers
+# (Kafka's JVM, several API servers) three such starts in a row were seen to fail: wait for etcd to
+# say it is healthy first.
+etcd_healthy() {
+    local reply
+    exec 9<>"/dev/tcp/127.0.0.1/$ETCD_PORT" || return 1
+    printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&9
+    reply=$(timeout 5 cat <&9)
+    exec 9<&- 9>&-
+    [[ $reply == *'"health":"true"'* ]]
+}
+for ((i = 0; i < 600; i++)); do  # 60 s
+    etcd_healthy 2>/dev/null && break
+    alive "$(pid_of etcd)" etcd || fail etcd "etcd exited"
+    sleep 0.1
+done
+((i < 600)) || fail etcd "etcd not healthy within 60 s of opening 127.0.0.1:$ETCD_PORT"
 
 read -ra extra_args <<<"${KNACTOR_KUBE_APISERVER_ARGS:-}"
 # Up to 3 tries: on a loaded machine kube-apiserver may give up on etcd at start ("context
