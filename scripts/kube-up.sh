@@ -99,28 +99,9 @@ fail() {
 }
 
 : >"$dir/pids"
-# etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile.
-for _ in 1 2 3; do
-    start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
-        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-        --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
-    for ((i = 0; i < 600; i++)); do  # 60 s (a loaded machine starts several at once)
-        port_open "$ETCD_PORT" && break
-        alive "$(pid_of etcd)" etcd || break
-        sleep 0.1
-    done
-    port_open "$ETCD_PORT" && break
-    stop "$(pid_of etcd)" etcd
-    : >"$dir/pids"
-    new_ports
-    sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
-done
-port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
-# etcd opens its port before it has elected itself leader and serves; a kube-apiserver started then
-# gives up on it ("context deadline exceeded"), and on a machine loaded with other tests' servers
-# (Kafka's JVM, several API servers) three such starts in a row were seen to fail: wait for etcd to
-# say it is healthy first.
+# Whether the etcd on ETCD_PORT says it is healthy (its /health, over bash's /dev/tcp). etcd opens its
+# port before it has elected itself leader and serves, and a kube-apiserver started then gives up on
+# it ("context deadline exceeded").
 etcd_healthy() {
     local reply
     exec 9<>"/dev/tcp/127.0.0.1/$ETCD_PORT" || return 1
@@ -129,12 +110,27 @@ etcd_healthy() {
     exec 9<&- 9>&-
     [[ $reply == *'"health":"true"'* ]]
 }
-for ((i = 0; i < 600; i++)); do  # 60 s
-    etcd_healthy 2>/dev/null && break
-    alive "$(pid_of etcd)" etcd || fail etcd "etcd exited"
-    sleep 0.1
+# etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile (then
+# this etcd exits, and the port answers for someone else: only this etcd, alive and healthy, counts).
+etcd_up=
+for _ in 1 2 3; do
+    start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
+    for ((i = 0; i < 600; i++)); do  # 60 s (a loaded machine starts several at once)
+        alive "$(pid_of etcd)" etcd || break
+        etcd_healthy 2>/dev/null && { etcd_up=1; break; }
+        sleep 0.1
+    done
+    [[ -n $etcd_up ]] && alive "$(pid_of etcd)" etcd && break
+    etcd_up=
+    stop "$(pid_of etcd)" etcd
+    : >"$dir/pids"
+    new_ports
+    sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
 done
-((i < 600)) || fail etcd "etcd not healthy within 60 s of opening 127.0.0.1:$ETCD_PORT"
+[[ -n $etcd_up ]] || fail etcd "etcd did not start and say it is healthy on 127.0.0.1:$ETCD_PORT (3 tries of up to 60 s)"
 
 read -ra extra_args <<<"${KNACTOR_KUBE_APISERVER_ARGS:-}"
 # Up to 3 tries: on a loaded machine kube-apiserver may give up on etcd at start ("context
