@@ -202,18 +202,6 @@ fn require_valgrind() {
     }
 }
 
-/// Where the benches write their results (as [`write_results`] does).
-fn results_dir() -> PathBuf {
-    std::env::var_os("KNACTOR_BENCH_RESULTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("bench-results")
-        })
-}
-
 /// `valgrind` with callgrind's options, its dumps named `<dir>/<name>.<pid>[.<part>]`.
 fn callgrind_args(dir: &Path, name: &str) -> Vec<String> {
     vec![

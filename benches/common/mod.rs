@@ -319,19 +319,25 @@ pub fn rate(run: &Run, events: usize) -> f64 {
 /// Writes a bench's results as JSON under target/bench-results/ (or `$KNACTOR_BENCH_RESULTS`: the
 /// smoke run writes elsewhere, so that it never replaces the results of a full run).
 pub fn write_results(name: &str, results: &serde_json::Value) {
-    let out = std::env::var_os("KNACTOR_BENCH_RESULTS")
+    let out = results_dir();
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(results).unwrap(),
+    );
+}
+
+/// Where the benches write what they measured: `$KNACTOR_BENCH_RESULTS`, else
+/// `target/bench-results/` (under `$CARGO_TARGET_DIR` when it is set).
+pub fn results_dir() -> PathBuf {
+    std::env::var_os("KNACTOR_BENCH_RESULTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
                 .join("bench-results")
-        });
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(
-        out.join(format!("{name}.json")),
-        serde_json::to_string_pretty(results).unwrap(),
-    );
+        })
 }
 
 /// User + system CPU ticks a process used so far, all its threads (/proc/PID/stat, fields 14
