@@ -90,8 +90,6 @@ start() {
     echo "$name $!" >>"$dir/pids"
 }
 fail() {
-    # kube-apiserver's failures are mostly etcd's: its log too.
-    [[ $1 == kube-apiserver ]] && { echo "---- $dir/etcd.log (tail)" >&2; tail -n 20 "$dir/etcd.log" >&2; }
     echo "---- $dir/$1.log (tail)" >&2
     tail -n 40 "$dir/$1.log" >&2
     "$(dirname "$0")/kube-down.sh" "$dir"
@@ -99,38 +97,24 @@ fail() {
 }
 
 : >"$dir/pids"
-# Whether the etcd on ETCD_PORT says it is healthy (its /health, over bash's /dev/tcp). etcd opens its
-# port before it has elected itself leader and serves, and a kube-apiserver started then gives up on
-# it ("context deadline exceeded").
-etcd_healthy() {
-    local reply
-    exec 9<>"/dev/tcp/127.0.0.1/$ETCD_PORT" || return 1
-    printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&9
-    reply=$(timeout 5 cat <&9)
-    exec 9<&- 9>&-
-    [[ $reply == *'"health":"true"'* ]]
-}
-# etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile (then
-# this etcd exits, and the port answers for someone else: only this etcd, alive and healthy, counts).
-etcd_up=
+# etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile.
 for _ in 1 2 3; do
     start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
     for ((i = 0; i < 600; i++)); do  # 60 s (a loaded machine starts several at once)
+        port_open "$ETCD_PORT" && break
         alive "$(pid_of etcd)" etcd || break
-        etcd_healthy 2>/dev/null && { etcd_up=1; break; }
         sleep 0.1
     done
-    [[ -n $etcd_up ]] && alive "$(pid_of etcd)" etcd && break
-    etcd_up=
+    port_open "$ETCD_PORT" && break
     stop "$(pid_of etcd)" etcd
     : >"$dir/pids"
     new_ports
     sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
 done
-[[ -n $etcd_up ]] || fail etcd "etcd did not start and say it is healthy on 127.0.0.1:$ETCD_PORT (3 tries of up to 60 s)"
+port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
 
 read -ra extra_args <<<"${KNACTOR_KUBE_APISERVER_ARGS:-}"
 # Up to 3 tries: on a loaded machine kube-apiserver may give up on etcd at start ("context
