@@ -456,6 +456,18 @@ impl Shard {
         self.first += 1;
     }
 
+    /// The entry whose hash is `hash` (maybe another event's: see [`Entry::is`]), or a new one
+    /// made the event's with [`Shard::add`].
+    fn found_or_added(&mut self, hash: u64, source: &str, id: &str) -> &mut Entry {
+        match self.index.get(&hash) {
+            Some(&number) => {
+                let slot = self.slot(number);
+                &mut self.slots[slot]
+            }
+            None => self.add(hash, source, id),
+        }
+    }
+
     /// The entry of a new event (the oldest forgotten when the ring is full), made its own.
     fn add(&mut self, hash: u64, source: &str, id: &str) -> &mut Entry {
         if self.next - self.first >= self.capacity as u64 {
@@ -678,22 +690,15 @@ impl Journal {
         let (index, hash) = Self::place_of(source, id);
         let mut shard = self.lock(index);
         let shard = &mut *shard;
-        if let Some(entry) = shard.get_mut(hash) {
-            let before = entry.weight;
-            if !entry.is(source, id) {
-                // Another event with the same hash: the newer event takes the place.
-                entry.reset(hash, source, id);
-            }
-            entry.push(trace_id, hop);
-            let after = entry.weight;
-            shard.bytes = shard.bytes - before + after;
-        } else {
-            let entry = shard.add(hash, source, id);
-            let before = entry.weight;
-            entry.push(trace_id, hop);
-            let after = entry.weight;
-            shard.bytes = shard.bytes - before + after;
+        let entry = shard.found_or_added(hash, source, id);
+        let before = entry.weight;
+        if !entry.is(source, id) {
+            // Another event with the same hash: the newer event takes the place.
+            entry.reset(hash, source, id);
         }
+        entry.push(trace_id, hop);
+        let after = entry.weight;
+        shard.bytes = shard.bytes - before + after;
         shard.keep_within(self.bytes_per_shard);
         (index, hash)
     }
