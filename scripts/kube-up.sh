@@ -92,29 +92,44 @@ start() {
 fail() {
     echo "---- $dir/$1.log (tail)" >&2
     tail -n 40 "$dir/$1.log" >&2
+    if [[ $1 == kube-apiserver ]]; then
+        etcd_serving && echo "---- etcd runs and serves 127.0.0.1:$ETCD_PORT; its log (tail):" >&2 ||
+            echo "---- etcd (pid $(pid_of etcd)) is no longer serving 127.0.0.1:$ETCD_PORT; its log (tail):" >&2
+        tail -n 20 "$dir/etcd.log" >&2
+    fi
     "$(dirname "$0")/kube-down.sh" "$dir"
     die "$2"
 }
 
 : >"$dir/pids"
+# etcd_serving: the etcd started last runs and has logged that it serves 127.0.0.1:$ETCD_PORT (its
+# own word, read from the lines it logged: a connect to the port alone counts another server that
+# took the port meanwhile, with this etcd gone, and kube-apiserver then gives up on it).
+etcd_serving() {
+    alive "$(pid_of etcd)" etcd &&
+        tail -n +"$((etcd_log_lines + 1))" "$dir/etcd.log" 2>/dev/null |
+        grep -q "serving insecure client requests on 127.0.0.1:$ETCD_PORT,"
+}
 # etcd, up to 3 tries: a port picked as free may be taken by another test's server meanwhile.
 for _ in 1 2 3; do
+    touch "$dir/etcd.log"
+    etcd_log_lines=$(wc -l <"$dir/etcd.log")
     start etcd "$etcd" --name knactor-test --data-dir "$dir/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-cluster "knactor-test=http://127.0.0.1:$ETCD_PEER_PORT"
     for ((i = 0; i < 600; i++)); do  # 60 s (a loaded machine starts several at once)
-        port_open "$ETCD_PORT" && break
+        etcd_serving && break
         alive "$(pid_of etcd)" etcd || break
         sleep 0.1
     done
-    port_open "$ETCD_PORT" && break
+    etcd_serving && break
     stop "$(pid_of etcd)" etcd
     : >"$dir/pids"
     new_ports
     sed -i "s|server: https://127.0.0.1:[0-9]*|server: https://127.0.0.1:$APISERVER_PORT|" "$dir/kubeconfig"
 done
-port_open "$ETCD_PORT" || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
+etcd_serving || fail etcd "etcd did not start on 127.0.0.1:$ETCD_PORT (3 tries)"
 
 read -ra extra_args <<<"${KNACTOR_KUBE_APISERVER_ARGS:-}"
 # Up to 3 tries: on a loaded machine kube-apiserver may give up on etcd at start ("context

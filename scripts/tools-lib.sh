@@ -54,7 +54,8 @@ s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 # alive PID NAME: PID runs and its command line mentions NAME (guards against a recycled pid).
 alive() { [[ -n $1 ]] && grep -qa -- "$2" "/proc/$1/cmdline" 2>/dev/null; }
 
-# stop PID NAME: SIGTERM, up to 10 s, then SIGKILL.
+# stop PID NAME: SIGTERM, up to 10 s, then SIGKILL; returns once it is gone (what it held, such as
+# etcd's lock on its data directory, is free for the next start).
 stop() {
     local pid=$1 name=$2 i
     alive "$pid" "$name" || return 0
@@ -65,4 +66,8 @@ stop() {
     done
     echo "$name (pid $pid) ignored SIGTERM for 10 s: SIGKILL" >&2
     kill -9 "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        alive "$pid" "$name" || return 0
+        sleep 0.1
+    done
 }
