@@ -4,10 +4,14 @@
 //! and `Kn-Namespace`. Reads the whole answer (up to a limit) because a dead-letter sink wants the
 //! body, and a reply is an event in it.
 //!
-//! Built on hyper's pooled client (hyper-util) with rustls, not on reqwest: what reqwest adds on
-//! top (a redirect layer, a retry layer, a request builder that parses each header again) is what
-//! a delivery must not do (Knative's data-plane contract: a 3xx is an error, not followed; retries
-//! are the trigger's) and cost about a tenth of a node's CPU per delivered event.
+//! Built on hyper, not on reqwest: what reqwest adds on top (a redirect layer, a retry layer, a
+//! request builder that parses each header again) is what a delivery must not do (Knative's
+//! data-plane contract: a 3xx is an error, not followed; retries are the trigger's) and cost about
+//! a tenth of a node's CPU per delivered event. `http://` subscribers, the common case inside a
+//! cluster, are reached over HTTP/1 connections of our own pool ([`pool`]); `https://` ones
+//! through hyper-util's pooled client with rustls, which negotiates HTTP/2 where it can.
+
+mod pool;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,8 +35,14 @@ use crate::binding::{decode_reply, write_binary, write_structured};
 /// Response bodies larger than this are cut (a reply event bigger than this is refused anyway).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-/// How long an unused connection to a subscriber stays in the pool.
+/// How long an unused connection to a subscriber stays in the pool. Below the 5 s keep-alive of
+/// Node.js, actix-web and most Python servers: a pooled connection the subscriber is closing at
+/// the moment it is reused fails the attempt with nothing received, which without retries parks
+/// the event.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Idle connections kept per subscriber address.
+const MAX_IDLE_PER_ADDRESS: usize = 256;
 
 const USER_AGENT_VALUE: &str = concat!("knactor/", env!("CARGO_PKG_VERSION"));
 
@@ -41,19 +51,28 @@ const MAX_DESTINATIONS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
+    /// `http://` subscribers.
+    http1: pool::Http1Pool,
+    /// Everything else (`https://`).
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     destinations: Arc<Destinations>,
 }
 
 /// What every request to one subscriber URL needs and is the same each time, made once per URL
-/// instead of once per attempt: the URI (a clone shares its bytes) and, for `http://`, the
-/// `Host` header, which the pooled client otherwise formats for each request to a URL with a
-/// port. (Over TLS the client may speak HTTP/2, which carries the host as `:authority`: left to
-/// it.)
+/// instead of once per attempt (a clone shares the bytes).
 #[derive(Debug, Clone)]
-struct Destination {
-    uri: http::Uri,
-    host: Option<HeaderValue>,
+enum Destination {
+    /// `http://`: sent on a connection of [`pool::Http1Pool`] to `address`, so the request
+    /// carries what a client writes for itself: its target in origin form (`/path?query`) and
+    /// the `Host` header (the host, and the port unless it is 80; no user information).
+    Plain {
+        address: Box<str>,
+        target: http::Uri,
+        host: HeaderValue,
+    },
+    /// Anything else, as the URL is: hyper-util's client connects (with TLS) and may speak
+    /// HTTP/2, which carries the host as `:authority`.
+    Other { uri: http::Uri },
 }
 
 /// [`Destination`]s by URL text.
@@ -66,19 +85,26 @@ impl Destinations {
         if let Some(destination) = known.get(url) {
             return Ok(destination.clone());
         }
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|error| TransportError::Other(format!("{url}: {error}")))?;
-        // As the client writes it: the host, and the port unless it is 80 (no user information).
-        let host = match (uri.scheme_str(), uri.host()) {
-            (Some("http"), Some(host)) => match uri.port_u16() {
-                Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")),
-                _ => HeaderValue::from_str(host),
+        let invalid = |error: &dyn std::fmt::Display| TransportError::Other(format!("{url}: {error}"));
+        let uri: http::Uri = url.parse().map_err(|error| invalid(&error))?;
+        let destination = match (uri.scheme_str(), uri.host()) {
+            (Some("http"), Some(host)) => {
+                let port = uri.port_u16().unwrap_or(80);
+                let address = format!("{host}:{port}");
+                let host = HeaderValue::from_str(if port == 80 { host } else { &address })
+                    .map_err(|error| invalid(&error))?;
+                let target = match uri.path_and_query() {
+                    Some(target) if !target.as_str().is_empty() => http::Uri::from(target.clone()),
+                    _ => http::Uri::from_static("/"),
+                };
+                Destination::Plain {
+                    address: address.into(),
+                    target,
+                    host,
+                }
             }
-            .ok(),
-            _ => None,
+            _ => Destination::Other { uri },
         };
-        let destination = Destination { uri, host };
         if known.len() >= MAX_DESTINATIONS {
             known.clear();
         }
@@ -115,14 +141,12 @@ impl HttpTransport {
             .enable_http2()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
-            // Below the 5 s keep-alive of Node.js, actix-web and most Python servers: a pooled
-            // connection the subscriber is closing at the moment it is reused fails the attempt
-            // with nothing received, which without retries parks the event.
             .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(MAX_IDLE_PER_ADDRESS)
             .build(connector);
         Ok(Self {
+            http1: pool::Http1Pool::new(IDLE_CONNECTION_TIMEOUT, MAX_IDLE_PER_ADDRESS),
             client,
             destinations: Arc::default(),
         })
@@ -183,27 +207,31 @@ impl Transport for HttpTransport {
             }
         };
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let destination = self.destinations.get(url.as_str())?;
-        if let Some(host) = destination.host {
-            headers.insert(HOST, host);
-        }
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = destination.uri;
         *request.headers_mut() = headers;
-        // The attempt's timeout covers it all: connecting, the answer's head and its body.
+        // The attempt's timeout covers it all: connecting, the answer's head and its body. A
+        // connection whose exchange was cut by it is dropped, which closes it.
         let exchange = async {
-            let response = self.client.request(request).await.map_err(client_error)?;
-            let (head, mut incoming) = response.into_parts();
-            let mut body = Vec::new();
-            while let Some(frame) = incoming.frame().await {
-                let frame = frame.map_err(|error| TransportError::Other(with_causes(&error)))?;
-                if let Ok(chunk) = frame.into_data() {
-                    let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            match self.destinations.get(url.as_str())? {
+                Destination::Plain {
+                    address,
+                    target,
+                    host,
+                } => {
+                    *request.uri_mut() = target;
+                    request.headers_mut().insert(HOST, host);
+                    let (response, connection) = self.http1.send(&address, request).await?;
+                    let answer = read_answer(response).await?;
+                    self.http1.give_back(&address, connection);
+                    Ok(answer)
+                }
+                Destination::Other { uri } => {
+                    *request.uri_mut() = uri;
+                    let response = self.client.request(request).await.map_err(client_error)?;
+                    read_answer(response).await
                 }
             }
-            Ok::<_, TransportError>((head, body))
         };
         let (head, body) = tokio::time::timeout(timeout, exchange)
             .await
@@ -234,6 +262,23 @@ impl Transport for HttpTransport {
             reply,
         })
     }
+}
+
+/// The answer's head, and its body up to [`MAX_RESPONSE_BYTES`] (read to its end, so that the
+/// connection can carry the next request).
+async fn read_answer(
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<(http::response::Parts, Vec<u8>), TransportError> {
+    let (head, mut incoming) = response.into_parts();
+    let mut body = Vec::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|error| TransportError::Other(with_causes(&error)))?;
+        if let Ok(chunk) = frame.into_data() {
+            let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+    Ok((head, body))
 }
 
 /// An error of the client, as a transport error: could not connect, or anything else; with
@@ -276,35 +321,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_destination_carries_the_host_header_the_client_would_write() {
+    fn a_plain_destination_carries_what_the_client_would_write() {
         let destinations = Destinations::default();
-        let host = |url: &str| {
-            destinations
-                .get(url)
-                .unwrap()
-                .host
-                .map(|value| value.to_str().unwrap().to_string())
+        let plain = |url: &str| match destinations.get(url).unwrap() {
+            Destination::Plain {
+                address,
+                target,
+                host,
+            } => (
+                address.to_string(),
+                target.to_string(),
+                host.to_str().unwrap().to_string(),
+            ),
+            other => panic!("{url}: {other:?}"),
+        };
+        let expect = |address: &str, target: &str, host: &str| {
+            (address.to_string(), target.to_string(), host.to_string())
         };
         assert_eq!(
-            host("http://127.0.0.1:8080/sink").as_deref(),
-            Some("127.0.0.1:8080")
+            plain("http://127.0.0.1:8080/sink"),
+            expect("127.0.0.1:8080", "/sink", "127.0.0.1:8080")
         );
         assert_eq!(
-            host("http://svc.team.svc.cluster.local/").as_deref(),
-            Some("svc.team.svc.cluster.local")
+            plain("http://svc.team.svc.cluster.local"),
+            expect("svc.team.svc.cluster.local:80", "/", "svc.team.svc.cluster.local")
         );
-        assert_eq!(host("http://svc:80/").as_deref(), Some("svc"));
+        assert_eq!(plain("http://svc:80/"), expect("svc:80", "/", "svc"));
         assert_eq!(
-            host("http://user:secret@svc:81/").as_deref(),
-            Some("svc:81")
+            plain("http://user:secret@svc:81/a?b=c"),
+            expect("svc:81", "/a?b=c", "svc:81")
         );
         assert_eq!(
-            host("https://svc:8443/"),
-            None,
-            "left to the client over TLS"
+            plain("http://[::1]:9000/x"),
+            expect("[::1]:9000", "/x", "[::1]:9000")
         );
-        let uri = destinations.get("http://svc:81/a?b=c").unwrap().uri;
-        assert_eq!(uri.to_string(), "http://svc:81/a?b=c");
+        match destinations.get("https://svc:8443/a").unwrap() {
+            Destination::Other { uri } => assert_eq!(uri.to_string(), "https://svc:8443/a"),
+            other => panic!("left to the client over TLS: {other:?}"),
+        }
         assert!(destinations.get("http://[::1/").is_err());
     }
 
