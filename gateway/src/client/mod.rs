@@ -85,7 +85,8 @@ impl Destinations {
         if let Some(destination) = known.get(url) {
             return Ok(destination.clone());
         }
-        let invalid = |error: &dyn std::fmt::Display| TransportError::Other(format!("{url}: {error}"));
+        let invalid =
+            |error: &dyn std::fmt::Display| TransportError::Other(format!("{url}: {error}"));
         let uri: http::Uri = url.parse().map_err(|error| invalid(&error))?;
         let destination = match (uri.scheme_str(), uri.host()) {
             (Some("http"), Some(host)) => {
@@ -344,7 +345,11 @@ mod tests {
         );
         assert_eq!(
             plain("http://svc.team.svc.cluster.local"),
-            expect("svc.team.svc.cluster.local:80", "/", "svc.team.svc.cluster.local")
+            expect(
+                "svc.team.svc.cluster.local:80",
+                "/",
+                "svc.team.svc.cluster.local"
+            )
         );
         assert_eq!(plain("http://svc:80/"), expect("svc:80", "/", "svc"));
         assert_eq!(

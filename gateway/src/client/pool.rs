@@ -279,7 +279,11 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(exchange(&pool, &address).await, 200);
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection for five");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for five"
+        );
         assert_eq!(pool.idle_count(&address), 1);
     }
 
@@ -302,7 +306,11 @@ mod tests {
         assert_eq!(exchange(&pool, &address).await, 200);
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(exchange(&pool, &address).await, 200);
-        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the stale one was passed over");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "the stale one was passed over"
+        );
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(pool.idle_count(&address), 0, "swept");
     }
