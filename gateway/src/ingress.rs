@@ -365,16 +365,18 @@ fn check_limits(
 /// single event or a batch from one producer makes one span, and no event is moved into another's
 /// trace. Untraced, an event without the extension takes the header's context as it is.
 fn propagate(request: &HttpRequest, events: &mut [Event]) -> Vec<tracing::Span> {
-    // Static names: a look-up by a `&str` that is not one of HTTP's standard names makes (and
-    // allocates) a header name each time.
-    let header = |name: &'static str| {
+    // Names made at compile time: a look-up by a `&str` that is not one of HTTP's standard names
+    // makes (and allocates) a header name each time.
+    const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
+    const TRACESTATE: header::HeaderName = header::HeaderName::from_static("tracestate");
+    let header = |name: header::HeaderName| {
         request
             .headers()
-            .get(header::HeaderName::from_static(name))
+            .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    let from_header = header("traceparent")
-        .and_then(|traceparent| TraceParent::parse(traceparent, header("tracestate")));
+    let from_header = header(TRACEPARENT)
+        .and_then(|traceparent| TraceParent::parse(traceparent, header(TRACESTATE)));
     let pass_header_on = |event: &mut Event| {
         if let Some(parent) = &from_header {
             if TraceParent::of_event(event).is_none() {

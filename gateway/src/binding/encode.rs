@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{AttributesReader, Event};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -21,6 +21,24 @@ use knactor_actors::envelope::{
 
 use super::decode::{media_type, STRUCTURED_CONTENT_TYPE};
 use super::headers::percent_encode;
+
+// The names binary mode writes, made at compile time: `HeaderName::from_static` at run time looks
+// the name up among HTTP's standard ones and checks its bytes, for each header of each delivery.
+const CE_SPECVERSION: HeaderName = HeaderName::from_static("ce-specversion");
+const CE_ID: HeaderName = HeaderName::from_static("ce-id");
+const CE_SOURCE: HeaderName = HeaderName::from_static("ce-source");
+const CE_TYPE: HeaderName = HeaderName::from_static("ce-type");
+const CE_SUBJECT: HeaderName = HeaderName::from_static("ce-subject");
+const CE_TIME: HeaderName = HeaderName::from_static("ce-time");
+const CE_SCHEMAURL: HeaderName = HeaderName::from_static("ce-schemaurl");
+const CE_DATASCHEMA: HeaderName = HeaderName::from_static("ce-dataschema");
+const CE_KNATIVEARRIVALTIME: HeaderName = HeaderName::from_static("ce-knativearrivaltime");
+const CE_TRACEPARENT: HeaderName = HeaderName::from_static("ce-traceparent");
+const CE_TRACESTATE: HeaderName = HeaderName::from_static("ce-tracestate");
+const CE_PARTITIONKEY: HeaderName = HeaderName::from_static("ce-partitionkey");
+const CE_KNATIVEERRORDEST: HeaderName = HeaderName::from_static("ce-knativeerrordest");
+const CE_KNATIVEERRORCODE: HeaderName = HeaderName::from_static("ce-knativeerrorcode");
+const CE_KNATIVEERRORDATA: HeaderName = HeaderName::from_static("ce-knativeerrordata");
 
 /// RFC 3339 with as many fraction digits as needed (Go's `RFC3339Nano`, what Knative writes).
 pub fn format_time(time: &chrono::DateTime<Utc>) -> String {
@@ -35,7 +53,7 @@ pub fn to_binary(event: &Event) -> (Vec<(String, String)>, Vec<u8>) {
         |_| true,
         |name, value| {
             let name = match name {
-                BinaryName::Fixed(name) => name.to_string(),
+                BinaryName::Fixed(name) => name.as_str().to_string(),
                 BinaryName::Extension(name) => format!("ce-{name}"),
             };
             headers.push((name, value));
@@ -59,7 +77,7 @@ pub fn write_binary(
             return;
         }
         let name = match name {
-            BinaryName::Fixed(name) => HeaderName::from_static(name),
+            BinaryName::Fixed(name) => name,
             BinaryName::Extension(name) => match known_extension_header(name) {
                 Some(known) => known,
                 None => {
@@ -104,17 +122,16 @@ const KNOWN_EXTENSIONS: [&str; 7] = [
 /// The header of an extension most deliveries carry (Knative's arrival time, a trace context, a
 /// partition key), made without parsing or allocating a name for each event.
 fn known_extension_header(extension: &str) -> Option<HeaderName> {
-    let name = match extension {
-        ARRIVAL_TIME_EXTENSION => "ce-knativearrivaltime",
-        TRACEPARENT_EXTENSION => "ce-traceparent",
-        TRACESTATE_EXTENSION => "ce-tracestate",
-        PARTITION_KEY_EXTENSION => "ce-partitionkey",
-        ERROR_DEST_EXTENSION => "ce-knativeerrordest",
-        ERROR_CODE_EXTENSION => "ce-knativeerrorcode",
-        ERROR_DATA_EXTENSION => "ce-knativeerrordata",
+    Some(match extension {
+        ARRIVAL_TIME_EXTENSION => CE_KNATIVEARRIVALTIME,
+        TRACEPARENT_EXTENSION => CE_TRACEPARENT,
+        TRACESTATE_EXTENSION => CE_TRACESTATE,
+        PARTITION_KEY_EXTENSION => CE_PARTITIONKEY,
+        ERROR_DEST_EXTENSION => CE_KNATIVEERRORDEST,
+        ERROR_CODE_EXTENSION => CE_KNATIVEERRORCODE,
+        ERROR_DATA_EXTENSION => CE_KNATIVEERRORDATA,
         _ => return None,
-    };
-    Some(HeaderName::from_static(name))
+    })
 }
 
 /// A header binary mode would write that HTTP cannot carry (its name).
@@ -124,7 +141,7 @@ pub struct InvalidBinaryHeader(pub String);
 
 /// The name of a header binary mode writes: the spec's own, or `ce-` and an extension's name.
 enum BinaryName<'a> {
-    Fixed(&'static str),
+    Fixed(HeaderName),
     Extension(&'a str),
 }
 
@@ -136,25 +153,25 @@ fn each_binary_header(
 ) {
     let version = event.specversion();
     put(
-        BinaryName::Fixed("ce-specversion"),
+        BinaryName::Fixed(CE_SPECVERSION),
         version.as_str().to_string(),
     );
-    put(BinaryName::Fixed("ce-id"), percent_encode(event.id()));
+    put(BinaryName::Fixed(CE_ID), percent_encode(event.id()));
     put(
-        BinaryName::Fixed("ce-source"),
+        BinaryName::Fixed(CE_SOURCE),
         percent_encode(event.source().as_str()),
     );
-    put(BinaryName::Fixed("ce-type"), percent_encode(event.ty()));
+    put(BinaryName::Fixed(CE_TYPE), percent_encode(event.ty()));
     if let Some(subject) = event.subject() {
-        put(BinaryName::Fixed("ce-subject"), percent_encode(subject));
+        put(BinaryName::Fixed(CE_SUBJECT), percent_encode(subject));
     }
     if let Some(time) = event.time() {
-        put(BinaryName::Fixed("ce-time"), format_time(time));
+        put(BinaryName::Fixed(CE_TIME), format_time(time));
     }
     if let Some(schema) = dataschema_as_sent(event) {
         let name = match version {
-            SpecVersion::V03 => "ce-schemaurl",
-            SpecVersion::V10 => "ce-dataschema",
+            SpecVersion::V03 => CE_SCHEMAURL,
+            SpecVersion::V10 => CE_DATASCHEMA,
         };
         put(BinaryName::Fixed(name), percent_encode(schema));
     }
@@ -169,7 +186,7 @@ fn each_binary_header(
         put(BinaryName::Extension(name), value);
     }
     if let Some(content_type) = event.datacontenttype() {
-        put(BinaryName::Fixed("content-type"), content_type.to_string());
+        put(BinaryName::Fixed(CONTENT_TYPE), content_type.to_string());
     }
 }
 

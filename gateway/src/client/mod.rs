@@ -8,7 +8,7 @@
 //! request builder that parses each header again) is what a delivery must not do (Knative's
 //! data-plane contract: a 3xx is an error, not followed; retries are the trigger's) and cost about
 //! a tenth of a node's CPU per delivered event. `http://` subscribers, the common case inside a
-//! cluster, are reached over HTTP/1 connections of our own pool ([`pool`]); `https://` ones
+//! cluster, are reached over HTTP/1 connections of our own pool (`pool.rs`); `https://` ones
 //! through hyper-util's pooled client with rustls, which negotiates HTTP/2 where it can.
 
 mod pool;
@@ -45,6 +45,11 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_IDLE_PER_ADDRESS: usize = 256;
 
 const USER_AGENT_VALUE: &str = concat!("knactor/", env!("CARGO_PKG_VERSION"));
+
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Subscriber URLs whose [`Destination`] is kept; past this many, the cache starts over.
 const MAX_DESTINATIONS: usize = 4096;
@@ -165,14 +170,11 @@ impl Transport for HttpTransport {
             timeout,
         } = outbound;
         let mut headers = HeaderMap::with_capacity(16);
-        // By static names: inserting by a `&str` that is not one of HTTP's standard names makes (and
-        // allocates) the name for every request.
+        // By names made at compile time: inserting by a `&str` that is not one of HTTP's standard
+        // names makes (and allocates) the name for every request.
+        headers.insert(PREFER, HeaderValue::from_static("reply"));
         headers.insert(
-            HeaderName::from_static("prefer"),
-            HeaderValue::from_static("reply"),
-        );
-        headers.insert(
-            HeaderName::from_static("kn-namespace"),
+            KN_NAMESPACE,
             HeaderValue::from_str(&namespace).map_err(|_| {
                 TransportError::Other(format!("namespace {namespace:?} is not a valid header"))
             })?,
@@ -187,10 +189,10 @@ impl Transport for HttpTransport {
                 TraceParent::parse(traceparent, None),
                 HeaderValue::from_str(traceparent.trim()),
             ) {
-                headers.insert(HeaderName::from_static("traceparent"), value);
+                headers.insert(TRACEPARENT, value);
                 if let Some(ExtensionValue::String(state)) = sent.extension(TRACESTATE_EXTENSION) {
                     if let Ok(value) = HeaderValue::from_str(state) {
-                        headers.insert(HeaderName::from_static("tracestate"), value);
+                        headers.insert(TRACESTATE, value);
                     }
                 }
             }
