@@ -137,16 +137,14 @@ impl NodeProcess {
     ) -> Self {
         let config_dir = tempfile::tempdir().unwrap();
         std::fs::write(config_dir.path().join("config.yaml"), config).unwrap();
-        let mut args: Vec<String> = [
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--reload-interval",
-            "100ms",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let mut args: Vec<String> = ["run", "--listen", "127.0.0.1:0"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Configuration changes seen within 100 ms, unless the caller says otherwise.
+        if !extra.contains(&"--reload-interval") {
+            args.extend(["--reload-interval".into(), "100ms".into()]);
+        }
         args.push("--config".into());
         args.push(config_dir.path().display().to_string());
         // Sources keep their positions beside the configuration (kept across restarts).
