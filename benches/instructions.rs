@@ -30,34 +30,46 @@
 //! about 3 minutes). Needs valgrind (`scripts/install-tools.sh --only debs`). Results also go to
 //! `target/bench-results/instructions.json`.
 //!
-//! The run of 2026-12-07 at 21:40 (the defaults: 3,000 events after 12,000, release build):
+//! The run of 2026-12-08 at 01:12 (the defaults: 3,000 events after 12,000, release build):
 //!
 //! ```text
-//! reference (bare actix-web)        28,990   1.00x
-//! knactor, one trigger (default)   102,194   3.53x   (issue 13's goal for CPU time: 2.0x)
-//! knactor, no journal              101,022   3.48x   the journal: 1.1 % of the node's
-//! knactor, tracing 1 % sampled     103,492   3.57x   +1.3 % (which events are sampled varies)
-//! knactor, ingress alone            56,579   1.95x
+//! reference (bare actix-web)        28,991   1.00x
+//! knactor, one trigger (default)    84,107   2.90x   (issue 13's goal for CPU time: 2.0x)
+//! knactor, no journal               81,996   2.83x   the journal: 2.5 % of the node's
+//! knactor, tracing 1 % sampled      85,710   2.96x   +1.9 % (which events are sampled varies)
+//! knactor, ingress alone            49,960   1.72x
 //! ```
 //!
-//! Repeated (`--events 2000 --warm-up 3000`, twice each): the reference 28,990 and 28,992, the
-//! default node 104,089 and 102,569, the ingress alone 57,722 and 57,734. The node's own share,
-//! from the dumps (`callgrind_annotate --inclusive=yes`, per delivered event): the ingress
-//! listener's HTTP/1 server 27,000 around the handler's 20,000 (decoding 4,700, admission 3,400,
-//! the append 2,100); the delivery's attempt 25,200 (binary-mode encoding 5,000, hyper-util's
-//! client up to the response's end 13,500, of which its pool's checkout and return hash their
-//! keys with SipHash for 2,500) and hyper's connection task 12,900 more; the dispatcher 2,600;
-//! the commit 1,800. The largest self costs are
-//! glibc's: `memset` 9,300 (actix-http's header-index array, three parses per request, the
-//! reference's too), `memcpy` 5,400, the malloc family 14,000 (about 60 allocations).
+//! Where they go (`callgrind_annotate --inclusive=yes`, per delivered event): actix-http's parse
+//! of the incoming request 16,400 (its `memset` of header indices included), the ingress's
+//! handler 15,800; the delivery's attempt 11,800 (binary-mode encoding 3,900, the pool's look-up
+//! 300) and hyper's connection task 11,800; allocation 5,000 (jemalloc, about 60 allocations);
+//! `memset` 9,300 and `memcpy` 4,300 in all.
 //!
-//! What this bench measured first, before and after (2,000 events after 3,000, twice each): the
-//! default node 108,747 and 110,563, then 104,089 and 102,569 (-5.8 %); the ingress alone 60,810
-//! and 61,153, then 57,722 and 57,734 (-5.3 %): an event's POST passes the GET routes over in one
-//! scope (it tried each probe, metrics and console route's pattern in turn: 3,100), a subscriber
-//! URL's URI and `Host` header are made once (hyper-util formatted the header for each request to
-//! a URL with a port: 1,100; the URI's parse 900), the memory channel looks its consumer group up
-//! without allocating its name, and the ingress table and the channel's topics hash with foldhash.
+//! What this bench found and what went, run by run (each the defaults unless said):
+//!
+//! - 2026-12-07 (2,000 events after 3,000, twice each): the default node 108,747 and 110,563,
+//!   then 104,089 and 102,569 (-5.8 %); the ingress alone 60,810 and 61,153, then 57,722 and
+//!   57,734 (-5.3 %): an event's POST passes the GET routes over in one scope (it tried each
+//!   probe, metrics and console route's pattern in turn: 3,100), a subscriber URL's URI and
+//!   `Host` header are made once (hyper-util formatted the header for each request to a URL with
+//!   a port: 1,100; the URI's parse 900), the memory channel looks its consumer group up without
+//!   allocating its name, and the ingress table and the channel's topics hash with foldhash.
+//!   With the defaults: the reference 28,990, the default node 102,194 (3.53x), the ingress alone
+//!   56,579 (1.95x). The largest costs then: hyper-util's client 13,500 per attempt (its pool's
+//!   checkout and return hashed their keys with SipHash, raced the checkout against a new
+//!   connection and spawned a task to give the connection back: about 8,000), glibc's malloc and
+//!   free 15,800.
+//! - 2026-12-08: the default node 102,194 to 86,240 (-15.6 %), the ingress alone 56,579 to 51,369
+//!   (-9.2 %), the reference unchanged (29,003): `http://` subscribers are reached over a pool of
+//!   HTTP/1 connections of our own (`gateway/src/client/pool.rs`), the binary allocates with
+//!   jemalloc (glibc's malloc family 15,800 per event, jemalloc's 8,400 counted with thread
+//!   exits; mimalloc counted as much and kept 25 MiB more resident), and header names are made at
+//!   compile time (`HeaderName::from_static` at run time: 650). Then each node here checks its
+//!   configuration once a second instead of every 100 ms (its reader threads' starts and exits
+//!   were about 2,000 per event; no event's cost): 84,107. With jemalloc in the reference too (a
+//!   trial, not kept: the reference is actix-web as it comes) it counted 27,824: the allocator
+//!   is the node's gain, not one any server would see as much of.
 
 #![allow(clippy::unwrap_used)]
 

@@ -4,7 +4,7 @@
 //! hyper-util's pooled client does this for any scheme, and for each request it hashes its
 //! `(Scheme, Authority)` key with SipHash at checkout and again at return, races the checkout
 //! against a new connection, and spawns a task that gives the connection back once it is ready:
-//! about 9,000 of a delivered event's 102,000 instructions (`benches/instructions.rs`). Here a
+//! about 8,000 of a delivered event's 102,000 instructions (`benches/instructions.rs`). Here a
 //! delivery takes an idle connection by its address (one `foldhash` look-up under a mutex), or
 //! connects, and gives the connection back when it has read the answer. `https://` subscribers
 //! stay on hyper-util's client, which brings TLS and HTTP/2.
