@@ -17,7 +17,8 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 /// sixty allocations (many freed on another thread than the one that made them); glibc's malloc
 /// and free took 15,800 of a node's 102,000 instructions per event, jemalloc's take 8,400
 /// (`benches/instructions.rs`). mimalloc did as well in instructions but kept 25 MiB more
-/// resident after a load; jemalloc as little as glibc.
+/// resident after a load; jemalloc as little as glibc. Its options are built in from
+/// `.cargo/config.toml`.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
