@@ -106,6 +106,12 @@ impl fmt::Debug for Recorder {
 
 impl Recorder {
     pub fn start() -> Self {
+        Self::start_with_keep_alive(Duration::from_secs(5))
+    }
+
+    /// A recorder that closes a connection once it has been idle for `keep_alive` (actix-web's
+    /// default, [`Recorder::start`]'s, is 5 s).
+    pub fn start_with_keep_alive(keep_alive: Duration) -> Self {
         let state = Arc::new(Mutex::new(RecorderState::default()));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -120,6 +126,7 @@ impl Recorder {
                         .default_service(web::to(record))
                 })
                 .workers(2)
+                .keep_alive(keep_alive)
                 .disable_signals()
                 .listen(listener)
                 .unwrap()
