@@ -13,6 +13,8 @@
 
 mod pool;
 
+use pool::SendFailure;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,7 +30,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use knactor_actors::envelope::{TRACEPARENT_EXTENSION, TRACESTATE_EXTENSION};
 use knactor_actors::routes::ContentMode;
 use knactor_actors::trace::TraceParent;
-use knactor_actors::transport::{Outbound, ReplyBody, Response, Transport, TransportError};
+use knactor_actors::transport::{
+    Outbound, OutboundEvent, ReplyBody, Response, Transport, TransportError,
+};
 
 use crate::binding::{decode_reply, write_binary, write_structured};
 
@@ -169,50 +173,6 @@ impl Transport for HttpTransport {
             namespace,
             timeout,
         } = outbound;
-        let mut headers = HeaderMap::with_capacity(16);
-        // By names made at compile time: inserting by a `&str` that is not one of HTTP's standard
-        // names makes (and allocates) the name for every request.
-        headers.insert(PREFER, HeaderValue::from_static("reply"));
-        headers.insert(
-            KN_NAMESPACE,
-            HeaderValue::from_str(&namespace).map_err(|_| {
-                TransportError::Other(format!("namespace {namespace:?} is not a valid header"))
-            })?,
-        );
-        // W3C trace context as a header too: the extension is read by CloudEvents-aware
-        // subscribers, the header by every HTTP server's tracing.
-        // Only a well-formed context goes out as a header (an extension from a structured-mode
-        // producer may hold anything); it goes as the text it is.
-        let sent = event.event();
-        if let Some(ExtensionValue::String(traceparent)) = sent.extension(TRACEPARENT_EXTENSION) {
-            if let (Some(_), Ok(value)) = (
-                TraceParent::parse(traceparent, None),
-                HeaderValue::from_str(traceparent.trim()),
-            ) {
-                headers.insert(TRACEPARENT, value);
-                if let Some(ExtensionValue::String(state)) = sent.extension(TRACESTATE_EXTENSION) {
-                    if let Ok(value) = HeaderValue::from_str(state) {
-                        headers.insert(TRACESTATE, value);
-                    }
-                }
-            }
-        }
-        let body = match mode {
-            ContentMode::Binary => {
-                write_binary(sent, |name| event.sends_extension(name), &mut headers)
-                    .map_err(|invalid| TransportError::Other(invalid.to_string()))?
-            }
-            ContentMode::Structured => {
-                let (body, content_type) =
-                    write_structured(sent, |name| event.sends_extension(name));
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-                body
-            }
-        };
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let mut request = http::Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = http::Method::POST;
-        *request.headers_mut() = headers;
         // The attempt's timeout covers it all: connecting, the answer's head and its body. A
         // connection whose exchange was cut by it is dropped, which closes it.
         let exchange = async {
@@ -222,14 +182,34 @@ impl Transport for HttpTransport {
                     target,
                     host,
                 } => {
-                    *request.uri_mut() = target;
-                    request.headers_mut().insert(HOST, host);
-                    let (response, connection) = self.http1.send(&address, request).await?;
+                    let plain = |mut request: http::Request<Full<Bytes>>| {
+                        *request.uri_mut() = target.clone();
+                        request.headers_mut().insert(HOST, host.clone());
+                        request
+                    };
+                    let request = plain(compose(&event, mode, &namespace)?);
+                    let (response, connection) = match self.http1.send(&address, request).await {
+                        Ok(sent) => sent,
+                        // The subscriber closed the idle connection as the request went: nothing
+                        // came back, so the request goes once more on a new connection (made
+                        // again from the event: the hot path keeps no copy of it).
+                        Err(SendFailure::Stale(error)) => {
+                            tracing::debug!(
+                                %url,
+                                %error,
+                                "a pooled connection was closing; sending again on a new one"
+                            );
+                            let request = plain(compose(&event, mode, &namespace)?);
+                            self.http1.send_on_new(&address, request).await?
+                        }
+                        Err(SendFailure::Failed(error)) => return Err(error),
+                    };
                     let answer = read_answer(response).await?;
                     self.http1.give_back(&address, connection);
                     Ok(answer)
                 }
                 Destination::Other { uri } => {
+                    let mut request = compose(&event, mode, &namespace)?;
                     *request.uri_mut() = uri;
                     let response = self.client.request(request).await.map_err(client_error)?;
                     read_answer(response).await
@@ -265,6 +245,56 @@ impl Transport for HttpTransport {
             reply,
         })
     }
+}
+
+/// The POST of `event` as a subscriber gets it, but for its URI (and, for `http://`, its `Host`).
+fn compose(
+    event: &OutboundEvent,
+    mode: ContentMode,
+    namespace: &str,
+) -> Result<http::Request<Full<Bytes>>, TransportError> {
+    let mut headers = HeaderMap::with_capacity(16);
+    // By names made at compile time: inserting by a `&str` that is not one of HTTP's standard
+    // names makes (and allocates) the name for every request.
+    headers.insert(PREFER, HeaderValue::from_static("reply"));
+    headers.insert(
+        KN_NAMESPACE,
+        HeaderValue::from_str(namespace).map_err(|_| {
+            TransportError::Other(format!("namespace {namespace:?} is not a valid header"))
+        })?,
+    );
+    // W3C trace context as a header too: the extension is read by CloudEvents-aware
+    // subscribers, the header by every HTTP server's tracing.
+    // Only a well-formed context goes out as a header (an extension from a structured-mode
+    // producer may hold anything); it goes as the text it is.
+    let sent = event.event();
+    if let Some(ExtensionValue::String(traceparent)) = sent.extension(TRACEPARENT_EXTENSION) {
+        if let (Some(_), Ok(value)) = (
+            TraceParent::parse(traceparent, None),
+            HeaderValue::from_str(traceparent.trim()),
+        ) {
+            headers.insert(TRACEPARENT, value);
+            if let Some(ExtensionValue::String(state)) = sent.extension(TRACESTATE_EXTENSION) {
+                if let Ok(value) = HeaderValue::from_str(state) {
+                    headers.insert(TRACESTATE, value);
+                }
+            }
+        }
+    }
+    let body = match mode {
+        ContentMode::Binary => write_binary(sent, |name| event.sends_extension(name), &mut headers)
+            .map_err(|invalid| TransportError::Other(invalid.to_string()))?,
+        ContentMode::Structured => {
+            let (body, content_type) = write_structured(sent, |name| event.sends_extension(name));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            body
+        }
+    };
+    headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    let mut request = http::Request::new(Full::new(Bytes::from(body)));
+    *request.method_mut() = http::Method::POST;
+    *request.headers_mut() = headers;
+    Ok(request)
 }
 
 /// The answer's head, and its body up to [`MAX_RESPONSE_BYTES`] (read to its end, so that the

@@ -11,8 +11,12 @@
 //!
 //! What the library did that this still does: a connection idle for longer than the idle timeout
 //! is not used again, and a sweep closes it; a request that a reused connection could not send
-//! (the subscriber was closing it) goes again on a new connection, the one retry made here (a
-//! request that may have reached the subscriber is never sent twice by the pool).
+//! (the subscriber was closing it) goes again on a new connection. What it did not: when a reused
+//! connection fails after the request went but before any answer came (the subscriber closed it,
+//! idle, as the request was written: a keep-alive shorter than ours), the caller is told
+//! ([`SendFailure::Stale`]) and may send once more on a new connection. A subscriber that read
+//! the request and then dropped the connection without an answer may see it twice, which
+//! at-least-once delivery allows (the trigger's retry would send it again too).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +35,16 @@ use super::with_causes;
 
 /// The sending half of one HTTP/1 connection; hyper's connection task holds the other.
 pub(super) type Connection = SendRequest<Full<Bytes>>;
+
+/// Why [`Http1Pool::send`] failed.
+#[derive(Debug)]
+pub(super) enum SendFailure {
+    /// A connection from the pool closed (or was reset) before any answer came: its subscriber
+    /// was closing it as the request went. The request may go again on a new connection.
+    Stale(TransportError),
+    /// Anything else: the attempt failed.
+    Failed(TransportError),
+}
 
 /// Idle HTTP/1 connections by the address (`host:port`) they go to.
 #[derive(Debug, Clone)]
@@ -77,18 +91,36 @@ impl Http1Pool {
         &self,
         address: &str,
         request: http::Request<Full<Bytes>>,
-    ) -> Result<(http::Response<Incoming>, Connection), TransportError> {
+    ) -> Result<(http::Response<Incoming>, Connection), SendFailure> {
         let request = match self.take_idle(address).await {
             Some(mut connection) => match connection.try_send_request(request).await {
                 Ok(response) => return Ok((response, connection)),
                 Err(mut failed) => match failed.take_message() {
                     // Not sent: the connection closed as it was taken. A new one gets it.
                     Some(request) => request,
-                    None => return Err(TransportError::Other(with_causes(failed.error()))),
+                    None => {
+                        let error = TransportError::Other(with_causes(failed.error()));
+                        return Err(if closed_before_an_answer(failed.error()) {
+                            SendFailure::Stale(error)
+                        } else {
+                            SendFailure::Failed(error)
+                        });
+                    }
                 },
             },
             None => request,
         };
+        self.send_on_new(address, request)
+            .await
+            .map_err(SendFailure::Failed)
+    }
+
+    /// Sends `request` to `address` on a new connection.
+    pub(super) async fn send_on_new(
+        &self,
+        address: &str,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<(http::Response<Incoming>, Connection), TransportError> {
         let mut connection = connect(address).await?;
         let response = connection
             .send_request(request)
@@ -186,6 +218,29 @@ impl Shared {
             !waiting.is_empty()
         });
     }
+}
+
+/// The connection ended (closed, reset, or cut in the middle of the answer's head) with no answer:
+/// what a subscriber closing an idle connection as a request arrives looks like. Not an answer
+/// that could not be parsed, nor a timeout (the caller's).
+fn closed_before_an_answer(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A new HTTP/1 connection to `address`, its connection task spawned on the current runtime.
@@ -339,7 +394,9 @@ mod tests {
         };
         let pool = Http1Pool::new(Duration::from_secs(30), 8);
         match pool.send(&address, request(&address)).await {
-            Err(TransportError::Connect(message)) => assert!(message.starts_with(&address)),
+            Err(SendFailure::Failed(TransportError::Connect(message))) => {
+                assert!(message.starts_with(&address))
+            }
             other => panic!("{other:?}"),
         }
     }
