@@ -40,9 +40,10 @@ use crate::binding::{decode_reply, write_binary, write_structured};
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long an unused connection to a subscriber stays in the pool. Below the 5 s keep-alive of
-/// Node.js, actix-web and most Python servers: a pooled connection the subscriber is closing at
-/// the moment it is reused fails the attempt with nothing received, which without retries parks
-/// the event.
+/// Node.js, actix-web and most Python servers, so that a connection is seldom reused at the moment
+/// its subscriber closes it: when it is, the request goes once more on a new connection over
+/// `http://` (the pool's `SendFailure::Stale`), while over `https://` (hyper-util) the attempt
+/// fails with nothing received, which without retries parks the event.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Idle connections kept per subscriber address.
