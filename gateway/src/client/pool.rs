@@ -57,7 +57,20 @@ struct Shared {
     idle: Mutex<foldhash::HashMap<Box<str>, VecDeque<Idle>>>,
     idle_timeout: Duration,
     max_idle_per_address: usize,
-    sweeper_started: AtomicBool,
+    /// Whether a task sweeps the idle connections (see [`Http1Pool::start_sweeper`]).
+    sweeper_running: AtomicBool,
+}
+
+/// The sweeper task's hold on the pool: however the task ends (the pool gone, its runtime
+/// stopped), it says so, so that a later give-back starts another.
+struct Sweeper(Weak<Shared>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.sweeper_running.store(false, Ordering::Release);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,7 +92,7 @@ impl Http1Pool {
                 idle: Mutex::default(),
                 idle_timeout,
                 max_idle_per_address,
-                sweeper_started: AtomicBool::new(false),
+                sweeper_running: AtomicBool::new(false),
             }),
         }
     }
@@ -178,21 +191,23 @@ impl Http1Pool {
         None
     }
 
-    /// Closes idle connections past the idle timeout, every idle timeout, from the first
-    /// connection given back on (on the runtime it was given back on) for as long as the pool is.
+    /// Closes idle connections past the idle timeout, every idle timeout, for as long as the pool
+    /// is, on the runtime of the connection given back first. Should that runtime stop (an
+    /// arbiter's), the sweeper is dropped with it and the next connection given back starts
+    /// another on its own runtime.
     fn start_sweeper(&self) {
-        if self.shared.sweeper_started.load(Ordering::Relaxed)
-            || self.shared.sweeper_started.swap(true, Ordering::Relaxed)
+        if self.shared.sweeper_running.load(Ordering::Relaxed)
+            || self.shared.sweeper_running.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        let shared: Weak<Shared> = Arc::downgrade(&self.shared);
+        let sweeper = Sweeper(Arc::downgrade(&self.shared));
         let every = self.shared.idle_timeout;
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
-                let Some(shared) = shared.upgrade() else {
+                let Some(shared) = sweeper.0.upgrade() else {
                     return;
                 };
                 shared.sweep();
@@ -368,6 +383,35 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(pool.idle_count(&address), 0, "swept");
+    }
+
+    #[test]
+    fn a_sweeper_whose_runtime_stopped_is_started_again_on_the_next() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let pool = Http1Pool::new(Duration::from_millis(100), 8);
+        let first = runtime();
+        first.block_on(async {
+            let (address, _) = subscriber(false).await;
+            exchange(&pool, &address).await;
+        });
+        assert!(pool.shared.sweeper_running.load(Ordering::SeqCst));
+        drop(first);
+        assert!(
+            !pool.shared.sweeper_running.load(Ordering::SeqCst),
+            "the sweeper ended with its runtime"
+        );
+        runtime().block_on(async {
+            let (address, _) = subscriber(false).await;
+            exchange(&pool, &address).await;
+            assert_eq!(pool.idle_count(&address), 1);
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            assert_eq!(pool.idle_count(&address), 0, "swept on the second runtime");
+        });
     }
 
     #[tokio::test]
