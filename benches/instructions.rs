@@ -292,9 +292,9 @@ fn count_node(
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     // The configuration checked once a second, as a node does by default (the test kit's 100 ms
-    // is for tests that change it): each check starts two reader threads, and their starts and
-    // exits are no event's cost, yet at 100 ms they came to about 2,000 instructions per event
-    // here (jemalloc flushes a thread's cache when it exits).
+    // is for tests that change it). When each check started two reader threads (before the
+    // reader thread kept between checks), their starts and exits came to about 2,000
+    // instructions per event here at 100 ms (jemalloc flushes a thread's cache when it exits).
     let mut extra: Vec<&str> = vec!["--reload-interval", "1s"];
     extra.extend(configuration.flags.iter().map(String::as_str));
     let mut node = NodeProcess::spawn_on(&wrapper, &config, &extra, Channel::Memory);

@@ -83,6 +83,8 @@ pub(crate) struct ConfigSource {
     listing: Arc<AtomicBool>,
     /// Whether `poll` has read once.
     polled: bool,
+    /// The thread that lists and reads, kept from one reload to the next.
+    reader_thread: ReaderThread,
     /// How one file is read (a seam for tests).
     reader: fn(&Path, u64) -> Option<FileRead>,
 }
@@ -164,6 +166,7 @@ impl ConfigSource {
             in_flight: Arc::default(),
             listing: Arc::default(),
             polled: false,
+            reader_thread: ReaderThread::default(),
             reader: read_file,
         })
     }
@@ -187,9 +190,9 @@ impl ConfigSource {
         Ok(Some(self.load()))
     }
 
-    /// Lists and reads every file on reader threads, waiting at most the read timeout for each
+    /// Lists and reads every file on the reader thread, waiting at most the read timeout for each
     /// step. A reader that hangs is left behind; the next files go to a new reader.
-    fn read_all(&self) -> anyhow::Result<(BTreeMap<PathBuf, FileRead>, Vec<String>)> {
+    fn read_all(&mut self) -> anyhow::Result<(BTreeMap<PathBuf, FileRead>, Vec<String>)> {
         let timeout = self.limits.read_timeout;
         let (files, notes) = {
             if self.listing.swap(true, Ordering::AcqRel) {
@@ -201,22 +204,22 @@ impl ConfigSource {
             let root = self.path.clone();
             let listing = self.listing.clone();
             let (sender, receiver) = mpsc::channel();
-            std::thread::Builder::new()
-                .name("config-list".into())
-                .spawn(move || {
-                    let listed = list(&root);
-                    listing.store(false, Ordering::Release);
-                    let _ = sender.send(listed);
-                })
-                .context("cannot start a thread to read the configuration")?;
+            self.reader_thread.run(move || {
+                let listed = list(&root);
+                listing.store(false, Ordering::Release);
+                let _ = sender.send(listed);
+            })?;
             match receiver.recv_timeout(timeout) {
                 Ok(listed) => {
                     listed.with_context(|| format!("cannot list {}", self.path.display()))?
                 }
-                Err(_) => bail!(
-                    "listing {} took longer than {timeout:?} (--config-read-timeout)",
-                    self.path.display()
-                ),
+                Err(_) => {
+                    self.reader_thread.let_go();
+                    bail!(
+                        "listing {} took longer than {timeout:?} (--config-read-timeout)",
+                        self.path.display()
+                    )
+                }
             }
         };
         let mut contents = BTreeMap::new();
@@ -227,10 +230,8 @@ impl ConfigSource {
             let in_flight = self.in_flight.clone();
             let max = self.limits.max_file_bytes;
             let reader = self.reader;
-            std::thread::Builder::new()
-                .name("config-read".into())
-                .spawn(move || read_files(&batch, max, reader, &in_flight, &sender))
-                .context("cannot start a thread to read the configuration")?;
+            self.reader_thread
+                .run(move || read_files(&batch, max, reader, &in_flight, &sender))?;
             let mut reading = None;
             loop {
                 match receiver.recv_timeout(timeout) {
@@ -255,6 +256,7 @@ impl ConfigSource {
                             FileRead::Refused(ReadRefused::TimedOut(timeout)),
                         );
                         // The reader stops once its read returns (its receiver is gone).
+                        self.reader_thread.let_go();
                         next += index + 1;
                         break;
                     }
@@ -358,6 +360,42 @@ fn clone_report(report: &LoadReport) -> LoadReport {
         warnings: Vec::new(),
         skipped: Vec::new(),
         broken_yaml: false,
+    }
+}
+
+/// A thread for the configuration's reads, started at the first and kept for the next (a reload
+/// every second started two threads a second before). One that a read holds past the timeout is
+/// let go: it ends once that read returns, and the next reads go to a new one.
+#[derive(Default)]
+struct ReaderThread {
+    jobs: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+impl ReaderThread {
+    fn run(&mut self, job: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+        let job: Box<dyn FnOnce() + Send> = Box::new(job);
+        let job = match &self.jobs {
+            Some(jobs) => match jobs.send(job) {
+                Ok(()) => return Ok(()),
+                // The thread is gone (it cannot be, short of a panic in a read): a new one.
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("config-read".into())
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .context("cannot start a thread to read the configuration")?;
+        jobs.send(job)
+            .map_err(|_| anyhow::anyhow!("the configuration's reader thread ended at its start"))?;
+        self.jobs = Some(jobs);
+        Ok(())
+    }
+
+    /// Leaves the thread to the read that holds it.
+    fn let_go(&mut self) {
+        self.jobs = None;
     }
 }
 
@@ -709,6 +747,33 @@ mod tests {
         read_file(file, max)
     }
     static RELEASE: AtomicBool = AtomicBool::new(false);
+
+    /// Reads as `read_file` does, noting which thread read.
+    fn thread_noting_reader(file: &Path, max: u64) -> Option<FileRead> {
+        let mut threads = READ_ON.lock().unwrap();
+        let this = std::thread::current().id();
+        if !threads.contains(&this) {
+            threads.push(this);
+        }
+        drop(threads);
+        read_file(file, max)
+    }
+    static READ_ON: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+
+    #[test]
+    fn reloads_read_on_one_thread_kept_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), BROKER).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), TRIGGER_OK).unwrap();
+        let mut source = ConfigSource::new(dir.path(), Strictness::Lenient).unwrap();
+        source.reader = thread_noting_reader;
+        for _ in 0..5 {
+            source.poll().unwrap();
+        }
+        let threads = READ_ON.lock().unwrap();
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert!(!threads.contains(&std::thread::current().id()));
+    }
 
     #[test]
     fn a_read_that_hangs_refuses_its_file_after_the_timeout_and_is_not_started_again() {
