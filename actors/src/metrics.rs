@@ -14,7 +14,7 @@
 //! A deleted trigger's or broker's series go when the node removes it ([`Metrics::forget_trigger`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -379,15 +379,10 @@ impl Metrics {
             ),
         ];
         for (name, help, counter) in broker_counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            family(&mut out, name, "counter", help);
             for (key, metrics) in &brokers {
-                let _ = writeln!(
-                    out,
-                    "{name}{{namespace=\"{}\",broker=\"{}\"}} {}",
-                    key.namespace,
-                    key.name,
-                    counter(metrics).load(Ordering::Relaxed)
-                );
+                let value = counter(metrics).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{{}}} {value}", BrokerLabels(key));
             }
         }
 
@@ -442,41 +437,35 @@ impl Metrics {
             ),
         ];
         for (name, help, counter) in trigger_counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            family(&mut out, name, "counter", help);
             for ((broker, trigger), metrics) in &triggers {
-                let _ = writeln!(
-                    out,
-                    "{name}{{namespace=\"{}\",broker=\"{}\",trigger=\"{}\"}} {}",
-                    trigger.namespace,
-                    broker.name,
-                    trigger.name,
-                    counter(metrics).load(Ordering::Relaxed)
-                );
+                let value = counter(metrics).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{{}}} {value}", TriggerLabels(broker, trigger));
             }
         }
 
         let name = "knactor_trigger_events_failed_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Events whose delivery to the subscriber failed for good (dead-lettered or parked).\n# TYPE {name} counter"
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Events whose delivery to the subscriber failed for good (dead-lettered or parked).",
         );
         for ((broker, trigger), metrics) in &triggers {
             let failed = metrics.dead_lettered.load(Ordering::Relaxed)
                 + metrics.parked.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}{{namespace=\"{}\",broker=\"{}\",trigger=\"{}\"}} {failed}",
-                trigger.namespace, broker.name, trigger.name
-            );
+            let _ = writeln!(out, "{name}{{{}}} {failed}", TriggerLabels(broker, trigger));
         }
 
         let name = "knactor_broker_append_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from admission to the channel's acknowledgement (what a 202 waits for).\n# TYPE {name} histogram"
+        family(
+            &mut out,
+            name,
+            "histogram",
+            "Time from admission to the channel's acknowledgement (what a 202 waits for).",
         );
         for (key, metrics) in &brokers {
-            let labels = format!("namespace=\"{}\",broker=\"{}\"", key.namespace, key.name);
+            let labels = BrokerLabels(key).to_string();
             metrics.append_duration.render(&mut out, name, &labels);
         }
 
@@ -493,28 +482,23 @@ impl Metrics {
             ),
         ];
         for (name, help, histogram) in histograms {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            family(&mut out, name, "histogram", help);
             for ((broker, trigger), metrics) in &triggers {
-                let labels = format!(
-                    "namespace=\"{}\",broker=\"{}\",trigger=\"{}\"",
-                    trigger.namespace, broker.name, trigger.name
-                );
+                let labels = TriggerLabels(broker, trigger).to_string();
                 histogram(metrics).render(&mut out, name, &labels);
             }
         }
 
         let name = "knactor_broker_channel_storing";
-        let _ = writeln!(
-            out,
-            "# HELP {name} 1 when the broker's channel stores events, 0 when its last append or probe failed.\n# TYPE {name} gauge"
+        family(
+            &mut out,
+            name,
+            "gauge",
+            "1 when the broker's channel stores events, 0 when its last append or probe failed.",
         );
         for (key, metrics) in &brokers {
             let storing = u8::from(metrics.channel.problem().is_none());
-            let _ = writeln!(
-                out,
-                "{name}{{namespace=\"{}\",broker=\"{}\"}} {storing}",
-                key.namespace, key.name
-            );
+            let _ = writeln!(out, "{name}{{{}}} {storing}", BrokerLabels(key));
         }
 
         let partition_gauges: [DescribedGauge<PartitionGauges>; 4] = [
@@ -551,14 +535,14 @@ impl Metrics {
             })
             .collect();
         for (name, help, gauge) in partition_gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            family(&mut out, name, "gauge", help);
             for (key, held) in &partitions {
                 for (partition, gauges) in held {
                     if let Some(value) = gauge(gauges) {
                         let _ = writeln!(
                             out,
-                            "{name}{{namespace=\"{}\",broker=\"{}\",partition=\"{partition}\"}} {value}",
-                            key.namespace, key.name
+                            "{name}{{{},partition=\"{partition}\"}} {value}",
+                            BrokerLabels(key)
                         );
                     }
                 }
@@ -588,23 +572,19 @@ impl Metrics {
             ),
         ];
         for (name, help, gauge) in trigger_gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            family(&mut out, name, "gauge", help);
             for ((broker, trigger), metrics) in &triggers {
-                let _ = writeln!(
-                    out,
-                    "{name}{{namespace=\"{}\",broker=\"{}\",trigger=\"{}\"}} {}",
-                    trigger.namespace,
-                    broker.name,
-                    trigger.name,
-                    gauge(metrics).load(Ordering::Relaxed)
-                );
+                let value = gauge(metrics).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{{}}} {value}", TriggerLabels(broker, trigger));
             }
         }
 
         let name = "event_count";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Events by response code, as Knative counts them: at the broker ingress (no trigger_name) and per trigger dispatch.\n# TYPE {name} counter"
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Events by response code, as Knative counts them: at the broker ingress (no trigger_name) and per trigger dispatch.",
         );
         for (key, metrics) in &brokers {
             for (code, count) in metrics.responses.seen() {
@@ -625,6 +605,39 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A broker's series labels (`namespace`, `broker`). Kubernetes names need no escaping.
+struct BrokerLabels<'a>(&'a ObjectKey);
+
+impl fmt::Display for BrokerLabels<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(broker) = self;
+        write!(
+            f,
+            "namespace=\"{}\",broker=\"{}\"",
+            broker.namespace, broker.name
+        )
+    }
+}
+
+/// A trigger's series labels (`namespace`, `broker`, `trigger`).
+struct TriggerLabels<'a>(&'a ObjectKey, &'a ObjectKey);
+
+impl fmt::Display for TriggerLabels<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self(broker, trigger) = self;
+        write!(
+            f,
+            "namespace=\"{}\",broker=\"{}\",trigger=\"{}\"",
+            trigger.namespace, broker.name, trigger.name
+        )
     }
 }
 
