@@ -160,7 +160,8 @@ pub fn load_spread(
 
 /// Sends `events` binary-mode events open-loop at `per_second` events per second: event `i` is
 /// due at `i / per_second` after the run starts and is sent then, whether or not earlier ones were
-/// answered (at most `MAX_OPEN_IN_FLIGHT` at once, so a stalled server cannot take every socket).
+/// answered (at most `MAX_OPEN_IN_FLIGHT` at once: a stalled server cannot take every socket, and
+/// the node takes that many connections from one address, `--max-connections-per-client`).
 /// `sent_at` holds when each was due, not when the generator got to it, so that a server that
 /// stalls the generator is charged for the wait (no coordinated omission). Ids are `<prefix>-<i>`.
 pub fn load_open(
@@ -171,7 +172,10 @@ pub fn load_open(
     per_second: f64,
     start: Instant,
 ) -> Run {
-    const MAX_OPEN_IN_FLIGHT: usize = 1024;
+    // One connection each: with more than the node's default per-client cap, a stall of the
+    // node made the generator open connections the node refused (429, or closed before an
+    // answer), and the round counted refusals where it should count the wait.
+    const MAX_OPEN_IN_FLIGHT: usize = 256;
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .no_proxy()
