@@ -30,14 +30,14 @@
 //! about 3 minutes). Needs valgrind (`scripts/install-tools.sh --only debs`). Results also go to
 //! `target/bench-results/instructions.json`.
 //!
-//! The run of 2026-12-08 at 01:12 (the defaults: 3,000 events after 12,000, release build):
+//! The run of 2026-12-08 at 03:45 (the defaults: 3,000 events after 12,000, release build):
 //!
 //! ```text
-//! reference (bare actix-web)        28,991   1.00x
-//! knactor, one trigger (default)    84,107   2.90x   (issue 13's goal for CPU time: 2.0x)
-//! knactor, no journal               81,996   2.83x   the journal: 2.5 % of the node's
-//! knactor, tracing 1 % sampled      85,710   2.96x   +1.9 % (which events are sampled varies)
-//! knactor, ingress alone            49,960   1.72x
+//! reference (bare actix-web)        29,004   1.00x
+//! knactor, one trigger (default)    83,031   2.86x   (issue 13's goal for CPU time: 2.0x)
+//! knactor, no journal               80,140   2.76x   the journal: 3.5 % of the node's
+//! knactor, tracing 1 % sampled      85,531   2.95x   +3.0 % (which events are sampled varies)
+//! knactor, ingress alone            49,063   1.69x
 //! ```
 //!
 //! Where they go (`callgrind_annotate --inclusive=yes`, per delivered event): actix-http's parse
