@@ -3,7 +3,8 @@
 //! A node's memory and file descriptors are bounded by these, whatever its clients do:
 //! - [`ConnectionGate`]: at most `max_connections` open connections on the ingress listener and
 //!   `max_connections_per_client` from one address; a connection over either is answered at once
-//!   (503 or 429, `Connection: close`) and closed, before a request is read or a buffer allocated.
+//!   (503 or 429, `Connection: close`, after the request when it comes within 50 ms) and closed,
+//!   before any HTTP state or buffer exists for it.
 //! - [`BodyBudget`]: the bodies being read hold at most `body_buffer_bytes` together; a request
 //!   whose body would go over gets 503 with `Retry-After`. Each body is also capped by
 //!   `--max-body-bytes` and must arrive within `request_timeout` of its head (else 408).

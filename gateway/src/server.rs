@@ -169,15 +169,24 @@ async fn admit(
     }
 }
 
-/// Writes the refusal (a new socket's buffer takes it at once), and reads what the client sent
-/// meanwhile, so that closing delivers the answer rather than a reset. Bounded: a refused
-/// connection is closed within a few tens of milliseconds whatever the client does.
+/// Answers a refused connection and closes it. The refusal waits a little for the client's
+/// request (any HTTP client writes one as soon as it is connected) so that it answers it: an
+/// answer before the request is one nobody asked for, which hyper's client (reqwest's) and Go's
+/// fail the request on, with no status. Then it reads what else the client sent, so that closing
+/// delivers the answer rather than a reset. Bounded: a refused connection is closed within about
+/// a tenth of a second whatever the client does.
 async fn refuse(io: &TcpStream, over: OverLimit) {
-    let bounded = Duration::from_millis(50);
-    if let Ok(Ok(())) = tokio::time::timeout(bounded, io.writable()).await {
+    const WAIT: Duration = Duration::from_millis(50);
+    read_and_drop(io, WAIT).await;
+    if let Ok(Ok(())) = tokio::time::timeout(WAIT, io.writable()).await {
         let _ = io.try_write(over.response().as_bytes());
     }
-    if let Ok(Ok(())) = tokio::time::timeout(bounded, io.readable()).await {
+    read_and_drop(io, WAIT).await;
+}
+
+/// Reads what the client has sent, or sends within `wait`, up to 16 KiB, and drops it.
+async fn read_and_drop(io: &TcpStream, wait: Duration) {
+    if let Ok(Ok(())) = tokio::time::timeout(wait, io.readable()).await {
         let mut sink = [0u8; 4096];
         for _ in 0..4 {
             match io.try_read(&mut sink) {
