@@ -2,7 +2,7 @@
 //!
 //! A node's memory and file descriptors are bounded by these, whatever its clients do:
 //! - [`ConnectionGate`]: at most `max_connections` open connections on the ingress listener and
-//!   `max_connections_per_client` from one address; a connection over either is answered at once
+//!   `max_connections_per_client` from one address; a connection over either is answered
 //!   (503 or 429, `Connection: close`, after the request when it comes within 50 ms) and closed,
 //!   before any HTTP state or buffer exists for it.
 //! - [`BodyBudget`]: the bodies being read hold at most `body_buffer_bytes` together; a request
