@@ -170,12 +170,12 @@ async fn admit(
 }
 
 /// Answers a refused connection and closes it. The refusal waits a little for the client's
-/// request (any HTTP client writes one as soon as it is connected) so that it answers it: an
-/// answer before the request is one nobody asked for: hyper's client (reqwest's) fails the request
-/// on it with no status, Go's takes it for an unsolicited response and drops the connection. Then
-/// it reads what else the client sent, so that closing
-/// delivers the answer rather than a reset. Bounded: a refused connection is closed within about
-/// a tenth of a second whatever the client does.
+/// request (any HTTP client writes one as soon as it is connected), so that it answers it. An
+/// answer before the request is one nobody asked for: hyper's client (reqwest's) fails the
+/// request on it with no status, and Go's takes it for an unsolicited response and drops the
+/// connection. Then it reads what else the client sent, so that closing delivers the answer rather
+/// than a reset. Bounded: a refused connection is closed within about a tenth of a second whatever
+/// the client does.
 async fn refuse(io: &TcpStream, over: OverLimit) {
     const WAIT: Duration = Duration::from_millis(50);
     read_and_drop(io, WAIT).await;
