@@ -268,7 +268,8 @@ contract() {
         --default-broker-selector=knative-eventing-injection=enabled --log=info --state-dir=/var/lib/knactor \
         '--default-delivery={"backoffDelay":"PT0.2S","backoffPolicy":"exponential","retry":10}' \
         --admin-listen=127.0.0.1:9090 --admin-token-file=/etc/knactor/admin/token --drain-delay=5s \
-        --drain-timeout=40s --memory-max-bytes=268435456 --trace-journal-bytes=67108864; do
+        --drain-timeout=40s --memory-max-bytes=268435456 --trace-journal-bytes=67108864 --max-connections=1024 \
+        --max-connections-per-client=256 --max-body-bytes=4194304 --body-buffer-bytes=67108864; do
         "$py" -c 'import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"]
 args = docs[0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -618,8 +619,10 @@ bad "autoscaling minReplicas above maxReplicas" "roles.all.autoscaling: minRepli
 bad "a drain that does not fit the grace period" "raise terminationGracePeriodSeconds to 70" --set drain.timeoutSeconds=50
 bad "a grace period that leaves no time to drain" "terminationGracePeriodSeconds (20) leaves the node no time to drain" \
     --set terminationGracePeriodSeconds=20
-bad "a memory limit below the byte budgets" "roles.all.resources.limits.memory (256Mi) is below the node's budgets, 384 MiB" \
+bad "a memory limit below the byte budgets" "roles.all.resources.limits.memory (256Mi) is below the node's budgets, 448 MiB: memory.maxBytes (256 MiB) + ingressLimits.bodyBufferBytes (64 MiB) + traceJournal.maxBytes (64 MiB)" \
     --set roles.all.resources.limits.memory=256Mi
+bad "an ingress pod's memory limit below its bodies' budget" "roles.ingress.resources.limits.memory (256Mi) is below the node's budgets, 320 MiB: ingressLimits.bodyBufferBytes (192 MiB) + traceJournal.maxBytes (64 MiB)" \
+    --set roles.split=true,channel=kafka,kafka.bootstrapServers=k:9092,ingressLimits.bodyBufferBytes=201326592
 bad "admin peers while the admin API is on the loopback" "networkPolicy.adminFrom: the admin API listens on the pods' loopback" \
     --set 'networkPolicy.adminFrom[0].podSelector.matchLabels.app=console'
 bad "an admin address other than the loopback or all" "admin.listenAddress must be one of the following" --set admin.listenAddress=10.0.0.1

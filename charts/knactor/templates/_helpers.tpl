@@ -213,13 +213,17 @@ limit with the byte budgets. Called with the quantity.
 
 {{/*
 What a node may hold beyond its base: the memory channel's budget (role all only: split roles run
-Kafka brokers alone), the journal's, and 64 MiB for the process itself and request bodies in flight
-(README "Memory"). Called with (dict "root" $ "role" ROLE); bytes.
+Kafka brokers alone), the request bodies' (the roles that take events: all and ingress), the
+journal's, and 64 MiB for the process itself (README "Memory"). Called with
+(dict "root" $ "role" ROLE); bytes.
 */}}
 {{- define "knactor.memoryNeed" -}}
 {{- $need := add (int64 .root.Values.traceJournal.maxBytes) 67108864 }}
 {{- if eq .role "all" }}
 {{- $need = add $need (int64 .root.Values.memory.maxBytes) }}
+{{- end }}
+{{- if ne .role "dispatch" }}
+{{- $need = add $need (int64 .root.Values.ingressLimits.bodyBufferBytes) }}
 {{- end }}
 {{- $need }}
 {{- end }}
@@ -258,7 +262,9 @@ one of these messages before anything is installed.
 {{- if $limit }}
 {{- $need := int64 (include "knactor.memoryNeed" (dict "root" $ "role" $role)) }}
 {{- if lt (int64 (include "knactor.bytes" $limit)) $need }}
-{{- fail (printf "roles.%s.resources.limits.memory (%v) is below the node's budgets, %d MiB: %straceJournal.maxBytes (%d MiB) + 64 MiB for the process and request bodies in flight. The kernel would kill the pod before the budgets answer 503: raise the limit or lower the budgets" $role $limit (div $need 1048576) (ternary (printf "memory.maxBytes (%d MiB) + " (div (int64 $.Values.memory.maxBytes) 1048576)) "" (eq $role "all")) (div (int64 $.Values.traceJournal.maxBytes) 1048576)) }}
+{{- $channel := ternary (printf "memory.maxBytes (%d MiB) + " (div (int64 $.Values.memory.maxBytes) 1048576)) "" (eq $role "all") }}
+{{- $bodies := ternary "" (printf "ingressLimits.bodyBufferBytes (%d MiB) + " (div (int64 $.Values.ingressLimits.bodyBufferBytes) 1048576)) (eq $role "dispatch") }}
+{{- fail (printf "roles.%s.resources.limits.memory (%v) is below the node's budgets, %d MiB: %s%straceJournal.maxBytes (%d MiB) + 64 MiB for the process. The kernel would kill the pod before the budgets answer 503: raise the limit or lower the budgets" $role $limit (div $need 1048576) $channel $bodies (div (int64 $.Values.traceJournal.maxBytes) 1048576)) }}
 {{- end }}
 {{- end }}
 {{- end }}
