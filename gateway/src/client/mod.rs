@@ -11,6 +11,7 @@
 //! cluster, are reached over HTTP/1 connections of our own pool (`pool.rs`); `https://` ones
 //! through hyper-util's pooled client with rustls, which negotiates HTTP/2 where it can.
 
+mod connect;
 mod pool;
 
 use pool::SendFailure;

@@ -11,7 +11,8 @@
 //!
 //! What the library did that this still does: a connection idle for longer than the idle timeout
 //! is not used again, and a sweep closes it; a request that a reused connection could not send
-//! (the subscriber was closing it) goes again on a new connection. What it did not: when a reused
+//! (the subscriber was closing it) goes again on a new connection; a name with several addresses
+//! is connected to as RFC 8305 says ([`super::connect`]). What it did not: when a reused
 //! connection fails after the request went but before any answer came (the subscriber closed it,
 //! idle, as the request was written: a keep-alive shorter than ours), the caller is told
 //! ([`SendFailure::Stale`]) and may send once more on a new connection. A subscriber that read
@@ -29,7 +30,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use knactor_actors::transport::TransportError;
-use tokio::net::TcpStream;
 
 use super::with_causes;
 
@@ -263,7 +263,7 @@ async fn connect(address: &str) -> Result<Connection, TransportError> {
     let failed = |error: &dyn std::error::Error| {
         TransportError::Connect(format!("{address}: {}", with_causes(error)))
     };
-    let stream = TcpStream::connect(address)
+    let stream = super::connect::connect_tcp(address)
         .await
         .map_err(|error| failed(&error))?;
     stream.set_nodelay(true).map_err(|error| failed(&error))?;
