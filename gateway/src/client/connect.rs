@@ -188,10 +188,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn every_address_failing_fails_with_the_last_error() {
         let (result, _) = race(vec![Peer::Refuses, Peer::Refuses]).await;
-        assert_eq!(
-            result.unwrap_err().kind(),
-            io::ErrorKind::ConnectionRefused
-        );
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
         let (result, _) = race(Vec::new()).await;
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::NotFound);
     }
